@@ -1,0 +1,215 @@
+//! Fault injection: for a path prefix, the next N requests fail in a chosen way.
+//!
+//! Controls: `POST /_sim/faults` adds a rule, `GET /_sim/faults` lists the rules with their
+//! remaining counts, `DELETE /_sim/faults` removes them all. `/_sim/` paths are never faulted.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use axum::extract::State;
+use bytes::Bytes;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::reply::{sim_error, Reply};
+use crate::state::SharedSim;
+
+/// What happens to a faulted request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub(crate) enum FaultKind {
+    /// Respond `500` with Vipps' internal-error body; the operation does not happen.
+    #[serde(rename = "500")]
+    ServerError,
+    /// Respond `429` with `Retry-After: retryAfterSeconds`; the operation does not happen.
+    #[serde(rename = "429", rename_all = "camelCase")]
+    TooManyRequests { retry_after_seconds: u64 },
+    /// The operation happens, then the response is held back for `delayMs` milliseconds
+    /// (longer than the client's timeout: "timed out after Vipps did it").
+    #[serde(rename = "delay", rename_all = "camelCase")]
+    Delay { delay_ms: u64 },
+    /// The connection is closed without a response; the operation does not happen.
+    #[serde(rename = "drop")]
+    Drop,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    id: u64,
+    path_prefix: String,
+    #[serde(flatten)]
+    kind: FaultKind,
+    remaining: u32,
+}
+
+/// The active fault rules.
+#[derive(Default)]
+pub(crate) struct Faults {
+    any: AtomicBool,
+    rules: Mutex<(u64, Vec<Rule>)>,
+}
+
+impl Faults {
+    /// Consumes one use of the first rule matching `path`, if any.
+    pub(crate) fn take(&self, path: &str) -> Option<FaultKind> {
+        if !self.any.load(Ordering::Relaxed) || path.starts_with("/_sim/") {
+            return None;
+        }
+        let mut guard = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let rules = &mut guard.1;
+        let idx = rules
+            .iter()
+            .position(|r| path.starts_with(&r.path_prefix))?;
+        let kind = rules[idx].kind;
+        rules[idx].remaining -= 1;
+        if rules[idx].remaining == 0 {
+            rules.remove(idx);
+        }
+        if rules.is_empty() {
+            self.any.store(false, Ordering::Relaxed);
+        }
+        Some(kind)
+    }
+
+    fn add(&self, path_prefix: String, kind: FaultKind, times: u32) -> u64 {
+        let mut guard = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0 += 1;
+        let id = guard.0;
+        guard.1.push(Rule {
+            id,
+            path_prefix,
+            kind,
+            remaining: times,
+        });
+        self.any.store(true, Ordering::Relaxed);
+        id
+    }
+
+    fn list(&self) -> Vec<Rule> {
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    fn clear(&self) {
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clear();
+        self.any.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The reply sent for a `500` or `429` fault.
+pub(crate) fn fault_reply(kind: FaultKind) -> Option<Reply> {
+    match kind {
+        FaultKind::ServerError => Some(Reply::json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({
+                "type": "https://httpstatuses.io/500",
+                "title": "Internal Server Error",
+                "status": 500,
+                "detail": "An internal error occurred (injected by vipps-sim)",
+                "extraDetails": [{"name": "ErrorCode", "reason": "3010"}],
+                "traceId": crate::reply::trace_id(),
+            }),
+        )),
+        FaultKind::TooManyRequests {
+            retry_after_seconds,
+        } => {
+            let mut r = Reply::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"statusCode": 429, "message": "Rate limit is exceeded. Try again later."}),
+            );
+            r.retry_after = Some(retry_after_seconds);
+            Some(r)
+        }
+        FaultKind::Delay { .. } | FaultKind::Drop => None,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddFault {
+    path_prefix: String,
+    #[serde(flatten)]
+    kind: FaultKind,
+    #[serde(default = "one")]
+    times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `POST /_sim/faults` `{"pathPrefix": "/epayment/v1/payments", "kind": "500"|"429"|"delay"|"drop",
+/// "times": 1, "retryAfterSeconds": 2, "delayMs": 15000}` → `201 {"id": N}`.
+pub(crate) async fn add(State(sim): State<SharedSim>, body: Bytes) -> Reply {
+    let req: AddFault = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return sim_error(StatusCode::BAD_REQUEST, &format!("invalid fault rule: {e}")),
+    };
+    if !req.path_prefix.starts_with('/') || req.path_prefix.starts_with("/_sim") {
+        return sim_error(
+            StatusCode::BAD_REQUEST,
+            "pathPrefix must start with / and not be a /_sim path",
+        );
+    }
+    if req.times == 0 {
+        return sim_error(StatusCode::BAD_REQUEST, "times must be at least 1");
+    }
+    let id = sim.faults.add(req.path_prefix, req.kind, req.times);
+    Reply::json(StatusCode::CREATED, &json!({"id": id}))
+}
+
+/// `GET /_sim/faults` → `{"faults": [{id, pathPrefix, kind, remaining, ...}]}`.
+pub(crate) async fn list(State(sim): State<SharedSim>) -> Reply {
+    Reply::json(StatusCode::OK, &json!({"faults": sim.faults.list()}))
+}
+
+/// `DELETE /_sim/faults` removes every rule → `204`.
+pub(crate) async fn clear(State(sim): State<SharedSim>) -> Reply {
+    sim.faults.clear();
+    Reply::empty(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_applies_to_its_prefix_for_the_given_number_of_times() {
+        let f = Faults::default();
+        assert_eq!(f.take("/epayment/v1/payments"), None);
+        f.add("/epayment/".into(), FaultKind::Drop, 2);
+        assert_eq!(f.take("/recurring/v3/agreements"), None);
+        assert_eq!(f.take("/_sim/clock"), None);
+        assert_eq!(f.take("/epayment/v1/payments"), Some(FaultKind::Drop));
+        assert_eq!(f.take("/epayment/v1/payments/x"), Some(FaultKind::Drop));
+        assert_eq!(f.take("/epayment/v1/payments"), None);
+    }
+
+    #[test]
+    fn fault_rules_parse_from_the_documented_json() {
+        let r: Result<AddFault, _> = serde_json::from_str(
+            r#"{"pathPrefix":"/x","kind":"429","retryAfterSeconds":3,"times":2}"#,
+        );
+        assert!(matches!(
+            r,
+            Ok(AddFault {
+                kind: FaultKind::TooManyRequests {
+                    retry_after_seconds: 3
+                },
+                times: 2,
+                ..
+            })
+        ));
+        let r: Result<AddFault, _> = serde_json::from_str(r#"{"pathPrefix":"/x","kind":"teapot"}"#);
+        assert!(r.is_err());
+    }
+}
