@@ -1,0 +1,151 @@
+//! Fault injection controls (crate README, "Controls").
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_500_fault_fails_n_times_then_the_call_succeeds() {
+    let t = TestSim::start().await;
+    let add = t
+        .control(
+            Method::POST,
+            "/_sim/faults",
+            Some(&json!({"pathPrefix": "/epayment/v1/payments", "kind": "500", "times": 2})),
+        )
+        .await;
+    assert_eq!(add.status, StatusCode::CREATED);
+    let reference = unique_ref("f500");
+    let body = payment_body(&reference, 1000);
+    for _ in 0..2 {
+        let r = t
+            .call(
+                Method::POST,
+                "/epayment/v1/payments",
+                Some("same-key"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let r = t
+        .call(
+            Method::POST,
+            "/epayment/v1/payments",
+            Some("same-key"),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        t.control(Method::GET, "/_sim/faults", None).await.json()["faults"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_429_fault_carries_retry_after() {
+    let t = TestSim::start().await;
+    t.control(
+        Method::POST,
+        "/_sim/faults",
+        Some(&json!({"pathPrefix": "/epayment/", "kind": "429", "retryAfterSeconds": 7})),
+    )
+    .await;
+    let r = t.get("/epayment/v1/payments/whatever-123").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers["retry-after"], "7");
+    assert_eq!(
+        t.get("/epayment/v1/payments/whatever-123").await.status,
+        StatusCode::NOT_FOUND
+    );
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_gives_the_client_a_transport_error_and_nothing_happens() {
+    let t = TestSim::start().await;
+    t.control(
+        Method::POST,
+        "/_sim/faults",
+        Some(&json!({"pathPrefix": "/epayment/v1/payments", "kind": "drop"})),
+    )
+    .await;
+    let reference = unique_ref("drop");
+    let err = t
+        .http
+        .post(format!("{}/epayment/v1/payments", t.base))
+        .bearer_auth(&t.token)
+        .header("Ocp-Apim-Subscription-Key", &t.merchant.subscription_key)
+        .header("Merchant-Serial-Number", &t.merchant.msn)
+        .header("Idempotency-Key", "k1")
+        .json(&payment_body(&reference, 1000))
+        .send()
+        .await;
+    assert!(err.is_err(), "expected a transport error, got {err:?}");
+    assert_eq!(
+        t.get(&format!("/epayment/v1/payments/{reference}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delayed_create_times_out_at_the_client_but_the_payment_exists() {
+    let t = TestSim::start().await;
+    t.control(
+        Method::POST,
+        "/_sim/faults",
+        Some(&json!({"pathPrefix": "/epayment/v1/payments", "kind": "delay", "delayMs": 400})),
+    )
+    .await;
+    let reference = unique_ref("slow");
+    let err = t
+        .http
+        .post(format!("{}/epayment/v1/payments", t.base))
+        .timeout(Duration::from_millis(100))
+        .bearer_auth(&t.token)
+        .header("Ocp-Apim-Subscription-Key", &t.merchant.subscription_key)
+        .header("Merchant-Serial-Number", &t.merchant.msn)
+        .header("Idempotency-Key", "k1")
+        .json(&payment_body(&reference, 1000))
+        .send()
+        .await;
+    assert!(err.is_err_and(|e| e.is_timeout()));
+    let p = t.get(&format!("/epayment/v1/payments/{reference}")).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_eq!(p.json()["state"], "CREATED");
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_fault_rules_are_refused() {
+    let t = TestSim::start().await;
+    for body in [
+        json!({"pathPrefix": "/x", "kind": "teapot"}),
+        json!({"pathPrefix": "x", "kind": "500"}),
+        json!({"pathPrefix": "/_sim/clock", "kind": "500"}),
+        json!({"pathPrefix": "/x", "kind": "500", "times": 0}),
+        json!({"kind": "500"}),
+    ] {
+        assert_eq!(
+            t.control(Method::POST, "/_sim/faults", Some(&body))
+                .await
+                .status,
+            StatusCode::BAD_REQUEST,
+            "{body}"
+        );
+    }
+    t.sim.shutdown().await;
+}
