@@ -16,9 +16,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+/// Headers, path-and-query and body of one received webhook.
+type Received = (HeaderMap, String, Vec<u8>);
+
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(HeaderMap, String, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
     fail_next: Arc<AtomicU32>,
     calls: Arc<AtomicU32>,
 }
