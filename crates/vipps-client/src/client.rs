@@ -55,10 +55,7 @@ pub struct CallOptions {
 impl CallOptions {
     /// Options with a per-attempt time limit.
     pub fn timeout(timeout: Duration) -> Self {
-        Self {
-            timeout: Some(timeout),
-            retry: None,
-        }
+        Self { timeout: Some(timeout), retry: None }
     }
 
     /// Sets the retry policy of this call.
@@ -90,9 +87,7 @@ impl Client {
         config.system.validate()?;
         let base = config.environment.base_url();
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::InvalidInput(format!(
-                "base URL must be http(s): {base}"
-            )));
+            return Err(Error::InvalidInput(format!("base URL must be http(s): {base}")));
         }
         let mut common_headers = HeaderMap::new();
         let mut put = |name: &'static str, value: &str, sensitive: bool| -> Result<(), Error> {
@@ -102,16 +97,8 @@ impl Client {
             common_headers.insert(HeaderName::from_static(name), value);
             Ok(())
         };
-        put(
-            "ocp-apim-subscription-key",
-            config.credentials.subscription_key.expose(),
-            true,
-        )?;
-        put(
-            "merchant-serial-number",
-            config.credentials.msn.as_str(),
-            false,
-        )?;
+        put("ocp-apim-subscription-key", config.credentials.subscription_key.expose(), true)?;
+        put("merchant-serial-number", config.credentials.msn.as_str(), false)?;
         for (name, value) in config.system.headers() {
             put(name, value, false)?;
         }
@@ -120,15 +107,7 @@ impl Client {
             .map_err(|_| Error::InvalidInput("invalid client_id".into()))?;
         HeaderValue::from_str(config.credentials.client_secret.expose())
             .map_err(|_| Error::InvalidInput("invalid client_secret".into()))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                http,
-                base,
-                config,
-                common_headers,
-                token: TokenCache::default(),
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { http, base, config, common_headers, token: TokenCache::default() }) })
     }
 
     /// The Merchant Serial Number this client acts for.

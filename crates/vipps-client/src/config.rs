@@ -40,9 +40,7 @@ impl Msn {
         if (4..=10).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(value.to_owned()))
         } else {
-            Err(Error::InvalidInput(format!(
-                "merchant serial number must be 4-10 digits, got {value:?}"
-            )))
+            Err(Error::InvalidInput(format!("merchant serial number must be 4-10 digits, got {value:?}")))
         }
     }
 
@@ -134,20 +132,12 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// No retries at all.
     pub fn none() -> Self {
-        Self {
-            max_retries: 0,
-            ..Self::default()
-        }
+        Self { max_retries: 0, ..Self::default() }
     }
 
     /// `max_retries` retries with the given initial and maximum backoff.
     pub fn new(max_retries: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
-        Self {
-            max_retries,
-            initial_backoff,
-            max_backoff,
-            ..Self::default()
-        }
+        Self { max_retries, initial_backoff, max_backoff, ..Self::default() }
     }
 }
 
@@ -230,13 +220,7 @@ mod tests {
 
     #[test]
     fn environments_point_at_the_documented_hosts() {
-        assert_eq!(
-            Environment::Test.base_url().as_str(),
-            "https://apitest.vipps.no/"
-        );
-        assert_eq!(
-            Environment::Production.base_url().as_str(),
-            "https://api.vipps.no/"
-        );
+        assert_eq!(Environment::Test.base_url().as_str(), "https://apitest.vipps.no/");
+        assert_eq!(Environment::Production.base_url().as_str(), "https://api.vipps.no/");
     }
 }

@@ -26,10 +26,7 @@ pub struct Reference(String);
 impl Reference {
     /// Accepts 8–64 characters of `a-z A-Z 0-9 -`.
     pub fn parse(value: &str) -> Result<Self, Error> {
-        let ok = (8..=64).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let ok = (8..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if ok {
             Ok(Self(value.to_owned()))
         } else {
@@ -219,9 +216,7 @@ impl CreatePaymentRequest {
     pub fn new(amount: Amount, reference: Reference, user_flow: UserFlow) -> Self {
         Self {
             amount,
-            payment_method: PaymentMethod {
-                kind: PaymentMethodType::Wallet,
-            },
+            payment_method: PaymentMethod { kind: PaymentMethodType::Wallet },
             reference,
             user_flow,
             return_url: None,
@@ -240,22 +235,14 @@ impl CreatePaymentRequest {
     }
 
     /// A browser payment: the user is redirected to the landing page and back to `return_url`.
-    pub fn web_redirect(
-        amount: Amount,
-        reference: Reference,
-        return_url: impl Into<String>,
-    ) -> Self {
+    pub fn web_redirect(amount: Amount, reference: Reference, return_url: impl Into<String>) -> Self {
         let mut request = Self::new(amount, reference, UserFlow::WebRedirect);
         request.return_url = Some(return_url.into());
         request
     }
 
     /// A push notification to `phone_number` (MSISDN digits, e.g. `4791234567`).
-    pub fn push_message(
-        amount: Amount,
-        reference: Reference,
-        phone_number: impl Into<String>,
-    ) -> Self {
+    pub fn push_message(amount: Amount, reference: Reference, phone_number: impl Into<String>) -> Self {
         let mut request = Self::new(amount, reference, UserFlow::PushMessage);
         request.customer = Some(Customer::PhoneNumber(phone_number.into()));
         request
@@ -452,36 +439,20 @@ impl<'a> Epayment<'a> {
         request: &CreatePaymentRequest,
         key: &IdempotencyKey,
     ) -> Result<CreatePaymentResponse, Error> {
-        let call = ApiCall::new(Method::POST, &PAYMENTS)
-            .json(request)?
-            .key(key.as_str());
+        let call = ApiCall::new(Method::POST, &PAYMENTS).json(request)?.key(key.as_str());
         self.client.inner.call(call, &self.options).await?.json()
     }
 
     /// Reads a payment.
     pub async fn get(&self, reference: &Reference) -> Result<Payment, Error> {
         let path = [PAYMENTS[0], PAYMENTS[1], PAYMENTS[2], reference.as_str()];
-        self.client
-            .inner
-            .call(ApiCall::new(Method::GET, &path), &self.options)
-            .await?
-            .json()
+        self.client.inner.call(ApiCall::new(Method::GET, &path), &self.options).await?.json()
     }
 
     /// Reads the payment's event log (chronological).
     pub async fn events(&self, reference: &Reference) -> Result<Vec<PaymentEvent>, Error> {
-        let path = [
-            PAYMENTS[0],
-            PAYMENTS[1],
-            PAYMENTS[2],
-            reference.as_str(),
-            "events",
-        ];
-        self.client
-            .inner
-            .call(ApiCall::new(Method::GET, &path), &self.options)
-            .await?
-            .json()
+        let path = [PAYMENTS[0], PAYMENTS[1], PAYMENTS[2], reference.as_str(), "events"];
+        self.client.inner.call(ApiCall::new(Method::GET, &path), &self.options).await?.json()
     }
 
     /// Captures `amount` (partial captures allowed, repeatable with new keys).
@@ -491,15 +462,7 @@ impl<'a> Epayment<'a> {
         amount: &Amount,
         key: &IdempotencyKey,
     ) -> Result<ModificationResponse, Error> {
-        self.modify(
-            reference,
-            "capture",
-            &ModificationRequest {
-                modification_amount: amount,
-            },
-            key,
-        )
-        .await
+        self.modify(reference, "capture", &ModificationRequest { modification_amount: amount }, key).await
     }
 
     /// Refunds `amount` of what was captured.
@@ -509,16 +472,9 @@ impl<'a> Epayment<'a> {
         amount: &Amount,
         key: &IdempotencyKey,
     ) -> Result<ModificationResponse, Error> {
-        self.modify(
-            reference,
-            "refund",
-            &ModificationRequest {
-                modification_amount: amount,
-            },
-            key,
-        )
-        .await
-        .map_err(|err| relabel_4150(err, ErrorKind::IdempotencyConflict))
+        self.modify(reference, "refund", &ModificationRequest { modification_amount: amount }, key)
+            .await
+            .map_err(|err| relabel_4150(err, ErrorKind::IdempotencyConflict))
     }
 
     /// Cancels: before authorization the payment becomes `TERMINATED`; after, the uncaptured
@@ -529,41 +485,18 @@ impl<'a> Epayment<'a> {
         transaction_only: bool,
         key: &IdempotencyKey,
     ) -> Result<ModificationResponse, Error> {
-        self.modify(
-            reference,
-            "cancel",
-            &CancelRequest {
-                cancel_transaction_only: transaction_only,
-            },
-            key,
-        )
-        .await
+        self.modify(reference, "cancel", &CancelRequest { cancel_transaction_only: transaction_only }, key).await
     }
 
     /// Test environment only: approves a `CREATED` payment as a test user.
-    pub async fn test_approve(
-        &self,
-        reference: &Reference,
-        approval: &TestApproval,
-    ) -> Result<(), Error> {
+    pub async fn test_approve(&self, reference: &Reference, approval: &TestApproval) -> Result<(), Error> {
         let body = match approval {
             TestApproval::Customer(customer) => ForceApproveBody::Customer(customer),
             TestApproval::Token(token) => ForceApproveBody::Token(token),
         };
-        let path = [
-            "epayment",
-            "v1",
-            "test",
-            "payments",
-            reference.as_str(),
-            "approve",
-        ];
+        let path = ["epayment", "v1", "test", "payments", reference.as_str(), "approve"];
         let call = ApiCall::new(Method::POST, &path).json(&body)?;
-        self.client
-            .inner
-            .call(call, &self.options)
-            .await
-            .map(|_| ())
+        self.client.inner.call(call, &self.options).await.map(|_| ())
     }
 
     async fn modify<B: Serialize>(
@@ -573,16 +506,8 @@ impl<'a> Epayment<'a> {
         body: &B,
         key: &IdempotencyKey,
     ) -> Result<ModificationResponse, Error> {
-        let path = [
-            PAYMENTS[0],
-            PAYMENTS[1],
-            PAYMENTS[2],
-            reference.as_str(),
-            action,
-        ];
-        let call = ApiCall::new(Method::POST, &path)
-            .json(body)?
-            .key(key.as_str());
+        let path = [PAYMENTS[0], PAYMENTS[1], PAYMENTS[2], reference.as_str(), action];
+        let call = ApiCall::new(Method::POST, &path).json(body)?.key(key.as_str());
         self.client.inner.call(call, &self.options).await?.json()
     }
 }
@@ -615,10 +540,7 @@ mod tests {
     #[test]
     fn customer_serialises_as_an_object_with_one_field() {
         let c = Customer::PhoneNumber("4791234567".into());
-        assert_eq!(
-            serde_json::to_string(&c).unwrap(),
-            r#"{"phoneNumber":"4791234567"}"#
-        );
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"phoneNumber":"4791234567"}"#);
         let body = ForceApproveBody::Token("abc");
         assert_eq!(serde_json::to_string(&body).unwrap(), r#"{"token":"abc"}"#);
     }
@@ -647,15 +569,9 @@ mod tests {
 
     #[test]
     fn cancel_without_transaction_only_sends_an_empty_object() {
-        let json = serde_json::to_string(&CancelRequest {
-            cancel_transaction_only: false,
-        })
-        .unwrap();
+        let json = serde_json::to_string(&CancelRequest { cancel_transaction_only: false }).unwrap();
         assert_eq!(json, "{}");
-        let json = serde_json::to_string(&CancelRequest {
-            cancel_transaction_only: true,
-        })
-        .unwrap();
+        let json = serde_json::to_string(&CancelRequest { cancel_transaction_only: true }).unwrap();
         assert_eq!(json, r#"{"cancelTransactionOnly":true}"#);
     }
 }

@@ -152,15 +152,8 @@ impl Problem {
 
     /// The ePayment error code, if this is an ePayment problem with an `ErrorCode`.
     pub fn epayment_code(&self) -> Option<EpaymentErrorCode> {
-        let code = self
-            .extra_details
-            .iter()
-            .find(|d| d.name.eq_ignore_ascii_case("ErrorCode"))?;
-        code.reason
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .map(EpaymentErrorCode::from_code)
+        let code = self.extra_details.iter().find(|d| d.name.eq_ignore_ascii_case("ErrorCode"))?;
+        code.reason.trim().parse::<u32>().ok().map(EpaymentErrorCode::from_code)
     }
 
     /// The Recurring problem identifier (the fragment of `type`), if any.
@@ -408,9 +401,7 @@ impl Error {
             Self::Timeout(_) => ErrorKind::Timeout,
             Self::Authentication(_) => ErrorKind::Authentication,
             Self::Api(problem) => problem.kind,
-            Self::UnexpectedBody { status, .. } if (200..300).contains(status) => {
-                ErrorKind::UnexpectedBody
-            }
+            Self::UnexpectedBody { status, .. } if (200..300).contains(status) => ErrorKind::UnexpectedBody,
             Self::UnexpectedBody { status, .. } => kind_from_status(*status),
         }
     }
@@ -464,14 +455,10 @@ fn kind_from_epayment_code(code: EpaymentErrorCode) -> ErrorKind {
     use EpaymentErrorCode as C;
     match code {
         C::InternalError => ErrorKind::ServerError,
-        C::CaptureIdempotencyConflict | C::IdempotencyKeyAlreadyExists => {
-            ErrorKind::IdempotencyConflict
-        }
+        C::CaptureIdempotencyConflict | C::IdempotencyKeyAlreadyExists => ErrorKind::IdempotencyConflict,
         C::ReferenceExists => ErrorKind::ReferenceAlreadyExists,
         C::ReferenceNotFound => ErrorKind::NotFound,
-        C::OrderProcessing | C::CannotCancelProcessing | C::FundsUnavailable | C::CaptureFailed => {
-            ErrorKind::Locked
-        }
+        C::OrderProcessing | C::CannotCancelProcessing | C::FundsUnavailable | C::CaptureFailed => ErrorKind::Locked,
         C::Unknown(n) => match n {
             4000..=4999 => ErrorKind::Validation,
             5000..=5999 => ErrorKind::MerchantConfiguration,
@@ -504,10 +491,9 @@ fn kind_from_recurring(problem: &RecurringProblem) -> Option<ErrorKind> {
         P::NotAuthorized => ErrorKind::Forbidden,
         P::InvalidAgreementId | P::ResourceNotFound => ErrorKind::NotFound,
         P::Conflict => ErrorKind::Conflict,
-        P::CancelChargeFailed
-        | P::ChargeCreationFailed
-        | P::ChargeCaptureFailed
-        | P::OperationFailed => ErrorKind::OperationNotAllowed,
+        P::CancelChargeFailed | P::ChargeCreationFailed | P::ChargeCaptureFailed | P::OperationFailed => {
+            ErrorKind::OperationNotAllowed
+        }
         P::UnsupportedFeature | P::InvalidSaleUnit => ErrorKind::MerchantConfiguration,
         P::Unknown(_) => return None,
     })
@@ -568,11 +554,7 @@ pub(crate) fn from_response(
 }
 
 /// Reads any documented error shape; `None` when the body is not one of them.
-pub(crate) fn parse_problem(
-    status: u16,
-    retry_after: Option<Duration>,
-    body: &[u8],
-) -> Option<Problem> {
+pub(crate) fn parse_problem(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Option<Problem> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let obj = value.as_object()?;
 
@@ -588,14 +570,9 @@ pub(crate) fn parse_problem(
         }
     }
     // Azure API Management: {"responseInfo":{"responseCode":401,"responseMessage":"..."},"result":{"message":"..."}}
-    let azure_title = obj
-        .get("responseInfo")
-        .and_then(Value::as_object)
-        .and_then(|info| str_field(info, &["responseMessage"]));
-    let azure_detail = obj
-        .get("result")
-        .and_then(Value::as_object)
-        .and_then(|r| str_field(r, &["message"]));
+    let azure_title =
+        obj.get("responseInfo").and_then(Value::as_object).and_then(|info| str_field(info, &["responseMessage"]));
+    let azure_detail = obj.get("result").and_then(Value::as_object).and_then(|r| str_field(r, &["message"]));
 
     let type_uri = str_field(obj, &["type"]);
     let title = str_field(obj, &["title", "errorMessage", "error"]).or(azure_title);
@@ -664,19 +641,10 @@ mod tests {
         let err = from_response(400, Some("application/problem+json"), None, body);
         assert_eq!(err.kind(), ErrorKind::OperationNotAllowed);
         let p = err.problem().unwrap();
-        assert_eq!(
-            p.epayment_code(),
-            Some(EpaymentErrorCode::CaptureBeforeReservation)
-        );
+        assert_eq!(p.epayment_code(), Some(EpaymentErrorCode::CaptureBeforeReservation));
         assert_eq!(p.code.as_deref(), Some("6080"));
-        assert_eq!(
-            p.trace_id.as_deref(),
-            Some("00-813b63975adcaaeef2b0ec7c103c40e3-706492e906541d31-01")
-        );
-        assert_eq!(
-            p.title.as_deref(),
-            Some("Cannot capture before reservation")
-        );
+        assert_eq!(p.trace_id.as_deref(), Some("00-813b63975adcaaeef2b0ec7c103c40e3-706492e906541d31-01"));
+        assert_eq!(p.title.as_deref(), Some("Cannot capture before reservation"));
     }
 
     #[test]
@@ -708,10 +676,7 @@ mod tests {
             ("charge-due-in-too-long", ErrorKind::ChargeDueTooLate),
             ("idempotency-conflict", ErrorKind::IdempotencyConflict),
             ("charge-amount-too-high", ErrorKind::ChargeAmountTooHigh),
-            (
-                "illegal-agreement-update",
-                ErrorKind::IllegalAgreementUpdate,
-            ),
+            ("illegal-agreement-update", ErrorKind::IllegalAgreementUpdate),
             ("resource-not-found", ErrorKind::NotFound),
             ("something-new", ErrorKind::Validation),
         ];
@@ -723,10 +688,7 @@ mod tests {
             assert_eq!(err.kind(), kind, "problem {id}");
             let p = err.problem().unwrap();
             assert_eq!(p.code.as_deref(), Some(id));
-            assert_eq!(
-                p.trace_id.as_deref(),
-                Some("f70b8bf7-c843-4bea-95d9-94725b19895f")
-            );
+            assert_eq!(p.trace_id.as_deref(), Some("f70b8bf7-c843-4bea-95d9-94725b19895f"));
         }
     }
 
@@ -735,13 +697,9 @@ mod tests {
         let azure = br#"{"responseInfo":{"responseCode":401,"responseMessage":"Access denied"},"result":{"message":"Invalid subscription key"}}"#;
         let err = from_response(401, None, None, azure);
         assert!(matches!(err, Error::Authentication(_)));
-        assert_eq!(
-            err.problem().unwrap().title.as_deref(),
-            Some("Access denied")
-        );
+        assert_eq!(err.problem().unwrap().title.as_deref(), Some("Access denied"));
 
-        let report500 =
-            br#"{"errorCode":100001,"errorMessage":"Something failed","contextId":"c0ffee"}"#;
+        let report500 = br#"{"errorCode":100001,"errorMessage":"Something failed","contextId":"c0ffee"}"#;
         let err = from_response(500, None, None, report500);
         assert_eq!(err.kind(), ErrorKind::ServerError);
         let p = err.problem().unwrap();
@@ -751,10 +709,7 @@ mod tests {
         let token = br#"{"error":"invalid_client","error_description":"AADSTS7000215","error_codes":[7000215],"trace_id":"abc"}"#;
         let err = from_response(401, None, None, token);
         assert_eq!(err.kind(), ErrorKind::Authentication);
-        assert_eq!(
-            err.problem().unwrap().code.as_deref(),
-            Some("invalid_client")
-        );
+        assert_eq!(err.problem().unwrap().code.as_deref(), Some("invalid_client"));
     }
 
     #[test]
@@ -762,12 +717,7 @@ mod tests {
         let html = b"<html><body><h1>502 Bad Gateway</h1></body></html>";
         let err = from_response(502, Some("text/html"), None, html);
         match &err {
-            Error::UnexpectedBody {
-                status,
-                body,
-                content_type,
-                ..
-            } => {
+            Error::UnexpectedBody { status, body, content_type, .. } => {
                 assert_eq!(*status, 502);
                 assert!(body.contains("502 Bad Gateway"));
                 assert_eq!(content_type.as_deref(), Some("text/html"));

@@ -43,9 +43,7 @@ impl RecurringIdempotencyKey {
     /// Accepts 1–40 visible ASCII characters, none of `#`, `?`, `/`, `\`.
     pub fn parse(value: &str) -> Result<Self, Error> {
         let ok = (1..=40).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !matches!(b, b'#' | b'?' | b'/' | b'\\'));
+            && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'#' | b'?' | b'/' | b'\\'));
         if ok {
             Ok(Self(value.to_owned()))
         } else {

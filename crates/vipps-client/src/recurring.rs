@@ -10,9 +10,7 @@ use crate::client::{CallOptions, Client};
 use crate::error::Error;
 use crate::idempotency::RecurringIdempotencyKey;
 use crate::transport::{ApiCall, RawResponse};
-use crate::wire::{
-    date_or_timestamp, null_as_default, opt_timestamp, timestamp, wire_enum, Currency,
-};
+use crate::wire::{date_or_timestamp, null_as_default, opt_timestamp, timestamp, wire_enum, Currency};
 
 wire_enum! {
     /// Status of an agreement.
@@ -187,22 +185,12 @@ pub struct PricingRequest {
 impl PricingRequest {
     /// A fixed price per interval.
     pub fn legacy(currency: Currency, amount: i64) -> Self {
-        Self {
-            kind: PricingType::Legacy,
-            currency,
-            amount: Some(amount),
-            suggested_max_amount: None,
-        }
+        Self { kind: PricingType::Legacy, currency, amount: Some(amount), suggested_max_amount: None }
     }
 
     /// Variable amounts up to a maximum the user chooses, with a suggestion.
     pub fn variable(currency: Currency, suggested_max_amount: i64) -> Self {
-        Self {
-            kind: PricingType::Variable,
-            currency,
-            amount: None,
-            suggested_max_amount: Some(suggested_max_amount),
-        }
+        Self { kind: PricingType::Variable, currency, amount: None, suggested_max_amount: Some(suggested_max_amount) }
     }
 }
 
@@ -227,18 +215,8 @@ pub struct InitialCharge {
 
 impl InitialCharge {
     /// An initial charge.
-    pub fn new(
-        amount: i64,
-        description: impl Into<String>,
-        transaction_type: TransactionType,
-    ) -> Self {
-        Self {
-            amount,
-            description: description.into(),
-            transaction_type,
-            order_id: None,
-            external_id: None,
-        }
+    pub fn new(amount: i64, description: impl Into<String>, transaction_type: TransactionType) -> Self {
+        Self { amount, description: description.into(), transaction_type, order_id: None, external_id: None }
     }
 }
 
@@ -489,10 +467,7 @@ pub struct PricingUpdate {
 impl PricingUpdate {
     /// A new LEGACY price.
     pub fn amount(amount: i64) -> Self {
-        Self {
-            amount: Some(amount),
-            suggested_max_amount: None,
-        }
+        Self { amount: Some(amount), suggested_max_amount: None }
     }
 }
 
@@ -600,19 +575,13 @@ pub struct BatchCharge {
 
 impl BatchCharge {
     /// A batch item for `agreement_id` with charge id `order_id`.
-    pub fn new(
-        agreement_id: impl Into<String>,
-        order_id: impl Into<String>,
-        charge: &CreateCharge,
-    ) -> Self {
+    pub fn new(agreement_id: impl Into<String>, order_id: impl Into<String>, charge: &CreateCharge) -> Self {
         Self {
             agreement_id: Some(agreement_id.into()),
             amount: charge.amount,
             transaction_type: charge.transaction_type.clone(),
             description: charge.description.clone(),
-            due: charge
-                .due
-                .unwrap_or_else(|| chrono::Utc::now().date_naive()),
+            due: charge.due.unwrap_or_else(|| chrono::Utc::now().date_naive()),
             retry_days: charge.retry_days.unwrap_or(0),
             order_id: order_id.into(),
             external_id: charge.external_id.clone(),
@@ -759,10 +728,7 @@ pub struct ChargeAmount {
 impl ChargeAmount {
     /// An amount with a description.
     pub fn new(amount: i64, description: impl Into<String>) -> Self {
-        Self {
-            amount,
-            description: description.into(),
-        }
+        Self { amount, description: description.into() }
     }
 }
 
@@ -795,10 +761,7 @@ pub struct ListAgreements {
 impl ListAgreements {
     /// All agreements in `status`.
     pub fn status(status: AgreementStatus) -> Self {
-        Self {
-            status: Some(status),
-            ..Self::default()
-        }
+        Self { status: Some(status), ..Self::default() }
     }
 }
 
@@ -839,13 +802,7 @@ impl<'a> Recurring<'a> {
         draft: &DraftAgreement,
         key: &RecurringIdempotencyKey,
     ) -> Result<DraftAgreementResponse, Error> {
-        self.send(
-            ApiCall::new(Method::POST, &AGREEMENTS)
-                .json(draft)?
-                .key(key.as_str()),
-        )
-        .await?
-        .json()
+        self.send(ApiCall::new(Method::POST, &AGREEMENTS).json(draft)?.key(key.as_str())).await?.json()
     }
 
     /// Reads an agreement.
@@ -889,35 +846,17 @@ impl<'a> Recurring<'a> {
         key: &RecurringIdempotencyKey,
     ) -> Result<(), Error> {
         if *update == AgreementUpdate::default() {
-            return Err(Error::InvalidInput(
-                "agreement update changes nothing".into(),
-            ));
+            return Err(Error::InvalidInput("agreement update changes nothing".into()));
         }
         let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id];
-        self.send(
-            ApiCall::new(Method::PATCH, &path)
-                .json(update)?
-                .key(key.as_str()),
-        )
-        .await
-        .map(|_| ())
+        self.send(ApiCall::new(Method::PATCH, &path).json(update)?.key(key.as_str())).await.map(|_| ())
     }
 
     /// Stops an agreement (final). Pending, due and reserved charges are cancelled.
-    pub async fn stop_agreement(
-        &self,
-        agreement_id: &str,
-        key: &RecurringIdempotencyKey,
-    ) -> Result<(), Error> {
+    pub async fn stop_agreement(&self, agreement_id: &str, key: &RecurringIdempotencyKey) -> Result<(), Error> {
         let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id];
         let body = serde_json::json!({ "status": "STOPPED" });
-        self.send(
-            ApiCall::new(Method::PATCH, &path)
-                .json(&body)?
-                .key(key.as_str()),
-        )
-        .await
-        .map(|_| ())
+        self.send(ApiCall::new(Method::PATCH, &path).json(&body)?.key(key.as_str())).await.map(|_| ())
     }
 
     /// Test environment only: accepts a `PENDING` agreement as the test user `phone_number`.
@@ -927,21 +866,9 @@ impl<'a> Recurring<'a> {
         phone_number: &str,
         key: &RecurringIdempotencyKey,
     ) -> Result<(), Error> {
-        let path = [
-            AGREEMENTS[0],
-            AGREEMENTS[1],
-            AGREEMENTS[2],
-            agreement_id,
-            "accept",
-        ];
+        let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "accept"];
         let body = ForceAccept { phone_number };
-        self.send(
-            ApiCall::new(Method::PATCH, &path)
-                .json(&body)?
-                .key(key.as_str()),
-        )
-        .await
-        .map(|_| ())
+        self.send(ApiCall::new(Method::PATCH, &path).json(&body)?.key(key.as_str())).await.map(|_| ())
     }
 
     /// Creates a charge on an `ACTIVE` agreement; returns the charge id.
@@ -951,20 +878,8 @@ impl<'a> Recurring<'a> {
         charge: &CreateCharge,
         key: &RecurringIdempotencyKey,
     ) -> Result<String, Error> {
-        let path = [
-            AGREEMENTS[0],
-            AGREEMENTS[1],
-            AGREEMENTS[2],
-            agreement_id,
-            "charges",
-        ];
-        let response = self
-            .send(
-                ApiCall::new(Method::POST, &path)
-                    .json(charge)?
-                    .key(key.as_str()),
-            )
-            .await?;
+        let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "charges"];
+        let response = self.send(ApiCall::new(Method::POST, &path).json(charge)?.key(key.as_str())).await?;
         Ok(response.json::<ChargeReference>()?.charge_id)
     }
 
@@ -975,18 +890,10 @@ impl<'a> Recurring<'a> {
         key: &RecurringIdempotencyKey,
     ) -> Result<BatchChargeResponse, Error> {
         if charges.is_empty() || charges.len() > 2000 {
-            return Err(Error::InvalidInput(
-                "a batch holds 1 to 2000 charges".into(),
-            ));
+            return Err(Error::InvalidInput("a batch holds 1 to 2000 charges".into()));
         }
         let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], "charges"];
-        let response = self
-            .send(
-                ApiCall::new(Method::POST, &path)
-                    .json(&charges)?
-                    .key(key.as_str()),
-            )
-            .await?;
+        let response = self.send(ApiCall::new(Method::POST, &path).json(&charges)?.key(key.as_str())).await?;
         if response.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(BatchChargeResponse::default());
         }
@@ -995,14 +902,7 @@ impl<'a> Recurring<'a> {
 
     /// Reads a charge.
     pub async fn get_charge(&self, agreement_id: &str, charge_id: &str) -> Result<Charge, Error> {
-        let path = [
-            AGREEMENTS[0],
-            AGREEMENTS[1],
-            AGREEMENTS[2],
-            agreement_id,
-            "charges",
-            charge_id,
-        ];
+        let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "charges", charge_id];
         self.send(ApiCall::new(Method::GET, &path)).await?.json()
     }
 
@@ -1013,13 +913,7 @@ impl<'a> Recurring<'a> {
         status: Option<&ChargeStatus>,
         continuation_token: Option<&str>,
     ) -> Result<Page<Charge>, Error> {
-        let path = [
-            AGREEMENTS[0],
-            AGREEMENTS[1],
-            AGREEMENTS[2],
-            agreement_id,
-            "charges",
-        ];
+        let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "charges"];
         let query_buf;
         let token_header;
         let mut call = ApiCall::new(Method::GET, &path);
@@ -1041,17 +935,8 @@ impl<'a> Recurring<'a> {
         charge_id: &str,
         key: &RecurringIdempotencyKey,
     ) -> Result<(), Error> {
-        let path = [
-            AGREEMENTS[0],
-            AGREEMENTS[1],
-            AGREEMENTS[2],
-            agreement_id,
-            "charges",
-            charge_id,
-        ];
-        self.send(ApiCall::new(Method::DELETE, &path).key(key.as_str()))
-            .await
-            .map(|_| ())
+        let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "charges", charge_id];
+        self.send(ApiCall::new(Method::DELETE, &path).key(key.as_str())).await.map(|_| ())
     }
 
     /// Captures (part of) a `RESERVED` charge.
@@ -1062,8 +947,7 @@ impl<'a> Recurring<'a> {
         amount: &ChargeAmount,
         key: &RecurringIdempotencyKey,
     ) -> Result<(), Error> {
-        self.charge_action(agreement_id, charge_id, "capture", amount, key)
-            .await
+        self.charge_action(agreement_id, charge_id, "capture", amount, key).await
     }
 
     /// Refunds (part of) a charged charge.
@@ -1074,8 +958,7 @@ impl<'a> Recurring<'a> {
         amount: &ChargeAmount,
         key: &RecurringIdempotencyKey,
     ) -> Result<(), Error> {
-        self.charge_action(agreement_id, charge_id, "refund", amount, key)
-            .await
+        self.charge_action(agreement_id, charge_id, "refund", amount, key).await
     }
 
     async fn charge_action(
@@ -1086,34 +969,14 @@ impl<'a> Recurring<'a> {
         amount: &ChargeAmount,
         key: &RecurringIdempotencyKey,
     ) -> Result<(), Error> {
-        let path = [
-            AGREEMENTS[0],
-            AGREEMENTS[1],
-            AGREEMENTS[2],
-            agreement_id,
-            "charges",
-            charge_id,
-            action,
-        ];
-        self.send(
-            ApiCall::new(Method::POST, &path)
-                .json(amount)?
-                .key(key.as_str()),
-        )
-        .await
-        .map(|_| ())
+        let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "charges", charge_id, action];
+        self.send(ApiCall::new(Method::POST, &path).json(amount)?.key(key.as_str())).await.map(|_| ())
     }
 }
 
 fn page<T: serde::de::DeserializeOwned>(response: RawResponse) -> Result<Page<T>, Error> {
-    let continuation_token = response
-        .header("continuation-token")
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned);
-    Ok(Page {
-        items: response.json()?,
-        continuation_token,
-    })
+    let continuation_token = response.header("continuation-token").filter(|t| !t.is_empty()).map(str::to_owned);
+    Ok(Page { items: response.json()?, continuation_token })
 }
 
 #[cfg(test)]
@@ -1123,10 +986,7 @@ mod tests {
 
     #[test]
     fn campaigns_serialise_with_their_type_tag() {
-        let c = Campaign::PeriodCampaign {
-            price: 100,
-            period: TimePeriod::new(IntervalUnit::Week, 2),
-        };
+        let c = Campaign::PeriodCampaign { price: 100, period: TimePeriod::new(IntervalUnit::Week, 2) };
         assert_eq!(
             serde_json::to_value(&c).unwrap(),
             serde_json::json!({"type":"PERIOD_CAMPAIGN","price":100,"period":{"unit":"WEEK","count":2}})
@@ -1136,8 +996,7 @@ mod tests {
     #[test]
     fn a_recurring_charge_sends_the_due_date_as_a_plain_date() {
         let due = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
-        let mut charge =
-            CreateCharge::recurring(49900, "October", due, 5, TransactionType::DirectCapture);
+        let mut charge = CreateCharge::recurring(49900, "October", due, 5, TransactionType::DirectCapture);
         charge.order_id = Some("acme-sub-1234-2026-10".into());
         assert_eq!(
             serde_json::to_value(&charge).unwrap(),

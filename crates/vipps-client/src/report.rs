@@ -240,10 +240,7 @@ impl Default for FeedOptions {
 impl FeedOptions {
     /// Resume from a stored cursor.
     pub fn resume(cursor: impl Into<String>) -> Self {
-        Self {
-            cursor: Some(cursor.into()),
-            ..Self::default()
-        }
+        Self { cursor: Some(cursor.into()), ..Self::default() }
     }
 }
 
@@ -267,11 +264,7 @@ impl<'a> Report<'a> {
     }
 
     /// One page of ledgers, optionally only those settling for `recipient_handle` (`api:<MSN>`).
-    pub async fn ledgers(
-        &self,
-        recipient_handle: Option<&str>,
-        cursor: Option<&str>,
-    ) -> Result<LedgerPage, Error> {
+    pub async fn ledgers(&self, recipient_handle: Option<&str>, cursor: Option<&str>) -> Result<LedgerPage, Error> {
         let mut query = Vec::new();
         if let Some(handle) = recipient_handle {
             query.push(("settlesForRecipientHandles", handle));
@@ -280,14 +273,7 @@ impl<'a> Report<'a> {
             query.push(("cursor", cursor));
         }
         let path = ["settlement", "v1", "ledgers"];
-        self.client
-            .inner
-            .call(
-                ApiCall::new(Method::GET, &path).query(&query),
-                &self.options,
-            )
-            .await?
-            .json()
+        self.client.inner.call(ApiCall::new(Method::GET, &path).query(&query), &self.options).await?.json()
     }
 
     /// One page of a ledger date. An unknown ledger, or (per the 2023 spec) a date not yet
@@ -301,15 +287,7 @@ impl<'a> Report<'a> {
         include_gdpr_sensitive_data: bool,
     ) -> Result<DatePage, Error> {
         let date = date.format("%Y-%m-%d").to_string();
-        let path = [
-            "report",
-            "v2",
-            "ledgers",
-            ledger_id,
-            topic.as_str(),
-            "dates",
-            date.as_str(),
-        ];
+        let path = ["report", "v2", "ledgers", ledger_id, topic.as_str(), "dates", date.as_str()];
         let mut query = Vec::new();
         if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
             query.push(("cursor", cursor));
@@ -317,14 +295,7 @@ impl<'a> Report<'a> {
         if include_gdpr_sensitive_data {
             query.push(("includeGDPRSensitiveData", "true"));
         }
-        self.client
-            .inner
-            .call(
-                ApiCall::new(Method::GET, &path).query(&query),
-                &self.options,
-            )
-            .await?
-            .json()
+        self.client.inner.call(ApiCall::new(Method::GET, &path).query(&query), &self.options).await?.json()
     }
 
     /// All rows of a ledger date, following `hasMore`/`cursor`; [`DateReport::TryLater`] while
@@ -339,15 +310,7 @@ impl<'a> Report<'a> {
         let mut rows = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self
-                .date_page(
-                    ledger_id,
-                    topic,
-                    date,
-                    cursor.as_deref(),
-                    include_gdpr_sensitive_data,
-                )
-                .await?;
+            let page = self.date_page(ledger_id, topic, date, cursor.as_deref(), include_gdpr_sensitive_data).await?;
             if page.try_later {
                 return Ok(DateReport::TryLater);
             }
@@ -385,14 +348,7 @@ impl<'a> Report<'a> {
         if include_gdpr_sensitive_data {
             query.push(("includeGDPRSensitiveData", "true"));
         }
-        let response = self
-            .client
-            .inner
-            .call(
-                ApiCall::new(Method::GET, &path).query(&query),
-                &self.options,
-            )
-            .await?;
+        let response = self.client.inner.call(ApiCall::new(Method::GET, &path).query(&query), &self.options).await?;
         let page: FeedPage = response.json()?;
         if page.cursor.is_empty() {
             return Err(response.unexpected("feed returned an empty cursor"));

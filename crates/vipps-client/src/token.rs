@@ -40,16 +40,11 @@ pub(crate) struct TokenResponse {
 
 impl TokenCache {
     fn cached(&self) -> Option<Arc<CachedToken>> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn fresh(&self, now: Instant) -> Option<HeaderValue> {
-        self.cached()
-            .filter(|t| now < t.refresh_at)
-            .map(|t| t.header.clone())
+        self.cached().filter(|t| now < t.refresh_at).map(|t| t.header.clone())
     }
 
     pub(crate) fn clear(&self) {
@@ -81,11 +76,7 @@ impl Inner {
         match self.fetch_token().await {
             Ok(token) => {
                 let header = token.header.clone();
-                *self
-                    .token
-                    .current
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(token));
+                *self.token.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(token));
                 Ok(header)
             }
             Err(err) => {
@@ -174,8 +165,7 @@ mod tests {
     fn a_token_without_expires_in_uses_expires_on() {
         let on = chrono::Utc::now().timestamp() + 900;
         let parsed: TokenResponse =
-            serde_json::from_str(&format!(r#"{{"access_token":"x","expires_on":"{on}"}}"#))
-                .unwrap();
+            serde_json::from_str(&format!(r#"{{"access_token":"x","expires_on":"{on}"}}"#)).unwrap();
         let lifetime = token_lifetime(&parsed).as_secs();
         assert!((895..=900).contains(&lifetime), "{lifetime}");
         let bare: TokenResponse = serde_json::from_str(r#"{"access_token":"x"}"#).unwrap();

@@ -23,8 +23,7 @@ pub(crate) struct RawResponse {
 impl RawResponse {
     /// Decodes a success body; an unreadable body becomes [`Error::UnexpectedBody`].
     pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| self.unexpected(&format!("cannot decode response body: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| self.unexpected(&format!("cannot decode response body: {e}")))
     }
 
     pub(crate) fn unexpected(&self, reason: &str) -> Error {
@@ -57,20 +56,12 @@ pub(crate) struct ApiCall<'a> {
 
 impl<'a> ApiCall<'a> {
     pub(crate) fn new(method: Method, path: &'a [&'a str]) -> Self {
-        Self {
-            method,
-            path,
-            query: &[],
-            headers: &[],
-            body: None,
-            idempotency_key: None,
-            unsafe_to_repeat: false,
-        }
+        Self { method, path, query: &[], headers: &[], body: None, idempotency_key: None, unsafe_to_repeat: false }
     }
 
     pub(crate) fn json<T: serde::Serialize>(mut self, body: &T) -> Result<Self, Error> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| Error::InvalidInput(format!("cannot encode request body: {e}")))?;
+        let bytes =
+            serde_json::to_vec(body).map_err(|e| Error::InvalidInput(format!("cannot encode request body: {e}")))?;
         self.body = Some(Bytes::from(bytes));
         Ok(self)
     }
@@ -90,9 +81,8 @@ impl Inner {
     pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, Error> {
         let mut url = self.base.clone();
         {
-            let mut path = url
-                .path_segments_mut()
-                .map_err(|()| Error::InvalidInput("base URL cannot carry a path".into()))?;
+            let mut path =
+                url.path_segments_mut().map_err(|()| Error::InvalidInput("base URL cannot carry a path".into()))?;
             path.pop_if_empty();
             path.extend(segments);
         }
@@ -104,15 +94,9 @@ impl Inner {
 
     /// Sends an authenticated API call. On a 401 the token is refreshed once and the call
     /// repeated (same idempotency key); transient failures are retried per the policy.
-    pub(crate) async fn call(
-        &self,
-        call: ApiCall<'_>,
-        options: &CallOptions,
-    ) -> Result<RawResponse, Error> {
+    pub(crate) async fn call(&self, call: ApiCall<'_>, options: &CallOptions) -> Result<RawResponse, Error> {
         if call.path.iter().any(|segment| segment.is_empty()) {
-            return Err(Error::InvalidInput(
-                "an id in the request path is empty".into(),
-            ));
+            return Err(Error::InvalidInput("an id in the request path is empty".into()));
         }
         let url = self.url(call.path, call.query)?;
         let mut refreshed = false;
@@ -132,9 +116,7 @@ impl Inner {
                         request = request.header("idempotency-key", key);
                     }
                     match &call.body {
-                        Some(body) => request
-                            .header(CONTENT_TYPE, "application/json")
-                            .body(body.clone()),
+                        Some(body) => request.header(CONTENT_TYPE, "application/json").body(body.clone()),
                         None => request,
                     }
                 })
@@ -167,20 +149,14 @@ impl Inner {
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
                 let body = response.bytes().await?;
-                Ok::<_, reqwest::Error>(RawResponse {
-                    status,
-                    headers,
-                    body,
-                })
+                Ok::<_, reqwest::Error>(RawResponse { status, headers, body })
             })
             .await;
 
             let (err, retryable, retry_after) = match outcome {
                 Ok(Ok(response)) if (200..300).contains(&response.status) => return Ok(response),
                 Ok(Ok(response)) => {
-                    let retry_after = response
-                        .header(RETRY_AFTER.as_str())
-                        .and_then(parse_retry_after);
+                    let retry_after = response.header(RETRY_AFTER.as_str()).and_then(parse_retry_after);
                     let retryable = match response.status {
                         429 => true,
                         423 | 500..=599 => !unsafe_to_repeat,
@@ -196,11 +172,7 @@ impl Inner {
                 }
                 Ok(Err(e)) => {
                     let retryable = !unsafe_to_repeat || e.is_connect();
-                    let err = if e.is_timeout() {
-                        Error::Timeout(timeout)
-                    } else {
-                        Error::Transport(e)
-                    };
+                    let err = if e.is_timeout() { Error::Timeout(timeout) } else { Error::Transport(e) };
                     (err, retryable, None)
                 }
                 Err(_elapsed) => (Error::Timeout(timeout), !unsafe_to_repeat, None),
@@ -223,17 +195,10 @@ impl Inner {
 
 /// Exponential backoff with "equal jitter": half the step fixed, half random.
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let step = policy
-        .initial_backoff
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(policy.max_backoff);
+    let step = policy.initial_backoff.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(policy.max_backoff);
     let half = step / 2;
     let jitter_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-    let jitter = if jitter_ms == 0 {
-        0
-    } else {
-        rand::thread_rng().gen_range(0..=jitter_ms)
-    };
+    let jitter = if jitter_ms == 0 { 0 } else { rand::thread_rng().gen_range(0..=jitter_ms) };
     half + Duration::from_millis(jitter)
 }
 
@@ -257,18 +222,10 @@ mod tests {
     fn retry_after_accepts_seconds_and_http_dates() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30))
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string();
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         let wait = parse_retry_after(&soon).unwrap();
-        assert!(
-            wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28),
-            "{wait:?}"
-        );
-        assert_eq!(
-            parse_retry_after("Thu, 01 Jan 2015 00:00:00 GMT"),
-            Some(Duration::ZERO)
-        );
+        assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28), "{wait:?}");
+        assert_eq!(parse_retry_after("Thu, 01 Jan 2015 00:00:00 GMT"), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("later"), None);
     }
 
@@ -277,8 +234,7 @@ mod tests {
         let policy = RetryPolicy::new(10, Duration::from_millis(100), Duration::from_millis(800));
         for attempt in 0..20 {
             let d = backoff(&policy, attempt);
-            let step = Duration::from_millis(100 * 2u64.pow(attempt.min(3)))
-                .min(Duration::from_millis(800));
+            let step = Duration::from_millis(100 * 2u64.pow(attempt.min(3))).min(Duration::from_millis(800));
             assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
         }
         let zero = RetryPolicy::new(1, Duration::ZERO, Duration::ZERO);

@@ -170,42 +170,25 @@ impl<'a> Webhooks<'a> {
     /// The Webhooks API documents no idempotency: the key is sent, but the client retries only
     /// when the request surely was not processed (connection refused, 429), so a timeout can
     /// leave a registration behind; [`Self::list`] shows it.
-    pub async fn register(
-        &self,
-        url: &str,
-        events: &[EventType],
-        key: &IdempotencyKey,
-    ) -> Result<Registration, Error> {
+    pub async fn register(&self, url: &str, events: &[EventType], key: &IdempotencyKey) -> Result<Registration, Error> {
         if events.is_empty() {
-            return Err(Error::InvalidInput(
-                "register at least one event type".into(),
-            ));
+            return Err(Error::InvalidInput("register at least one event type".into()));
         }
-        let mut call = ApiCall::new(Method::POST, &WEBHOOKS)
-            .json(&RegisterRequest { url, events })?
-            .key(key.as_str());
+        let mut call = ApiCall::new(Method::POST, &WEBHOOKS).json(&RegisterRequest { url, events })?.key(key.as_str());
         call.unsafe_to_repeat = true;
         self.client.inner.call(call, &self.options).await?.json()
     }
 
     /// Lists this sales unit's registrations.
     pub async fn list(&self) -> Result<Vec<Webhook>, Error> {
-        let response = self
-            .client
-            .inner
-            .call(ApiCall::new(Method::GET, &WEBHOOKS), &self.options)
-            .await?;
+        let response = self.client.inner.call(ApiCall::new(Method::GET, &WEBHOOKS), &self.options).await?;
         Ok(response.json::<WebhookList>()?.webhooks)
     }
 
     /// Deletes a registration.
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
         let path = [WEBHOOKS[0], WEBHOOKS[1], WEBHOOKS[2], id];
-        self.client
-            .inner
-            .call(ApiCall::new(Method::DELETE, &path), &self.options)
-            .await
-            .map(|_| ())
+        self.client.inner.call(ApiCall::new(Method::DELETE, &path), &self.options).await.map(|_| ())
     }
 }
 
@@ -257,18 +240,8 @@ pub struct SignedRequest<'a> {
 
 impl<'a> SignedRequest<'a> {
     /// The signed parts of a delivery.
-    pub fn new(
-        path_and_query: &'a str,
-        host: &'a str,
-        headers: &'a HeaderMap,
-        body: &'a [u8],
-    ) -> Self {
-        Self {
-            path_and_query,
-            host,
-            headers,
-            body,
-        }
+    pub fn new(path_and_query: &'a str, host: &'a str, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        Self { path_and_query, host, headers, body }
     }
 }
 
@@ -282,10 +255,7 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier accepting `x-ms-date` up to 5 minutes from now (as the official WooCommerce plugin).
     pub fn new(secret: Secret) -> Self {
-        Self {
-            secret,
-            tolerance: Duration::from_secs(300),
-        }
+        Self { secret, tolerance: Duration::from_secs(300) }
     }
 
     /// Sets how far `x-ms-date` may be from now.
@@ -308,11 +278,7 @@ impl Verifier {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), VerifyError> {
         let header = |name: &'static str| {
-            request
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .ok_or(VerifyError::MissingHeader(name))
+            request.headers.get(name).and_then(|v| v.to_str().ok()).ok_or(VerifyError::MissingHeader(name))
         };
         let date = header("x-ms-date")?;
         let claimed_hash = header("x-ms-content-sha256")?;
@@ -324,21 +290,14 @@ impl Verifier {
         }
 
         let signature = parse_authorization(authorization)?;
-        let provided = BASE64
-            .decode(signature)
-            .map_err(|_| VerifyError::MalformedAuthorization)?;
-        let string_to_sign = format!(
-            "POST\n{}\n{};{};{}",
-            request.path_and_query, date, request.host, actual_hash
-        );
+        let provided = BASE64.decode(signature).map_err(|_| VerifyError::MalformedAuthorization)?;
+        let string_to_sign = format!("POST\n{}\n{};{};{}", request.path_and_query, date, request.host, actual_hash);
         let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.expose().as_bytes())
             .map_err(|_| VerifyError::SignatureMismatch)?;
         mac.update(string_to_sign.as_bytes());
-        mac.verify_slice(&provided)
-            .map_err(|_| VerifyError::SignatureMismatch)?;
+        mac.verify_slice(&provided).map_err(|_| VerifyError::SignatureMismatch)?;
 
-        let sent = chrono::DateTime::parse_from_rfc2822(date.trim())
-            .map_err(|_| VerifyError::InvalidDate)?;
+        let sent = chrono::DateTime::parse_from_rfc2822(date.trim()).map_err(|_| VerifyError::InvalidDate)?;
         let skew_seconds = (now - sent.with_timezone(&chrono::Utc)).num_seconds().abs();
         let tolerance = i64::try_from(self.tolerance.as_secs()).unwrap_or(i64::MAX);
         if skew_seconds > tolerance {
@@ -349,16 +308,11 @@ impl Verifier {
 }
 
 fn parse_authorization(value: &str) -> Result<&str, VerifyError> {
-    let rest = value
-        .trim()
-        .strip_prefix("HMAC-SHA256 ")
-        .ok_or(VerifyError::MalformedAuthorization)?;
+    let rest = value.trim().strip_prefix("HMAC-SHA256 ").ok_or(VerifyError::MalformedAuthorization)?;
     let mut signed_headers = None;
     let mut signature = None;
     for part in rest.split('&') {
-        let (name, value) = part
-            .split_once('=')
-            .ok_or(VerifyError::MalformedAuthorization)?;
+        let (name, value) = part.split_once('=').ok_or(VerifyError::MalformedAuthorization)?;
         match name.trim() {
             "SignedHeaders" => signed_headers = Some(value.trim()),
             "Signature" => signature = Some(value.trim()),
@@ -366,9 +320,7 @@ fn parse_authorization(value: &str) -> Result<&str, VerifyError> {
         }
     }
     match (signed_headers, signature) {
-        (Some(headers), Some(signature))
-            if headers.eq_ignore_ascii_case(SIGNED_HEADERS) && !signature.is_empty() =>
-        {
+        (Some(headers), Some(signature)) if headers.eq_ignore_ascii_case(SIGNED_HEADERS) && !signature.is_empty() => {
             Ok(signature)
         }
         _ => Err(VerifyError::MalformedAuthorization),
@@ -393,13 +345,7 @@ pub struct SignatureHeaders {
 }
 
 /// Signs a delivery exactly as Vipps does (for tests and simulators).
-pub fn sign(
-    secret: &Secret,
-    path_and_query: &str,
-    host: &str,
-    date: &str,
-    body: &[u8],
-) -> SignatureHeaders {
+pub fn sign(secret: &Secret, path_and_query: &str, host: &str, date: &str, body: &[u8]) -> SignatureHeaders {
     let hash = content_hash(body);
     let string_to_sign = format!("POST\n{path_and_query}\n{date};{host};{hash}");
     // HMAC accepts keys of any length, so this cannot fail.
@@ -565,9 +511,7 @@ impl WebhookEvent {
             Some(t) if t.starts_with("recurring.agreement") => {
                 serde_json::from_value(value).map(WebhookEvent::Agreement)
             }
-            Some(t) if t.starts_with("recurring.charge") => {
-                serde_json::from_value(value).map(WebhookEvent::Charge)
-            }
+            Some(t) if t.starts_with("recurring.charge") => serde_json::from_value(value).map(WebhookEvent::Charge),
             _ if value.get("pspReference").is_some() && value.get("name").is_some() => {
                 serde_json::from_value(value).map(WebhookEvent::Payment)
             }
@@ -581,10 +525,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const SECRET: &str =
-        "A0+AeKBRG2KRGvnNwJpQlb6IJFk48CKXCIcrLoHncVJKDILsQSxS6NWCccwWm6r6FhGKhiHTBsG2wo/xU6FY/A==";
-    const BODY: &str =
-        r#"{"some-unique-content":"ee6e441b-cc4a-46f8-895d-a5af79bcc233/hello-world"}"#;
+    const SECRET: &str = "A0+AeKBRG2KRGvnNwJpQlb6IJFk48CKXCIcrLoHncVJKDILsQSxS6NWCccwWm6r6FhGKhiHTBsG2wo/xU6FY/A==";
+    const BODY: &str = r#"{"some-unique-content":"ee6e441b-cc4a-46f8-895d-a5af79bcc233/hello-world"}"#;
     const DATE: &str = "Thu, 30 Mar 2023 08:38:32 GMT";
     const PATH: &str = "/e2cee29b-012e-4f1d-8ef4-e95fd74a7a63";
     const HOST: &str = "webhook.site";
@@ -605,28 +547,19 @@ mod tests {
     }
 
     fn sent_at() -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::parse_from_rfc2822(DATE)
-            .unwrap()
-            .with_timezone(&chrono::Utc)
+        chrono::DateTime::parse_from_rfc2822(DATE).unwrap().with_timezone(&chrono::Utc)
     }
 
     #[test]
     fn the_documented_test_vector_signs_and_verifies() {
         let signed = sign(&Secret::new(SECRET), PATH, HOST, DATE, BODY.as_bytes());
         assert_eq!(signed.content_sha256, HASH);
-        assert!(
-            signed.authorization.ends_with(SIGNATURE),
-            "{}",
-            signed.authorization
-        );
+        assert!(signed.authorization.ends_with(SIGNATURE), "{}", signed.authorization);
 
         let headers = documented_headers();
         let request = SignedRequest::new(PATH, HOST, &headers, BODY.as_bytes());
         let verifier = Verifier::new(Secret::new(SECRET));
-        assert_eq!(
-            verifier.verify_at(&request, sent_at() + chrono::Duration::seconds(10)),
-            Ok(())
-        );
+        assert_eq!(verifier.verify_at(&request, sent_at() + chrono::Duration::seconds(10)), Ok(()));
     }
 
     #[test]
@@ -634,9 +567,7 @@ mod tests {
         let headers = documented_headers();
         let body = BODY.replace("hello", "HELLO");
         let request = SignedRequest::new(PATH, HOST, &headers, body.as_bytes());
-        let err = Verifier::new(Secret::new(SECRET))
-            .verify_at(&request, sent_at())
-            .unwrap_err();
+        let err = Verifier::new(Secret::new(SECRET)).verify_at(&request, sent_at()).unwrap_err();
         assert_eq!(err, VerifyError::ContentHashMismatch);
     }
 
@@ -649,15 +580,9 @@ mod tests {
         assert_eq!(wrong_secret, Err(VerifyError::SignatureMismatch));
         let verifier = Verifier::new(Secret::new(SECRET));
         let wrong_host = SignedRequest::new(PATH, "webhook.site:8443", &headers, BODY.as_bytes());
-        assert_eq!(
-            verifier.verify_at(&wrong_host, now),
-            Err(VerifyError::SignatureMismatch)
-        );
+        assert_eq!(verifier.verify_at(&wrong_host, now), Err(VerifyError::SignatureMismatch));
         let wrong_path = SignedRequest::new("/other", HOST, &headers, BODY.as_bytes());
-        assert_eq!(
-            verifier.verify_at(&wrong_path, now),
-            Err(VerifyError::SignatureMismatch)
-        );
+        assert_eq!(verifier.verify_at(&wrong_path, now), Err(VerifyError::SignatureMismatch));
     }
 
     #[test]
@@ -665,19 +590,12 @@ mod tests {
         let headers = documented_headers();
         let request = SignedRequest::new(PATH, HOST, &headers, BODY.as_bytes());
         let verifier = Verifier::new(Secret::new(SECRET));
-        let err = verifier
-            .verify_at(&request, sent_at() + chrono::Duration::seconds(301))
-            .unwrap_err();
+        let err = verifier.verify_at(&request, sent_at() + chrono::Duration::seconds(301)).unwrap_err();
         assert_eq!(err, VerifyError::StaleDate { skew_seconds: 301 });
-        let err = verifier
-            .verify_at(&request, sent_at() - chrono::Duration::seconds(400))
-            .unwrap_err();
+        let err = verifier.verify_at(&request, sent_at() - chrono::Duration::seconds(400)).unwrap_err();
         assert_eq!(err, VerifyError::StaleDate { skew_seconds: 400 });
         let lenient = verifier.with_tolerance(Duration::from_secs(3600));
-        assert_eq!(
-            lenient.verify_at(&request, sent_at() + chrono::Duration::seconds(400)),
-            Ok(())
-        );
+        assert_eq!(lenient.verify_at(&request, sent_at() + chrono::Duration::seconds(400)), Ok(()));
     }
 
     #[test]
@@ -686,10 +604,7 @@ mod tests {
         let now = sent_at();
         for (name, expected) in [
             ("x-ms-date", VerifyError::MissingHeader("x-ms-date")),
-            (
-                "x-ms-content-sha256",
-                VerifyError::MissingHeader("x-ms-content-sha256"),
-            ),
+            ("x-ms-content-sha256", VerifyError::MissingHeader("x-ms-content-sha256")),
             ("authorization", VerifyError::MissingHeader("authorization")),
         ] {
             let mut headers = documented_headers();
@@ -707,27 +622,14 @@ mod tests {
             let mut headers = documented_headers();
             headers.insert("authorization", bad.parse().unwrap());
             let request = SignedRequest::new(PATH, HOST, &headers, BODY.as_bytes());
-            assert_eq!(
-                verifier.verify_at(&request, now),
-                Err(VerifyError::MalformedAuthorization),
-                "{bad}"
-            );
+            assert_eq!(verifier.verify_at(&request, now), Err(VerifyError::MalformedAuthorization), "{bad}");
         }
         let mut headers = documented_headers();
         headers.insert("x-ms-date", "yesterday".parse().unwrap());
-        let signed = sign(
-            &Secret::new(SECRET),
-            PATH,
-            HOST,
-            "yesterday",
-            BODY.as_bytes(),
-        );
+        let signed = sign(&Secret::new(SECRET), PATH, HOST, "yesterday", BODY.as_bytes());
         headers.insert("authorization", signed.authorization.parse().unwrap());
         let request = SignedRequest::new(PATH, HOST, &headers, BODY.as_bytes());
-        assert_eq!(
-            verifier.verify_at(&request, now),
-            Err(VerifyError::InvalidDate)
-        );
+        assert_eq!(verifier.verify_at(&request, now), Err(VerifyError::InvalidDate));
     }
 
     #[test]
@@ -752,10 +654,7 @@ mod tests {
             WebhookEvent::Agreement(a) => {
                 assert_eq!(a.event_type, EventType::AgreementStopped);
                 assert_eq!(a.actor, Some(Actor::User));
-                assert_eq!(
-                    a.agreement_uuid.as_deref(),
-                    Some("9c2ca95c-245f-4a2e-aab2-4a08eb78e6fb")
-                );
+                assert_eq!(a.agreement_uuid.as_deref(), Some("9c2ca95c-245f-4a2e-aab2-4a08eb78e6fb"));
             }
             other => panic!("{other:?}"),
         }
@@ -768,10 +667,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            WebhookEvent::parse(br#"{"hello":1}"#).unwrap(),
-            WebhookEvent::Other(_)
-        ));
+        assert!(matches!(WebhookEvent::parse(br#"{"hello":1}"#).unwrap(), WebhookEvent::Other(_)));
         assert!(WebhookEvent::parse(b"<html>").is_err());
         assert!(WebhookEvent::parse(br#"{"eventType":"recurring.charge-failed.v1"}"#).is_err());
     }

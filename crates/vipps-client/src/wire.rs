@@ -88,10 +88,7 @@ pub struct Amount {
 impl Amount {
     /// An amount in Norwegian øre.
     pub fn nok(value: i64) -> Self {
-        Self {
-            currency: Currency::Nok,
-            value,
-        }
+        Self { currency: Currency::Nok, value }
     }
 
     /// An amount in minor units of `currency`.
@@ -124,9 +121,7 @@ pub(crate) fn int_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Resul
 }
 
 /// Like [`int_or_string`] for an optional field.
-pub(crate) fn opt_int_or_string<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<i64>, D::Error> {
+pub(crate) fn opt_int_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     #[derive(Deserialize)]
     struct Wrap(#[serde(deserialize_with = "int_or_string")] i64);
     Ok(Option::<Wrap>::deserialize(deserializer)?.map(|w| w.0))
@@ -151,8 +146,7 @@ pub(crate) fn timestamp<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<chrono::DateTime<chrono::FixedOffset>, D::Error> {
     let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
-    parse_timestamp(&text)
-        .ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp {text:?}")))
+    parse_timestamp(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp {text:?}")))
 }
 
 /// Deserialises an optional timestamp accepted by [`parse_timestamp`].
@@ -171,9 +165,7 @@ pub(crate) fn opt_timestamp<'de, D: Deserializer<'de>>(
 
 /// Deserialises a calendar date sent either as `YYYY-MM-DD` or as a timestamp
 /// (`2022-09-16T00:00:00Z`, as Recurring returns `due`).
-pub(crate) fn date_or_timestamp<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<chrono::NaiveDate, D::Error> {
+pub(crate) fn date_or_timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<chrono::NaiveDate, D::Error> {
     let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
     let head = text.get(..10).unwrap_or(&text);
     chrono::NaiveDate::parse_from_str(head, "%Y-%m-%d")

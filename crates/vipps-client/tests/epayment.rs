@@ -4,9 +4,7 @@
 mod common;
 
 use common::{unique, TestEnv};
-use vipps_client::epayment::{
-    CreatePaymentRequest, Customer, PaymentEventName, Reference, State, TestApproval,
-};
+use vipps_client::epayment::{CreatePaymentRequest, Customer, PaymentEventName, Reference, State, TestApproval};
 use vipps_client::{Amount, EpaymentErrorCode, ErrorKind, IdempotencyKey};
 
 fn reference() -> Reference {
@@ -24,12 +22,9 @@ async fn a_payment_goes_from_created_to_captured_refunded_and_cancelled() {
     let epayment = client.epayment();
     let reference = reference();
 
-    let request = CreatePaymentRequest::web_redirect(
-        Amount::nok(1000),
-        reference.clone(),
-        "https://example.com/return",
-    )
-    .description("One pair of socks");
+    let request =
+        CreatePaymentRequest::web_redirect(Amount::nok(1000), reference.clone(), "https://example.com/return")
+            .description("One pair of socks");
     let created = epayment.create(&request, &key("create")).await.unwrap();
     assert_eq!(created.reference, reference.as_str());
     assert!(created.redirect_url.is_some());
@@ -44,34 +39,19 @@ async fn a_payment_goes_from_created_to_captured_refunded_and_cancelled() {
     assert_eq!(payment.state, State::Authorized);
     assert_eq!(payment.aggregate.authorized_amount, Amount::nok(1000));
 
-    let captured = epayment
-        .capture(&reference, &Amount::nok(250), &key("capture"))
-        .await
-        .unwrap();
+    let captured = epayment.capture(&reference, &Amount::nok(250), &key("capture")).await.unwrap();
     assert_eq!(captured.state, State::Authorized);
     assert_eq!(captured.aggregate.captured_amount, Amount::nok(250));
 
-    let refunded = epayment
-        .refund(&reference, &Amount::nok(100), &key("refund"))
-        .await
-        .unwrap();
+    let refunded = epayment.refund(&reference, &Amount::nok(100), &key("refund")).await.unwrap();
     assert_eq!(refunded.aggregate.refunded_amount, Amount::nok(100));
 
-    let cancelled = epayment
-        .cancel(&reference, false, &key("cancel"))
-        .await
-        .unwrap();
+    let cancelled = epayment.cancel(&reference, false, &key("cancel")).await.unwrap();
     assert_eq!(cancelled.state, State::Authorized);
     assert_eq!(cancelled.aggregate.cancelled_amount, Amount::nok(750));
     assert_eq!(cancelled.aggregate.captured_amount, Amount::nok(250));
 
-    let names: Vec<PaymentEventName> = epayment
-        .events(&reference)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let names: Vec<PaymentEventName> = epayment.events(&reference).await.unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(
         names,
         [
@@ -91,38 +71,21 @@ async fn test_approve_authorizes_a_push_payment_and_cancel_before_approval_termi
     let epayment = client.epayment();
 
     let approved = reference();
-    let request =
-        CreatePaymentRequest::push_message(Amount::nok(4990), approved.clone(), "4791234567");
+    let request = CreatePaymentRequest::push_message(Amount::nok(4990), approved.clone(), "4791234567");
     let created = epayment.create(&request, &key("create")).await.unwrap();
     assert_eq!(created.redirect_url, None);
     epayment
-        .test_approve(
-            &approved,
-            &TestApproval::Customer(Customer::PhoneNumber("4791234567".into())),
-        )
+        .test_approve(&approved, &TestApproval::Customer(Customer::PhoneNumber("4791234567".into())))
         .await
         .unwrap();
-    assert_eq!(
-        epayment.get(&approved).await.unwrap().state,
-        State::Authorized
-    );
+    assert_eq!(epayment.get(&approved).await.unwrap().state, State::Authorized);
 
     let terminated = reference();
-    let request = CreatePaymentRequest::web_redirect(
-        Amount::nok(1000),
-        terminated.clone(),
-        "https://example.com/r",
-    );
+    let request = CreatePaymentRequest::web_redirect(Amount::nok(1000), terminated.clone(), "https://example.com/r");
     epayment.create(&request, &key("create")).await.unwrap();
-    let response = epayment
-        .cancel(&terminated, true, &key("cancel"))
-        .await
-        .unwrap();
+    let response = epayment.cancel(&terminated, true, &key("cancel")).await.unwrap();
     assert_eq!(response.state, State::Terminated);
-    assert_eq!(
-        epayment.get(&terminated).await.unwrap().state,
-        State::Terminated
-    );
+    assert_eq!(epayment.get(&terminated).await.unwrap().state, State::Terminated);
 }
 
 #[tokio::test]
@@ -131,11 +94,7 @@ async fn documented_error_codes_reach_the_caller_as_kinds() {
     let client = env.client();
     let epayment = client.epayment();
     let reference = reference();
-    let request = CreatePaymentRequest::web_redirect(
-        Amount::nok(1000),
-        reference.clone(),
-        "https://example.com/r",
-    );
+    let request = CreatePaymentRequest::web_redirect(Amount::nok(1000), reference.clone(), "https://example.com/r");
     epayment.create(&request, &key("create")).await.unwrap();
 
     // Same reference, new key: the reference already exists.
@@ -143,43 +102,22 @@ async fn documented_error_codes_reach_the_caller_as_kinds() {
     assert_eq!(err.kind(), ErrorKind::ReferenceAlreadyExists, "{err}");
 
     // Capture before the user approved.
-    let err = epayment
-        .capture(&reference, &Amount::nok(100), &key("capture"))
-        .await
-        .unwrap_err();
+    let err = epayment.capture(&reference, &Amount::nok(100), &key("capture")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OperationNotAllowed, "{err}");
-    assert_eq!(
-        err.problem().unwrap().epayment_code(),
-        Some(EpaymentErrorCode::CaptureBeforeReservation)
-    );
+    assert_eq!(err.problem().unwrap().epayment_code(), Some(EpaymentErrorCode::CaptureBeforeReservation));
     assert!(err.problem().unwrap().trace_id.is_some());
 
     env.approve(reference.as_str()).await;
-    let err = epayment
-        .capture(&reference, &Amount::nok(5000), &key("capture"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.problem().unwrap().epayment_code(),
-        Some(EpaymentErrorCode::CaptureAmountTooHigh)
-    );
+    let err = epayment.capture(&reference, &Amount::nok(5000), &key("capture")).await.unwrap_err();
+    assert_eq!(err.problem().unwrap().epayment_code(), Some(EpaymentErrorCode::CaptureAmountTooHigh));
 
     // The same key for a different capture is an idempotency conflict.
     let k = key("capture");
-    epayment
-        .capture(&reference, &Amount::nok(100), &k)
-        .await
-        .unwrap();
-    let err = epayment
-        .capture(&reference, &Amount::nok(200), &k)
-        .await
-        .unwrap_err();
+    epayment.capture(&reference, &Amount::nok(100), &k).await.unwrap();
+    let err = epayment.capture(&reference, &Amount::nok(200), &k).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::IdempotencyConflict, "{err}");
     // ...while repeating the identical request replays the first answer.
-    let replay = epayment
-        .capture(&reference, &Amount::nok(100), &k)
-        .await
-        .unwrap();
+    let replay = epayment.capture(&reference, &Amount::nok(100), &k).await.unwrap();
     assert_eq!(replay.aggregate.captured_amount, Amount::nok(100));
 
     let missing = Reference::parse("does-not-exist-123").unwrap();
@@ -193,11 +131,7 @@ async fn every_call_carries_the_system_headers_and_the_msn() {
     let proxy = common::Proxy::start(env.base()).await;
     let client = common::client_for(&proxy.base_url, env.merchant(), |_| {});
     let reference = reference();
-    let request = CreatePaymentRequest::web_redirect(
-        Amount::nok(1000),
-        reference.clone(),
-        "https://example.com/r",
-    );
+    let request = CreatePaymentRequest::web_redirect(Amount::nok(1000), reference.clone(), "https://example.com/r");
     let k = key("create");
     client.epayment().create(&request, &k).await.unwrap();
     client.epayment().get(&reference).await.unwrap();
@@ -205,35 +139,15 @@ async fn every_call_carries_the_system_headers_and_the_msn() {
     let seen = proxy.seen();
     assert_eq!(seen.len(), 3, "{seen:?}");
     for s in &seen {
-        let h = |n: &str| {
-            s.headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let h = |n: &str| s.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
         assert_eq!(h("vipps-system-name").as_deref(), Some("payhub"));
         assert_eq!(h("vipps-system-version").as_deref(), Some("0.1.0"));
-        assert_eq!(
-            h("vipps-system-plugin-name").as_deref(),
-            Some("vipps-client-tests")
-        );
+        assert_eq!(h("vipps-system-plugin-name").as_deref(), Some("vipps-client-tests"));
         assert_eq!(h("vipps-system-plugin-version").as_deref(), Some("0.1.0"));
-        assert_eq!(
-            h("merchant-serial-number").as_deref(),
-            Some(env.merchant().msn.as_str())
-        );
-        assert_eq!(
-            h("ocp-apim-subscription-key").as_deref(),
-            Some(env.merchant().subscription_key.as_str())
-        );
+        assert_eq!(h("merchant-serial-number").as_deref(), Some(env.merchant().msn.as_str()));
+        assert_eq!(h("ocp-apim-subscription-key").as_deref(), Some(env.merchant().subscription_key.as_str()));
     }
     assert_eq!(seen[1].idempotency_key.as_deref(), Some(k.as_str()));
-    assert!(seen[1]
-        .headers
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .starts_with("Bearer "));
+    assert!(seen[1].headers.get("authorization").unwrap().to_str().unwrap().starts_with("Bearer "));
     assert_eq!(seen[2].idempotency_key, None);
 }

@@ -13,9 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use vipps_client::{
-    Client, ClientConfig, Credentials, Environment, Msn, RetryPolicy, Secret, SystemInfo,
-};
+use vipps_client::{Client, ClientConfig, Credentials, Environment, Msn, RetryPolicy, Secret, SystemInfo};
 use vipps_sim::{Merchant, SimConfig, Simulator};
 
 pub struct TestEnv {
@@ -29,13 +27,8 @@ impl TestEnv {
     }
 
     pub async fn start_with(config: SimConfig) -> Self {
-        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        Self {
-            sim,
-            http: reqwest::Client::new(),
-        }
+        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Self { sim, http: reqwest::Client::new() }
     }
 
     pub fn base(&self) -> String {
@@ -52,30 +45,16 @@ impl TestEnv {
     }
 
     pub async fn control(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.http.request(method, format!("{}{path}", self.base())).json(&body).send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// The payer approves a payment in the (simulated) app.
     pub async fn approve(&self, reference: &str) {
-        let (status, body) = self
-            .control(
-                Method::POST,
-                &format!("/_sim/payments/{reference}/approve"),
-                json!({}),
-            )
-            .await;
+        let (status, body) =
+            self.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), json!({})).await;
         assert_eq!(status, 200, "approve failed: {body}");
     }
 
@@ -104,21 +83,13 @@ pub fn config_for(base: &str, merchant: &Merchant) -> ClientConfig {
         subscription_key: Secret::new(merchant.subscription_key.clone()),
         msn: Msn::parse(&merchant.msn).unwrap(),
     };
-    let mut config = ClientConfig::new(
-        Environment::Custom(base.parse().unwrap()),
-        credentials,
-        system(),
-    );
+    let mut config = ClientConfig::new(Environment::Custom(base.parse().unwrap()), credentials, system());
     config.retry = RetryPolicy::new(3, Duration::from_millis(20), Duration::from_millis(200));
     config.timeout = Duration::from_secs(5);
     config
 }
 
-pub fn client_for(
-    base: &str,
-    merchant: &Merchant,
-    adjust: impl FnOnce(&mut ClientConfig),
-) -> Client {
+pub fn client_for(base: &str, merchant: &Merchant, adjust: impl FnOnce(&mut ClientConfig)) -> Client {
     let mut config = config_for(base, merchant);
     adjust(&mut config);
     Client::new(config).unwrap()
@@ -154,23 +125,14 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(target: String) -> Self {
-        let state = Arc::new(ProxyState {
-            target,
-            http: reqwest::Client::new(),
-            seen: Mutex::new(Vec::new()),
-        });
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(state.clone());
+        let state = Arc::new(ProxyState { target, http: reqwest::Client::new(), seen: Mutex::new(Vec::new()) });
+        let app = axum::Router::new().fallback(forward).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
-            base_url: format!("http://{addr}"),
-            state,
-        }
+        Self { base_url: format!("http://{addr}"), state }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -178,10 +140,7 @@ impl Proxy {
     }
 
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.seen()
-            .iter()
-            .filter(|s| s.method == method && s.path == path)
-            .count()
+        self.seen().iter().filter(|s| s.method == method && s.path == path).count()
     }
 
     pub fn token_fetches(&self) -> usize {
@@ -191,23 +150,11 @@ impl Proxy {
 
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let mut outgoing = state.http.request(
-        parts.method.clone(),
-        format!("{}{path_and_query}", state.target),
-    );
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut outgoing = state.http.request(parts.method.clone(), format!("{}{path_and_query}", state.target));
     for (name, value) in &parts.headers {
-        if !matches!(
-            name.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection"
-        ) {
+        if !matches!(name.as_str(), "host" | "content-length" | "transfer-encoding" | "connection") {
             outgoing = outgoing.header(name, value);
         }
     }
@@ -218,11 +165,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             status: 0,
-            idempotency_key: parts
-                .headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            idempotency_key: parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned),
             headers: parts.headers.clone(),
         });
         seen.len() - 1
@@ -239,10 +182,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     state.seen.lock().unwrap()[index].status = status.as_u16();
     let mut response = Response::builder().status(status);
     for (name, value) in &headers {
-        if !matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "connection"
-        ) {
+        if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection") {
             response = response.header(name, value);
         }
     }
@@ -272,15 +212,9 @@ impl CaptureServer {
             let tx = tx.clone();
             async move {
                 let (parts, body) = request.into_parts();
-                let body = axum::body::to_bytes(body, usize::MAX)
-                    .await
-                    .unwrap_or_default();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
                 let _ = tx.send(Delivery {
-                    path_and_query: parts
-                        .uri
-                        .path_and_query()
-                        .map_or("/", |p| p.as_str())
-                        .to_owned(),
+                    path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
                     headers: parts.headers,
                     body,
                 });
@@ -292,10 +226,7 @@ impl CaptureServer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
-            addr,
-            deliveries: rx,
-        }
+        Self { addr, deliveries: rx }
     }
 
     pub async fn next(&mut self) -> Delivery {
