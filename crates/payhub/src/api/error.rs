@@ -1,0 +1,125 @@
+//! Errors of the JSON APIs, in one envelope shared with the Payment API (FinDock's):
+//! `{"Errors": [{"error_code": "200", "error_message": "…", "field": "…"}], "RequestId": "…"}`.
+//!
+//! Policy: client errors carry a message safe to show and change nothing; an internal error is logged with its
+//! cause and answered with an opaque message and the request id, so an operator can find the log line.
+//! Codes: `010` missing parameter, `200` invalid data, `098` no default configured, `401` not authenticated,
+//! `403` not allowed, `404` not found, `409` conflict, `413` body too large, `415` not JSON, `500` provider
+//! failure, `999` internal.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+use crate::error::ServiceError;
+use crate::ops::current_request_id;
+
+/// One entry of the error envelope.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ErrorItem {
+    /// FinDock-style code, see the module docs.
+    pub error_code: &'static str,
+    /// What went wrong, safe to show.
+    pub error_message: String,
+    /// The offending field's path, when one field is at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// An error answer of a JSON API.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    items: Vec<ErrorItem>,
+}
+
+impl ApiError {
+    /// An error with one item.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>, field: Option<String>) -> Self {
+        Self { status, items: vec![ErrorItem { error_code: code, error_message: message.into(), field }] }
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "401", "A valid API key is required (Authorization: Bearer <key>).", None)
+    }
+
+    /// 403: credentials valid, role not enough.
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "403", "This API key's role does not allow this operation.", None)
+    }
+
+    /// 404 for a missing record of the named kind.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "404", format!("No such {what}."), None)
+    }
+
+    /// 400 for field errors (code 010 for missing values, 200 for invalid ones).
+    pub fn fields(status: StatusCode, errors: Vec<FieldError>) -> Self {
+        let items = errors
+            .into_iter()
+            .map(|e| ErrorItem {
+                error_code: if e.missing { "010" } else { "200" },
+                error_message: e.message,
+                field: Some(e.field.to_owned()),
+            })
+            .collect();
+        Self { status, items }
+    }
+
+    /// 500 with an opaque body; the cause goes to the log with the request id.
+    pub fn internal(cause: &anyhow::Error) -> Self {
+        tracing::error!(error = ?cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "999",
+            "Internal error. Quote the RequestId when reporting it.",
+            None,
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The envelope's items.
+    pub fn items(&self) -> &[ErrorItem] {
+        &self.items
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(errors) => ApiError::fields(StatusCode::BAD_REQUEST, errors),
+            ServiceError::Conflict(errors) => {
+                let mut e = ApiError::fields(StatusCode::CONFLICT, errors);
+                e.items.iter_mut().for_each(|i| i.error_code = "409");
+                e
+            }
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::Internal(cause) => ApiError::internal(&cause),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "Errors")]
+    errors: &'a [ErrorItem],
+    #[serde(rename = "RequestId", skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Envelope { errors: &self.items, request_id: current_request_id() };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

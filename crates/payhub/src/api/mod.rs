@@ -1,0 +1,5 @@
+//! JSON APIs: the admin API under `/admin/api` (Payment API v2 handlers arrive with the payment paths).
+
+pub mod admin;
+pub mod error;
+pub mod json;

@@ -1,0 +1,215 @@
+//! The application: shared state, the one list of routes, and start-up.
+//!
+//! [`Application::build`] connects the database, applies migrations, loads the master key and binds the
+//! listener (port 0 in tests); [`Application::run_until`] serves until the given signal, then drains.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::api::{self, error::ApiError};
+use crate::auth::http::{is_api_path, require_admin, require_finance, require_payment_api, require_signed_in};
+use crate::config::Config;
+use crate::domain::role::Access;
+use crate::ops::{self, Metrics};
+use crate::secrets::MasterKey;
+use crate::store::Store;
+use crate::vipps::accounts::Accounts;
+use crate::web;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The merchant account registry.
+    pub accounts: Accounts,
+    /// The configuration the server runs with.
+    pub config: Arc<Config>,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// One route: method, path, who may call it, and its handler.
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path pattern, axum syntax (`/admin/api/accounts/{id}`).
+    pub path: &'static str,
+    /// Who may call it; enforced by a guard on the route itself.
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = match method.as_str() {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PATCH" => MethodFilter::PATCH,
+        "PUT" => MethodFilter::PUT,
+        _ => MethodFilter::DELETE,
+    };
+    Route { method, path, access, handler: on(filter, handler) }
+}
+
+/// Every route payhub serves, in one list a reader can scan. The router is built from this list and the
+/// route × role test walks it, so no route can exist without an access rule.
+pub fn routes() -> Vec<Route> {
+    use Access::*;
+    use Method as M;
+    vec![
+        // Operations
+        route(M::GET, "/healthz", Public, ops::healthz),
+        route(M::GET, "/readyz", Public, ops::readyz),
+        route(M::GET, "/metrics", Public, ops::metrics),
+        // Admin API (JSON, bearer keys)
+        route(M::GET, "/admin/api/accounts", Admin, api::admin::list_accounts),
+        route(M::POST, "/admin/api/accounts", Admin, api::admin::create_account),
+        route(M::GET, "/admin/api/accounts/{id}", Admin, api::admin::get_account),
+        route(M::PATCH, "/admin/api/accounts/{id}", Admin, api::admin::update_account),
+        route(M::DELETE, "/admin/api/accounts/{id}", Admin, api::admin::delete_account),
+        route(M::GET, "/admin/api/keys", Admin, api::admin::list_keys),
+        route(M::POST, "/admin/api/keys", Admin, api::admin::create_key),
+        route(M::DELETE, "/admin/api/keys/{id}", Admin, api::admin::revoke_key),
+        route(M::GET, "/admin/api/users", Admin, api::admin::list_users),
+        route(M::POST, "/admin/api/users", Admin, api::admin::create_user),
+        route(M::DELETE, "/admin/api/users/{id}", Admin, api::admin::disable_user),
+        route(M::GET, "/admin/api/audit", Admin, api::admin::audit_log),
+        // Pages: sign-in and first run
+        route(M::GET, "/login", Public, web::login::form),
+        route(M::POST, "/login", Public, web::login::submit),
+        route(M::POST, "/logout", SignedIn, web::login::logout),
+        route(M::GET, "/first-run", Public, web::login::first_run_form),
+        route(M::POST, "/first-run", Public, web::login::first_run_submit),
+        route(M::GET, "/", SignedIn, web::setup::dashboard),
+        // Pages: Setup
+        route(M::GET, "/setup", Admin, web::setup::extensions),
+        route(M::GET, "/setup/vipps", Admin, web::setup::accounts),
+        route(M::GET, "/setup/vipps/new", Admin, web::setup::new_account),
+        route(M::POST, "/setup/vipps", Admin, web::setup::create_account),
+        route(M::GET, "/setup/vipps/{id}", Admin, web::setup::edit_account),
+        route(M::POST, "/setup/vipps/{id}", Admin, web::setup::update_account),
+        route(M::GET, "/setup/vipps/{id}/delete", Admin, web::setup::confirm_delete),
+        route(M::POST, "/setup/vipps/{id}/delete", Admin, web::setup::delete_account),
+        route(M::GET, "/setup/keys", Admin, web::users::keys),
+        route(M::POST, "/setup/keys", Admin, web::users::create_key),
+        route(M::POST, "/setup/keys/{id}/revoke", Admin, web::users::revoke_key),
+        route(M::GET, "/setup/users", Admin, web::users::users),
+        route(M::POST, "/setup/users", Admin, web::users::create_user),
+        route(M::GET, "/setup/audit", Admin, web::users::audit),
+    ]
+}
+
+/// The router over `state`, with every route guarded by its access rule.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for Route { path, access, handler, .. } in routes() {
+        let guarded = match access {
+            Access::Public => handler,
+            Access::Admin => handler.route_layer(from_fn_with_state(state.clone(), require_admin)),
+            Access::Finance => handler.route_layer(from_fn_with_state(state.clone(), require_finance)),
+            Access::PaymentApi => handler.route_layer(from_fn_with_state(state.clone(), require_payment_api)),
+            Access::SignedIn => handler.route_layer(from_fn_with_state(state.clone(), require_signed_in)),
+        };
+        router = router.route(path, guarded);
+    }
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(from_fn_with_state(state.clone(), ops::request_context))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if is_api_path(uri.path()) {
+        ApiError::new(StatusCode::NOT_FOUND, "404", "No such endpoint.", None).into_response()
+    } else {
+        web::not_found()
+    }
+}
+
+/// A built application: the database is migrated and the listener bound.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates, loads or creates the master key and binds `config.listen`.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let key = match &config.master_key {
+            Some(key) => key.clone(),
+            None => MasterKey::load_or_create(&config.data_dir)?,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (PAYHUB_LISTEN): {e}", config.listen))?;
+        let state = AppState {
+            accounts: Accounts::new(store.clone(), key),
+            store,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+        };
+        Ok(Application { listener, state })
+    }
+
+    /// The address the server listens on (with the real port when 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.state.config.listen)
+    }
+
+    /// The shared state (for start-up messages and tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        store.close().await;
+        result
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

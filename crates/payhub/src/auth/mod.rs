@@ -1,0 +1,297 @@
+//! Who is calling and what they may do: users, roles, API keys, sessions, CSRF, and the audit trail of
+//! changes they make.
+
+pub mod http;
+pub mod password;
+pub mod tokens;
+
+use chrono::{Duration, Utc};
+
+use crate::domain::ids::new_id;
+use crate::domain::role::Role;
+use crate::domain::FieldError;
+use crate::error::{ServiceError, ServiceResult};
+use crate::store::audit::{self, AuditEntry};
+use crate::store::users::{self as user_store, ApiKeyRecord, SessionRecord, UserRecord};
+use crate::store::{Store, StoreError};
+
+/// How long a browser session lasts.
+pub const SESSION_HOURS: i64 = 12;
+
+/// Who made a change and from where, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `user:<id> <email>`, `key:<id> <name>`, or `cli:<os user>`.
+    pub label: String,
+    /// The client's IP address, or `cli`.
+    pub source: String,
+}
+
+impl Actor {
+    /// The operator at the command line.
+    pub fn cli() -> Actor {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        Actor { label: format!("cli:{user}"), source: "cli".into() }
+    }
+}
+
+/// An authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user's or key's id.
+    pub id: String,
+    /// Human label for logs and the audit trail.
+    pub label: String,
+    /// What the caller may do.
+    pub role: Role,
+    /// The session's CSRF token (browser sessions only).
+    pub csrf_token: Option<String>,
+    /// Where the request came from.
+    pub source: String,
+}
+
+impl Principal {
+    /// The audit actor for changes this caller makes.
+    pub fn actor(&self) -> Actor {
+        Actor { label: self.label.clone(), source: self.source.clone() }
+    }
+}
+
+/// Writes one audit entry inside the caller's transaction.
+pub async fn audit(
+    conn: &mut sqlx::AnyConnection,
+    actor: &Actor,
+    action: &str,
+    object_type: &str,
+    object_id: &str,
+    details: serde_json::Value,
+) -> ServiceResult<()> {
+    let entry = AuditEntry {
+        at: Utc::now(),
+        actor: actor.label.clone(),
+        action: action.to_owned(),
+        object_type: object_type.to_owned(),
+        object_id: object_id.to_owned(),
+        source: actor.source.clone(),
+        details,
+    };
+    audit::record(conn, &entry).await?;
+    Ok(())
+}
+
+fn check_email(email: &str) -> Result<String, FieldError> {
+    let email = email.trim();
+    let plausible = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if email.is_empty() {
+        Err(FieldError::missing("email", "Email is required."))
+    } else if !plausible {
+        Err(FieldError::invalid("email", "Email must look like name@example.org."))
+    } else {
+        Ok(email.to_owned())
+    }
+}
+
+/// Creates a user who signs in with `email` and `password`.
+pub async fn create_user(
+    store: &Store,
+    email: &str,
+    password: &str,
+    role: Role,
+    actor: &Actor,
+) -> ServiceResult<UserRecord> {
+    let mut errors = Vec::new();
+    let email = check_email(email).map_err(|e| errors.push(e)).ok();
+    if let Err(message) = password::check_new_password(password) {
+        errors.push(FieldError::invalid("password", message));
+    }
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
+        return Err(ServiceError::Invalid(errors));
+    };
+    let user = UserRecord {
+        id: new_id("usr"),
+        email,
+        password_hash: password::hash_password(password)?,
+        role,
+        created_at: Utc::now(),
+        disabled_at: None,
+    };
+    let mut tx = store.begin_write().await?;
+    match user_store::insert_user(&mut tx, &user).await {
+        Err(StoreError::Conflict(_)) => {
+            return Err(ServiceError::Conflict(vec![FieldError::invalid(
+                "email",
+                "A user with this email already exists.",
+            )]))
+        }
+        other => other?,
+    }
+    audit(&mut tx, actor, "user.create", "user", &user.id, serde_json::json!({"email": user.email, "role": role}))
+        .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Disables a user and ends their sessions.
+pub async fn disable_user(store: &Store, id: &str, actor: &Actor) -> ServiceResult<()> {
+    let mut tx = store.begin_write().await?;
+    if !user_store::disable_user(&mut tx, id, Utc::now()).await? {
+        return Err(ServiceError::NotFound("user"));
+    }
+    audit(&mut tx, actor, "user.disable", "user", id, serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates an API key; returns the stored record and the key itself, which is shown this once only.
+pub async fn create_api_key(
+    store: &Store,
+    name: &str,
+    role: Role,
+    actor: &Actor,
+) -> ServiceResult<(ApiKeyRecord, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(vec![FieldError::invalid(
+            "name",
+            "Name is required, at most 80 characters.",
+        )]));
+    }
+    let secret = tokens::new_token("phk_");
+    let record = ApiKeyRecord {
+        id: new_id("key"),
+        name: name.to_owned(),
+        role,
+        prefix: secret.chars().take(12).collect(),
+        created_by: actor.label.clone(),
+        created_at: Utc::now(),
+        revoked_at: None,
+    };
+    let mut tx = store.begin_write().await?;
+    user_store::insert_key(&mut tx, &record, &tokens::hash_token(&secret)).await?;
+    audit(
+        &mut tx,
+        actor,
+        "api_key.create",
+        "api_key",
+        &record.id,
+        serde_json::json!({"name": record.name, "role": role}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((record, secret))
+}
+
+/// Revokes an API key at once.
+pub async fn revoke_api_key(store: &Store, id: &str, actor: &Actor) -> ServiceResult<()> {
+    let mut tx = store.begin_write().await?;
+    if !user_store::revoke_key(&mut tx, id, Utc::now()).await? {
+        return Err(ServiceError::NotFound("api key"));
+    }
+    audit(&mut tx, actor, "api_key.revoke", "api_key", id, serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The active key that `secret` is, if any.
+pub async fn authenticate_key(store: &Store, secret: &str) -> ServiceResult<Option<ApiKeyRecord>> {
+    let mut conn = store.pool().acquire().await?;
+    Ok(user_store::active_key_by_hash(&mut conn, &tokens::hash_token(secret)).await?)
+}
+
+/// Checks a password sign-in and opens a session; returns the cookie value. Wrong email and wrong password
+/// are indistinguishable to the caller.
+pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -> ServiceResult<Option<String>> {
+    let mut conn = store.pool().acquire().await?;
+    let user = user_store::user_by_email(&mut conn, email.trim()).await?;
+    drop(conn);
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        // Spend the same effort as a real check so timing does not reveal which emails exist.
+        let _ = password::verify_password(
+            password,
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0123456789abcdefghijklmnopqrstuvwxyzABCDE",
+        );
+        return Ok(None);
+    };
+    if !password::verify_password(password, &user.password_hash) {
+        return Ok(None);
+    }
+    let token = tokens::new_token("");
+    let now = Utc::now();
+    let mut tx = store.begin_write().await?;
+    user_store::insert_session(
+        &mut tx,
+        &tokens::hash_token(&token),
+        &user.id,
+        &tokens::new_token(""),
+        now,
+        now + Duration::hours(SESSION_HOURS),
+    )
+    .await?;
+    let actor = Actor { label: format!("user:{} {}", user.id, user.email), source: source.to_owned() };
+    audit(&mut tx, &actor, "user.sign_in", "user", &user.id, serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
+/// The live session a cookie value opens.
+pub async fn session(store: &Store, cookie: &str) -> ServiceResult<Option<SessionRecord>> {
+    let mut conn = store.pool().acquire().await?;
+    Ok(user_store::session_by_hash(&mut conn, &tokens::hash_token(cookie), Utc::now()).await?)
+}
+
+/// Ends a session.
+pub async fn sign_out(store: &Store, cookie: &str) -> ServiceResult<()> {
+    let mut conn = store.pool().acquire().await?;
+    user_store::delete_session(&mut conn, &tokens::hash_token(cookie)).await?;
+    Ok(())
+}
+
+/// Creates a one-time link for creating the first admin; returns the token (valid 24 hours).
+pub async fn create_setup_link(store: &Store) -> ServiceResult<String> {
+    let token = tokens::new_token("");
+    let now = Utc::now();
+    let mut conn = store.pool().acquire().await?;
+    user_store::insert_setup_link(&mut conn, &tokens::hash_token(&token), now, now + Duration::hours(24)).await?;
+    Ok(token)
+}
+
+/// Whether a setup link may still be used (and no user exists yet).
+pub async fn setup_link_is_live(store: &Store, token: &str) -> ServiceResult<bool> {
+    let mut conn = store.pool().acquire().await?;
+    Ok(user_store::count_users(&mut conn).await? == 0
+        && user_store::setup_link_is_live(&mut conn, &tokens::hash_token(token), Utc::now()).await?)
+}
+
+/// Creates the first admin through a setup link, which is used up; fails when the link is dead or a user
+/// already exists.
+pub async fn create_first_admin(
+    store: &Store,
+    token: &str,
+    email: &str,
+    password: &str,
+    source: &str,
+) -> ServiceResult<UserRecord> {
+    let mut errors = Vec::new();
+    if let Err(e) = check_email(email) {
+        errors.push(e);
+    }
+    if let Err(message) = password::check_new_password(password) {
+        errors.push(FieldError::invalid("password", message));
+    }
+    if !errors.is_empty() {
+        return Err(ServiceError::Invalid(errors));
+    }
+    {
+        let mut tx = store.begin_write().await?;
+        if user_store::count_users(&mut tx).await? > 0
+            || !user_store::consume_setup_link(&mut tx, &tokens::hash_token(token), Utc::now()).await?
+        {
+            return Err(ServiceError::NotFound("setup link"));
+        }
+        tx.commit().await?;
+    }
+    let actor = Actor { label: "setup-link".into(), source: source.to_owned() };
+    create_user(store, email, password, Role::Admin, &actor).await
+}

@@ -1,0 +1,195 @@
+//! Typed configuration: built-in defaults, then an optional TOML file, then `PAYHUB_*` environment variables.
+//!
+//! Every setting has one name in each layer (`listen` in the file is `PAYHUB_LISTEN` in the environment).
+//! A bad value stops start-up with a [`ConfigError`] whose message names the setting.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::secrets::MasterKey;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The validated configuration payhub runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server binds (`PAYHUB_LISTEN`, default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Folder for the default SQLite file and the generated master key (`PAYHUB_DATA_DIR`, default `./payhub-data`).
+    pub data_dir: PathBuf,
+    /// Database URL, `sqlite:` or `postgres:` (`PAYHUB_DATABASE_URL`, default an SQLite file in the data dir).
+    pub database_url: String,
+    /// The URL payers and Vipps reach this server at (`PAYHUB_PUBLIC_URL`, default `http://<listen>`).
+    pub public_url: Url,
+    /// Master key given in the environment or file (`PAYHUB_MASTER_KEY`, 32 bytes as hex or base64).
+    /// When absent, a key file in the data dir is used, created on first run.
+    pub master_key: Option<MasterKey>,
+    /// Log format (`PAYHUB_LOG_FORMAT` = `human` | `json`).
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes (`PAYHUB_MAX_BODY_BYTES`, default 64 KiB).
+    pub max_body_bytes: usize,
+}
+
+/// A configuration value that cannot be used; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting}: {message}")]
+pub struct ConfigError {
+    /// The setting's environment name, e.g. `PAYHUB_LISTEN`.
+    pub setting: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, message: impl Into<String>) -> Self {
+        Self { setting: setting.to_owned(), message: message.into() }
+    }
+}
+
+/// The TOML file's shape: every field optional, unknown keys refused so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLayer {
+    listen: Option<String>,
+    data_dir: Option<String>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    master_key: Option<String>,
+    log_format: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+impl Config {
+    /// Loads the configuration from the process environment and, if given (or named by `PAYHUB_CONFIG`), a
+    /// TOML file.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("PAYHUB_")).collect();
+        Self::from_sources(file, &env)
+    }
+
+    /// Builds the configuration from an optional file and an explicit environment map (for tests).
+    pub fn from_sources(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let file_path = file.map(Path::to_path_buf).or_else(|| env.get("PAYHUB_CONFIG").map(PathBuf::from));
+        let layer = match &file_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new("PAYHUB_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<FileLayer>(&text)
+                    .map_err(|e| ConfigError::new("PAYHUB_CONFIG", format!("{}: {}", path.display(), e.message())))?
+            }
+            None => FileLayer::default(),
+        };
+        // Environment beats file beats default.
+        let pick = |name: &str, from_file: Option<String>| env.get(name).cloned().or(from_file);
+
+        let listen_text = pick("PAYHUB_LISTEN", layer.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError::new("PAYHUB_LISTEN", format!("`{listen_text}` is not an address like 127.0.0.1:8080"))
+        })?;
+
+        let data_dir = PathBuf::from(pick("PAYHUB_DATA_DIR", layer.data_dir).unwrap_or_else(|| "./payhub-data".into()));
+        if data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("PAYHUB_DATA_DIR", "must not be empty"));
+        }
+
+        let database_url = pick("PAYHUB_DATABASE_URL", layer.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("payhub.db").display()));
+        crate::store::Backend::from_url(&database_url)
+            .map_err(|e| ConfigError::new("PAYHUB_DATABASE_URL", e.to_string()))?;
+
+        let public_text = pick("PAYHUB_PUBLIC_URL", layer.public_url).unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = Url::parse(&public_text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError::new("PAYHUB_PUBLIC_URL", format!("`{public_text}` is not an absolute http(s) URL"))
+            })?;
+
+        let master_key = match pick("PAYHUB_MASTER_KEY", layer.master_key) {
+            Some(text) => Some(MasterKey::parse(&text).map_err(|e| ConfigError::new("PAYHUB_MASTER_KEY", e))?),
+            None => None,
+        };
+
+        let log_format = match pick("PAYHUB_LOG_FORMAT", layer.log_format).as_deref() {
+            None | Some("human") => LogFormat::Human,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new("PAYHUB_LOG_FORMAT", format!("`{other}` is not `human` or `json`")))
+            }
+        };
+
+        let max_body_bytes = match env.get("PAYHUB_MAX_BODY_BYTES") {
+            Some(text) => text
+                .parse::<usize>()
+                .map_err(|_| ConfigError::new("PAYHUB_MAX_BODY_BYTES", format!("`{text}` is not a number of bytes")))?,
+            None => layer.max_body_bytes.unwrap_or(64 * 1024),
+        };
+        if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::new("PAYHUB_MAX_BODY_BYTES", "must be between 1024 and 16777216"));
+        }
+
+        Ok(Config { listen, data_dir, database_url, public_url, master_key, log_format, max_body_bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_with_sqlite_in_the_data_dir() {
+        let config = Config::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.database_url.starts_with("sqlite://./payhub-data/payhub.db"));
+        assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(config.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payhub.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\npublic_url = \"https://pay.example.org\"\n").unwrap();
+        let config = Config::from_sources(Some(&path), &env(&[("PAYHUB_LISTEN", "127.0.0.1:9001")])).unwrap();
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.public_url.as_str(), "https://pay.example.org/");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting() {
+        let err = Config::from_sources(None, &env(&[("PAYHUB_LISTEN", "nowhere")])).unwrap_err();
+        assert_eq!(err.setting, "PAYHUB_LISTEN");
+        let err = Config::from_sources(None, &env(&[("PAYHUB_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(err.setting, "PAYHUB_DATABASE_URL");
+        let err = Config::from_sources(None, &env(&[("PAYHUB_MASTER_KEY", "short")])).unwrap_err();
+        assert_eq!(err.setting, "PAYHUB_MASTER_KEY");
+        let err = Config::from_sources(None, &env(&[("PAYHUB_PUBLIC_URL", "/relative")])).unwrap_err();
+        assert_eq!(err.setting, "PAYHUB_PUBLIC_URL");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payhub.toml");
+        std::fs::write(&path, "lissten = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Config::from_sources(Some(&path), &env(&[])).unwrap_err();
+        assert_eq!(err.setting, "PAYHUB_CONFIG");
+        assert!(err.message.contains("lissten"), "{}", err.message);
+    }
+}

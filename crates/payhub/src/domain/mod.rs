@@ -1,0 +1,28 @@
+//! Pure types and rules: no I/O. Everything here parses, validates and computes; storage and HTTP live elsewhere.
+
+pub mod account;
+pub mod ids;
+pub mod role;
+
+/// One problem with one input field, in the words shown to the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The field's name as the caller sent it (e.g. `merchant_serial_number`).
+    pub field: &'static str,
+    /// What is wrong, safe to show.
+    pub message: String,
+    /// Whether the value was missing (as opposed to present but invalid).
+    pub missing: bool,
+}
+
+impl FieldError {
+    /// A required value that was not given.
+    pub fn missing(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into(), missing: true }
+    }
+
+    /// A value that was given but breaks a rule.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into(), missing: false }
+    }
+}

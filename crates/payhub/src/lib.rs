@@ -1,0 +1,25 @@
+//! payhub: a self-hosted payment hub for Vipps MobilePay.
+//!
+//! The library holds everything; the `payhub` binary only parses its command line. Start with
+//! [`app::Application::build`]. Module map (dependencies point downwards):
+//!
+//! - [`app`]: shared state, the one list of routes, start-up and shutdown;
+//! - [`api`], [`web`]: the JSON APIs and the server-rendered pages (thin handlers);
+//! - [`auth`]: users, roles, API keys, sessions, CSRF, audit;
+//! - [`vipps`]: the Vipps extension (merchant account registry);
+//! - [`store`]: persistence on SQLite or PostgreSQL;
+//! - [`domain`]: pure types and rules;
+//! - [`config`], [`secrets`], [`ops`], [`error`]: configuration, sealing, operations, the service error.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ops;
+pub mod secrets;
+pub mod store;
+pub mod vipps;
+pub mod web;

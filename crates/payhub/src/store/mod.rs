@@ -1,0 +1,267 @@
+//! Persistence: one API over SQLite and PostgreSQL.
+//!
+//! The backend is chosen once, from the database URL's scheme. Queries are written in the SQL both backends
+//! share (`$1` placeholders, `ON CONFLICT`, `RETURNING`); where a backend needs its own statement, the twin
+//! sits next to it. Each table family has its own submodule; nothing outside `store` writes SQL.
+
+pub mod accounts;
+pub mod audit;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+/// The database engine behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (the embedded default), in WAL mode with a busy timeout.
+    Sqlite,
+    /// A PostgreSQL server (production, several instances).
+    Postgres,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no backend payhub supports.
+    #[error("unsupported database URL scheme `{0}` (use sqlite: or postgres:)")]
+    UnknownScheme(String),
+    /// A uniqueness rule of the schema was violated; the name is the constraint or index.
+    #[error("conflict with an existing record ({0})")]
+    Conflict(String),
+    /// The record asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Anything else the driver reported.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Result of a storage call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl Backend {
+    /// The backend a database URL asks for; an unknown scheme is an error, never a silent default.
+    pub fn from_url(url: &str) -> StoreResult<Backend> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            other => Err(StoreError::UnknownScheme(other.to_owned())),
+        }
+    }
+}
+
+/// A pool of connections to payhub's database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Every migration, in order. A released migration is never edited; add a new one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
+}];
+
+impl Store {
+    /// Connects to the database at `url`. For SQLite the file's folder is created when the URL asks for
+    /// creation (`mode=rwc`); a missing file without that intent is an error.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                if url.contains("mode=rwc") {
+                    if let Some(parent) =
+                        sqlite_path(url).and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_owned()))
+                    {
+                        if !parent.as_os_str().is_empty() {
+                            std::fs::create_dir_all(&parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                        }
+                    }
+                }
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        Ok(Store { pool, backend })
+    }
+
+    /// The backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
+    /// so two writers queue on the busy timeout instead of failing when one upgrades a read lock.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Applies every migration not yet applied, each in its own transaction. Safe to run from several
+    /// processes at once (PostgreSQL takes an advisory lock; SQLite's write lock serialises).
+    pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            conn.execute("SELECT pg_advisory_lock(72657731)").await?;
+        }
+        let result = self.migrate_on(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            conn.execute("SELECT pg_advisory_unlock(72657731)").await?;
+        }
+        result
+    }
+
+    async fn migrate_on(&self, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> StoreResult<Vec<i64>> {
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut **conn)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        let mut newly = Vec::new();
+        for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+            let sql = match self.backend {
+                Backend::Sqlite => migration.sqlite,
+                Backend::Postgres => migration.postgres,
+            };
+            let begin = if self.backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
+            conn.execute(begin).await?;
+            let outcome = async {
+                conn.execute(sql).await?;
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                    .bind(migration.version)
+                    .bind(migration.name)
+                    .bind(timestamp(Utc::now()))
+                    .execute(&mut **conn)
+                    .await?;
+                Ok::<_, sqlx::Error>(())
+            }
+            .await;
+            match outcome {
+                Ok(()) => conn.execute("COMMIT").await?,
+                Err(e) => {
+                    conn.execute("ROLLBACK").await?;
+                    return Err(e.into());
+                }
+            };
+            tracing::info!(version = migration.version, name = migration.name, "applied migration");
+            newly.push(migration.version);
+        }
+        Ok(newly)
+    }
+
+    /// Checks that the database answers (used by `/readyz`).
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (at shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(rest.split('?').next().unwrap_or(rest))
+}
+
+/// Formats a time the way every table stores it: RFC 3339, UTC, microseconds (sorts as text).
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Reads a stored timestamp back.
+pub(crate) fn parse_timestamp(text: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
+}
+
+/// Reads a boolean column on either backend (PostgreSQL `BOOLEAN`, SQLite integer).
+pub(crate) fn get_bool(row: &AnyRow, column: &str) -> StoreResult<bool> {
+    match row.try_get::<bool, _>(column) {
+        Ok(value) => Ok(value),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Conflict`] naming the constraint.
+pub(crate) fn map_conflict(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.is_unique_violation() {
+            let name = db.constraint().map(str::to_owned).unwrap_or_else(|| unique_name_from_message(db.message()));
+            return StoreError::Conflict(name);
+        }
+    }
+    StoreError::Database(error)
+}
+
+/// SQLite reports `UNIQUE constraint failed: accounts.name`-style messages without a constraint name;
+/// the index is recognisable by the column list.
+fn unique_name_from_message(message: &str) -> String {
+    message.rsplit(": ").next().unwrap_or(message).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_scheme_chooses_the_backend() {
+        assert_eq!(Backend::from_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("postgres://localhost/x").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("postgresql://localhost/x").ok(), Some(Backend::Postgres));
+        assert!(matches!(Backend::from_url("mysql://x"), Err(StoreError::UnknownScheme(s)) if s == "mysql"));
+        assert!(Backend::from_url("payhub.db").is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! The account registry: create, change and remove merchant accounts with one set of rules for the admin API,
+//! the CLI and the Setup page. Secrets are sealed here and never leave except through [`Accounts::credentials`].
+
+use chrono::{NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::auth::{audit, Actor};
+use crate::domain::account::{validate, AccountInput, AccountSettings};
+use crate::domain::ids::new_id;
+use crate::domain::FieldError;
+use crate::error::{ServiceError, ServiceResult};
+use crate::secrets::{MasterKey, Secret};
+use crate::store::accounts::{self as account_store, AccountRecord};
+use crate::store::{Store, StoreError};
+
+/// What callers see of an account: every setting, and only *whether* each secret is set.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccountView {
+    /// `acc_…`
+    pub id: String,
+    /// Unique name, the Payment API's `Target`.
+    pub name: String,
+    /// Merchant Serial Number.
+    pub merchant_serial_number: String,
+    /// Vipps `client_id`.
+    pub client_key: String,
+    /// Whether a client secret is stored (it is never shown).
+    pub client_secret_set: bool,
+    /// Whether a subscription key is stored (it is never shown).
+    pub subscription_key_set: bool,
+    /// A Vipps test sales unit.
+    pub is_test: bool,
+    /// Default agreement product name.
+    pub product_name: Option<String>,
+    /// Merchant Agreement Url.
+    pub merchant_agreement_url: Option<String>,
+    /// RetryDays for recurring charges.
+    pub retry_days: i64,
+    /// The default account.
+    pub is_default: bool,
+    /// Enable Reconciliation Incoming Payments.
+    pub reconciliation_enabled: bool,
+    /// Initial Ledger Date.
+    pub initial_ledger_date: Option<NaiveDate>,
+    /// Vipps API base URL override, when set.
+    pub api_base_url: Option<String>,
+    /// The Vipps host in use.
+    pub vipps_base_url: String,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<&AccountRecord> for AccountView {
+    fn from(r: &AccountRecord) -> Self {
+        let s = &r.settings;
+        AccountView {
+            id: r.id.clone(),
+            name: s.name.clone(),
+            merchant_serial_number: s.merchant_serial_number.clone(),
+            client_key: s.client_key.clone(),
+            client_secret_set: !r.client_secret_sealed.is_empty(),
+            subscription_key_set: !r.subscription_key_sealed.is_empty(),
+            is_test: s.is_test,
+            product_name: s.product_name.clone(),
+            merchant_agreement_url: s.merchant_agreement_url.clone(),
+            retry_days: s.retry_days,
+            is_default: s.is_default,
+            reconciliation_enabled: s.reconciliation_enabled,
+            initial_ledger_date: s.initial_ledger_date,
+            api_base_url: s.api_base_url.clone(),
+            vipps_base_url: s.vipps_base_url().to_owned(),
+            created_at: crate::store::timestamp(r.created_at),
+            updated_at: crate::store::timestamp(r.updated_at),
+        }
+    }
+}
+
+/// An account's Vipps credentials, opened for a call to Vipps.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Merchant Serial Number.
+    pub merchant_serial_number: String,
+    /// Vipps `client_id`.
+    pub client_id: String,
+    /// Vipps `client_secret`.
+    pub client_secret: Secret,
+    /// Vipps subscription key.
+    pub subscription_key: Secret,
+    /// The Vipps host.
+    pub base_url: String,
+}
+
+/// The registry of merchant accounts.
+#[derive(Clone, Debug)]
+pub struct Accounts {
+    store: Store,
+    key: MasterKey,
+}
+
+fn context(id: &str, field: &str) -> String {
+    format!("account:{id}:{field}")
+}
+
+fn changed_fields(input: &AccountInput) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    macro_rules! mark {
+        ($($f:ident),*) => { $( if input.$f.is_some() { fields.push(stringify!($f)); } )* };
+    }
+    mark!(
+        name,
+        merchant_serial_number,
+        client_key,
+        client_secret,
+        subscription_key,
+        is_test,
+        product_name,
+        merchant_agreement_url,
+        retry_days,
+        is_default,
+        reconciliation_enabled,
+        initial_ledger_date,
+        api_base_url
+    );
+    fields
+}
+
+fn name_taken(error: StoreError, name: &str) -> ServiceError {
+    match error {
+        StoreError::Conflict(_) => ServiceError::Conflict(vec![FieldError::invalid(
+            "name",
+            format!("An account named \"{name}\" already exists."),
+        )]),
+        other => other.into(),
+    }
+}
+
+impl Accounts {
+    /// A registry over `store`, sealing with `key`.
+    pub fn new(store: Store, key: MasterKey) -> Self {
+        Self { store, key }
+    }
+
+    /// Every account, the default first.
+    pub async fn list(&self) -> ServiceResult<Vec<AccountView>> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(account_store::list(&mut conn).await?.iter().map(AccountView::from).collect())
+    }
+
+    /// One account by id.
+    pub async fn get(&self, id: &str) -> ServiceResult<AccountView> {
+        Ok(AccountView::from(&self.record(id).await?))
+    }
+
+    async fn record(&self, id: &str) -> ServiceResult<AccountRecord> {
+        let mut conn = self.store.pool().acquire().await?;
+        account_store::get(&mut conn, id).await?.ok_or(ServiceError::NotFound("account"))
+    }
+
+    /// The account a Payment API `Target` names, or the default account when `target` is `None`.
+    pub async fn resolve(&self, target: Option<&str>) -> ServiceResult<Option<AccountView>> {
+        let mut conn = self.store.pool().acquire().await?;
+        let found = match target {
+            Some(name) => account_store::get_by_name(&mut conn, name).await?,
+            None => account_store::get_default(&mut conn).await?,
+        };
+        Ok(found.as_ref().map(AccountView::from))
+    }
+
+    /// Opens an account's secrets for a call to Vipps.
+    pub async fn credentials(&self, id: &str) -> ServiceResult<Credentials> {
+        let record = self.record(id).await?;
+        let open = |sealed: &str, field: &str| {
+            self.key
+                .open(sealed, &context(id, field))
+                .map_err(|e| ServiceError::Internal(anyhow::anyhow!("account {id}: {field}: {e}")))
+        };
+        Ok(Credentials {
+            merchant_serial_number: record.settings.merchant_serial_number.clone(),
+            client_id: record.settings.client_key.clone(),
+            client_secret: open(&record.client_secret_sealed, "client_secret")?,
+            subscription_key: open(&record.subscription_key_sealed, "subscription_key")?,
+            base_url: record.settings.vipps_base_url().to_owned(),
+        })
+    }
+
+    /// Creates an account. The first account becomes the default; a new default takes the flag from the old one.
+    pub async fn create(&self, input: &AccountInput, actor: &Actor) -> ServiceResult<AccountView> {
+        let (mut settings, secrets) = validate(input, None).map_err(ServiceError::Invalid)?;
+        let (Some(client_secret), Some(subscription_key)) = (secrets.client_secret, secrets.subscription_key) else {
+            return Err(ServiceError::Internal(anyhow::anyhow!(
+                "validation let a new account through without secrets"
+            )));
+        };
+        let id = new_id("acc");
+        let now = Utc::now();
+        let mut tx = self.store.begin_write().await?;
+        if account_store::count(&mut tx).await? == 0 {
+            settings.is_default = true;
+        }
+        if settings.is_default {
+            account_store::clear_default_except(&mut tx, &id).await?;
+        }
+        let record = AccountRecord {
+            client_secret_sealed: self.key.seal(client_secret.expose(), &context(&id, "client_secret")),
+            subscription_key_sealed: self.key.seal(subscription_key.expose(), &context(&id, "subscription_key")),
+            id,
+            settings,
+            created_at: now,
+            updated_at: now,
+        };
+        account_store::insert(&mut tx, &record).await.map_err(|e| name_taken(e, &record.settings.name))?;
+        audit(
+            &mut tx,
+            actor,
+            "account.create",
+            "account",
+            &record.id,
+            json!({ "name": record.settings.name, "fields": changed_fields(input) }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(AccountView::from(&record))
+    }
+
+    /// Changes an account. Absent fields keep their value; a secret is replaced only when a new one is given.
+    /// The default flag cannot be taken off the default account: another account must be made the default.
+    pub async fn update(&self, id: &str, input: &AccountInput, actor: &Actor) -> ServiceResult<AccountView> {
+        let mut tx = self.store.begin_write().await?;
+        let mut record = account_store::get(&mut tx, id).await?.ok_or(ServiceError::NotFound("account"))?;
+        let (settings, secrets) = validate(input, Some(&record.settings)).map_err(ServiceError::Invalid)?;
+        if record.settings.is_default && !settings.is_default {
+            return Err(ServiceError::Invalid(vec![FieldError::invalid(
+                "is_default",
+                "One account must be the default while any exist: make another account the default instead.",
+            )]));
+        }
+        if settings.is_default && !record.settings.is_default {
+            account_store::clear_default_except(&mut tx, id).await?;
+        }
+        if let Some(secret) = secrets.client_secret {
+            record.client_secret_sealed = self.key.seal(secret.expose(), &context(id, "client_secret"));
+        }
+        if let Some(secret) = secrets.subscription_key {
+            record.subscription_key_sealed = self.key.seal(secret.expose(), &context(id, "subscription_key"));
+        }
+        record.settings = settings;
+        record.updated_at = Utc::now();
+        account_store::update(&mut tx, &record).await.map_err(|e| name_taken(e, &record.settings.name))?;
+        audit(
+            &mut tx,
+            actor,
+            "account.update",
+            "account",
+            id,
+            json!({ "name": record.settings.name, "fields": changed_fields(input) }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(AccountView::from(&record))
+    }
+
+    /// Removes an account. When it was the default, the oldest remaining account becomes the default.
+    pub async fn delete(&self, id: &str, actor: &Actor) -> ServiceResult<()> {
+        let mut tx = self.store.begin_write().await?;
+        let record = account_store::get(&mut tx, id).await?.ok_or(ServiceError::NotFound("account"))?;
+        account_store::delete(&mut tx, id).await?;
+        let promoted = account_store::promote_oldest_to_default(&mut tx, Utc::now()).await?;
+        audit(
+            &mut tx,
+            actor,
+            "account.delete",
+            "account",
+            id,
+            json!({ "name": record.settings.name, "new_default": promoted }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored settings (for forms that edit them).
+    pub async fn settings(&self, id: &str) -> ServiceResult<AccountSettings> {
+        Ok(self.record(id).await?.settings)
+    }
+}

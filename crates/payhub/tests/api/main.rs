@@ -1,0 +1,11 @@
+//! payhub's API and page tests: the real application over real HTTP, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod helpers;
+
+mod accounts;
+mod cli;
+mod operations;
+mod roles;
+mod secrets_at_rest;
+mod setup_pages;
