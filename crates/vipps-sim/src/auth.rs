@@ -37,10 +37,7 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// one merchant and issues an opaque token valid for `token_lifetime` on the virtual clock.
 pub(crate) async fn access_token(State(sim): State<SharedSim>, headers: HeaderMap) -> Reply {
     let now = sim.clock.now();
-    let (Some(client_id), Some(secret)) = (
-        header(&headers, "client_id"),
-        header(&headers, "client_secret"),
-    ) else {
+    let (Some(client_id), Some(secret)) = (header(&headers, "client_id"), header(&headers, "client_secret")) else {
         return reply::token_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -61,10 +58,7 @@ pub(crate) async fn access_token(State(sim): State<SharedSim>, headers: HeaderMa
             "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.",
         );
     };
-    let ok = db
-        .merchants
-        .get(&msn)
-        .is_some_and(|m| m.client_id == client_id && m.client_secret == secret);
+    let ok = db.merchants.get(&msn).is_some_and(|m| m.client_id == client_id && m.client_secret == secret);
     if !ok {
         return reply::token_error(
             StatusCode::UNAUTHORIZED,
@@ -81,11 +75,7 @@ pub(crate) async fn access_token(State(sim): State<SharedSim>, headers: HeaderMa
             );
         }
     }
-    let token = format!(
-        "sim.{}.{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let token = format!("sim.{}.{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let expires = now + lifetime;
     db.tokens.insert(token.clone(), TokenInfo { msn, expires });
     let secs = lifetime.num_seconds();
@@ -137,28 +127,16 @@ pub(crate) fn authorize(
         return Err(unauthorized(api, "Authorization header missing"));
     };
     let Some(token) = auth.strip_prefix("Bearer ") else {
-        return Err(unauthorized(
-            api,
-            "Authorization header must use the Bearer scheme",
-        ));
+        return Err(unauthorized(api, "Authorization header must use the Bearer scheme"));
     };
     let Some(info) = db.tokens.get(token.trim()) else {
-        return Err(unauthorized(
-            api,
-            "Invalid JWT: the access token is not valid",
-        ));
+        return Err(unauthorized(api, "Invalid JWT: the access token is not valid"));
     };
     if info.expires <= now {
-        return Err(unauthorized(
-            api,
-            "Invalid JWT: the access token has expired",
-        ));
+        return Err(unauthorized(api, "Invalid JWT: the access token has expired"));
     }
     if &info.msn != key_msn {
-        return Err(unauthorized(
-            api,
-            "The access token does not belong to this subscription key",
-        ));
+        return Err(unauthorized(api, "The access token does not belong to this subscription key"));
     }
     match header(headers, "Merchant-Serial-Number") {
         None if api == Api::EPayment => Err(reply::ep_validation(
@@ -184,12 +162,9 @@ fn bad_msn(api: Api, instance: &str) -> Reply {
             instance,
             &[("Merchant-Serial-Number", reason)],
         ),
-        Api::Webhooks | Api::Report => reply::wh_problem(
-            StatusCode::BAD_REQUEST,
-            reason,
-            instance,
-            &[("Merchant-Serial-Number", reason)],
-        ),
+        Api::Webhooks | Api::Report => {
+            reply::wh_problem(StatusCode::BAD_REQUEST, reason, instance, &[("Merchant-Serial-Number", reason)])
+        }
     }
 }
 
@@ -197,16 +172,8 @@ fn forbidden(api: Api, instance: &str) -> Reply {
     let detail = "The access token is not valid for this Merchant-Serial-Number";
     match api {
         Api::EPayment => reply::ep_plain(StatusCode::FORBIDDEN, detail, instance),
-        Api::Recurring => reply::rec_problem(
-            StatusCode::FORBIDDEN,
-            "not-authorized",
-            detail,
-            instance,
-            &[],
-        ),
-        Api::Webhooks | Api::Report => {
-            reply::wh_problem(StatusCode::FORBIDDEN, detail, instance, &[])
-        }
+        Api::Recurring => reply::rec_problem(StatusCode::FORBIDDEN, "not-authorized", detail, instance, &[]),
+        Api::Webhooks | Api::Report => reply::wh_problem(StatusCode::FORBIDDEN, detail, instance, &[]),
     }
 }
 

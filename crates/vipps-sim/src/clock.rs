@@ -14,12 +14,8 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn new(start: Option<DateTime<Utc>>) -> Clock {
-        let offset = start.map_or(0, |s| {
-            (s - Utc::now()).num_microseconds().unwrap_or(i64::MAX / 4)
-        });
-        Clock {
-            offset_us: AtomicI64::new(offset),
-        }
+        let offset = start.map_or(0, |s| (s - Utc::now()).num_microseconds().unwrap_or(i64::MAX / 4));
+        Clock { offset_us: AtomicI64::new(offset) }
     }
 
     /// Current virtual time.
@@ -53,9 +49,8 @@ mod tests {
 
     #[test]
     fn advancing_moves_the_clock_forward_and_never_back() {
-        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .map(|d| d.with_timezone(&Utc))
-            .unwrap_or_default();
+        let start =
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|d| d.with_timezone(&Utc)).unwrap_or_default();
         let c = Clock::new(Some(start));
         assert!((c.now() - start).num_seconds().abs() < 2);
         c.advance(3600);

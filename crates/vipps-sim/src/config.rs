@@ -91,22 +91,14 @@ impl Default for SimConfig {
 }
 
 pub(crate) fn random_string(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 pub(crate) fn random_digits(len: usize) -> String {
     let mut rng = rand::thread_rng();
     (0..len)
         .map(|i| {
-            let d = if i == 0 {
-                rng.gen_range(1..10)
-            } else {
-                rng.gen_range(0..10)
-            };
+            let d = if i == 0 { rng.gen_range(1..10) } else { rng.gen_range(0..10) };
             char::from(b'0' + d)
         })
         .collect()

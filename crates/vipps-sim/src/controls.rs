@@ -34,18 +34,10 @@ struct Advance {
 pub(crate) async fn advance_clock(State(sim): State<SharedSim>, body: Bytes) -> Reply {
     let req: Advance = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return sim_error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{\"seconds\": N}}: {e}"),
-            )
-        }
+        Err(e) => return sim_error(StatusCode::BAD_REQUEST, &format!("expected {{\"seconds\": N}}: {e}")),
     };
     if !(0..=100 * 366 * 86400).contains(&req.seconds) {
-        return sim_error(
-            StatusCode::BAD_REQUEST,
-            "seconds must be between 0 and 100 years",
-        );
+        return sim_error(StatusCode::BAD_REQUEST, "seconds must be between 0 and 100 years");
     }
     advance(&sim, req.seconds);
     clock_body(sim.clock.now())
@@ -68,18 +60,10 @@ struct SetClock {
 pub(crate) async fn set_clock(State(sim): State<SharedSim>, body: Bytes) -> Reply {
     let req: SetClock = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return sim_error(
-                StatusCode::BAD_REQUEST,
-                &format!("expected {{\"now\": RFC 3339}}: {e}"),
-            )
-        }
+        Err(e) => return sim_error(StatusCode::BAD_REQUEST, &format!("expected {{\"now\": RFC 3339}}: {e}")),
     };
     if !sim.clock.set(req.now) {
-        return sim_error(
-            StatusCode::CONFLICT,
-            "the virtual clock never goes backwards",
-        );
+        return sim_error(StatusCode::CONFLICT, "the virtual clock never goes backwards");
     }
     sim.process_due();
     clock_body(sim.clock.now())
@@ -101,8 +85,5 @@ pub(crate) async fn merchants(State(sim): State<SharedSim>) -> Reply {
 
 /// Unknown paths: `404` Problem JSON.
 pub(crate) async fn not_found(uri: Uri) -> Reply {
-    sim_error(
-        StatusCode::NOT_FOUND,
-        &format!("no such resource: {}", uri.path()),
-    )
+    sim_error(StatusCode::NOT_FOUND, &format!("no such resource: {}", uri.path()))
 }

@@ -182,19 +182,9 @@ fn push_event(
     key: Option<String>,
     at: DateTime<Utc>,
 ) -> String {
-    let psp = if name == "CREATED" {
-        p.psp_reference.clone()
-    } else {
-        random_digits(10)
-    };
-    let event = PaymentEvent {
-        psp_reference: psp.clone(),
-        name,
-        amount,
-        timestamp: at,
-        idempotency_key: key,
-        success: true,
-    };
+    let psp = if name == "CREATED" { p.psp_reference.clone() } else { random_digits(10) };
+    let event =
+        PaymentEvent { psp_reference: psp.clone(), name, amount, timestamp: at, idempotency_key: key, success: true };
     let resource = format!("payment:{}:{}", p.msn, p.reference);
     hooks.emit(&p.msn, webhook_type(name), &resource, ts(at), || {
         let mut v = event_json(p, &event);
@@ -349,18 +339,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], instance: &str) -> Result<
             let path = e.path().to_string();
             let inner = e.into_inner();
             if inner.is_syntax() || inner.is_eof() {
-                return Err(ep_validation(
-                    instance,
-                    "body",
-                    "The request body is not valid JSON",
-                ));
+                return Err(ep_validation(instance, "body", "The request body is not valid JSON"));
             }
             let msg = inner.to_string();
-            let field = if path == "." {
-                msg.split('`').nth(1).unwrap_or("body").to_owned()
-            } else {
-                path
-            };
+            let field = if path == "." { msg.split('`').nth(1).unwrap_or("body").to_owned() } else { path };
             if field.starts_with("amount") || field.starts_with("modificationAmount") {
                 if msg.contains("unknown variant") {
                     return Err(ep_error(
@@ -380,13 +362,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], instance: &str) -> Result<
                 ));
             }
             if field.starts_with("paymentMethod") && msg.contains("unknown variant") {
-                return Err(ep_error(
-                    StatusCode::BAD_REQUEST,
-                    "4160",
-                    "Invalid payment method type",
-                    &msg,
-                    instance,
-                ));
+                return Err(ep_error(StatusCode::BAD_REQUEST, "4160", "Invalid payment method type", &msg, instance));
             }
             Err(ep_validation(instance, &field, &msg))
         }
@@ -415,60 +391,25 @@ pub(crate) fn valid_return_url(u: &str) -> bool {
     }
 }
 
-const SCOPES: &[&str] = &[
-    "name",
-    "address",
-    "email",
-    "phoneNumber",
-    "birthDate",
-    "nin",
-];
+const SCOPES: &[&str] = &["name", "address", "email", "phoneNumber", "birthDate", "nin"];
 
 fn validate_create(req: &CreateRequest, now: DateTime<Utc>, instance: &str) -> Result<(), Reply> {
-    let bad = |code: &str, title: &str, detail: &str| {
-        Err(ep_error(
-            StatusCode::BAD_REQUEST,
-            code,
-            title,
-            detail,
-            instance,
-        ))
-    };
+    let bad =
+        |code: &str, title: &str, detail: &str| Err(ep_error(StatusCode::BAD_REQUEST, code, title, detail, instance));
     if !valid_reference(&req.reference) {
-        return Err(ep_validation(
-            instance,
-            "reference",
-            "must match ^[a-zA-Z0-9-]{8,64}$",
-        ));
+        return Err(ep_validation(instance, "reference", "must match ^[a-zA-Z0-9-]{8,64}$"));
     }
     if req.amount.value < 0 || req.amount.value > 65_000_000 {
-        return bad(
-            "4040",
-            "Invalid amount",
-            "amount.value must be between 0 and 65000000 minor units",
-        );
+        return bad("4040", "Invalid amount", "amount.value must be between 0 and 65000000 minor units");
     }
     if req.amount.currency != Currency::Nok {
-        return bad(
-            "5040",
-            "Invalid currency for merchant",
-            "This sales unit accepts NOK only",
-        );
+        return bad("5040", "Invalid currency for merchant", "This sales unit accepts NOK only");
     }
     if req.amount.value < 100 {
-        return bad(
-            "6010",
-            "Amount too small",
-            "The minimum amount is 100 øre (1 NOK)",
-        );
+        return bad("6010", "Amount too small", "The minimum amount is 100 øre (1 NOK)");
     }
-    if req.payment_method.kind == PaymentMethodType::Card && req.user_flow != UserFlow::WebRedirect
-    {
-        return bad(
-            "4160",
-            "Invalid payment method type",
-            "CARD requires userFlow WEB_REDIRECT",
-        );
+    if req.payment_method.kind == PaymentMethodType::Card && req.user_flow != UserFlow::WebRedirect {
+        return bad("4160", "Invalid payment method type", "CARD requires userFlow WEB_REDIRECT");
     }
     match (&req.return_url, req.user_flow) {
         (None, UserFlow::WebRedirect | UserFlow::NativeRedirect) => {
@@ -479,41 +420,25 @@ fn validate_create(req: &CreateRequest, now: DateTime<Utc>, instance: &str) -> R
             );
         }
         (Some(u), _) if !valid_return_url(u) => {
-            return bad(
-                "4090",
-                "Invalid URL",
-                "returnUrl must be https:// or an app scheme",
-            );
+            return bad("4090", "Invalid URL", "returnUrl must be https:// or an app scheme");
         }
         _ => {}
     }
     if let Some(u) = &req.receipt_url {
         if !valid_return_url(u) {
-            return bad(
-                "4090",
-                "Invalid URL",
-                "receiptUrl must be https:// or an app scheme",
-            );
+            return bad("4090", "Invalid URL", "receiptUrl must be https:// or an app scheme");
         }
     }
     match &req.customer {
         None if req.user_flow == UserFlow::PushMessage => {
-            return bad(
-                "4140",
-                "Missing required parameter",
-                "customer is required for PUSH_MESSAGE",
-            );
+            return bad("4140", "Missing required parameter", "customer is required for PUSH_MESSAGE");
         }
         None => {}
         Some(c) => {
-            let n = [
-                c.phone_number.is_some(),
-                c.personal_qr.is_some(),
-                c.customer_token.is_some(),
-            ]
-            .iter()
-            .filter(|b| **b)
-            .count();
+            let n = [c.phone_number.is_some(), c.personal_qr.is_some(), c.customer_token.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if n != 1 {
                 return Err(ep_validation(
                     instance,
@@ -532,137 +457,77 @@ fn validate_create(req: &CreateRequest, now: DateTime<Utc>, instance: &str) -> R
             }
             if let Some(q) = &c.personal_qr {
                 if !(5..=255).contains(&q.chars().count()) {
-                    return bad(
-                        "4060",
-                        "Invalid personalQr",
-                        "personalQr must be 5 to 255 characters",
-                    );
+                    return bad("4060", "Invalid personalQr", "personalQr must be 5 to 255 characters");
                 }
             }
             if let Some(t) = &c.customer_token {
                 if t.is_empty() || t.len() > 255 {
-                    return bad(
-                        "4050",
-                        "Invalid customerToken",
-                        "customerToken is not valid",
-                    );
+                    return bad("4050", "Invalid customerToken", "customerToken is not valid");
                 }
             }
         }
     }
     if let Some(d) = &req.payment_description {
         if !(3..=100).contains(&d.chars().count()) {
-            return Err(ep_validation(
-                instance,
-                "paymentDescription",
-                "must be 3 to 100 characters",
-            ));
+            return Err(ep_validation(instance, "paymentDescription", "must be 3 to 100 characters"));
         }
     }
     if let Some(m) = &req.metadata {
         if m.len() > 5 {
-            return bad(
-                "4100",
-                "Metadata capacity exceeded",
-                "metadata may hold at most 5 pairs",
-            );
+            return bad("4100", "Metadata capacity exceeded", "metadata may hold at most 5 pairs");
         }
         for (k, v) in m {
             if k.chars().count() > 100 {
-                return bad(
-                    "4120",
-                    "Metadata key too long",
-                    "metadata keys are at most 100 characters",
-                );
+                return bad("4120", "Metadata key too long", "metadata keys are at most 100 characters");
             }
             let Some(s) = v.as_str() else {
-                return Err(ep_validation(
-                    instance,
-                    &format!("metadata.{k}"),
-                    "values must be strings",
-                ));
+                return Err(ep_validation(instance, &format!("metadata.{k}"), "values must be strings"));
             };
             if s.chars().count() > 500 {
-                return bad(
-                    "4130",
-                    "Metadata value too long",
-                    "metadata values are at most 500 characters",
-                );
+                return bad("4130", "Metadata value too long", "metadata values are at most 500 characters");
             }
         }
     }
     if let Some(p) = &req.profile {
         if let Some(scope) = &p.scope {
             if scope.split(' ').any(|s| !SCOPES.contains(&s)) {
-                return bad("4080", "Invalid scope", "profile.scope must be a space-separated subset of name address email phoneNumber birthDate nin");
+                return bad(
+                    "4080",
+                    "Invalid scope",
+                    "profile.scope must be a space-separated subset of name address email phoneNumber birthDate nin",
+                );
             }
         }
     }
     if req.qr_format.is_some() && req.user_flow != UserFlow::Qr {
-        return Err(ep_validation(
-            instance,
-            "qrFormat",
-            "only allowed with userFlow QR",
-        ));
+        return Err(ep_validation(instance, "qrFormat", "only allowed with userFlow QR"));
     }
-    if let Some(QrFormat {
-        format: QrFormatKind::Png,
-        size: Some(s),
-    }) = &req.qr_format
-    {
+    if let Some(QrFormat { format: QrFormatKind::Png, size: Some(s) }) = &req.qr_format {
         if !(100..=2000).contains(s) {
-            return Err(ep_validation(
-                instance,
-                "qrFormat.size",
-                "must be 100 to 2000",
-            ));
+            return Err(ep_validation(instance, "qrFormat.size", "must be 100 to 2000"));
         }
     }
     if let Some(raw) = &req.expires_at {
         let Ok(at) = DateTime::parse_from_rfc3339(raw) else {
-            return Err(ep_validation(
-                instance,
-                "expiresAt",
-                "must be an RFC 3339 date-time",
-            ));
+            return Err(ep_validation(instance, "expiresAt", "must be an RFC 3339 date-time"));
         };
         if !matches!(req.user_flow, UserFlow::PushMessage | UserFlow::Qr) {
-            return bad(
-                "5050",
-                "Long-living payments not allowed",
-                "expiresAt requires userFlow PUSH_MESSAGE or QR",
-            );
+            return bad("5050", "Long-living payments not allowed", "expiresAt requires userFlow PUSH_MESSAGE or QR");
         }
         if req.receipt.is_none() {
-            return bad(
-                "6130",
-                "Long-living payment requires receipt",
-                "expiresAt requires a receipt",
-            );
+            return bad("6130", "Long-living payment requires receipt", "expiresAt requires a receipt");
         }
         let at = at.with_timezone(&Utc);
         if at <= now + chrono::Duration::minutes(10) {
-            return bad(
-                "6120",
-                "expiresAt too soon",
-                "expiresAt must be more than 10 minutes ahead",
-            );
+            return bad("6120", "expiresAt too soon", "expiresAt must be more than 10 minutes ahead");
         }
         if at >= now + chrono::Duration::days(60) {
-            return bad(
-                "6110",
-                "expiresAt too late",
-                "expiresAt must be less than 60 days ahead",
-            );
+            return bad("6110", "expiresAt too late", "expiresAt must be less than 60 days ahead");
         }
     }
     if let Some(age) = req.minimum_user_age {
         if !(0..=120).contains(&age) {
-            return Err(ep_validation(
-                instance,
-                "minimumUserAge",
-                "must be between 0 and 120",
-            ));
+            return Err(ep_validation(instance, "minimumUserAge", "must be between 0 and 120"));
         }
     }
     Ok(())
@@ -673,11 +538,7 @@ fn validate_create(req: &CreateRequest, now: DateTime<Utc>, instance: &str) -> R
 
 fn key_problem(e: KeyError, instance: &str) -> Reply {
     match e {
-        KeyError::Missing => ep_validation(
-            instance,
-            "Idempotency-Key",
-            "The Idempotency-Key header is required",
-        ),
+        KeyError::Missing => ep_validation(instance, "Idempotency-Key", "The Idempotency-Key header is required"),
         KeyError::Invalid(r) => ep_validation(instance, "Idempotency-Key", r),
     }
 }
@@ -701,10 +562,7 @@ fn modify(
         Ok(k) => k,
         Err(e) => return key_problem(e, instance),
     };
-    let fp = match db
-        .idem
-        .check(Api::EPayment, &msn, &key, &Method::POST, instance, body)
-    {
+    let fp = match db.idem.check(Api::EPayment, &msn, &key, &Method::POST, instance, body) {
         Lookup::Replay(r) => return r,
         Lookup::Conflict => {
             return ep_error(
@@ -723,114 +581,75 @@ fn modify(
 }
 
 /// `POST /epayment/v1/payments` → `201 {redirectUrl?, reference}`.
-pub(crate) async fn create(
-    State(sim): State<SharedSim>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Reply {
+pub(crate) async fn create(State(sim): State<SharedSim>, headers: HeaderMap, uri: Uri, body: Bytes) -> Reply {
     let instance = uri.path();
     let base = sim.base_url.clone();
     let timeout = sim.config.payer_timeout;
-    modify(
-        &sim,
-        &headers,
-        instance,
-        &body,
-        "4020",
-        |db, msn, key, now| {
-            let req: CreateRequest = match parse(&body, instance) {
-                Ok(r) => r,
-                Err(r) => return r,
-            };
-            if let Err(r) = validate_create(&req, now, instance) {
-                return r;
-            }
-            if db.epayment.get(msn, &req.reference).is_some() {
-                return ep_error(
-                    StatusCode::CONFLICT,
-                    "4150",
-                    "Reference already exists",
-                    &format!("A payment with reference {} already exists", req.reference),
-                    instance,
-                );
-            }
-            let _ = (
-                &req.customer_interaction,
-                req.qr_format.as_ref().map(|q| (&q.format, q.size)),
+    modify(&sim, &headers, instance, &body, "4020", |db, msn, key, now| {
+        let req: CreateRequest = match parse(&body, instance) {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        if let Err(r) = validate_create(&req, now, instance) {
+            return r;
+        }
+        if db.epayment.get(msn, &req.reference).is_some() {
+            return ep_error(
+                StatusCode::CONFLICT,
+                "4150",
+                "Reference already exists",
+                &format!("A payment with reference {} already exists", req.reference),
+                instance,
             );
-            let token = db.new_landing(LandingTarget::Payment {
-                msn: msn.to_owned(),
-                reference: req.reference.clone(),
-            });
-            let redirect_url = match req.user_flow {
-                UserFlow::PushMessage => None,
-                _ => Some(format!("{base}/landing?token={token}")),
-            };
-            let expires = match req
-                .expires_at
-                .as_deref()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            {
-                Some(at) => at.with_timezone(&Utc),
-                None => now + timeout,
-            };
-            let mut p = Payment {
-                msn: msn.to_owned(),
-                reference: req.reference.clone(),
-                amount: req.amount.value,
-                currency: "NOK",
-                state: PaymentState::Created,
-                method: match req.payment_method.kind {
-                    PaymentMethodType::Wallet => "WALLET",
-                    PaymentMethodType::Card => "CARD",
-                },
-                user_flow: req.user_flow.as_str(),
-                return_url: req.return_url,
-                phone: req.customer.and_then(|c| c.phone_number),
-                description: req.payment_description,
-                metadata: req.metadata,
-                scope: req.profile.and_then(|p| p.scope),
-                psp_reference: uuid::Uuid::new_v4().to_string(),
-                redirect_url: redirect_url.clone(),
-                create_key: key.to_owned(),
-                authorized: 0,
-                captured: 0,
-                refunded: 0,
-                cancelled: 0,
-                events: Vec::with_capacity(4),
-                created_at: now,
-                authorized_at: None,
-                last_capture_at: None,
-                sub: None,
-            };
-            push_event(
-                &mut db.hooks,
-                "CREATED",
-                p.amount,
-                &mut p,
-                Some(key.to_owned()),
-                now,
-            );
-            db.epayment
-                .payments
-                .entry(msn.to_owned())
-                .or_default()
-                .insert(req.reference.clone(), p);
-            db.schedule(
-                expires,
-                Timer::PaymentExpiry {
-                    msn: msn.to_owned(),
-                    reference: req.reference.clone(),
-                },
-            );
-            let body = match redirect_url {
-                Some(u) => json!({"redirectUrl": u, "reference": req.reference}),
-                None => json!({"reference": req.reference}),
-            };
-            Reply::json(StatusCode::CREATED, &body)
-        },
-    )
+        }
+        let _ = (&req.customer_interaction, req.qr_format.as_ref().map(|q| (&q.format, q.size)));
+        let token = db.new_landing(LandingTarget::Payment { msn: msn.to_owned(), reference: req.reference.clone() });
+        let redirect_url = match req.user_flow {
+            UserFlow::PushMessage => None,
+            _ => Some(format!("{base}/landing?token={token}")),
+        };
+        let expires = match req.expires_at.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+            Some(at) => at.with_timezone(&Utc),
+            None => now + timeout,
+        };
+        let mut p = Payment {
+            msn: msn.to_owned(),
+            reference: req.reference.clone(),
+            amount: req.amount.value,
+            currency: "NOK",
+            state: PaymentState::Created,
+            method: match req.payment_method.kind {
+                PaymentMethodType::Wallet => "WALLET",
+                PaymentMethodType::Card => "CARD",
+            },
+            user_flow: req.user_flow.as_str(),
+            return_url: req.return_url,
+            phone: req.customer.and_then(|c| c.phone_number),
+            description: req.payment_description,
+            metadata: req.metadata,
+            scope: req.profile.and_then(|p| p.scope),
+            psp_reference: uuid::Uuid::new_v4().to_string(),
+            redirect_url: redirect_url.clone(),
+            create_key: key.to_owned(),
+            authorized: 0,
+            captured: 0,
+            refunded: 0,
+            cancelled: 0,
+            events: Vec::with_capacity(4),
+            created_at: now,
+            authorized_at: None,
+            last_capture_at: None,
+            sub: None,
+        };
+        push_event(&mut db.hooks, "CREATED", p.amount, &mut p, Some(key.to_owned()), now);
+        db.epayment.payments.entry(msn.to_owned()).or_default().insert(req.reference.clone(), p);
+        db.schedule(expires, Timer::PaymentExpiry { msn: msn.to_owned(), reference: req.reference.clone() });
+        let body = match redirect_url {
+            Some(u) => json!({"redirectUrl": u, "reference": req.reference}),
+            None => json!({"reference": req.reference}),
+        };
+        Reply::json(StatusCode::CREATED, &body)
+    })
 }
 
 fn not_found(reference: &str, instance: &str) -> Reply {
@@ -893,96 +712,62 @@ pub(crate) async fn capture(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(
-        &sim,
-        &headers,
-        instance,
-        &body,
-        "4010",
-        |db, msn, key, now| {
-            let req: ModificationRequest = match parse(&body, instance) {
-                Ok(r) => r,
-                Err(r) => return r,
-            };
-            let Db {
-                epayment, hooks, ..
-            } = &mut *db;
-            let Some(p) = epayment.get_mut(msn, &reference) else {
-                return not_found(&reference, instance);
-            };
-            let bad = |code: &str, title: &str, detail: &str| {
-                ep_error(StatusCode::BAD_REQUEST, code, title, detail, instance)
-            };
-            let x = req.modification_amount.value;
-            if req.modification_amount.currency != Currency::Nok || x <= 0 {
-                return bad(
-                    "4040",
-                    "Invalid amount",
-                    "modificationAmount must be a positive amount in the payment's currency",
-                );
+    modify(&sim, &headers, instance, &body, "4010", |db, msn, key, now| {
+        let req: ModificationRequest = match parse(&body, instance) {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let Db { epayment, hooks, .. } = &mut *db;
+        let Some(p) = epayment.get_mut(msn, &reference) else {
+            return not_found(&reference, instance);
+        };
+        let bad =
+            |code: &str, title: &str, detail: &str| ep_error(StatusCode::BAD_REQUEST, code, title, detail, instance);
+        let x = req.modification_amount.value;
+        if req.modification_amount.currency != Currency::Nok || x <= 0 {
+            return bad(
+                "4040",
+                "Invalid amount",
+                "modificationAmount must be a positive amount in the payment's currency",
+            );
+        }
+        match p.state {
+            PaymentState::Authorized => {}
+            PaymentState::Created => {
+                return bad("6080", "Cannot capture before reservation", "The payment is not authorized yet")
             }
-            match p.state {
-                PaymentState::Authorized => {}
-                PaymentState::Created => {
-                    return bad(
-                        "6080",
-                        "Cannot capture before reservation",
-                        "The payment is not authorized yet",
-                    )
-                }
-                _ => {
-                    return bad(
-                        "6200",
-                        "Cannot be captured",
-                        &format!("The payment is {}", p.state.as_str()),
-                    )
-                }
-            }
-            let remaining = p.authorized - p.cancelled - p.captured;
-            if p.authorized_at
-                .is_some_and(|a| now > a + chrono::Duration::days(180))
-            {
-                return bad(
-                    "6100",
-                    "Capture period expired",
-                    "Captures are possible for 180 days after authorization",
-                );
-            }
-            if remaining == 0 && p.cancelled > 0 {
-                return bad(
-                    "6070",
-                    "Cannot capture cancelled payment",
-                    "The remaining amount was cancelled",
-                );
-            }
-            if remaining == 0 {
-                return bad("6170", "Already captured", "The payment is fully captured");
-            }
-            if x > remaining {
-                return bad(
-                    "6090",
-                    "Capture amount too high",
-                    &format!("At most {remaining} can be captured"),
-                );
-            }
-            p.captured += x;
-            p.last_capture_at = Some(now);
-            let psp = push_event(hooks, "CAPTURED", x, p, Some(key.to_owned()), now);
-            let reply = Reply::json(StatusCode::OK, &modification_json(p, &psp));
-            let movement = MoneyMovement {
-                kind: MovementKind::Capture,
-                amount: x,
-                currency: p.currency.to_owned(),
-                psp_reference: psp,
-                reference: p.reference.clone(),
-                agreement_id: None,
-                external_id: None,
-                at: now,
-            };
-            db.record_movement(msn, movement);
-            reply
-        },
-    )
+            _ => return bad("6200", "Cannot be captured", &format!("The payment is {}", p.state.as_str())),
+        }
+        let remaining = p.authorized - p.cancelled - p.captured;
+        if p.authorized_at.is_some_and(|a| now > a + chrono::Duration::days(180)) {
+            return bad("6100", "Capture period expired", "Captures are possible for 180 days after authorization");
+        }
+        if remaining == 0 && p.cancelled > 0 {
+            return bad("6070", "Cannot capture cancelled payment", "The remaining amount was cancelled");
+        }
+        if remaining == 0 {
+            return bad("6170", "Already captured", "The payment is fully captured");
+        }
+        if x > remaining {
+            return bad("6090", "Capture amount too high", &format!("At most {remaining} can be captured"));
+        }
+        p.captured += x;
+        p.last_capture_at = Some(now);
+        let psp = push_event(hooks, "CAPTURED", x, p, Some(key.to_owned()), now);
+        let reply = Reply::json(StatusCode::OK, &modification_json(p, &psp));
+        let movement = MoneyMovement {
+            kind: MovementKind::Capture,
+            amount: x,
+            currency: p.currency.to_owned(),
+            psp_reference: psp,
+            reference: p.reference.clone(),
+            agreement_id: None,
+            external_id: None,
+            at: now,
+        };
+        db.record_movement(msn, movement);
+        reply
+    })
 }
 
 /// `POST /epayment/v1/payments/{reference}/refund` `{modificationAmount}` → `200 ModificationResponse`.
@@ -994,81 +779,57 @@ pub(crate) async fn refund(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(
-        &sim,
-        &headers,
-        instance,
-        &body,
-        "4150",
-        |db, msn, key, now| {
-            let req: ModificationRequest = match parse(&body, instance) {
-                Ok(r) => r,
-                Err(r) => return r,
-            };
-            let Db {
-                epayment, hooks, ..
-            } = &mut *db;
-            let Some(p) = epayment.get_mut(msn, &reference) else {
-                return not_found(&reference, instance);
-            };
-            let bad = |code: &str, title: &str, detail: &str| {
-                ep_error(StatusCode::BAD_REQUEST, code, title, detail, instance)
-            };
-            let x = req.modification_amount.value;
-            if req.modification_amount.currency != Currency::Nok || x <= 0 {
-                return bad(
-                    "4040",
-                    "Invalid amount",
-                    "modificationAmount must be a positive amount in the payment's currency",
-                );
-            }
-            if p.captured == 0 {
-                return bad(
-                    "6020",
-                    "Cannot refund before capture",
-                    "Nothing has been captured on this payment",
-                );
-            }
-            if p.last_capture_at
-                .is_some_and(|c| now > c + chrono::Duration::days(365))
-            {
-                return bad(
-                    "6220",
-                    "Refund period expired",
-                    "Refunds are possible for 365 days after capture",
-                );
-            }
-            if p.refunded == p.captured {
-                return bad(
-                    "6180",
-                    "Already refunded",
-                    "The captured amount is fully refunded",
-                );
-            }
-            if x > p.captured - p.refunded {
-                return bad(
-                    "6150",
-                    "Not enough refundable",
-                    &format!("At most {} can be refunded", p.captured - p.refunded),
-                );
-            }
-            p.refunded += x;
-            let psp = push_event(hooks, "REFUNDED", x, p, Some(key.to_owned()), now);
-            let reply = Reply::json(StatusCode::OK, &modification_json(p, &psp));
-            let movement = MoneyMovement {
-                kind: MovementKind::Refund,
-                amount: x,
-                currency: p.currency.to_owned(),
-                psp_reference: psp,
-                reference: p.reference.clone(),
-                agreement_id: None,
-                external_id: None,
-                at: now,
-            };
-            db.record_movement(msn, movement);
-            reply
-        },
-    )
+    modify(&sim, &headers, instance, &body, "4150", |db, msn, key, now| {
+        let req: ModificationRequest = match parse(&body, instance) {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let Db { epayment, hooks, .. } = &mut *db;
+        let Some(p) = epayment.get_mut(msn, &reference) else {
+            return not_found(&reference, instance);
+        };
+        let bad =
+            |code: &str, title: &str, detail: &str| ep_error(StatusCode::BAD_REQUEST, code, title, detail, instance);
+        let x = req.modification_amount.value;
+        if req.modification_amount.currency != Currency::Nok || x <= 0 {
+            return bad(
+                "4040",
+                "Invalid amount",
+                "modificationAmount must be a positive amount in the payment's currency",
+            );
+        }
+        if p.captured == 0 {
+            return bad("6020", "Cannot refund before capture", "Nothing has been captured on this payment");
+        }
+        if p.last_capture_at.is_some_and(|c| now > c + chrono::Duration::days(365)) {
+            return bad("6220", "Refund period expired", "Refunds are possible for 365 days after capture");
+        }
+        if p.refunded == p.captured {
+            return bad("6180", "Already refunded", "The captured amount is fully refunded");
+        }
+        if x > p.captured - p.refunded {
+            return bad(
+                "6150",
+                "Not enough refundable",
+                &format!("At most {} can be refunded", p.captured - p.refunded),
+            );
+        }
+        p.refunded += x;
+        let psp = push_event(hooks, "REFUNDED", x, p, Some(key.to_owned()), now);
+        let reply = Reply::json(StatusCode::OK, &modification_json(p, &psp));
+        let movement = MoneyMovement {
+            kind: MovementKind::Refund,
+            amount: x,
+            currency: p.currency.to_owned(),
+            psp_reference: psp,
+            reference: p.reference.clone(),
+            agreement_id: None,
+            external_id: None,
+            at: now,
+        };
+        db.record_movement(msn, movement);
+        reply
+    })
 }
 
 /// `POST /epayment/v1/payments/{reference}/cancel` `{cancelTransactionOnly?}` → `200 ModificationResponse`.
@@ -1080,82 +841,57 @@ pub(crate) async fn cancel(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(
-        &sim,
-        &headers,
-        instance,
-        &body,
-        "4020",
-        |db, msn, key, now| {
-            let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
-                CancelRequest::default()
-            } else {
-                match parse(&body, instance) {
-                    Ok(r) => r,
-                    Err(r) => return r,
-                }
-            };
-            let Db {
-                epayment, hooks, ..
-            } = &mut *db;
-            let Some(p) = epayment.get_mut(msn, &reference) else {
-                return not_found(&reference, instance);
-            };
-            let bad = |code: &str, title: &str, detail: &str| {
-                ep_error(StatusCode::BAD_REQUEST, code, title, detail, instance)
-            };
-            match p.state {
-                PaymentState::Created => {
-                    p.state = PaymentState::Terminated;
-                    p.cancelled = p.amount;
-                    let psp =
-                        push_event(hooks, "TERMINATED", p.amount, p, Some(key.to_owned()), now);
-                    Reply::json(StatusCode::OK, &modification_json(p, &psp))
-                }
-                PaymentState::Authorized => {
-                    if req.cancel_transaction_only == Some(true) {
-                        return bad(
-                            "6060",
-                            "Cannot cancel authorized payment",
-                            "cancelTransactionOnly: the payment is already authorized",
-                        );
-                    }
-                    if p.authorized_at
-                        .is_some_and(|a| now > a + chrono::Duration::days(180))
-                    {
-                        return bad(
-                            "6030",
-                            "Cancel period expired",
-                            "Cancels are possible for 180 days after authorization",
-                        );
-                    }
-                    if p.captured >= p.authorized {
-                        return bad(
-                            "6040",
-                            "Cannot cancel captured payment",
-                            "The payment is fully captured",
-                        );
-                    }
-                    let remaining = p.authorized - p.captured - p.cancelled;
-                    if remaining == 0 {
-                        return bad(
-                            "6190",
-                            "Cannot be cancelled",
-                            "The remaining amount is already cancelled",
-                        );
-                    }
-                    p.cancelled += remaining;
-                    let psp = push_event(hooks, "CANCELLED", remaining, p, None, now);
-                    Reply::json(StatusCode::OK, &modification_json(p, &psp))
-                }
-                _ => bad(
-                    "6050",
-                    "Cannot cancel non-reserved payment",
-                    &format!("The payment is {}", p.state.as_str()),
-                ),
+    modify(&sim, &headers, instance, &body, "4020", |db, msn, key, now| {
+        let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            CancelRequest::default()
+        } else {
+            match parse(&body, instance) {
+                Ok(r) => r,
+                Err(r) => return r,
             }
-        },
-    )
+        };
+        let Db { epayment, hooks, .. } = &mut *db;
+        let Some(p) = epayment.get_mut(msn, &reference) else {
+            return not_found(&reference, instance);
+        };
+        let bad =
+            |code: &str, title: &str, detail: &str| ep_error(StatusCode::BAD_REQUEST, code, title, detail, instance);
+        match p.state {
+            PaymentState::Created => {
+                p.state = PaymentState::Terminated;
+                p.cancelled = p.amount;
+                let psp = push_event(hooks, "TERMINATED", p.amount, p, Some(key.to_owned()), now);
+                Reply::json(StatusCode::OK, &modification_json(p, &psp))
+            }
+            PaymentState::Authorized => {
+                if req.cancel_transaction_only == Some(true) {
+                    return bad(
+                        "6060",
+                        "Cannot cancel authorized payment",
+                        "cancelTransactionOnly: the payment is already authorized",
+                    );
+                }
+                if p.authorized_at.is_some_and(|a| now > a + chrono::Duration::days(180)) {
+                    return bad(
+                        "6030",
+                        "Cancel period expired",
+                        "Cancels are possible for 180 days after authorization",
+                    );
+                }
+                if p.captured >= p.authorized {
+                    return bad("6040", "Cannot cancel captured payment", "The payment is fully captured");
+                }
+                let remaining = p.authorized - p.captured - p.cancelled;
+                if remaining == 0 {
+                    return bad("6190", "Cannot be cancelled", "The remaining amount is already cancelled");
+                }
+                p.cancelled += remaining;
+                let psp = push_event(hooks, "CANCELLED", remaining, p, None, now);
+                Reply::json(StatusCode::OK, &modification_json(p, &psp))
+            }
+            _ => bad("6050", "Cannot cancel non-reserved payment", &format!("The payment is {}", p.state.as_str())),
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1180,12 +916,8 @@ pub(crate) fn payer_approve(
     if phone.is_some_and(|p| !valid_phone(p)) {
         return Err(PayerError::BadPhone);
     }
-    let Db {
-        epayment, hooks, ..
-    } = db;
-    let p = epayment
-        .get_mut(msn, reference)
-        .ok_or(PayerError::NotFound)?;
+    let Db { epayment, hooks, .. } = db;
+    let p = epayment.get_mut(msn, reference).ok_or(PayerError::NotFound)?;
     if p.state != PaymentState::Created {
         return Err(PayerError::NotPending(p.state.as_str()));
     }
@@ -1204,22 +936,12 @@ pub(crate) fn payer_approve(
 }
 
 /// The payer rejects in the app: `CREATED` → `ABORTED`.
-pub(crate) fn payer_reject(
-    db: &mut Db,
-    msn: &str,
-    reference: &str,
-    at: DateTime<Utc>,
-) -> Result<(), PayerError> {
+pub(crate) fn payer_reject(db: &mut Db, msn: &str, reference: &str, at: DateTime<Utc>) -> Result<(), PayerError> {
     end_created(db, msn, reference, PaymentState::Aborted, "ABORTED", at)
 }
 
 /// The payer walks away: `CREATED` → `EXPIRED` at once (the expiry is brought forward).
-pub(crate) fn payer_abandon(
-    db: &mut Db,
-    msn: &str,
-    reference: &str,
-    at: DateTime<Utc>,
-) -> Result<(), PayerError> {
+pub(crate) fn payer_abandon(db: &mut Db, msn: &str, reference: &str, at: DateTime<Utc>) -> Result<(), PayerError> {
     end_created(db, msn, reference, PaymentState::Expired, "EXPIRED", at)
 }
 
@@ -1231,12 +953,8 @@ fn end_created(
     name: &'static str,
     at: DateTime<Utc>,
 ) -> Result<(), PayerError> {
-    let Db {
-        epayment, hooks, ..
-    } = db;
-    let p = epayment
-        .get_mut(msn, reference)
-        .ok_or(PayerError::NotFound)?;
+    let Db { epayment, hooks, .. } = db;
+    let p = epayment.get_mut(msn, reference).ok_or(PayerError::NotFound)?;
     if p.state != PaymentState::Created {
         return Err(PayerError::NotPending(p.state.as_str()));
     }
@@ -1274,10 +992,7 @@ pub(crate) async fn force_approve(
         }
     };
     if let Some(t) = &req.token {
-        let expected = LandingTarget::Payment {
-            msn: msn.clone(),
-            reference: reference.clone(),
-        };
+        let expected = LandingTarget::Payment { msn: msn.clone(), reference: reference.clone() };
         if db.landing.get(t) != Some(&expected) {
             return ep_error(
                 StatusCode::BAD_REQUEST,
@@ -1328,19 +1043,11 @@ fn find_msn(db: &Db, reference: &str, msn: Option<&str>) -> Result<String, Reply
             None => Err(sim_error(StatusCode::NOT_FOUND, "no such payment")),
         };
     }
-    let mut found = db
-        .epayment
-        .payments
-        .iter()
-        .filter(|(_, ps)| ps.contains_key(reference))
-        .map(|(m, _)| m);
+    let mut found = db.epayment.payments.iter().filter(|(_, ps)| ps.contains_key(reference)).map(|(m, _)| m);
     match (found.next(), found.next()) {
         (Some(m), None) => Ok(m.clone()),
         (None, _) => Err(sim_error(StatusCode::NOT_FOUND, "no such payment")),
-        (Some(_), Some(_)) => Err(sim_error(
-            StatusCode::CONFLICT,
-            "reference exists for several merchants; add ?msn=",
-        )),
+        (Some(_), Some(_)) => Err(sim_error(StatusCode::CONFLICT, "reference exists for several merchants; add ?msn=")),
     }
 }
 
@@ -1358,10 +1065,7 @@ pub(crate) async fn sim_action(
         match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => {
-                return sim_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("expected {{\"phoneNumber\": \"47…\"}}: {e}"),
-                )
+                return sim_error(StatusCode::BAD_REQUEST, &format!("expected {{\"phoneNumber\": \"47…\"}}: {e}"))
             }
         }
     };
@@ -1375,12 +1079,7 @@ pub(crate) async fn sim_action(
         "approve" => payer_approve(&mut db, &msn, &reference, req.phone_number.as_deref(), now),
         "reject" => payer_reject(&mut db, &msn, &reference, now),
         "abandon" => payer_abandon(&mut db, &msn, &reference, now),
-        _ => {
-            return sim_error(
-                StatusCode::NOT_FOUND,
-                "action must be approve, reject or abandon",
-            )
-        }
+        _ => return sim_error(StatusCode::NOT_FOUND, "action must be approve, reject or abandon"),
     };
     match result {
         Ok(()) => match db.epayment.get(&msn, &reference) {
@@ -1388,14 +1087,8 @@ pub(crate) async fn sim_action(
             None => sim_error(StatusCode::NOT_FOUND, "no such payment"),
         },
         Err(PayerError::NotFound) => sim_error(StatusCode::NOT_FOUND, "no such payment"),
-        Err(PayerError::BadPhone) => sim_error(
-            StatusCode::BAD_REQUEST,
-            "phoneNumber must be 10 to 15 digits",
-        ),
-        Err(PayerError::NotPending(s)) => sim_error(
-            StatusCode::CONFLICT,
-            &format!("the payment is {s}, not CREATED"),
-        ),
+        Err(PayerError::BadPhone) => sim_error(StatusCode::BAD_REQUEST, "phoneNumber must be 10 to 15 digits"),
+        Err(PayerError::NotPending(s)) => sim_error(StatusCode::CONFLICT, &format!("the payment is {s}, not CREATED")),
     }
 }
 

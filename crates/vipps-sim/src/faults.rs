@@ -59,9 +59,7 @@ impl Faults {
         }
         let mut guard = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         let rules = &mut guard.1;
-        let idx = rules
-            .iter()
-            .position(|r| path.starts_with(&r.path_prefix))?;
+        let idx = rules.iter().position(|r| path.starts_with(&r.path_prefix))?;
         let kind = rules[idx].kind;
         rules[idx].remaining -= 1;
         if rules[idx].remaining == 0 {
@@ -77,30 +75,17 @@ impl Faults {
         let mut guard = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         guard.0 += 1;
         let id = guard.0;
-        guard.1.push(Rule {
-            id,
-            path_prefix,
-            kind,
-            remaining: times,
-        });
+        guard.1.push(Rule { id, path_prefix, kind, remaining: times });
         self.any.store(true, Ordering::Relaxed);
         id
     }
 
     fn list(&self) -> Vec<Rule> {
-        self.rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
     }
 
     fn clear(&self) {
-        self.rules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clear();
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).1.clear();
         self.any.store(false, Ordering::Relaxed);
     }
 }
@@ -119,9 +104,7 @@ pub(crate) fn fault_reply(kind: FaultKind) -> Option<Reply> {
                 "traceId": crate::reply::trace_id(),
             }),
         )),
-        FaultKind::TooManyRequests {
-            retry_after_seconds,
-        } => {
+        FaultKind::TooManyRequests { retry_after_seconds } => {
             let mut r = Reply::json(
                 StatusCode::TOO_MANY_REQUESTS,
                 &json!({"statusCode": 429, "message": "Rate limit is exceeded. Try again later."}),
@@ -155,10 +138,7 @@ pub(crate) async fn add(State(sim): State<SharedSim>, body: Bytes) -> Reply {
         Err(e) => return sim_error(StatusCode::BAD_REQUEST, &format!("invalid fault rule: {e}")),
     };
     if !req.path_prefix.starts_with('/') || req.path_prefix.starts_with("/_sim") {
-        return sim_error(
-            StatusCode::BAD_REQUEST,
-            "pathPrefix must start with / and not be a /_sim path",
-        );
+        return sim_error(StatusCode::BAD_REQUEST, "pathPrefix must start with / and not be a /_sim path");
     }
     if req.times == 0 {
         return sim_error(StatusCode::BAD_REQUEST, "times must be at least 1");
@@ -196,18 +176,11 @@ mod tests {
 
     #[test]
     fn fault_rules_parse_from_the_documented_json() {
-        let r: Result<AddFault, _> = serde_json::from_str(
-            r#"{"pathPrefix":"/x","kind":"429","retryAfterSeconds":3,"times":2}"#,
-        );
+        let r: Result<AddFault, _> =
+            serde_json::from_str(r#"{"pathPrefix":"/x","kind":"429","retryAfterSeconds":3,"times":2}"#);
         assert!(matches!(
             r,
-            Ok(AddFault {
-                kind: FaultKind::TooManyRequests {
-                    retry_after_seconds: 3
-                },
-                times: 2,
-                ..
-            })
+            Ok(AddFault { kind: FaultKind::TooManyRequests { retry_after_seconds: 3 }, times: 2, .. })
         ));
         let r: Result<AddFault, _> = serde_json::from_str(r#"{"pathPrefix":"/x","kind":"teapot"}"#);
         assert!(r.is_err());

@@ -62,21 +62,15 @@ pub(crate) fn read_key(headers: &HeaderMap, api: Api) -> Result<String, KeyError
     match api {
         Api::Recurring => {
             if key.chars().count() > 40 {
-                return Err(KeyError::Invalid(
-                    "Idempotency-Key must be 1 to 40 characters",
-                ));
+                return Err(KeyError::Invalid("Idempotency-Key must be 1 to 40 characters"));
             }
             if key.contains(['#', '?', '/', '\\']) {
-                return Err(KeyError::Invalid(
-                    "Idempotency-Key must not contain #, ?, / or \\",
-                ));
+                return Err(KeyError::Invalid("Idempotency-Key must not contain #, ?, / or \\"));
             }
         }
         Api::EPayment | Api::Webhooks | Api::Report => {
             if key.chars().count() > 50 {
-                return Err(KeyError::Invalid(
-                    "Idempotency-Key must be at most 50 characters",
-                ));
+                return Err(KeyError::Invalid("Idempotency-Key must be at most 50 characters"));
             }
         }
     }
@@ -98,21 +92,9 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> u64 {
 
 impl IdemStore {
     /// Looks up `key`; see [`Lookup`].
-    pub(crate) fn check(
-        &self,
-        api: Api,
-        msn: &str,
-        key: &str,
-        method: &Method,
-        path: &str,
-        body: &[u8],
-    ) -> Lookup {
+    pub(crate) fn check(&self, api: Api, msn: &str, key: &str, method: &Method, path: &str, body: &[u8]) -> Lookup {
         let fp = fingerprint(method, path, body);
-        let scope = Scope {
-            api,
-            msn: msn.to_owned(),
-            key: key.to_owned(),
-        };
+        let scope = Scope { api, msn: msn.to_owned(), key: key.to_owned() };
         match self.map.get(&scope) {
             None => Lookup::Fresh(fp),
             Some(e) if e.fingerprint == fp => Lookup::Replay(e.reply.clone()),
@@ -121,29 +103,12 @@ impl IdemStore {
     }
 
     /// Remembers the reply of a fresh request (5xx replies are not remembered).
-    pub(crate) fn store(
-        &mut self,
-        api: Api,
-        msn: &str,
-        key: &str,
-        fingerprint: u64,
-        reply: &Reply,
-    ) {
+    pub(crate) fn store(&mut self, api: Api, msn: &str, key: &str, fingerprint: u64, reply: &Reply) {
         if reply.status.is_server_error() {
             return;
         }
-        let scope = Scope {
-            api,
-            msn: msn.to_owned(),
-            key: key.to_owned(),
-        };
-        self.map.insert(
-            scope,
-            Entry {
-                fingerprint,
-                reply: reply.clone(),
-            },
-        );
+        let scope = Scope { api, msn: msn.to_owned(), key: key.to_owned() };
+        self.map.insert(scope, Entry { fingerprint, reply: reply.clone() });
     }
 }
 
@@ -163,84 +128,41 @@ mod tests {
     fn recurring_keys_are_one_to_forty_chars_without_reserved_characters() {
         assert!(read_key(&headers("abc-123"), Api::Recurring).is_ok());
         assert!(read_key(&headers(&"a".repeat(40)), Api::Recurring).is_ok());
-        assert!(matches!(
-            read_key(&headers(&"a".repeat(41)), Api::Recurring),
-            Err(KeyError::Invalid(_))
-        ));
+        assert!(matches!(read_key(&headers(&"a".repeat(41)), Api::Recurring), Err(KeyError::Invalid(_))));
         for bad in ["a#b", "a?b", "a/b", "a\\b"] {
-            assert!(
-                matches!(
-                    read_key(&headers(bad), Api::Recurring),
-                    Err(KeyError::Invalid(_))
-                ),
-                "{bad}"
-            );
+            assert!(matches!(read_key(&headers(bad), Api::Recurring), Err(KeyError::Invalid(_))), "{bad}");
         }
-        assert_eq!(
-            read_key(&HeaderMap::new(), Api::Recurring),
-            Err(KeyError::Missing)
-        );
+        assert_eq!(read_key(&HeaderMap::new(), Api::Recurring), Err(KeyError::Missing));
     }
 
     #[test]
     fn epayment_keys_may_be_fifty_chars_but_not_more() {
         assert!(read_key(&headers(&"a".repeat(50)), Api::EPayment).is_ok());
         assert!(read_key(&headers("a/b#c"), Api::EPayment).is_ok());
-        assert!(matches!(
-            read_key(&headers(&"a".repeat(51)), Api::EPayment),
-            Err(KeyError::Invalid(_))
-        ));
+        assert!(matches!(read_key(&headers(&"a".repeat(51)), Api::EPayment), Err(KeyError::Invalid(_))));
     }
 
     #[test]
     fn the_same_request_replays_and_a_different_one_conflicts() {
         let mut s = IdemStore::default();
-        let Lookup::Fresh(fp) = s.check(Api::EPayment, "1234", "k", &Method::POST, "/p", b"{}")
-        else {
+        let Lookup::Fresh(fp) = s.check(Api::EPayment, "1234", "k", &Method::POST, "/p", b"{}") else {
             panic!("expected fresh")
         };
-        s.store(
-            Api::EPayment,
-            "1234",
-            "k",
-            fp,
-            &Reply::empty(StatusCode::BAD_REQUEST),
-        );
+        s.store(Api::EPayment, "1234", "k", fp, &Reply::empty(StatusCode::BAD_REQUEST));
         assert!(matches!(
             s.check(Api::EPayment, "1234", "k", &Method::POST, "/p", b"{}"),
             Lookup::Replay(r) if r.status == StatusCode::BAD_REQUEST
         ));
-        assert!(matches!(
-            s.check(Api::EPayment, "1234", "k", &Method::POST, "/p", b"{ }"),
-            Lookup::Conflict
-        ));
-        assert!(matches!(
-            s.check(Api::EPayment, "1234", "k", &Method::POST, "/q", b"{}"),
-            Lookup::Conflict
-        ));
-        assert!(matches!(
-            s.check(Api::EPayment, "9999", "k", &Method::POST, "/p", b"{}"),
-            Lookup::Fresh(_)
-        ));
-        assert!(matches!(
-            s.check(Api::Recurring, "1234", "k", &Method::POST, "/p", b"{}"),
-            Lookup::Fresh(_)
-        ));
+        assert!(matches!(s.check(Api::EPayment, "1234", "k", &Method::POST, "/p", b"{ }"), Lookup::Conflict));
+        assert!(matches!(s.check(Api::EPayment, "1234", "k", &Method::POST, "/q", b"{}"), Lookup::Conflict));
+        assert!(matches!(s.check(Api::EPayment, "9999", "k", &Method::POST, "/p", b"{}"), Lookup::Fresh(_)));
+        assert!(matches!(s.check(Api::Recurring, "1234", "k", &Method::POST, "/p", b"{}"), Lookup::Fresh(_)));
     }
 
     #[test]
     fn server_errors_are_not_remembered() {
         let mut s = IdemStore::default();
-        s.store(
-            Api::EPayment,
-            "1234",
-            "k",
-            1,
-            &Reply::empty(StatusCode::INTERNAL_SERVER_ERROR),
-        );
-        assert!(matches!(
-            s.check(Api::EPayment, "1234", "k", &Method::POST, "/p", b""),
-            Lookup::Fresh(_)
-        ));
+        s.store(Api::EPayment, "1234", "k", 1, &Reply::empty(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(matches!(s.check(Api::EPayment, "1234", "k", &Method::POST, "/p", b""), Lookup::Fresh(_)));
     }
 }

@@ -86,11 +86,7 @@ impl Simulator {
         }
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            addr.ip().to_string()
-        };
+        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
         let base_url = match addr {
             SocketAddr::V4(_) => format!("http://{host}:{}", addr.port()),
             SocketAddr::V6(_) => format!("http://[{host}]:{}", addr.port()),
@@ -103,11 +99,7 @@ impl Simulator {
             tokio::spawn(server::ticker(sim.clone())),
             tokio::spawn(webhooks::delivery_loop(sim.clone())),
         ];
-        Ok(Simulator {
-            sim,
-            shutdown: tx,
-            tasks,
-        })
+        Ok(Simulator { sim, shutdown: tx, tasks })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.

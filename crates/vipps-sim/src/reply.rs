@@ -27,33 +27,18 @@ impl Reply {
 
     fn raw_json(status: StatusCode, ctype: &'static str, value: &Value) -> Reply {
         let body = serde_json::to_vec(value).unwrap_or_default();
-        Reply {
-            status,
-            content_type: Some(ctype),
-            body: Bytes::from(body),
-            retry_after: None,
-        }
+        Reply { status, content_type: Some(ctype), body: Bytes::from(body), retry_after: None }
     }
 
     /// A reply with no body.
     pub(crate) fn empty(status: StatusCode) -> Reply {
-        Reply {
-            status,
-            content_type: None,
-            body: Bytes::new(),
-            retry_after: None,
-        }
+        Reply { status, content_type: None, body: Bytes::new(), retry_after: None }
     }
 
     /// Serialises a typed body as JSON.
     pub(crate) fn ser<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
         match serde_json::to_vec(value) {
-            Ok(b) => Reply {
-                status,
-                content_type: Some(JSON),
-                body: Bytes::from(b),
-                retry_after: None,
-            },
+            Ok(b) => Reply { status, content_type: Some(JSON), body: Bytes::from(b), retry_after: None },
             Err(_) => Reply::empty(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -69,12 +54,10 @@ impl IntoResponse for Reply {
         let mut resp = Response::new(axum::body::Body::from(self.body));
         *resp.status_mut() = self.status;
         if let Some(ct) = self.content_type {
-            resp.headers_mut()
-                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
         if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -92,13 +75,7 @@ pub(crate) fn trace_id() -> String {
 }
 
 /// ePayment Problem JSON with an `ErrorCode` in `extraDetails` (reference §3.9).
-pub(crate) fn ep_error(
-    status: StatusCode,
-    code: &str,
-    title: &str,
-    detail: &str,
-    instance: &str,
-) -> Reply {
+pub(crate) fn ep_error(status: StatusCode, code: &str, title: &str, detail: &str, instance: &str) -> Reply {
     Reply::raw_json(
         status,
         PROBLEM,
@@ -152,17 +129,8 @@ pub(crate) const REC_PROBLEMS: &str =
     "https://developer.vippsmobilepay.com/docs/APIs/recurring-api/recurring-api-problems#";
 
 /// Recurring v3 `ErrorV3` problem with the identifier `id` (e.g. `charge-due-too-soon`).
-pub(crate) fn rec_problem(
-    status: StatusCode,
-    id: &str,
-    detail: &str,
-    instance: &str,
-    extra: &[(&str, &str)],
-) -> Reply {
-    let extra: Vec<Value> = extra
-        .iter()
-        .map(|(n, r)| json!({"name": n, "reason": r}))
-        .collect();
+pub(crate) fn rec_problem(status: StatusCode, id: &str, detail: &str, instance: &str, extra: &[(&str, &str)]) -> Reply {
+    let extra: Vec<Value> = extra.iter().map(|(n, r)| json!({"name": n, "reason": r})).collect();
     let mut body = json!({
         "type": format!("{REC_PROBLEMS}{id}"),
         "title": status_title(status),
@@ -178,16 +146,8 @@ pub(crate) fn rec_problem(
 }
 
 /// Webhooks API `ProblemDetails`.
-pub(crate) fn wh_problem(
-    status: StatusCode,
-    detail: &str,
-    instance: &str,
-    extra: &[(&str, &str)],
-) -> Reply {
-    let extra: Vec<Value> = extra
-        .iter()
-        .map(|(n, r)| json!({"name": n, "reason": r}))
-        .collect();
+pub(crate) fn wh_problem(status: StatusCode, detail: &str, instance: &str, extra: &[(&str, &str)]) -> Reply {
+    let extra: Vec<Value> = extra.iter().map(|(n, r)| json!({"name": n, "reason": r})).collect();
     Reply::raw_json(
         status,
         PROBLEM,
@@ -205,10 +165,7 @@ pub(crate) fn wh_problem(
 
 /// Gateway (Azure API Management) error, as returned before a request reaches the API.
 pub(crate) fn azure_error(status: StatusCode, message: &str) -> Reply {
-    Reply::json(
-        status,
-        &json!({"statusCode": status.as_u16(), "message": message}),
-    )
+    Reply::json(status, &json!({"statusCode": status.as_u16(), "message": message}))
 }
 
 /// Recurring's documented `ErrorFromAzure` body.
@@ -240,10 +197,7 @@ pub(crate) fn token_error(status: StatusCode, error: &str, description: &str) ->
 
 /// Report API 401 body `{code, message}`.
 pub(crate) fn report_unauthorized() -> Reply {
-    Reply::json(
-        StatusCode::UNAUTHORIZED,
-        &json!({"code": "Unauthorized", "message": "Please check your API keys"}),
-    )
+    Reply::json(StatusCode::UNAUTHORIZED, &json!({"code": "Unauthorized", "message": "Please check your API keys"}))
 }
 
 /// Problem for `/_sim/` controls.
@@ -273,18 +227,9 @@ mod tests {
 
     #[test]
     fn a_recurring_problem_type_ends_with_its_identifier() {
-        let r = rec_problem(
-            StatusCode::BAD_REQUEST,
-            "charge-due-too-soon",
-            "d",
-            "/v3/x",
-            &[],
-        );
+        let r = rec_problem(StatusCode::BAD_REQUEST, "charge-due-too-soon", "d", "/v3/x", &[]);
         let v: Value = serde_json::from_slice(&r.body).unwrap();
-        assert!(v["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("#charge-due-too-soon"));
+        assert!(v["type"].as_str().unwrap().ends_with("#charge-due-too-soon"));
         assert!(v.get("extraDetails").is_none());
     }
 }

@@ -13,53 +13,23 @@ pub(crate) fn router(sim: SharedSim) -> Router {
         .route("/accesstoken/get", post(auth::access_token))
         // ePayment v1 (reference §3)
         .route("/epayment/v1/payments", post(epayment::create))
-        .route(
-            "/epayment/v1/payments/{reference}",
-            get(epayment::get_payment),
-        )
-        .route(
-            "/epayment/v1/payments/{reference}/events",
-            get(epayment::events),
-        )
-        .route(
-            "/epayment/v1/payments/{reference}/capture",
-            post(epayment::capture),
-        )
-        .route(
-            "/epayment/v1/payments/{reference}/refund",
-            post(epayment::refund),
-        )
-        .route(
-            "/epayment/v1/payments/{reference}/cancel",
-            post(epayment::cancel),
-        )
-        .route(
-            "/epayment/v1/test/payments/{reference}/approve",
-            post(epayment::force_approve),
-        )
+        .route("/epayment/v1/payments/{reference}", get(epayment::get_payment))
+        .route("/epayment/v1/payments/{reference}/events", get(epayment::events))
+        .route("/epayment/v1/payments/{reference}/capture", post(epayment::capture))
+        .route("/epayment/v1/payments/{reference}/refund", post(epayment::refund))
+        .route("/epayment/v1/payments/{reference}/cancel", post(epayment::cancel))
+        .route("/epayment/v1/test/payments/{reference}/approve", post(epayment::force_approve))
         // Webhooks v1 (reference §4)
-        .route(
-            "/webhooks/v1/webhooks",
-            post(webhooks::register).get(webhooks::list),
-        )
+        .route("/webhooks/v1/webhooks", post(webhooks::register).get(webhooks::list))
         .route("/webhooks/v1/webhooks/{id}", delete(webhooks::delete))
         // Recurring v3 (reference §5)
-        .route(
-            "/recurring/v3/agreements",
-            post(recurring::draft).get(recurring::list_agreements),
-        )
-        .route(
-            "/recurring/v3/agreements/charges",
-            post(recurring::create_charges_async),
-        )
+        .route("/recurring/v3/agreements", post(recurring::draft).get(recurring::list_agreements))
+        .route("/recurring/v3/agreements/charges", post(recurring::create_charges_async))
         .route(
             "/recurring/v3/agreements/{agreement_id}",
             get(recurring::get_agreement).patch(recurring::update_agreement),
         )
-        .route(
-            "/recurring/v3/agreements/{agreement_id}/accept",
-            patch(recurring::force_accept),
-        )
+        .route("/recurring/v3/agreements/{agreement_id}/accept", patch(recurring::force_accept))
         .route(
             "/recurring/v3/agreements/{agreement_id}/charges",
             post(recurring::create_charge).get(recurring::list_charges),
@@ -68,40 +38,16 @@ pub(crate) fn router(sim: SharedSim) -> Router {
             "/recurring/v3/agreements/{agreement_id}/charges/{charge_id}",
             get(recurring::get_charge).delete(recurring::cancel_charge),
         )
-        .route(
-            "/recurring/v3/agreements/{agreement_id}/charges/{charge_id}/capture",
-            post(recurring::capture_charge),
-        )
-        .route(
-            "/recurring/v3/agreements/{agreement_id}/charges/{charge_id}/refund",
-            post(recurring::refund_charge),
-        )
-        .route(
-            "/recurring/v3/charges/{charge_id}",
-            get(recurring::get_charge_by_id),
-        )
+        .route("/recurring/v3/agreements/{agreement_id}/charges/{charge_id}/capture", post(recurring::capture_charge))
+        .route("/recurring/v3/agreements/{agreement_id}/charges/{charge_id}/refund", post(recurring::refund_charge))
+        .route("/recurring/v3/charges/{charge_id}", get(recurring::get_charge_by_id))
         // Controls (crate README, "Controls")
-        .route(
-            "/_sim/clock",
-            get(controls::get_clock).put(controls::set_clock),
-        )
+        .route("/_sim/clock", get(controls::get_clock).put(controls::set_clock))
         .route("/_sim/clock/advance", post(controls::advance_clock))
-        .route(
-            "/_sim/payments/{reference}/{action}",
-            post(epayment::sim_action),
-        )
-        .route(
-            "/_sim/agreements/{agreement_id}/{action}",
-            post(recurring::sim_action),
-        )
-        .route(
-            "/_sim/agreements/{agreement_id}/fail-next-charge",
-            post(recurring::sim_fail_next_charge),
-        )
-        .route(
-            "/_sim/faults",
-            post(faults::add).get(faults::list).delete(faults::clear),
-        )
+        .route("/_sim/payments/{reference}/{action}", post(epayment::sim_action))
+        .route("/_sim/agreements/{agreement_id}/{action}", post(recurring::sim_action))
+        .route("/_sim/agreements/{agreement_id}/fail-next-charge", post(recurring::sim_fail_next_charge))
+        .route("/_sim/faults", post(faults::add).get(faults::list).delete(faults::clear))
         .route("/_sim/webhooks/deliveries", get(webhooks::sim_deliveries))
         .route("/_sim/webhooks/pause", post(webhooks::sim_pause))
         .route("/_sim/webhooks/resume", post(webhooks::sim_resume))

@@ -29,12 +29,7 @@ impl std::fmt::Display for DropConnection {
 impl std::error::Error for DropConnection {}
 
 /// Accepts connections until `shutdown` flips to true; then aborts open connections.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    sim: SharedSim,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(listener: TcpListener, router: Router, sim: SharedSim, mut shutdown: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -67,9 +62,7 @@ pub(crate) async fn serve(
                             Some(r) => Ok(r.into_response()),
                             None => Err(DropConnection),
                         },
-                        None => Ok(unwrap_infallible(
-                            router.oneshot(req.map(axum::body::Body::new)).await,
-                        )),
+                        None => Ok(unwrap_infallible(router.oneshot(req.map(axum::body::Body::new)).await)),
                     }
                 }
             });

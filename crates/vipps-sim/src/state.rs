@@ -35,10 +35,7 @@ pub(crate) enum Timer {
     /// A `PENDING` agreement expires unless the payer acted.
     AgreementExpiry { agreement_id: String },
     /// A recurring charge is attempted (on its due date, then daily while retry days remain).
-    ChargeAttempt {
-        agreement_id: String,
-        charge_id: String,
-    },
+    ChargeAttempt { agreement_id: String, charge_id: String },
 }
 
 /// What a landing-page token (in `redirectUrl` / `vippsConfirmationUrl`) points at.
@@ -100,14 +97,8 @@ pub(crate) struct Db {
 impl Db {
     pub(crate) fn new(merchants: &[Merchant], wake: Arc<Notify>) -> Db {
         Db {
-            merchants: merchants
-                .iter()
-                .map(|m| (m.msn.clone(), m.clone()))
-                .collect(),
-            by_sub_key: merchants
-                .iter()
-                .map(|m| (m.subscription_key.clone(), m.msn.clone()))
-                .collect(),
+            merchants: merchants.iter().map(|m| (m.msn.clone(), m.clone())).collect(),
+            by_sub_key: merchants.iter().map(|m| (m.subscription_key.clone(), m.msn.clone())).collect(),
             tokens: HashMap::new(),
             idem: IdemStore::default(),
             timers: BTreeMap::new(),
@@ -167,16 +158,11 @@ impl Sim {
             }
             let ((at, _), timer) = entry.remove_entry();
             match timer {
-                Timer::PaymentExpiry { msn, reference } => {
-                    crate::epayment::expire(&mut db, &msn, &reference, at)
-                }
+                Timer::PaymentExpiry { msn, reference } => crate::epayment::expire(&mut db, &msn, &reference, at),
                 Timer::AgreementExpiry { agreement_id } => {
                     crate::recurring::expire_agreement(&mut db, &agreement_id, at)
                 }
-                Timer::ChargeAttempt {
-                    agreement_id,
-                    charge_id,
-                } => {
+                Timer::ChargeAttempt { agreement_id, charge_id } => {
                     crate::recurring::attempt_charge(&mut db, &agreement_id, &charge_id, at);
                 }
             }

@@ -55,20 +55,10 @@ async fn wrong_credentials_or_a_missing_subscription_key_get_401() {
     )
     .await;
     assert_eq!(mixed.status, StatusCode::UNAUTHORIZED);
-    let no_key = send(
-        t.http
-            .post(&url)
-            .header("client_id", &m.client_id)
-            .header("client_secret", &m.client_secret),
-    )
-    .await;
+    let no_key =
+        send(t.http.post(&url).header("client_id", &m.client_id).header("client_secret", &m.client_secret)).await;
     assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
-    let no_creds = send(
-        t.http
-            .post(&url)
-            .header("Ocp-Apim-Subscription-Key", &m.subscription_key),
-    )
-    .await;
+    let no_creds = send(t.http.post(&url).header("Ocp-Apim-Subscription-Key", &m.subscription_key)).await;
     assert_eq!(no_creds.status, StatusCode::BAD_REQUEST);
     t.sim.shutdown().await;
 }
@@ -104,18 +94,10 @@ async fn api_calls_need_a_bearer_token_of_the_same_merchant() {
     )
     .await;
     assert_eq!(bogus.status, StatusCode::UNAUTHORIZED);
-    let no_msn = send(
-        t.http
-            .get(&url)
-            .bearer_auth(&t.token)
-            .header("Ocp-Apim-Subscription-Key", &m.subscription_key),
-    )
-    .await;
+    let no_msn =
+        send(t.http.get(&url).bearer_auth(&t.token).header("Ocp-Apim-Subscription-Key", &m.subscription_key)).await;
     assert_eq!(no_msn.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        no_msn.json()["extraDetails"][0]["name"],
-        "Merchant-Serial-Number"
-    );
+    assert_eq!(no_msn.json()["extraDetails"][0]["name"], "Merchant-Serial-Number");
     let other = t.sim.merchants()[1].clone();
     let wrong_msn = send(
         t.http
@@ -144,22 +126,10 @@ async fn api_calls_need_a_bearer_token_of_the_same_merchant() {
 #[tokio::test]
 async fn a_token_expires_after_one_hour_on_the_virtual_clock() {
     let t = TestSim::start().await;
-    assert_eq!(
-        t.get("/epayment/v1/payments/unknown-ref-123").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(t.get("/epayment/v1/payments/unknown-ref-123").await.status, StatusCode::NOT_FOUND);
     t.sim.advance(3590).await;
-    assert_eq!(
-        t.get("/epayment/v1/payments/unknown-ref-123").await.status,
-        StatusCode::NOT_FOUND
-    );
-    let r = t
-        .control(
-            Method::POST,
-            "/_sim/clock/advance",
-            Some(&json!({"seconds": 11})),
-        )
-        .await;
+    assert_eq!(t.get("/epayment/v1/payments/unknown-ref-123").await.status, StatusCode::NOT_FOUND);
+    let r = t.control(Method::POST, "/_sim/clock/advance", Some(&json!({"seconds": 11}))).await;
     assert_eq!(r.status, StatusCode::OK);
     let expired = t.get("/epayment/v1/payments/unknown-ref-123").await;
     assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
@@ -172,42 +142,14 @@ async fn the_clock_controls_report_advance_and_refuse_going_back() {
     let t = TestSim::start().await;
     let before = t.control(Method::GET, "/_sim/clock", None).await.json();
     let e0 = before["epochSeconds"].as_i64().unwrap();
-    let after = t
-        .control(
-            Method::POST,
-            "/_sim/clock/advance",
-            Some(&json!({"seconds": 86400})),
-        )
-        .await
-        .json();
+    let after = t.control(Method::POST, "/_sim/clock/advance", Some(&json!({"seconds": 86400}))).await.json();
     assert!(after["epochSeconds"].as_i64().unwrap() - e0 >= 86400);
-    let back = t
-        .control(
-            Method::PUT,
-            "/_sim/clock",
-            Some(&json!({"now": "2001-01-01T00:00:00Z"})),
-        )
-        .await;
+    let back = t.control(Method::PUT, "/_sim/clock", Some(&json!({"now": "2001-01-01T00:00:00Z"}))).await;
     assert_eq!(back.status, StatusCode::CONFLICT);
-    let set = t
-        .control(
-            Method::PUT,
-            "/_sim/clock",
-            Some(&json!({"now": "2099-01-01T00:00:00Z"})),
-        )
-        .await;
+    let set = t.control(Method::PUT, "/_sim/clock", Some(&json!({"now": "2099-01-01T00:00:00Z"}))).await;
     assert_eq!(set.status, StatusCode::OK);
-    assert!(set.json()["now"]
-        .as_str()
-        .unwrap()
-        .starts_with("2099-01-01T00:00:0"));
-    let bad = t
-        .control(
-            Method::POST,
-            "/_sim/clock/advance",
-            Some(&json!({"seconds": "ten"})),
-        )
-        .await;
+    assert!(set.json()["now"].as_str().unwrap().starts_with("2099-01-01T00:00:0"));
+    let bad = t.control(Method::POST, "/_sim/clock/advance", Some(&json!({"seconds": "ten"}))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     t.sim.shutdown().await;
 }

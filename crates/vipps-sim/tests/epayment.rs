@@ -15,31 +15,21 @@ fn amount(v: i64) -> serde_json::Value {
 async fn a_web_payment_walks_from_created_through_partial_captures_refund_and_cancel() {
     let t = TestSim::start().await;
     let reference = unique_ref("order");
-    let created = t
-        .post("/epayment/v1/payments", &payment_body(&reference, 1000))
-        .await;
+    let created = t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
     assert_eq!(created.status, StatusCode::CREATED);
     let c = created.json();
     assert_eq!(c["reference"], reference.as_str());
     let redirect = c["redirectUrl"].as_str().unwrap();
     assert!(redirect.starts_with(&format!("{}/landing?token=", t.base)));
 
-    let p = t
-        .get(&format!("/epayment/v1/payments/{reference}"))
-        .await
-        .json();
+    let p = t.get(&format!("/epayment/v1/payments/{reference}")).await.json();
     assert_eq!(p["state"], "CREATED");
     assert_eq!(p["amount"]["value"], 1000);
     assert_eq!(p["aggregate"]["authorizedAmount"]["value"], 0);
     let create_psp = p["pspReference"].as_str().unwrap().to_owned();
 
     // Capture before authorization fails with 6080.
-    let early = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/capture"),
-            &amount(100),
-        )
-        .await;
+    let early = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &amount(100)).await;
     assert_eq!(early.status, StatusCode::BAD_REQUEST);
     assert_eq!(early.error_code(), "6080");
 
@@ -53,103 +43,41 @@ async fn a_web_payment_walks_from_created_through_partial_captures_refund_and_ca
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
-    let p = t
-        .get(&format!("/epayment/v1/payments/{reference}"))
-        .await
-        .json();
+    let p = t.get(&format!("/epayment/v1/payments/{reference}")).await.json();
     assert_eq!(p["state"], "AUTHORIZED");
     assert_eq!(p["aggregate"]["authorizedAmount"]["value"], 1000);
     assert_eq!(p["pspReference"], create_psp.as_str());
 
-    let c1 = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/capture"),
-            &amount(250),
-        )
-        .await;
+    let c1 = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &amount(250)).await;
     assert_eq!(c1.status, StatusCode::OK, "{}", c1.text);
     let c1 = c1.json();
     assert_eq!(c1["state"], "AUTHORIZED");
     assert_eq!(c1["aggregate"]["capturedAmount"]["value"], 250);
     assert_ne!(c1["pspReference"], create_psp.as_str());
-    let too_much = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/capture"),
-            &amount(751),
-        )
-        .await;
+    let too_much = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &amount(751)).await;
     assert_eq!(too_much.error_code(), "6090");
-    let c2 = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/capture"),
-            &amount(250),
-        )
-        .await
-        .json();
+    let c2 = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &amount(250)).await.json();
     assert_eq!(c2["aggregate"]["capturedAmount"]["value"], 500);
     assert_ne!(c2["pspReference"], c1["pspReference"]);
 
-    let r_too_much = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/refund"),
-            &amount(501),
-        )
-        .await;
+    let r_too_much = t.post(&format!("/epayment/v1/payments/{reference}/refund"), &amount(501)).await;
     assert_eq!(r_too_much.error_code(), "6150");
-    let r1 = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/refund"),
-            &amount(200),
-        )
-        .await
-        .json();
+    let r1 = t.post(&format!("/epayment/v1/payments/{reference}/refund"), &amount(200)).await.json();
     assert_eq!(r1["aggregate"]["refundedAmount"]["value"], 200);
 
-    let cancel = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/cancel"),
-            &json!({}),
-        )
-        .await;
+    let cancel = t.post(&format!("/epayment/v1/payments/{reference}/cancel"), &json!({})).await;
     assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.text);
     let cancel = cancel.json();
     assert_eq!(cancel["state"], "AUTHORIZED");
     assert_eq!(cancel["aggregate"]["cancelledAmount"]["value"], 500);
-    let after_cancel = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/capture"),
-            &amount(100),
-        )
-        .await;
+    let after_cancel = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &amount(100)).await;
     assert_eq!(after_cancel.error_code(), "6070");
 
-    let events = t
-        .get(&format!("/epayment/v1/payments/{reference}/events"))
-        .await
-        .json();
-    let names: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "CREATED",
-            "AUTHORIZED",
-            "CAPTURED",
-            "CAPTURED",
-            "REFUNDED",
-            "CANCELLED"
-        ]
-    );
-    let psps: std::collections::HashSet<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["pspReference"].as_str().unwrap())
-        .collect();
+    let events = t.get(&format!("/epayment/v1/payments/{reference}/events")).await.json();
+    let names: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["CREATED", "AUTHORIZED", "CAPTURED", "CAPTURED", "REFUNDED", "CANCELLED"]);
+    let psps: std::collections::HashSet<&str> =
+        events.as_array().unwrap().iter().map(|e| e["pspReference"].as_str().unwrap()).collect();
     assert_eq!(psps.len(), 6, "every operation has its own pspReference");
     assert_eq!(events[5]["amount"]["value"], 500);
     assert!(events[5].get("idempotencyKey").is_none());
@@ -160,33 +88,12 @@ async fn a_web_payment_walks_from_created_through_partial_captures_refund_and_ca
 async fn a_created_payment_expires_after_ten_virtual_minutes() {
     let t = TestSim::start().await;
     let reference = unique_ref("exp");
-    assert_eq!(
-        t.post("/epayment/v1/payments", &payment_body(&reference, 5000))
-            .await
-            .status,
-        StatusCode::CREATED
-    );
+    assert_eq!(t.post("/epayment/v1/payments", &payment_body(&reference, 5000)).await.status, StatusCode::CREATED);
     t.sim.advance(599).await;
-    assert_eq!(
-        t.get(&format!("/epayment/v1/payments/{reference}"))
-            .await
-            .json()["state"],
-        "CREATED"
-    );
+    assert_eq!(t.get(&format!("/epayment/v1/payments/{reference}")).await.json()["state"], "CREATED");
     t.sim.advance(2).await;
-    assert_eq!(
-        t.get(&format!("/epayment/v1/payments/{reference}"))
-            .await
-            .json()["state"],
-        "EXPIRED"
-    );
-    let approve = t
-        .control(
-            Method::POST,
-            &format!("/_sim/payments/{reference}/approve"),
-            None,
-        )
-        .await;
+    assert_eq!(t.get(&format!("/epayment/v1/payments/{reference}")).await.json()["state"], "EXPIRED");
+    let approve = t.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), None).await;
     assert_eq!(approve.status, StatusCode::CONFLICT);
     t.sim.shutdown().await;
 }
@@ -195,24 +102,15 @@ async fn a_created_payment_expires_after_ten_virtual_minutes() {
 async fn cancelling_before_authorization_terminates_the_payment() {
     let t = TestSim::start().await;
     let reference = unique_ref("term");
-    t.post("/epayment/v1/payments", &payment_body(&reference, 1000))
-        .await;
+    t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
     let r = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/cancel"),
-            &json!({"cancelTransactionOnly": true}),
-        )
+        .post(&format!("/epayment/v1/payments/{reference}/cancel"), &json!({"cancelTransactionOnly": true}))
         .await
         .json();
     assert_eq!(r["state"], "TERMINATED");
     assert_eq!(r["aggregate"]["cancelledAmount"]["value"], 1000);
     assert_eq!(r["aggregate"]["authorizedAmount"]["value"], 0);
-    let again = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/cancel"),
-            &json!({}),
-        )
-        .await;
+    let again = t.post(&format!("/epayment/v1/payments/{reference}/cancel"), &json!({})).await;
     assert_eq!(again.error_code(), "6050");
     t.sim.shutdown().await;
 }
@@ -222,39 +120,21 @@ async fn payer_controls_reject_and_abandon_end_the_payment() {
     let t = TestSim::start().await;
     let a = unique_ref("rej");
     let b = unique_ref("abd");
-    t.post("/epayment/v1/payments", &payment_body(&a, 1000))
-        .await;
-    t.post("/epayment/v1/payments", &payment_body(&b, 1000))
-        .await;
-    let r = t
-        .control(Method::POST, &format!("/_sim/payments/{a}/reject"), None)
-        .await;
+    t.post("/epayment/v1/payments", &payment_body(&a, 1000)).await;
+    t.post("/epayment/v1/payments", &payment_body(&b, 1000)).await;
+    let r = t.control(Method::POST, &format!("/_sim/payments/{a}/reject"), None).await;
     assert_eq!(r.json()["state"], "ABORTED");
-    let r = t
-        .control(Method::POST, &format!("/_sim/payments/{b}/abandon"), None)
-        .await;
+    let r = t.control(Method::POST, &format!("/_sim/payments/{b}/abandon"), None).await;
     assert_eq!(r.json()["state"], "EXPIRED");
-    let r = t
-        .control(Method::POST, &format!("/_sim/payments/{a}/dance"), None)
-        .await;
+    let r = t.control(Method::POST, &format!("/_sim/payments/{a}/dance"), None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let c = unique_ref("apr");
-    t.post("/epayment/v1/payments", &payment_body(&c, 1000))
-        .await;
-    let bad_phone = t
-        .control(
-            Method::POST,
-            &format!("/_sim/payments/{c}/approve"),
-            Some(&json!({"phoneNumber": "12"})),
-        )
-        .await;
+    t.post("/epayment/v1/payments", &payment_body(&c, 1000)).await;
+    let bad_phone =
+        t.control(Method::POST, &format!("/_sim/payments/{c}/approve"), Some(&json!({"phoneNumber": "12"}))).await;
     assert_eq!(bad_phone.status, StatusCode::BAD_REQUEST);
     let ok = t
-        .control(
-            Method::POST,
-            &format!("/_sim/payments/{c}/approve"),
-            Some(&json!({"phoneNumber": "4798765432"})),
-        )
+        .control(Method::POST, &format!("/_sim/payments/{c}/approve"), Some(&json!({"phoneNumber": "4798765432"})))
         .await;
     assert_eq!(ok.json()["state"], "AUTHORIZED");
     t.sim.shutdown().await;
@@ -265,87 +145,38 @@ async fn the_same_idempotency_key_replays_and_a_different_body_conflicts() {
     let t = TestSim::start().await;
     let reference = unique_ref("idem");
     let body = payment_body(&reference, 1000);
-    let first = t
-        .call(
-            Method::POST,
-            "/epayment/v1/payments",
-            Some("key-1"),
-            Some(&body),
-        )
-        .await;
-    let second = t
-        .call(
-            Method::POST,
-            "/epayment/v1/payments",
-            Some("key-1"),
-            Some(&body),
-        )
-        .await;
+    let first = t.call(Method::POST, "/epayment/v1/payments", Some("key-1"), Some(&body)).await;
+    let second = t.call(Method::POST, "/epayment/v1/payments", Some("key-1"), Some(&body)).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(second.status, StatusCode::CREATED);
     assert_eq!(first.text, second.text);
-    let other = t
-        .call(
-            Method::POST,
-            "/epayment/v1/payments",
-            Some("key-1"),
-            Some(&payment_body(&unique_ref("x"), 1000)),
-        )
-        .await;
+    let other =
+        t.call(Method::POST, "/epayment/v1/payments", Some("key-1"), Some(&payment_body(&unique_ref("x"), 1000))).await;
     assert_eq!(other.status, StatusCode::CONFLICT);
     assert_eq!(other.error_code(), "4020");
     // A new key with the same reference: reference already exists.
-    let dup = t
-        .call(
-            Method::POST,
-            "/epayment/v1/payments",
-            Some("key-2"),
-            Some(&body),
-        )
-        .await;
+    let dup = t.call(Method::POST, "/epayment/v1/payments", Some("key-2"), Some(&body)).await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
     assert_eq!(dup.error_code(), "4150");
     // A 4xx is remembered: replaying key-2 gives the same 409 even though nothing changed.
-    let dup_again = t
-        .call(
-            Method::POST,
-            "/epayment/v1/payments",
-            Some("key-2"),
-            Some(&body),
-        )
-        .await;
+    let dup_again = t.call(Method::POST, "/epayment/v1/payments", Some("key-2"), Some(&body)).await;
     assert_eq!(dup_again.status, StatusCode::CONFLICT);
     assert_eq!(dup_again.text, dup.text);
     // A capture replay does not capture twice.
-    t.control(
-        Method::POST,
-        &format!("/_sim/payments/{reference}/approve"),
-        None,
-    )
-    .await;
+    t.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), None).await;
     let path = format!("/epayment/v1/payments/{reference}/capture");
-    let c1 = t
-        .call(Method::POST, &path, Some("cap-1"), Some(&amount(300)))
-        .await;
-    let c2 = t
-        .call(Method::POST, &path, Some("cap-1"), Some(&amount(300)))
-        .await;
+    let c1 = t.call(Method::POST, &path, Some("cap-1"), Some(&amount(300))).await;
+    let c2 = t.call(Method::POST, &path, Some("cap-1"), Some(&amount(300))).await;
     assert_eq!(c1.text, c2.text);
     assert_eq!(
-        t.get(&format!("/epayment/v1/payments/{reference}"))
-            .await
-            .json()["aggregate"]["capturedAmount"]["value"],
+        t.get(&format!("/epayment/v1/payments/{reference}")).await.json()["aggregate"]["capturedAmount"]["value"],
         300
     );
-    let c3 = t
-        .call(Method::POST, &path, Some("cap-1"), Some(&amount(301)))
-        .await;
+    let c3 = t.call(Method::POST, &path, Some("cap-1"), Some(&amount(301))).await;
     assert_eq!(c3.error_code(), "4010");
     let missing = t.call(Method::POST, &path, None, Some(&amount(1))).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
-    let long = t
-        .call(Method::POST, &path, Some(&"k".repeat(51)), Some(&amount(1)))
-        .await;
+    let long = t.call(Method::POST, &path, Some(&"k".repeat(51)), Some(&amount(1))).await;
     assert_eq!(long.status, StatusCode::BAD_REQUEST);
     t.sim.shutdown().await;
 }
@@ -355,30 +186,15 @@ async fn invalid_create_requests_get_the_documented_codes() {
     let t = TestSim::start().await;
     let cases: Vec<(serde_json::Value, &str)> = vec![
         (json!({"amount": {"currency": "NOK", "value": 99}}), "6010"),
-        (
-            json!({"amount": {"currency": "DKK", "value": 1000}}),
-            "5040",
-        ),
-        (
-            json!({"amount": {"currency": "NOK", "value": 10.5}}),
-            "4040",
-        ),
-        (
-            json!({"amount": {"currency": "SEK", "value": 1000}}),
-            "4040",
-        ),
+        (json!({"amount": {"currency": "DKK", "value": 1000}}), "5040"),
+        (json!({"amount": {"currency": "NOK", "value": 10.5}}), "4040"),
+        (json!({"amount": {"currency": "SEK", "value": 1000}}), "4040"),
         (json!({"amount": {"currency": "NOK", "value": -5}}), "4040"),
-        (
-            json!({"customer": {"phoneNumber": "+47 912 34 567"}}),
-            "4070",
-        ),
+        (json!({"customer": {"phoneNumber": "+47 912 34 567"}}), "4070"),
         (json!({"returnUrl": "http://example.com/back"}), "4090"),
         (json!({"returnUrl": null}), "4140"),
         (json!({"paymentMethod": {"type": "BITCOIN"}}), "4160"),
-        (
-            json!({"metadata": {"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6"}}),
-            "4100",
-        ),
+        (json!({"metadata": {"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6"}}), "4100"),
         (json!({"profile": {"scope": "name shoeSize"}}), "4080"),
     ];
     for (patch, code) in cases {
@@ -408,10 +224,7 @@ async fn invalid_create_requests_get_the_documented_codes() {
     let mut push = payment_body(&unique_ref("push"), 1000);
     push["userFlow"] = json!("PUSH_MESSAGE");
     push.as_object_mut().unwrap().remove("customer");
-    assert_eq!(
-        t.post("/epayment/v1/payments", &push).await.error_code(),
-        "4140"
-    );
+    assert_eq!(t.post("/epayment/v1/payments", &push).await.error_code(), "4140");
     let mut no_ref = payment_body("x", 1000);
     no_ref.as_object_mut().unwrap().remove("reference");
     let r = t.post("/epayment/v1/payments", &no_ref).await;
@@ -457,55 +270,20 @@ async fn a_push_payment_has_no_redirect_url_and_another_merchant_cannot_see_it()
 async fn refunds_need_a_capture_and_stop_at_the_captured_amount() {
     let t = TestSim::start().await;
     let reference = unique_ref("ref");
-    t.post("/epayment/v1/payments", &payment_body(&reference, 1000))
-        .await;
-    t.control(
-        Method::POST,
-        &format!("/_sim/payments/{reference}/approve"),
-        None,
-    )
-    .await;
-    let r = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/refund"),
-            &amount(100),
-        )
-        .await;
+    t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
+    t.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), None).await;
+    let r = t.post(&format!("/epayment/v1/payments/{reference}/refund"), &amount(100)).await;
     assert_eq!(r.error_code(), "6020");
-    t.post(
-        &format!("/epayment/v1/payments/{reference}/capture"),
-        &amount(1000),
-    )
-    .await;
-    let full = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/capture"),
-            &amount(1),
-        )
-        .await;
+    t.post(&format!("/epayment/v1/payments/{reference}/capture"), &amount(1000)).await;
+    let full = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &amount(1)).await;
     assert_eq!(full.error_code(), "6170");
-    let cancel = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/cancel"),
-            &json!({}),
-        )
-        .await;
+    let cancel = t.post(&format!("/epayment/v1/payments/{reference}/cancel"), &json!({})).await;
     assert_eq!(cancel.error_code(), "6040");
     assert_eq!(
-        t.post(
-            &format!("/epayment/v1/payments/{reference}/refund"),
-            &amount(1000)
-        )
-        .await
-        .status,
+        t.post(&format!("/epayment/v1/payments/{reference}/refund"), &amount(1000)).await.status,
         StatusCode::OK
     );
-    let again = t
-        .post(
-            &format!("/epayment/v1/payments/{reference}/refund"),
-            &amount(1),
-        )
-        .await;
+    let again = t.post(&format!("/epayment/v1/payments/{reference}/refund"), &amount(1)).await;
     assert_eq!(again.error_code(), "6180");
     t.sim.shutdown().await;
 }

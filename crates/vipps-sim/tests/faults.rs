@@ -23,32 +23,12 @@ async fn a_500_fault_fails_n_times_then_the_call_succeeds() {
     let reference = unique_ref("f500");
     let body = payment_body(&reference, 1000);
     for _ in 0..2 {
-        let r = t
-            .call(
-                Method::POST,
-                "/epayment/v1/payments",
-                Some("same-key"),
-                Some(&body),
-            )
-            .await;
+        let r = t.call(Method::POST, "/epayment/v1/payments", Some("same-key"), Some(&body)).await;
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let r = t
-        .call(
-            Method::POST,
-            "/epayment/v1/payments",
-            Some("same-key"),
-            Some(&body),
-        )
-        .await;
+    let r = t.call(Method::POST, "/epayment/v1/payments", Some("same-key"), Some(&body)).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    assert_eq!(
-        t.control(Method::GET, "/_sim/faults", None).await.json()["faults"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(t.control(Method::GET, "/_sim/faults", None).await.json()["faults"].as_array().unwrap().len(), 0);
     t.sim.shutdown().await;
 }
 
@@ -64,22 +44,15 @@ async fn a_429_fault_carries_retry_after() {
     let r = t.get("/epayment/v1/payments/whatever-123").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers["retry-after"], "7");
-    assert_eq!(
-        t.get("/epayment/v1/payments/whatever-123").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(t.get("/epayment/v1/payments/whatever-123").await.status, StatusCode::NOT_FOUND);
     t.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_dropped_connection_gives_the_client_a_transport_error_and_nothing_happens() {
     let t = TestSim::start().await;
-    t.control(
-        Method::POST,
-        "/_sim/faults",
-        Some(&json!({"pathPrefix": "/epayment/v1/payments", "kind": "drop"})),
-    )
-    .await;
+    t.control(Method::POST, "/_sim/faults", Some(&json!({"pathPrefix": "/epayment/v1/payments", "kind": "drop"})))
+        .await;
     let reference = unique_ref("drop");
     let err = t
         .http
@@ -92,12 +65,7 @@ async fn a_dropped_connection_gives_the_client_a_transport_error_and_nothing_hap
         .send()
         .await;
     assert!(err.is_err(), "expected a transport error, got {err:?}");
-    assert_eq!(
-        t.get(&format!("/epayment/v1/payments/{reference}"))
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(t.get(&format!("/epayment/v1/payments/{reference}")).await.status, StatusCode::NOT_FOUND);
     t.sim.shutdown().await;
 }
 
@@ -140,9 +108,7 @@ async fn invalid_fault_rules_are_refused() {
         json!({"kind": "500"}),
     ] {
         assert_eq!(
-            t.control(Method::POST, "/_sim/faults", Some(&body))
-                .await
-                .status,
+            t.control(Method::POST, "/_sim/faults", Some(&body)).await.status,
             StatusCode::BAD_REQUEST,
             "{body}"
         );

@@ -26,37 +26,24 @@ struct Receiver {
     calls: Arc<AtomicU32>,
 }
 
-async fn receive(
-    State(r): State<Receiver>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> AxStatus {
+async fn receive(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: axum::body::Bytes) -> AxStatus {
     r.calls.fetch_add(1, Ordering::SeqCst);
     if r.fail_next.load(Ordering::SeqCst) > 0 {
         r.fail_next.fetch_sub(1, Ordering::SeqCst);
         return AxStatus::INTERNAL_SERVER_ERROR;
     }
-    let pq = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
+    let pq = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
     r.got.lock().unwrap().push((headers, pq, body.to_vec()));
     AxStatus::OK
 }
 
 async fn start_receiver() -> (Receiver, String) {
     let r = Receiver::default();
-    let app = axum::Router::new()
-        .route("/hook/{*rest}", axum::routing::post(receive))
-        .with_state(r.clone());
+    let app = axum::Router::new().route("/hook/{*rest}", axum::routing::post(receive)).with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (
-        r,
-        format!("http://127.0.0.1:{}/hook/vipps?x=1", addr.port()),
-    )
+    (r, format!("http://127.0.0.1:{}/hook/vipps?x=1", addr.port()))
 }
 
 async fn wait_for(r: &Receiver, n: usize) -> Vec<Value> {
@@ -66,12 +53,7 @@ async fn wait_for(r: &Receiver, n: usize) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    r.got
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, _, b)| serde_json::from_slice(b).unwrap())
-        .collect()
+    r.got.lock().unwrap().iter().map(|(_, _, b)| serde_json::from_slice(b).unwrap()).collect()
 }
 
 fn verify(secret: &str, host: &str, headers: &HeaderMap, pq: &str, body: &[u8]) {
@@ -101,25 +83,14 @@ const EP_EVENTS: [&str; 4] = [
 async fn epayment_events_arrive_signed_in_order_even_when_the_first_one_is_retried() {
     let t = TestSim::start().await;
     let (recv, url) = start_receiver().await;
-    let reg = t
-        .post(
-            "/webhooks/v1/webhooks",
-            &json!({"url": url, "events": EP_EVENTS}),
-        )
-        .await;
+    let reg = t.post("/webhooks/v1/webhooks", &json!({"url": url, "events": EP_EVENTS})).await;
     assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.text);
     let secret = reg.json()["secret"].as_str().unwrap().to_owned();
     recv.fail_next.store(3, Ordering::SeqCst);
 
     let reference = unique_ref("hook");
-    t.post("/epayment/v1/payments", &payment_body(&reference, 1000))
-        .await;
-    t.control(
-        Method::POST,
-        &format!("/_sim/payments/{reference}/approve"),
-        None,
-    )
-    .await;
+    t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
+    t.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), None).await;
     t.post(
         &format!("/epayment/v1/payments/{reference}/capture"),
         &json!({"modificationAmount": {"currency": "NOK", "value": 400}}),
@@ -129,10 +100,7 @@ async fn epayment_events_arrive_signed_in_order_even_when_the_first_one_is_retri
     let bodies = wait_for(&recv, 3).await;
     let names: Vec<&str> = bodies.iter().map(|b| b["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["CREATED", "AUTHORIZED", "CAPTURED"]);
-    assert!(
-        recv.calls.load(Ordering::SeqCst) >= 6,
-        "three failures then three successes"
-    );
+    assert!(recv.calls.load(Ordering::SeqCst) >= 6, "three failures then three successes");
     assert_eq!(bodies[2]["amount"]["value"], 400);
     assert_eq!(bodies[2]["msn"], t.merchant.msn.as_str());
     assert_eq!(bodies[0]["reference"], reference.as_str());
@@ -142,10 +110,7 @@ async fn epayment_events_arrive_signed_in_order_even_when_the_first_one_is_retri
         assert_eq!(pq, "/hook/vipps?x=1");
         verify(&secret, &format!("127.0.0.1:{port}"), headers, pq, body);
     }
-    let d = t
-        .control(Method::GET, "/_sim/webhooks/deliveries", None)
-        .await
-        .json();
+    let d = t.control(Method::GET, "/_sim/webhooks/deliveries", None).await.json();
     let first = &d["deliveries"][0];
     assert_eq!(first["eventType"], "epayments.payment.created.v1");
     assert_eq!(first["status"], "delivered");
@@ -157,30 +122,13 @@ async fn epayment_events_arrive_signed_in_order_even_when_the_first_one_is_retri
 async fn paused_delivery_queues_events_until_resumed() {
     let t = TestSim::start().await;
     let (recv, url) = start_receiver().await;
-    t.post(
-        "/webhooks/v1/webhooks",
-        &json!({"url": url, "events": EP_EVENTS}),
-    )
-    .await;
-    assert_eq!(
-        t.control(Method::POST, "/_sim/webhooks/pause", None)
-            .await
-            .status,
-        StatusCode::NO_CONTENT
-    );
+    t.post("/webhooks/v1/webhooks", &json!({"url": url, "events": EP_EVENTS})).await;
+    assert_eq!(t.control(Method::POST, "/_sim/webhooks/pause", None).await.status, StatusCode::NO_CONTENT);
     let reference = unique_ref("pause");
-    t.post("/epayment/v1/payments", &payment_body(&reference, 1000))
-        .await;
+    t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(recv.calls.load(Ordering::SeqCst), 0);
-    let pending = t
-        .control(
-            Method::GET,
-            "/_sim/webhooks/deliveries?status=pending",
-            None,
-        )
-        .await
-        .json();
+    let pending = t.control(Method::GET, "/_sim/webhooks/deliveries?status=pending", None).await.json();
     assert_eq!(pending["paused"], true);
     assert_eq!(pending["deliveries"].as_array().unwrap().len(), 1);
     t.control(Method::POST, "/_sim/webhooks/resume", None).await;
@@ -191,38 +139,22 @@ async fn paused_delivery_queues_events_until_resumed() {
 #[tokio::test]
 async fn registrations_are_validated_limited_listed_and_deleted() {
     let t = TestSim::start().await;
-    let bad_url = t
-        .post(
-            "/webhooks/v1/webhooks",
-            &json!({"url": "http://example.com/x", "events": EP_EVENTS}),
-        )
-        .await;
+    let bad_url = t.post("/webhooks/v1/webhooks", &json!({"url": "http://example.com/x", "events": EP_EVENTS})).await;
     assert_eq!(bad_url.status, StatusCode::BAD_REQUEST);
-    let bad_event = t
-        .post(
-            "/webhooks/v1/webhooks",
-            &json!({"url": "https://example.com/x", "events": ["nope.v1"]}),
-        )
-        .await;
+    let bad_event =
+        t.post("/webhooks/v1/webhooks", &json!({"url": "https://example.com/x", "events": ["nope.v1"]})).await;
     assert_eq!(bad_event.status, StatusCode::BAD_REQUEST);
-    let no_events = t
-        .post(
-            "/webhooks/v1/webhooks",
-            &json!({"url": "https://example.com/x", "events": []}),
-        )
-        .await;
+    let no_events = t.post("/webhooks/v1/webhooks", &json!({"url": "https://example.com/x", "events": []})).await;
     assert_eq!(no_events.status, StatusCode::BAD_REQUEST);
-    let wrong_type = t
-        .post(
-            "/webhooks/v1/webhooks",
-            &json!({"url": 5, "events": EP_EVENTS}),
-        )
-        .await;
+    let wrong_type = t.post("/webhooks/v1/webhooks", &json!({"url": 5, "events": EP_EVENTS})).await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
     let mut ids = Vec::new();
     for i in 0..25 {
         let r = t
-            .post("/webhooks/v1/webhooks", &json!({"url": format!("https://example.com/{i}"), "events": ["epayments.payment.captured.v1"]}))
+            .post(
+                "/webhooks/v1/webhooks",
+                &json!({"url": format!("https://example.com/{i}"), "events": ["epayments.payment.captured.v1"]}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED);
         ids.push(r.json()["id"].as_str().unwrap().to_owned());
@@ -236,27 +168,10 @@ async fn registrations_are_validated_limited_listed_and_deleted() {
     assert_eq!(over.status, StatusCode::BAD_REQUEST);
     let listed = t.get("/webhooks/v1/webhooks").await.json();
     assert_eq!(listed["webhooks"].as_array().unwrap().len(), 25);
-    assert!(
-        listed["webhooks"][0].get("secret").is_none(),
-        "the secret is only returned once"
-    );
-    let del = t
-        .call(
-            Method::DELETE,
-            &format!("/webhooks/v1/webhooks/{}", ids[0]),
-            None,
-            None,
-        )
-        .await;
+    assert!(listed["webhooks"][0].get("secret").is_none(), "the secret is only returned once");
+    let del = t.call(Method::DELETE, &format!("/webhooks/v1/webhooks/{}", ids[0]), None, None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
-    let again = t
-        .call(
-            Method::DELETE,
-            &format!("/webhooks/v1/webhooks/{}", ids[0]),
-            None,
-            None,
-        )
-        .await;
+    let again = t.call(Method::DELETE, &format!("/webhooks/v1/webhooks/{}", ids[0]), None, None).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let now_ok = t
         .post(

@@ -103,13 +103,7 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub(crate) fn new(wake: Arc<Notify>) -> Hub {
-        Hub {
-            regs: Vec::new(),
-            deliveries: Vec::new(),
-            queues: HashMap::new(),
-            paused: false,
-            wake,
-        }
+        Hub { regs: Vec::new(), deliveries: Vec::new(), queues: HashMap::new(), paused: false, wake }
     }
 
     /// Queues `event_type` for every registration of `msn` that subscribes to it. `resource`
@@ -153,10 +147,7 @@ impl Hub {
                 last_error: None,
                 occurred: occurred.clone(),
             });
-            self.queues
-                .entry((reg.id.clone(), resource.to_owned()))
-                .or_default()
-                .push_back(idx);
+            self.queues.entry((reg.id.clone(), resource.to_owned())).or_default().push_back(idx);
         }
         self.wake.notify_one();
     }
@@ -167,12 +158,7 @@ fn problem_for_key(e: KeyError, instance: &str) -> Reply {
         KeyError::Missing => "Idempotency-Key must not be empty",
         KeyError::Invalid(r) => r,
     };
-    wh_problem(
-        StatusCode::BAD_REQUEST,
-        reason,
-        instance,
-        &[("Idempotency-Key", reason)],
-    )
+    wh_problem(StatusCode::BAD_REQUEST, reason, instance, &[("Idempotency-Key", reason)])
 }
 
 #[derive(Deserialize)]
@@ -187,11 +173,7 @@ fn acceptable_url(raw: &str) -> Result<url::Url, &'static str> {
     match url.scheme() {
         "https" => {}
         "http" if local => {}
-        _ => {
-            return Err(
-                "url must use https (the simulator also accepts http to 127.0.0.1/localhost)",
-            )
-        }
+        _ => return Err("url must use https (the simulator also accepts http to 127.0.0.1/localhost)"),
     }
     if url.host_str().is_none() || raw.len() > 2048 {
         return Err("url must have a host and be at most 2048 characters");
@@ -200,12 +182,7 @@ fn acceptable_url(raw: &str) -> Result<url::Url, &'static str> {
 }
 
 /// `POST /webhooks/v1/webhooks` `{url, events}` → `201 {id, secret}`.
-pub(crate) async fn register(
-    State(sim): State<SharedSim>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Reply {
+pub(crate) async fn register(State(sim): State<SharedSim>, headers: HeaderMap, uri: Uri, body: Bytes) -> Reply {
     let instance = uri.path();
     let now = sim.clock.now();
     let mut db = sim.lock();
@@ -223,10 +200,7 @@ pub(crate) async fn register(
     };
     let mut fresh = None;
     if let Some(k) = &key {
-        match db
-            .idem
-            .check(Api::Webhooks, &msn, k, &Method::POST, instance, &body)
-        {
+        match db.idem.check(Api::Webhooks, &msn, k, &Method::POST, instance, &body) {
             Lookup::Replay(r) => return r,
             Lookup::Conflict => {
                 return wh_problem(
@@ -250,32 +224,15 @@ fn register_inner(hub: &mut Hub, msn: &str, body: &[u8], instance: &str) -> Repl
     let req: RegisterRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
-            return wh_problem(
-                StatusCode::BAD_REQUEST,
-                "Invalid request body",
-                instance,
-                &[("body", &e.to_string())],
-            )
+            return wh_problem(StatusCode::BAD_REQUEST, "Invalid request body", instance, &[("body", &e.to_string())])
         }
     };
     let url = match acceptable_url(&req.url) {
         Ok(u) => u,
-        Err(reason) => {
-            return wh_problem(
-                StatusCode::BAD_REQUEST,
-                reason,
-                instance,
-                &[("url", reason)],
-            )
-        }
+        Err(reason) => return wh_problem(StatusCode::BAD_REQUEST, reason, instance, &[("url", reason)]),
     };
     if req.events.is_empty() {
-        return wh_problem(
-            StatusCode::BAD_REQUEST,
-            "events must not be empty",
-            instance,
-            &[("events", "required")],
-        );
+        return wh_problem(StatusCode::BAD_REQUEST, "events must not be empty", instance, &[("events", "required")]);
     }
     for e in &req.events {
         if !EVENT_TYPES.contains(&e.as_str()) {
@@ -286,16 +243,8 @@ fn register_inner(hub: &mut Hub, msn: &str, body: &[u8], instance: &str) -> Repl
                 &[("events", "unknown event type")],
             );
         }
-        let limit = if e == "user.checked-in.v1" {
-            1
-        } else {
-            MAX_PER_EVENT
-        };
-        let count = hub
-            .regs
-            .iter()
-            .filter(|r| r.msn == msn && r.events.contains(e))
-            .count();
+        let limit = if e == "user.checked-in.v1" { 1 } else { MAX_PER_EVENT };
+        let count = hub.regs.iter().filter(|r| r.msn == msn && r.events.contains(e)).count();
         if count >= limit {
             return wh_problem(
                 StatusCode::BAD_REQUEST,
@@ -360,9 +309,7 @@ pub(crate) async fn delete(
         return wh_problem(StatusCode::NOT_FOUND, "Webhook not found", uri.path(), &[]);
     };
     hub.regs.remove(pos);
-    let Hub {
-        queues, deliveries, ..
-    } = hub;
+    let Hub { queues, deliveries, .. } = hub;
     queues.retain(|(hook, _), q| {
         if *hook == id {
             for &i in q.iter() {
@@ -424,9 +371,7 @@ pub(crate) async fn delivery_loop(sim: SharedSim) {
                 finish(&sim, job.idx, outcome);
             });
         }
-        let wait = next.map_or(Duration::from_secs(1), |n| {
-            n.saturating_duration_since(Instant::now())
-        });
+        let wait = next.map_or(Duration::from_secs(1), |n| n.saturating_duration_since(Instant::now()));
         tokio::select! {
             _ = sim.webhook_wake.notified() => {}
             _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
@@ -443,9 +388,7 @@ fn collect_ready(sim: &SharedSim) -> (Vec<Job>, Option<Instant>) {
     if hub.paused {
         return (jobs, None);
     }
-    let Hub {
-        queues, deliveries, ..
-    } = hub;
+    let Hub { queues, deliveries, .. } = hub;
     for q in queues.values() {
         let Some(&idx) = q.front() else { continue };
         let Some(d) = deliveries.get_mut(idx) else {
@@ -456,12 +399,7 @@ fn collect_ready(sim: &SharedSim) -> (Vec<Job>, Option<Instant>) {
         }
         if d.next_attempt <= now {
             d.in_flight = true;
-            jobs.push(Job {
-                idx,
-                url: d.url.clone(),
-                secret: d.secret.clone(),
-                body: d.body.clone(),
-            });
+            jobs.push(Job { idx, url: d.url.clone(), secret: d.secret.clone(), body: d.body.clone() });
         } else {
             next = Some(next.map_or(d.next_attempt, |n| n.min(d.next_attempt)));
         }
@@ -471,9 +409,7 @@ fn collect_ready(sim: &SharedSim) -> (Vec<Job>, Option<Instant>) {
 
 async fn send(client: &reqwest::Client, job: &Job) -> Result<u16, (Option<u16>, String)> {
     let (host, pq) = sign::url_parts(&job.url);
-    let date = chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
+    let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     let sig = sign::sign(&job.secret, &pq, &host, &date, &job.body);
     let resp = client
         .post(job.url.clone())
@@ -486,10 +422,7 @@ async fn send(client: &reqwest::Client, job: &Job) -> Result<u16, (Option<u16>, 
         .await;
     match resp {
         Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
-        Ok(r) => Err((
-            Some(r.status().as_u16()),
-            format!("receiver answered {}", r.status()),
-        )),
+        Ok(r) => Err((Some(r.status().as_u16()), format!("receiver answered {}", r.status()))),
         Err(e) => Err((None, e.to_string())),
     }
 }
@@ -548,10 +481,7 @@ pub(crate) struct DeliveriesQuery {
 /// `GET /_sim/webhooks/deliveries[?status=pending|delivered|failed]` →
 /// `{"paused": bool, "deliveries": [{id, webhookId, url, eventType, resource, status, attempts,
 /// lastStatus, lastError, occurred, body}]}` in emission order.
-pub(crate) async fn sim_deliveries(
-    State(sim): State<SharedSim>,
-    Query(q): Query<DeliveriesQuery>,
-) -> Reply {
+pub(crate) async fn sim_deliveries(State(sim): State<SharedSim>, Query(q): Query<DeliveriesQuery>) -> Reply {
     let db = sim.lock();
     let hub = &db.hooks;
     let list: Vec<Value> = hub
@@ -575,10 +505,7 @@ pub(crate) async fn sim_deliveries(
             })
         })
         .collect();
-    Reply::json(
-        StatusCode::OK,
-        &json!({"paused": hub.paused, "deliveries": list}),
-    )
+    Reply::json(StatusCode::OK, &json!({"paused": hub.paused, "deliveries": list}))
 }
 
 /// `POST /_sim/webhooks/pause`: stop sending (events keep queueing) → `204`.

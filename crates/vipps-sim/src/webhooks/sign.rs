@@ -13,13 +13,7 @@ pub(crate) struct Signature {
 
 /// `host` is the URL authority (host plus a non-default port); `path_and_query` the path with
 /// `?query` if any; `date` the `x-ms-date` value. The HMAC key is the secret's UTF-8 text.
-pub(crate) fn sign(
-    secret: &str,
-    path_and_query: &str,
-    host: &str,
-    date: &str,
-    body: &[u8],
-) -> Signature {
+pub(crate) fn sign(secret: &str, path_and_query: &str, host: &str, date: &str, body: &[u8]) -> Signature {
     let content_sha256 = STANDARD.encode(Sha256::digest(body));
     let to_sign = format!("POST\n{path_and_query}\n{date};{host};{content_sha256}");
     let signature = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
@@ -31,9 +25,7 @@ pub(crate) fn sign(
     };
     Signature {
         content_sha256,
-        authorization: format!(
-            "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}"
-        ),
+        authorization: format!("HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={signature}"),
     }
 }
 
@@ -58,8 +50,7 @@ mod tests {
 
     #[test]
     fn the_documented_test_vector_gives_the_documented_signature() {
-        let url =
-            url::Url::parse("https://webhook.site/e2cee29b-012e-4f1d-8ef4-e95fd74a7a63").unwrap();
+        let url = url::Url::parse("https://webhook.site/e2cee29b-012e-4f1d-8ef4-e95fd74a7a63").unwrap();
         let (host, pq) = url_parts(&url);
         assert_eq!(host, "webhook.site");
         let s = sign(
@@ -69,10 +60,7 @@ mod tests {
             "Thu, 30 Mar 2023 08:38:32 GMT",
             br#"{"some-unique-content":"ee6e441b-cc4a-46f8-895d-a5af79bcc233/hello-world"}"#,
         );
-        assert_eq!(
-            s.content_sha256,
-            "lNlsp1XA03N34HrQsVzPgJKtC+r7l/RBF4V3JQUWMj4="
-        );
+        assert_eq!(s.content_sha256, "lNlsp1XA03N34HrQsVzPgJKtC+r7l/RBF4V3JQUWMj4=");
         assert_eq!(
             s.authorization,
             "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=agAiSyogQbDHpeucoNwYz+yAr5nJ+v+zasdkSbqzv+U="
@@ -82,10 +70,7 @@ mod tests {
     #[test]
     fn the_host_includes_a_non_default_port_and_the_path_keeps_its_query() {
         let url = url::Url::parse("http://127.0.0.1:8080/hooks/vipps?x=1").unwrap();
-        assert_eq!(
-            url_parts(&url),
-            ("127.0.0.1:8080".to_owned(), "/hooks/vipps?x=1".to_owned())
-        );
+        assert_eq!(url_parts(&url), ("127.0.0.1:8080".to_owned(), "/hooks/vipps?x=1".to_owned()));
         let url = url::Url::parse("https://example.com:443/a").unwrap();
         assert_eq!(url_parts(&url).0, "example.com");
     }

@@ -11,6 +11,7 @@ pub struct TestSim {
     pub base: String,
     pub merchant: Merchant,
     pub token: String,
+    current: std::sync::Mutex<String>,
 }
 
 /// A response reduced to what tests look at.
@@ -38,11 +39,7 @@ impl Resp {
     /// The Recurring problem identifier after `#` in `type`.
     pub fn problem_id(&self) -> String {
         let v = self.json();
-        v["type"]
-            .as_str()
-            .and_then(|t| t.split('#').nth(1))
-            .unwrap_or("")
-            .to_owned()
+        v["type"].as_str().and_then(|t| t.split('#').nth(1)).unwrap_or("").to_owned()
     }
 }
 
@@ -62,20 +59,14 @@ impl TestSim {
     }
 
     pub async fn start_with(config: SimConfig) -> TestSim {
-        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let http = reqwest::Client::new();
         let base = sim.base_url();
         let merchant = sim.merchants()[0].clone();
-        let mut t = TestSim {
-            sim,
-            http,
-            base,
-            merchant: merchant.clone(),
-            token: String::new(),
-        };
+        let mut t =
+            TestSim { sim, http, base, merchant: merchant.clone(), token: String::new(), current: Default::default() };
         t.token = t.token_for(&merchant).await;
+        *t.current.lock().unwrap() = t.token.clone();
         t
     }
 
@@ -95,17 +86,11 @@ impl TestSim {
     }
 
     /// An authenticated request with MSN and (for writes) a given idempotency key.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<&Value>,
-    ) -> Resp {
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> Resp {
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+            .bearer_auth(self.current.lock().unwrap().clone())
             .header("Ocp-Apim-Subscription-Key", &self.merchant.subscription_key)
             .header("Merchant-Serial-Number", &self.merchant.msn);
         if let Some(k) = key {
@@ -115,6 +100,13 @@ impl TestSim {
             rb = rb.json(b);
         }
         send(rb).await
+    }
+
+    /// Advances the virtual clock and fetches a fresh token (the old one may have expired).
+    pub async fn advance(&self, seconds: i64) {
+        self.sim.advance(seconds).await;
+        let fresh = self.token_for(&self.merchant).await;
+        *self.current.lock().unwrap() = fresh;
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -141,11 +133,7 @@ pub async fn send(rb: reqwest::RequestBuilder) -> Resp {
     let status = r.status();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();
-    Resp {
-        status,
-        headers,
-        text,
-    }
+    Resp { status, headers, text }
 }
 
 /// A typical web payment body.
