@@ -40,9 +40,19 @@ pub async fn request_context(State(state): State<AppState>, request: Request, ne
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = request.method().clone();
+    let api = crate::auth::http::is_api_path(request.uri().path());
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), tracing::Instrument::instrument(next.run(request), span)).await;
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async move {
+            let response = tracing::Instrument::instrument(next.run(request), span).await;
+            if api {
+                crate::api::error::envelope_framework_errors(response).await
+            } else {
+                response
+            }
+        })
+        .await;
     state.metrics.observe(method.as_str(), &route, response.status().as_u16(), started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

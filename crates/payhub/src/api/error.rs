@@ -123,3 +123,29 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Rewrites an error answer made by the framework itself (method not allowed, a malformed query string) into
+/// the envelope, so every error of a JSON API has one shape. Answers that are already JSON pass unchanged.
+pub async fn envelope_framework_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text =
+        axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("405", "This endpoint does not accept that method.".to_owned()),
+        StatusCode::NOT_FOUND => ("404", "No such endpoint.".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("413", "The request body is too large.".to_owned()),
+        s if s.is_client_error() => ("200", if text.is_empty() { "The request is invalid.".to_owned() } else { text }),
+        _ => ("999", "Internal error. Quote the RequestId when reporting it.".to_owned()),
+    };
+    let mut rewritten = ApiError::new(status, code, message, None).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        rewritten.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    rewritten
+}

@@ -41,3 +41,17 @@ on_both_backends! {
         assert!(text.contains("payhub_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"+Inf\"} 1"), "{text}");
     }
 }
+
+on_both_backends! {
+    async fn framework_errors_on_the_api_use_the_envelope_too(app) {
+        let wrong_method = app.admin(Method::PUT, "/admin/api/accounts").send().await.unwrap();
+        assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let body: Value = wrong_method.json().await.unwrap();
+        assert_eq!(body["Errors"][0]["error_code"], "405");
+        let bad_query = app.admin(Method::GET, "/admin/api/audit?limit=many").send().await.unwrap();
+        assert_eq!(bad_query.status(), StatusCode::BAD_REQUEST);
+        let body: Value = bad_query.json().await.unwrap();
+        assert_eq!(body["Errors"][0]["error_code"], "200");
+        assert!(body["Errors"][0]["error_message"].as_str().unwrap().contains("limit"), "{body}");
+    }
+}
