@@ -393,8 +393,8 @@ pub enum TestApproval {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ModificationRequest<'a> {
-    modification_amount: &'a Amount,
+pub(crate) struct ModificationRequest<'a> {
+    pub(crate) modification_amount: &'a Amount,
 }
 
 #[derive(Serialize)]
@@ -406,7 +406,7 @@ struct CancelRequest {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-enum ForceApproveBody<'a> {
+pub(crate) enum ForceApproveBody<'a> {
     Customer(&'a Customer),
     Token(&'a str),
 }

@@ -22,6 +22,8 @@ mod error;
 mod idempotency;
 pub mod recurring;
 pub mod report;
+#[cfg(test)]
+mod schema_tests;
 mod secret;
 mod token;
 mod transport;

@@ -767,8 +767,8 @@ impl ListAgreements {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ForceAccept<'a> {
-    phone_number: &'a str,
+pub(crate) struct ForceAccept<'a> {
+    pub(crate) phone_number: &'a str,
 }
 
 /// Recurring operations, from [`Client::recurring`].

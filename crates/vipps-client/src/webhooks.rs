@@ -139,9 +139,9 @@ struct WebhookList {
 }
 
 #[derive(Serialize)]
-struct RegisterRequest<'a> {
-    url: &'a str,
-    events: &'a [EventType],
+pub(crate) struct RegisterRequest<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) events: &'a [EventType],
 }
 
 /// Webhook registration operations, from [`Client::webhooks`].
