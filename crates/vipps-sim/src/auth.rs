@@ -21,6 +21,8 @@ pub(crate) enum Api {
     EPayment,
     Recurring,
     Webhooks,
+    /// Used by the Report API module.
+    #[allow(dead_code)]
     Report,
 }
 

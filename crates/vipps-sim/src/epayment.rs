@@ -50,8 +50,9 @@ pub(crate) struct PaymentEvent {
     pub(crate) success: bool,
 }
 
-/// A payment and its bookkeeping.
+/// A payment and its bookkeeping. Some fields are only read by the payer page.
 #[derive(Clone, Debug)]
+#[allow(dead_code)]
 pub(crate) struct Payment {
     pub(crate) msn: String,
     pub(crate) reference: String,

@@ -30,10 +30,6 @@
 //!   `epayment::payer_approve / payer_reject` and `recurring::payer_accept / payer_reject`.
 //! * Locking: take `sim.lock()` once per request, never across an `.await`.
 
-// Temporary: several pub(crate) items are consumed by modules still being written
-// (recurring, report, payer page).
-#![allow(dead_code)]
-
 pub mod config;
 
 mod auth;

@@ -78,7 +78,7 @@ impl ChargeStatus {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-enum TransactionType {
+pub(crate) enum TransactionType {
     DirectCapture,
     ReserveCapture,
 }
@@ -94,7 +94,7 @@ impl TransactionType {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-enum PricingType {
+pub(crate) enum PricingType {
     Legacy,
     Variable,
     Flexible,
@@ -102,7 +102,7 @@ enum PricingType {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-enum Unit {
+pub(crate) enum Unit {
     Year,
     Month,
     Week,
@@ -121,21 +121,21 @@ impl Unit {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
-struct Interval {
+pub(crate) struct Interval {
     unit: Unit,
     count: i64,
 }
 
 #[derive(Clone, Debug)]
-struct Pricing {
-    kind: PricingType,
-    amount: Option<i64>,
-    suggested_max: Option<i64>,
-    max_amount: Option<i64>,
+pub(crate) struct Pricing {
+    pub(crate) kind: PricingType,
+    pub(crate) amount: Option<i64>,
+    pub(crate) suggested_max: Option<i64>,
+    pub(crate) max_amount: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
-struct HistoryEvent {
+pub(crate) struct HistoryEvent {
     occurred: DateTime<Utc>,
     event: &'static str,
     amount: i64,
@@ -152,43 +152,43 @@ pub(crate) struct Charge {
     pub(crate) amount: i64,
     pub(crate) description: String,
     pub(crate) due: NaiveDate,
-    retry_days: i64,
+    pub(crate) retry_days: i64,
     pub(crate) status: ChargeStatus,
-    initial: bool,
-    transaction_type: TransactionType,
-    transaction_id: Option<String>,
-    failure_reason: Option<String>,
+    pub(crate) initial: bool,
+    pub(crate) transaction_type: TransactionType,
+    pub(crate) transaction_id: Option<String>,
+    pub(crate) failure_reason: Option<String>,
     pub(crate) captured: i64,
     pub(crate) refunded: i64,
     pub(crate) cancelled: i64,
-    history: Vec<HistoryEvent>,
-    attempts: i64,
+    pub(crate) history: Vec<HistoryEvent>,
+    pub(crate) attempts: i64,
     /// Remaining forced failures (`None`: none; `Some(u32::MAX)`: every attempt).
-    forced_failures: Option<(u32, String)>,
+    pub(crate) forced_failures: Option<(u32, String)>,
 }
 
 /// A recurring agreement.
 #[derive(Clone, Debug)]
 pub(crate) struct Agreement {
     pub(crate) id: String,
-    uuid: String,
+    pub(crate) uuid: String,
     pub(crate) msn: String,
     pub(crate) status: AgreementStatus,
     pub(crate) product_name: String,
-    product_description: Option<String>,
-    pricing: Pricing,
-    interval: Option<Interval>,
-    merchant_agreement_url: String,
+    pub(crate) product_description: Option<String>,
+    pub(crate) pricing: Pricing,
+    pub(crate) interval: Option<Interval>,
+    pub(crate) merchant_agreement_url: String,
     pub(crate) merchant_redirect_url: String,
-    phone: Option<String>,
-    external_id: Option<String>,
-    scope: Option<String>,
-    campaign: Option<Value>,
-    created: DateTime<Utc>,
-    start: Option<DateTime<Utc>>,
-    stop: Option<DateTime<Utc>>,
-    confirmation_url: String,
-    sub: Option<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) external_id: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) campaign: Option<Value>,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) start: Option<DateTime<Utc>>,
+    pub(crate) stop: Option<DateTime<Utc>>,
+    pub(crate) confirmation_url: String,
+    pub(crate) sub: Option<String>,
     pub(crate) charges: Vec<Charge>,
 }
 

@@ -34,19 +34,6 @@ impl Reply {
     pub(crate) fn empty(status: StatusCode) -> Reply {
         Reply { status, content_type: None, body: Bytes::new(), retry_after: None }
     }
-
-    /// Serialises a typed body as JSON.
-    pub(crate) fn ser<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
-        match serde_json::to_vec(value) {
-            Ok(b) => Reply { status, content_type: Some(JSON), body: Bytes::from(b), retry_after: None },
-            Err(_) => Reply::empty(StatusCode::INTERNAL_SERVER_ERROR),
-        }
-    }
-
-    /// Whether the status is 2xx.
-    pub(crate) fn is_success(&self) -> bool {
-        self.status.is_success()
-    }
 }
 
 impl IntoResponse for Reply {

@@ -59,8 +59,9 @@ pub(crate) enum MovementKind {
 }
 
 /// One movement of money on an API sales unit, appended when it happens; never changed.
-/// The Report API ledger is built from this list.
+/// The Report API ledger is built from this list (its fields are read there).
 #[derive(Clone, Debug)]
+#[allow(dead_code)]
 pub(crate) struct MoneyMovement {
     pub(crate) kind: MovementKind,
     /// Always positive, in minor units (øre); the sign follows from `kind`.
