@@ -268,7 +268,7 @@ fn agreement_json(a: &Agreement) -> Value {
         "productName": a.product_name,
         "pricing": pricing,
         "interval": interval,
-        "campaign": a.campaign,
+        "campaign": a.campaign.as_ref().map(|c| campaign_response(c, a.created)),
         "merchantAgreementUrl": a.merchant_agreement_url,
         "merchantRedirectUrl": a.merchant_redirect_url,
         "sub": a.sub,
@@ -293,7 +293,8 @@ fn charge_json(a: &Agreement, c: &Charge) -> Value {
         .iter()
         .map(|h| {
             json!({"occurred": ts(h.occurred), "event": h.event, "amount": h.amount,
-                   "idempotencyKey": h.idempotency_key, "success": h.success})
+                   "idempotencyKey": h.idempotency_key.clone().unwrap_or_else(|| format!("{}-{}-{}", c.id, c.agreement_id, h.event)),
+                   "success": h.success})
         })
         .collect();
     let mut v = json!({
@@ -310,12 +311,14 @@ fn charge_json(a: &Agreement, c: &Charge) -> Value {
         "transactionType": c.transaction_type.as_str(),
         "transactionId": c.transaction_id.clone().unwrap_or_default(),
         "failureReason": c.failure_reason,
-        "failureDescription": c.failure_reason.as_deref().map(failure_description),
         "summary": {"captured": c.captured, "refunded": c.refunded, "cancelled": c.cancelled},
         "history": history,
     });
     if let Some(e) = &a.external_id {
         v["externalAgreementId"] = json!(e);
+    }
+    if let Some(r) = &c.failure_reason {
+        v["failureDescription"] = json!(failure_description(r));
     }
     v
 }
@@ -582,6 +585,11 @@ fn validate_draft(d: &DraftIn, instance: &str) -> Result<Pricing, Reply> {
             Pricing { kind, amount: None, suggested_max: None, max_amount: None }
         }
     };
+    if let Some(c) = &d.campaign {
+        if let Err(reason) = check_campaign(c) {
+            return v("campaign", reason);
+        }
+    }
     if let Some(i) = &d.interval {
         if !(1..=31).contains(&i.count) {
             return v("interval.count", "must be 1 to 31");
@@ -650,6 +658,51 @@ fn validate_draft(d: &DraftIn, instance: &str) -> Result<Pricing, Reply> {
         }
     }
     Ok(pricing)
+}
+
+/// Checks a campaign object: a known `type`, a non-negative integer `price` and the fields
+/// that type requires (reference §5.2).
+fn check_campaign(c: &Value) -> Result<(), &'static str> {
+    let price_ok = c.get("price").and_then(Value::as_i64).is_some_and(|p| p >= 0);
+    if !price_ok {
+        return Err("campaign.price must be a non-negative integer");
+    }
+    let has = |k: &str| c.get(k).is_some_and(|v| !v.is_null());
+    let period_ok = |k: &str| {
+        c.get(k)
+            .is_some_and(|p| serde_json::from_value::<Interval>(p.clone()).is_ok_and(|i| (1..=31).contains(&i.count)))
+    };
+    match c.get("type").and_then(Value::as_str) {
+        Some("PRICE_CAMPAIGN") if has("end") => Ok(()),
+        Some("PERIOD_CAMPAIGN") if period_ok("period") => Ok(()),
+        Some("EVENT_CAMPAIGN") if has("eventDate") && has("eventText") => Ok(()),
+        Some("FULL_FLEX_CAMPAIGN") if has("end") && period_ok("interval") => Ok(()),
+        Some("PRICE_CAMPAIGN" | "PERIOD_CAMPAIGN" | "EVENT_CAMPAIGN" | "FULL_FLEX_CAMPAIGN") => {
+            Err("campaign is missing a field its type requires")
+        }
+        _ => Err("campaign.type must be PRICE_CAMPAIGN, PERIOD_CAMPAIGN, EVENT_CAMPAIGN or FULL_FLEX_CAMPAIGN"),
+    }
+}
+
+/// The campaign as `GET agreement` shows it: the request fields plus `end` (computed for a
+/// period campaign from the creation time) and an `explanation`.
+fn campaign_response(c: &Value, created: DateTime<Utc>) -> Value {
+    let mut out = c.clone();
+    if c.get("type").and_then(Value::as_str) == Some("PERIOD_CAMPAIGN") {
+        if let Some(i) = c.get("period").and_then(|p| serde_json::from_value::<Interval>(p.clone()).ok()) {
+            let n = u32::try_from(i.count).unwrap_or(1);
+            let end = match i.unit {
+                Unit::Day => created + chrono::Duration::days(i64::from(n)),
+                Unit::Week => created + chrono::Duration::weeks(i64::from(n)),
+                Unit::Month => created.checked_add_months(chrono::Months::new(n)).unwrap_or(created),
+                Unit::Year => created.checked_add_months(chrono::Months::new(12 * n)).unwrap_or(created),
+            };
+            out["end"] = json!(ts(end));
+        }
+    }
+    let price = c.get("price").and_then(Value::as_i64).unwrap_or(0);
+    out["explanation"] = json!(format!("Campaign price {},{:02} kr", price / 100, price % 100));
+    out
 }
 
 fn fresh_charge_id(store: &Store, msn: &str) -> String {

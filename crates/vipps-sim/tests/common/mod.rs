@@ -1,6 +1,8 @@
 //! Test helpers: a running simulator plus a small authenticated client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod openapi;
+
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use vipps_sim::{Merchant, SimConfig, Simulator};
