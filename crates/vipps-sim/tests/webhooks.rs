@@ -182,3 +182,64 @@ async fn registrations_are_validated_limited_listed_and_deleted() {
     assert_eq!(now_ok.status, StatusCode::CREATED);
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn recurring_agreement_and_charge_events_arrive_in_order_with_the_documented_fields() {
+    let t = TestSim::start().await;
+    let (recv, url) = start_receiver().await;
+    let events = [
+        "recurring.agreement-activated.v1",
+        "recurring.agreement-stopped.v1",
+        "recurring.charge-captured.v1",
+        "recurring.charge-canceled.v1",
+    ];
+    assert_eq!(
+        t.post("/webhooks/v1/webhooks", &json!({"url": url, "events": events})).await.status,
+        StatusCode::CREATED
+    );
+    let draft = json!({
+        "interval": {"unit": "MONTH", "count": 1},
+        "merchantRedirectUrl": "https://example.com/back",
+        "merchantAgreementUrl": "https://example.com/manage",
+        "pricing": {"type": "LEGACY", "amount": 10000, "currency": "NOK"},
+        "productName": "Socks every month",
+        "externalId": "sub-77",
+        "initialCharge": {"amount": 10000, "description": "First box", "transactionType": "DIRECT_CAPTURE", "orderId": "first-box-77"}
+    });
+    let id = t.post("/recurring/v3/agreements", &draft).await.json()["agreementId"].as_str().unwrap().to_owned();
+    t.control(Method::POST, &format!("/_sim/agreements/{id}/accept"), None).await;
+    let due = (t.sim.now().with_timezone(&chrono_tz::Europe::Oslo).date_naive() + chrono::Duration::days(5))
+        .format("%Y-%m-%d")
+        .to_string();
+    let c = t.post(&format!("/recurring/v3/agreements/{id}/charges"), &json!({"amount": 10000, "transactionType": "DIRECT_CAPTURE", "description": "Box 2", "due": due, "retryDays": 0})).await;
+    assert_eq!(c.status, StatusCode::CREATED);
+    t.call(
+        Method::PATCH,
+        &format!("/recurring/v3/agreements/{id}"),
+        Some("stop-77"),
+        Some(&json!({"status": "STOPPED"})),
+    )
+    .await;
+    let bodies = wait_for(&recv, 4).await;
+    let types: Vec<&str> = bodies.iter().map(|b| b["eventType"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "recurring.agreement-activated.v1",
+            "recurring.charge-captured.v1",
+            "recurring.agreement-stopped.v1",
+            "recurring.charge-canceled.v1"
+        ]
+    );
+    assert_eq!(bodies[0]["agreementId"], id.as_str());
+    assert_eq!(bodies[0]["actor"], "USER");
+    assert_eq!(bodies[0]["agreementExternalId"], "sub-77");
+    assert_eq!(bodies[1]["chargeId"], "first-box-77");
+    assert_eq!(bodies[1]["chargeType"], "INITIAL");
+    assert_eq!(bodies[1]["amountCaptured"], 10000);
+    assert_eq!(bodies[1]["transactionId"].as_str().unwrap().len(), 10);
+    assert_eq!(bodies[2]["actor"], "MERCHANT");
+    assert_eq!(bodies[3]["amountCanceled"], 10000);
+    assert_eq!(bodies[3]["msn"], t.merchant.msn.as_str());
+    t.sim.shutdown().await;
+}
