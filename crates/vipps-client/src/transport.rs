@@ -144,18 +144,19 @@ impl Inner {
         let timeout = options.timeout.unwrap_or(self.config.timeout);
         let mut attempt: u32 = 0;
         loop {
-            let outcome = tokio::time::timeout(timeout, async {
-                let response = build().send().await?;
+            // reqwest's per-request timeout covers connecting, sending and reading the whole body.
+            let outcome = async {
+                let mut response = build().timeout(timeout).send().await?;
                 let status = response.status().as_u16();
-                let headers = response.headers().clone();
+                let headers = std::mem::take(response.headers_mut());
                 let body = response.bytes().await?;
                 Ok::<_, reqwest::Error>(RawResponse { status, headers, body })
-            })
+            }
             .await;
 
             let (err, retryable, retry_after) = match outcome {
-                Ok(Ok(response)) if (200..300).contains(&response.status) => return Ok(response),
-                Ok(Ok(response)) => {
+                Ok(response) if (200..300).contains(&response.status) => return Ok(response),
+                Ok(response) => {
                     let retry_after = response.header(RETRY_AFTER.as_str()).and_then(parse_retry_after);
                     let retryable = match response.status {
                         429 => true,
@@ -170,12 +171,11 @@ impl Inner {
                     );
                     (err, retryable, retry_after)
                 }
-                Ok(Err(e)) => {
+                Err(e) if e.is_timeout() => (Error::Timeout(timeout), !unsafe_to_repeat, None),
+                Err(e) => {
                     let retryable = !unsafe_to_repeat || e.is_connect();
-                    let err = if e.is_timeout() { Error::Timeout(timeout) } else { Error::Transport(e) };
-                    (err, retryable, None)
+                    (Error::Transport(e), retryable, None)
                 }
-                Err(_elapsed) => (Error::Timeout(timeout), !unsafe_to_repeat, None),
             };
 
             if !retryable || attempt >= policy.max_retries {
