@@ -186,7 +186,8 @@ async fn a_batch_reports_valid_and_invalid_charges() {
     let mut bad = BatchCharge::new(&agreement, unique("batch"), &charge);
     bad.retry_days = 30;
     let response = client.recurring().create_charges_batch(&[good.clone(), bad], &key()).await.unwrap();
-    assert_eq!(response.valid_charges, [good.order_id.clone()]);
+    assert_eq!(response.valid_charges.len(), 1);
+    assert_eq!(response.valid_charges[0], good.order_id);
     assert_eq!(response.invalid_charges.len(), 1);
     assert!(!response.invalid_charges[0].errors.is_empty());
     let fetched = client.recurring().get_charge(&agreement, &good.order_id).await.unwrap();
