@@ -188,7 +188,6 @@ pub struct DatePage {
 
 /// A whole ledger date.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum DateReport {
     /// The date is closed; all its rows.
     Ready(Vec<Entry>),
