@@ -124,3 +124,23 @@ async fn a_retry_after_longer_than_allowed_is_returned_instead_of_waited() {
     assert_eq!(err.problem().and_then(|p| p.retry_after), Some(Duration::from_secs(3600)));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_timeout_without_retries_is_reported_as_a_timeout() {
+    let env = TestEnv::start().await;
+    let client = env.client();
+    let reference = authorized_payment(&env, &client).await;
+    env.fault(&format!("/epayment/v1/payments/{reference}/capture"), json!({"kind": "delay", "delayMs": 2000}), 1)
+        .await;
+    let options = CallOptions::timeout(Duration::from_millis(200)).with_retry(RetryPolicy::none());
+    let started = Instant::now();
+    let err = client
+        .epayment()
+        .with_options(options)
+        .capture(&reference, &Amount::nok(300), &IdempotencyKey::random())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.is_retryable());
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}

@@ -96,3 +96,27 @@ async fn a_failing_token_endpoint_is_retried() {
     let client = env.client();
     client.authenticate().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_early_refresh_keeps_using_the_still_valid_token() {
+    let config = SimConfig { token_lifetime: chrono::Duration::seconds(6), ..SimConfig::default() };
+    let env = TestEnv::start_with(config).await;
+    let proxy = Proxy::start(env.base()).await;
+    let client = common::client_for(&proxy.base_url, env.merchant(), |c| {
+        c.retry = vipps_client::RetryPolicy::new(1, Duration::from_millis(5), Duration::from_millis(10));
+    });
+    let reference = payment(&client).await;
+
+    // Past the refresh point (half of 6 s) but before expiry, the token endpoint fails.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    env.fault("/accesstoken/get", json!({"kind": "500"}), 2).await;
+    client.epayment().get(&reference).await.unwrap();
+    let token_calls: Vec<u16> =
+        proxy.seen().iter().filter(|s| s.path == "/accesstoken/get").map(|s| s.status).collect();
+    assert_eq!(token_calls, [200, 500, 500], "one refresh attempt with one retry, then the old token");
+    assert!(proxy.seen().iter().all(|s| s.status != 401));
+
+    // Once the endpoint works again the next call refreshes.
+    client.epayment().get(&reference).await.unwrap();
+    assert_eq!(proxy.token_fetches(), 4);
+}
