@@ -20,19 +20,31 @@ impl Clock {
 
     /// Current virtual time.
     pub(crate) fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::microseconds(self.offset_us.load(Ordering::Relaxed))
+        let offset = chrono::Duration::microseconds(self.offset_us.load(Ordering::Relaxed));
+        Utc::now().checked_add_signed(offset).unwrap_or_else(latest)
     }
 
-    /// Moves the clock forward by `seconds` (negative values are ignored).
-    pub(crate) fn advance(&self, seconds: i64) {
-        if seconds > 0 {
-            let us = seconds.saturating_mul(1_000_000);
-            self.offset_us.fetch_add(us, Ordering::Relaxed);
+    /// Moves the clock forward by `seconds` (negative values are ignored). Refuses (returns
+    /// false) to go past [`latest`], so date arithmetic elsewhere can never overflow.
+    pub(crate) fn advance(&self, seconds: i64) -> bool {
+        if seconds <= 0 {
+            return true;
+        }
+        match self.now().checked_add_signed(chrono::Duration::seconds(seconds.min(i64::MAX / 2_000_000))) {
+            Some(t) if t <= latest() => {
+                self.offset_us.fetch_add(seconds.saturating_mul(1_000_000), Ordering::Relaxed);
+                true
+            }
+            _ => false,
         }
     }
 
-    /// Sets the clock to `to` if that is later than now; returns whether it moved.
+    /// Sets the clock to `to` if that is later than now (and not past [`latest`]); returns
+    /// whether it moved.
     pub(crate) fn set(&self, to: DateTime<Utc>) -> bool {
+        if to > latest() {
+            return false;
+        }
         let delta = (to - self.now()).num_microseconds().unwrap_or(i64::MAX / 4);
         if delta > 0 {
             self.offset_us.fetch_add(delta, Ordering::Relaxed);
@@ -41,6 +53,11 @@ impl Clock {
             false
         }
     }
+}
+
+/// The virtual clock stops short of chrono's range: 9000-01-01T00:00:00Z.
+pub(crate) fn latest() -> DateTime<Utc> {
+    DateTime::from_timestamp(221_845_392_000, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
@@ -60,5 +77,8 @@ mod tests {
         assert!(!c.set(start));
         assert!(c.set(start + chrono::Duration::days(2)));
         assert!((c.now() - start).num_seconds() >= 2 * 86400 - 1);
+        assert!(!c.advance(i64::MAX));
+        assert!(!c.set(latest() + chrono::Duration::days(1)));
+        assert_eq!(latest().to_rfc3339(), "9000-01-01T00:00:00+00:00");
     }
 }

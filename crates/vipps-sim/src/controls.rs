@@ -39,14 +39,18 @@ pub(crate) async fn advance_clock(State(sim): State<SharedSim>, body: Bytes) -> 
     if !(0..=100 * 366 * 86400).contains(&req.seconds) {
         return sim_error(StatusCode::BAD_REQUEST, "seconds must be between 0 and 100 years");
     }
-    advance(&sim, req.seconds);
+    if !advance(&sim, req.seconds) {
+        return sim_error(StatusCode::BAD_REQUEST, "the virtual clock stops at 9000-01-01");
+    }
     clock_body(sim.clock.now())
 }
 
-/// Advances the clock by `seconds`, running due work at each timer's own time.
-pub(crate) fn advance(sim: &SharedSim, seconds: i64) {
-    sim.clock.advance(seconds);
+/// Advances the clock by `seconds`, running due work at each timer's own time; false if the
+/// clock would pass its end (then nothing moves).
+pub(crate) fn advance(sim: &SharedSim, seconds: i64) -> bool {
+    let moved = sim.clock.advance(seconds);
     sim.process_due();
+    moved
 }
 
 #[derive(Deserialize)]
@@ -62,6 +66,9 @@ pub(crate) async fn set_clock(State(sim): State<SharedSim>, body: Bytes) -> Repl
         Ok(r) => r,
         Err(e) => return sim_error(StatusCode::BAD_REQUEST, &format!("expected {{\"now\": RFC 3339}}: {e}")),
     };
+    if req.now > crate::clock::latest() {
+        return sim_error(StatusCode::BAD_REQUEST, "the virtual clock stops at 9000-01-01");
+    }
     if !sim.clock.set(req.now) {
         return sim_error(StatusCode::CONFLICT, "the virtual clock never goes backwards");
     }

@@ -906,6 +906,25 @@ pub(crate) enum PayerError {
     BadPhone,
 }
 
+/// The decline a `CREATED` payment's magic amount causes, if any.
+pub(crate) fn declined(db: &Db, msn: &str, reference: &str) -> Option<&'static str> {
+    db.epayment.get(msn, reference).filter(|p| p.state == PaymentState::Created).and_then(|p| magic_decline(p.amount))
+}
+
+/// Test-environment magic amounts that make the payer's card fail (reference §8).
+pub(crate) fn magic_decline(amount: i64) -> Option<&'static str> {
+    match amount {
+        151 => Some("insufficient funds"),
+        182 => Some("refused by issuer"),
+        183 => Some("suspected fraud"),
+        184 => Some("withdrawal limit exceeded"),
+        186 => Some("expired card"),
+        187 => Some("invalid card"),
+        197 => Some("3-D Secure denied"),
+        _ => None,
+    }
+}
+
 /// The payer approves: `CREATED` → `AUTHORIZED`.
 pub(crate) fn payer_approve(
     db: &mut Db,
@@ -1005,6 +1024,15 @@ pub(crate) async fn force_approve(
         }
     }
     let phone = req.customer.and_then(|c| c.phone_number);
+    if let Some(why) = declined(&db, &msn, &reference) {
+        return ep_error(
+            StatusCode::BAD_REQUEST,
+            "10010",
+            "Approve failed",
+            &format!("The payer's card was declined: {why}"),
+            instance,
+        );
+    }
     match payer_approve(&mut db, &msn, &reference, phone.as_deref(), now) {
         Ok(()) => Reply::empty(StatusCode::OK),
         Err(PayerError::NotFound) => not_found(&reference, instance),
@@ -1076,6 +1104,14 @@ pub(crate) async fn sim_action(
         Ok(m) => m,
         Err(r) => return r,
     };
+    if action == "approve" {
+        if let Some(why) = declined(&db, &msn, &reference) {
+            return sim_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("card declined ({why}); the payment stays CREATED"),
+            );
+        }
+    }
     let result = match action.as_str() {
         "approve" => payer_approve(&mut db, &msn, &reference, req.phone_number.as_deref(), now),
         "reject" => payer_reject(&mut db, &msn, &reference, now),

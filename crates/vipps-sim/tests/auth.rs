@@ -151,5 +151,12 @@ async fn the_clock_controls_report_advance_and_refuse_going_back() {
     assert!(set.json()["now"].as_str().unwrap().starts_with("2099-01-01T00:00:0"));
     let bad = t.control(Method::POST, "/_sim/clock/advance", Some(&json!({"seconds": "ten"}))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let past_end = t.control(Method::PUT, "/_sim/clock", Some(&json!({"now": "9999-01-01T00:00:00Z"}))).await;
+    assert_eq!(past_end.status, StatusCode::BAD_REQUEST);
+    for _ in 0..80 {
+        t.control(Method::POST, "/_sim/clock/advance", Some(&json!({"seconds": 100_i64 * 365 * 86400}))).await;
+    }
+    let end = t.control(Method::GET, "/_sim/clock", None).await.json();
+    assert!(end["now"].as_str().unwrap() < "9000-01-02", "{end}");
     t.sim.shutdown().await;
 }

@@ -287,3 +287,19 @@ async fn refunds_need_a_capture_and_stop_at_the_captured_amount() {
     assert_eq!(again.error_code(), "6180");
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn test_environment_magic_amounts_make_approval_fail_and_leave_the_payment_created() {
+    let t = TestSim::start().await;
+    let reference = unique_ref("magic");
+    // 151 øre: insufficient funds (the 100 øre minimum still holds).
+    t.post("/epayment/v1/payments", &payment_body(&reference, 151)).await;
+    let r =
+        t.call(Method::POST, &format!("/epayment/v1/test/payments/{reference}/approve"), None, Some(&json!({}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "10010");
+    let c = t.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), None).await;
+    assert_eq!(c.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(t.get(&format!("/epayment/v1/payments/{reference}")).await.json()["state"], "CREATED");
+    t.sim.shutdown().await;
+}
