@@ -586,14 +586,16 @@ pub(crate) async fn create(State(sim): State<SharedSim>, headers: HeaderMap, uri
     let instance = uri.path();
     let base = sim.base_url.clone();
     let timeout = sim.config.payer_timeout;
+    // Parse and validate before taking the lock; the outcome is still only returned after the
+    // gateway checks, and stored under the idempotency key like any other reply.
+    let checked_at = sim.clock.now();
+    let parsed =
+        parse::<CreateRequest>(&body, instance).and_then(|r| validate_create(&r, checked_at, instance).map(|()| r));
     modify(&sim, &headers, instance, &body, "4020", |db, msn, key, now| {
-        let req: CreateRequest = match parse(&body, instance) {
+        let req = match parsed {
             Ok(r) => r,
             Err(r) => return r,
         };
-        if let Err(r) = validate_create(&req, now, instance) {
-            return r;
-        }
         if db.epayment.get(msn, &req.reference).is_some() {
             return ep_error(
                 StatusCode::CONFLICT,
