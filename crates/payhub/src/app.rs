@@ -39,6 +39,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
+    /// The job queue, its handlers, the heartbeat and outbound webhooks.
+    pub jobs: crate::jobs::Jobs,
 }
 
 /// One route: method, path, who may call it, and its handler.
@@ -90,6 +92,11 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/admin/api/users", Admin, api::admin::create_user),
         route(M::DELETE, "/admin/api/users/{id}", Admin, api::admin::disable_user),
         route(M::GET, "/admin/api/audit", Admin, api::admin::audit_log),
+        route(M::GET, "/admin/api/webhook-endpoints", Admin, api::webhooks_admin::list_endpoints),
+        route(M::POST, "/admin/api/webhook-endpoints", Admin, api::webhooks_admin::create_endpoint),
+        route(M::DELETE, "/admin/api/webhook-endpoints/{id}", Admin, api::webhooks_admin::delete_endpoint),
+        route(M::GET, "/admin/api/webhook-deliveries", Admin, api::webhooks_admin::list_deliveries),
+        route(M::POST, "/admin/api/webhook-deliveries/{id}/resend", Admin, api::webhooks_admin::resend_delivery),
         // Pages: sign-in and first run
         route(M::GET, "/login", Public, web::login::form),
         route(M::POST, "/login", Public, web::login::submit),
@@ -163,6 +170,7 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (PAYHUB_LISTEN): {e}", config.listen))?;
         let state = AppState {
+            jobs: crate::jobs::Jobs::new(store.clone(), key.clone()),
             accounts: Accounts::new(store.clone(), key),
             store,
             config: Arc::new(config),

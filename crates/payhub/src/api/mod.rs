@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod error;
 pub mod json;
+pub mod webhooks_admin;

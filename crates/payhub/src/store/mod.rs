@@ -71,12 +71,20 @@ struct Migration {
 }
 
 /// Every migration, in order. A released migration is never edited; add a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "jobs",
+        sqlite: include_str!("../../migrations/sqlite/0002_jobs.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_jobs.sql"),
+    },
+];
 
 impl Store {
     /// Connects to the database at `url`. For SQLite the file's folder is created when the URL asks for

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod cli;
+mod jobs;
 mod operations;
 mod roles;
 mod secrets_at_rest;

@@ -1,0 +1,86 @@
+//! The admin API for outbound webhooks: endpoints (each with a secret shown once, at creation), the delivery
+//! log, and resending a delivery. Admin role only.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::domain::FieldError;
+use crate::jobs::outbound::NewEndpoint;
+
+/// `GET /admin/api/webhook-endpoints`: every endpoint (without secrets), and the installation secret that
+/// signs deliveries to payment intents' own `WebhookURL`s (created on first need).
+pub async fn list_endpoints(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let endpoints = state.jobs.outbound.list_endpoints().await?;
+    let intent_secret = state.jobs.outbound.intent_secret().await?;
+    Ok(Json(json!({ "endpoints": endpoints, "intent_webhook_secret": intent_secret })).into_response())
+}
+
+/// `POST /admin/api/webhook-endpoints`: `{"url", "description"?, "event_types"?}`; the answer carries the
+/// endpoint's `secret`, which is never shown again.
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    ApiJson(input): ApiJson<NewEndpoint>,
+) -> Result<Response, ApiError> {
+    let (endpoint, secret) = state.jobs.outbound.create_endpoint(&input, &caller.actor()).await?;
+    let mut body = serde_json::to_value(endpoint).map_err(|e| ApiError::internal(&e.into()))?;
+    if let Some(object) = body.as_object_mut() {
+        object.insert("secret".into(), json!(secret));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `DELETE /admin/api/webhook-endpoints/{id}`
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.jobs.outbound.delete_endpoint(&id, &caller.actor()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Query of `GET /admin/api/webhook-deliveries`.
+#[derive(Debug, Deserialize)]
+pub struct DeliveriesQuery {
+    /// Only deliveries in this state: `pending`, `delivered` or `failed`.
+    pub status: Option<String>,
+    /// At most this many (default 100, max 1000).
+    pub limit: Option<i64>,
+}
+
+/// `GET /admin/api/webhook-deliveries`: newest first, with attempts, last status code and error.
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(status) = query.status.as_deref() {
+        if !["pending", "delivered", "failed"].contains(&status) {
+            return Err(ApiError::fields(
+                StatusCode::BAD_REQUEST,
+                vec![FieldError::invalid("status", "must be pending, delivered or failed")],
+            ));
+        }
+    }
+    let deliveries =
+        state.jobs.outbound.deliveries(query.status.as_deref(), query.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(Json(json!({ "deliveries": deliveries })).into_response())
+}
+
+/// `POST /admin/api/webhook-deliveries/{id}/resend`: queues the delivery again (same `webhook-id`); 202.
+pub async fn resend_delivery(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let delivery = state.jobs.outbound.resend(&id, &caller.actor()).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
+}

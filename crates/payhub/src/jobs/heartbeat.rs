@@ -1,0 +1,319 @@
+//! The heartbeat: named beats (a period and an async function) run as jobs.
+//!
+//! A scheduled run is keyed by (beat, scope, period start), unique in `beat_runs`, so each period runs once
+//! however many instances tick; the scope is an account id or `*` for the whole installation. Every run's
+//! start, duration and outcome is recorded and listable; [`Heartbeat::run_now`] runs a beat at once (CLI,
+//! admin). A failed run is recorded and not retried: the next period runs it again. Time comes from the
+//! queue's clock, so in sandbox mode periods follow the simulator's virtual clock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{Handlers, Job, NewJob, Queue};
+use crate::domain::ids::new_id;
+use crate::error::{ServiceError, ServiceResult};
+use crate::store::{parse_timestamp, timestamp, StoreResult};
+
+/// The job kind of one beat run.
+pub const RUN: &str = "heartbeat.run";
+
+/// The scope of an installation-wide run.
+pub const ALL: &str = "*";
+
+/// What a beat's function is told about its run.
+#[derive(Debug, Clone)]
+pub struct BeatContext {
+    /// The run's id (`brn_…`).
+    pub run_id: String,
+    /// The beat's name.
+    pub beat: String,
+    /// An account id, or `*`.
+    pub scope: String,
+    /// The start of the period this run covers (the request time for a manual run).
+    pub period_start: DateTime<Utc>,
+    /// Whether it was started by hand.
+    pub manual: bool,
+}
+
+type BeatFn = Arc<dyn Fn(BeatContext) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+#[derive(Clone)]
+struct Beat {
+    period: Duration,
+    run: BeatFn,
+}
+
+/// One recorded run of a beat.
+#[derive(Debug, Clone, Serialize)]
+pub struct BeatRun {
+    /// `brn_…`
+    pub id: String,
+    /// The beat's name.
+    pub beat: String,
+    /// An account id, or `*`.
+    pub scope: String,
+    /// The period this run covers.
+    pub period_start: DateTime<Utc>,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// `scheduled`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// When the function started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The beats and their schedule. Cheap to clone.
+#[derive(Clone)]
+pub struct Heartbeat {
+    queue: Queue,
+    beats: Arc<RwLock<HashMap<String, Beat>>>,
+}
+
+/// The start of the period of length `period` that contains `at` (periods are aligned to the Unix epoch).
+pub fn period_start(at: DateTime<Utc>, period: Duration) -> DateTime<Utc> {
+    let millis = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
+    let now = at.timestamp_millis();
+    DateTime::from_timestamp_millis(now - now.rem_euclid(millis)).unwrap_or(at)
+}
+
+impl Heartbeat {
+    /// A heartbeat scheduling on `queue`; register its job handler with [`Heartbeat::register_handler`].
+    pub fn new(queue: Queue) -> Self {
+        Self { queue, beats: Arc::default() }
+    }
+
+    /// Registers the handler that runs beat jobs.
+    pub fn register_handler(&self, handlers: &Handlers) {
+        let me = self.clone();
+        handlers.register(RUN, move |job: Job| {
+            let me = me.clone();
+            async move { me.run_job(job).await }
+        });
+    }
+
+    /// Adds (or replaces) the beat `name`, run once per `period` (at least a second).
+    pub fn register<F, Fut>(&self, name: impl Into<String>, period: Duration, run: F)
+    where
+        F: Fn(BeatContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let run: BeatFn = Arc::new(move |context| Box::pin(run(context)));
+        let beat = Beat { period: period.max(Duration::from_secs(1)), run };
+        let mut beats = self.beats.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        beats.insert(name.into(), beat);
+    }
+
+    /// The registered beats' names and periods (sorted by name).
+    pub fn beats(&self) -> Vec<(String, Duration)> {
+        let beats = self.beats.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut list: Vec<_> = beats.iter().map(|(name, beat)| (name.clone(), beat.period)).collect();
+        list.sort();
+        list
+    }
+
+    fn beat(&self, name: &str) -> Option<Beat> {
+        let beats = self.beats.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        beats.get(name).cloned()
+    }
+
+    /// Schedules the current period's run of every beat (scope `*`) that has none yet; returns how many
+    /// runs this call scheduled (0 when another instance was first).
+    pub async fn tick(&self) -> StoreResult<usize> {
+        let mut scheduled = 0;
+        for (name, _) in self.beats() {
+            if self.schedule(&name, ALL).await?.is_some() {
+                scheduled += 1;
+            }
+        }
+        Ok(scheduled)
+    }
+
+    /// Schedules the current period's run of `beat` for `scope` unless it exists; the new run's id, or
+    /// `None` when the period already has its run (or the beat is unknown).
+    pub async fn schedule(&self, beat: &str, scope: &str) -> StoreResult<Option<String>> {
+        let Some(registered) = self.beat(beat) else { return Ok(None) };
+        let start = period_start(self.queue.now(), registered.period);
+        self.insert_run(beat, scope, start, "schedule").await
+    }
+
+    /// Runs `beat` now, outside its schedule (for the CLI and the admin API); the run's id.
+    pub async fn run_now(&self, beat: &str) -> ServiceResult<String> {
+        if self.beat(beat).is_none() {
+            return Err(ServiceError::NotFound("beat"));
+        }
+        self.insert_run(beat, ALL, self.queue.now(), "manual")
+            .await?
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("a manual run of `{beat}` was already requested")))
+    }
+
+    async fn insert_run(
+        &self,
+        beat: &str,
+        scope: &str,
+        start: DateTime<Utc>,
+        trigger: &str,
+    ) -> StoreResult<Option<String>> {
+        let id = new_id("brn");
+        let mut tx = self.queue.store().begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO beat_runs (id, beat, scope, period_start, trigger, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'scheduled', $6) ON CONFLICT (beat, scope, period_start) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(beat)
+        .bind(scope)
+        .bind(timestamp(start))
+        .bind(trigger)
+        .bind(timestamp(self.queue.now()))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let job =
+            NewJob::new(RUN, serde_json::json!({ "run_id": id })).max_attempts(1).dedupe_key(format!("beat:{id}"));
+        self.queue.enqueue(&mut tx, job).await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    async fn run_job(&self, job: Job) -> anyhow::Result<()> {
+        let run_id = job
+            .payload
+            .get("run_id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| anyhow::anyhow!("beat job without run_id"))?
+            .to_owned();
+        let Some(run) = self.run(&run_id).await? else { return Ok(()) };
+        let started = self.queue.now();
+        sqlx::query("UPDATE beat_runs SET status = 'running', started_at = $1 WHERE id = $2")
+            .bind(timestamp(started))
+            .bind(&run_id)
+            .execute(self.queue.store().pool())
+            .await?;
+        let outcome = match self.beat(&run.beat) {
+            None => Err(anyhow::anyhow!("no beat named `{}` is registered", run.beat)),
+            Some(beat) => {
+                let context = BeatContext {
+                    run_id: run_id.clone(),
+                    beat: run.beat.clone(),
+                    scope: run.scope.clone(),
+                    period_start: run.period_start,
+                    manual: run.trigger == "manual",
+                };
+                let wall = std::time::Instant::now();
+                let result =
+                    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe((beat.run)(context))).await {
+                        Ok(result) => result,
+                        Err(_) => Err(anyhow::anyhow!("the beat panicked")),
+                    };
+                Ok((result, wall.elapsed()))
+            }
+        };
+        let (status, error, elapsed) = match outcome {
+            Ok((Ok(()), elapsed)) => ("succeeded", None, elapsed),
+            Ok((Err(e), elapsed)) => ("failed", Some(format!("{e:#}")), elapsed),
+            Err(e) => ("failed", Some(format!("{e:#}")), Duration::ZERO),
+        };
+        if let Some(error) = &error {
+            tracing::warn!(beat = %run.beat, run = %run_id, error = %error, "beat failed");
+        }
+        sqlx::query("UPDATE beat_runs SET status = $1, duration_ms = $2, error = $3 WHERE id = $4")
+            .bind(status)
+            .bind(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+            .bind(error.as_deref())
+            .bind(&run_id)
+            .execute(self.queue.store().pool())
+            .await?;
+        Ok(())
+    }
+
+    /// One run.
+    pub async fn run(&self, id: &str) -> StoreResult<Option<BeatRun>> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM beat_runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.queue.store().pool())
+            .await?;
+        row.as_ref().map(beat_run).transpose()
+    }
+
+    /// The most recent runs (newest first), of one beat or of all.
+    pub async fn runs(&self, beat: Option<&str>, limit: i64) -> StoreResult<Vec<BeatRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM beat_runs WHERE (CAST($1 AS TEXT) IS NULL OR beat = $1) \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(beat)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.queue.store().pool())
+        .await?;
+        rows.iter().map(beat_run).collect()
+    }
+
+    /// Ticks every `interval` until `shutdown` turns true (or its sender is dropped). Errors are logged.
+    pub fn spawn_ticker(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                if let Err(error) = me.tick().await {
+                    tracing::error!(error = %error, "heartbeat tick failed");
+                }
+                tokio::select! {
+                    changed = shutdown.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(interval) => {},
+                }
+            }
+        })
+    }
+}
+
+const RUN_COLUMNS: &str = "id, beat, scope, period_start, trigger, status, started_at, duration_ms, error";
+
+fn beat_run(row: &AnyRow) -> StoreResult<BeatRun> {
+    let started: Option<String> = row.try_get("started_at")?;
+    Ok(BeatRun {
+        id: row.try_get("id")?,
+        beat: row.try_get("beat")?,
+        scope: row.try_get("scope")?,
+        period_start: parse_timestamp(&row.try_get::<String, _>("period_start")?)?,
+        trigger: row.try_get("trigger")?,
+        status: row.try_get("status")?,
+        started_at: started.as_deref().map(parse_timestamp).transpose()?,
+        duration_ms: row.try_get("duration_ms")?,
+        error: row.try_get("error")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn periods_are_aligned_to_the_epoch() {
+        let at = DateTime::parse_from_rfc3339("2026-11-23T20:17:42.5Z").unwrap().with_timezone(&Utc);
+        let minute = period_start(at, Duration::from_secs(60));
+        assert_eq!(timestamp(minute), "2026-11-23T20:17:00.000000Z");
+        let hour = period_start(at, Duration::from_secs(3600));
+        assert_eq!(timestamp(hour), "2026-11-23T20:00:00.000000Z");
+        assert_eq!(period_start(minute, Duration::from_secs(60)), minute);
+    }
+}

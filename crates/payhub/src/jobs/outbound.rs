@@ -1,0 +1,618 @@
+//! Outbound webhooks: payhub tells the integrator's systems what happened.
+//!
+//! Targets are the endpoints configured for the installation (each with its own `whsec_…` secret, shown once
+//! at creation and stored sealed) and, per payment intent, its `WebhookURL` (signed with the installation's
+//! intent-webhook secret, created on first need and stored sealed). [`emit`] writes one delivery per target
+//! inside the caller's transaction and enqueues a job for each; the job posts the body signed per
+//! Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`) and is
+//! retried with backoff until the receiver answers 2xx. The delivery log keeps attempts, the last status code
+//! and error; any delivery can be sent again.
+//!
+//! The body is `{"type": "...", "timestamp": "...", "data": {...}}`; `webhook-id` is the delivery id and stays
+//! the same across retries and resends, so receivers can drop duplicates.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{Handlers, Job, NewJob, Queue};
+use crate::auth::{self, Actor};
+use crate::domain::ids::new_id;
+use crate::domain::FieldError;
+use crate::error::{ServiceError, ServiceResult};
+use crate::secrets::MasterKey;
+use crate::store::{map_conflict, parse_timestamp, timestamp, StoreResult};
+
+/// The job kind of one delivery attempt.
+pub const DELIVER: &str = "webhook.deliver";
+
+/// Attempts per delivery before it is marked `failed` (about a day with the default backoff).
+pub const DELIVERY_ATTEMPTS: i64 = 12;
+
+/// The event types payhub emits (FinDock's names).
+pub const EVENT_TYPES: &[&str] = &[
+    "paymentIntent.created",
+    "paymentIntent.processed",
+    "paymentIntent.in_review",
+    "paymentIntent.failed",
+    "installment.created",
+    "installment.status_change",
+    "mandate.status_change",
+];
+
+const SECRET_PREFIX: &str = "whsec_";
+const INTENT_SECRET_NAME: &str = "intent_webhook_secret";
+
+/// A new random signing secret: `whsec_` + base64 of 32 random bytes.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{SECRET_PREFIX}{}", BASE64.encode(bytes))
+}
+
+/// A secret that is not `whsec_` + base64 (or decodes to nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a webhook secret is `whsec_` followed by base64")]
+pub struct InvalidSecret;
+
+fn secret_bytes(secret: &str) -> Result<Vec<u8>, InvalidSecret> {
+    let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
+    match BASE64.decode(encoded) {
+        Ok(bytes) if !bytes.is_empty() => Ok(bytes),
+        _ => Err(InvalidSecret),
+    }
+}
+
+fn signature_bytes(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return Vec::new(),
+    };
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The `webhook-signature` value for `body` sent with `id` at `timestamp` (Unix seconds):
+/// `v1,` + base64 of HMAC-SHA256 over `"{id}.{timestamp}.{body}"` keyed with the decoded secret.
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, InvalidSecret> {
+    let key = secret_bytes(secret)?;
+    Ok(format!("v1,{}", BASE64.encode(signature_bytes(&key, id, timestamp, body))))
+}
+
+/// Checks a delivery as a receiver would: the timestamp within `tolerance` of `now`, and one of the
+/// space-separated `v1,` signatures matching (compared in constant time).
+pub fn verify(
+    secret: &str,
+    id: &str,
+    timestamp_header: &str,
+    signature_header: &str,
+    body: &[u8],
+    now: DateTime<Utc>,
+    tolerance: Duration,
+) -> bool {
+    let Ok(key) = secret_bytes(secret) else { return false };
+    let Ok(timestamp) = timestamp_header.trim().parse::<i64>() else { return false };
+    let skew = now.timestamp().abs_diff(timestamp);
+    if skew > tolerance.as_secs() {
+        return false;
+    }
+    let expected = signature_bytes(&key, id, timestamp, body);
+    signature_header.split(' ').filter_map(|part| part.strip_prefix("v1,")).any(|candidate| {
+        BASE64.decode(candidate).is_ok_and(|given| {
+            use subtle::ConstantTimeEq;
+            given.len() == expected.len() && bool::from(given.ct_eq(&expected))
+        })
+    })
+}
+
+/// Writes one delivery of `event_type` per target (every endpoint subscribed to it, plus `extra_url`, the
+/// intent's `WebhookURL`) inside the caller's transaction, and enqueues a delivery job for each. Returns the
+/// delivery ids.
+pub async fn emit(
+    conn: &mut AnyConnection,
+    event_type: &str,
+    data: serde_json::Value,
+    extra_url: Option<&str>,
+) -> StoreResult<Vec<String>> {
+    emit_at(conn, event_type, data, extra_url, Utc::now()).await
+}
+
+/// [`emit`] with the event's time given (sandbox mode passes the virtual clock's time).
+pub async fn emit_at(
+    conn: &mut AnyConnection,
+    event_type: &str,
+    data: serde_json::Value,
+    extra_url: Option<&str>,
+    at: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    let body = serde_json::json!({ "type": event_type, "timestamp": timestamp(at), "data": data }).to_string();
+    let endpoints =
+        sqlx::query("SELECT id, url, event_types FROM webhook_endpoints ORDER BY id").fetch_all(&mut *conn).await?;
+    let mut targets: Vec<(Option<String>, String)> = Vec::new();
+    for row in &endpoints {
+        let types: String = row.try_get("event_types")?;
+        let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
+        if types.is_empty() || types.iter().any(|t| t == event_type || t == "*") {
+            targets.push((Some(row.try_get("id")?), row.try_get("url")?));
+        }
+    }
+    if let Some(url) = extra_url.filter(|u| !u.is_empty()) {
+        targets.push((None, url.to_owned()));
+    }
+    let now = timestamp(at);
+    let mut ids = Vec::with_capacity(targets.len());
+    for (endpoint_id, url) in targets {
+        let id = new_id("msg");
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, url, event_type, body, status, attempts, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+        )
+        .bind(&id)
+        .bind(endpoint_id.as_deref())
+        .bind(&url)
+        .bind(event_type)
+        .bind(&body)
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?;
+        super::insert(conn, delivery_job(&id), at).await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn delivery_job(delivery_id: &str) -> NewJob {
+    NewJob::new(DELIVER, serde_json::json!({ "delivery_id": delivery_id })).max_attempts(DELIVERY_ATTEMPTS)
+}
+
+/// Body of `POST /admin/api/webhook-endpoints`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    /// Where to post (http or https).
+    pub url: String,
+    /// A note for people.
+    #[serde(default)]
+    pub description: String,
+    /// The event types to send; empty or absent means all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+}
+
+/// An endpoint as the admin API shows it (never its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointView {
+    /// `whe_…`
+    pub id: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// A note for people.
+    pub description: String,
+    /// Subscribed event types; empty means all.
+    pub event_types: Vec<String>,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One delivery of one event to one target, with its attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    /// `msg_…`, also sent as `webhook-id`.
+    pub id: String,
+    /// The endpoint, or `null` for an intent's `WebhookURL`.
+    pub endpoint_id: Option<String>,
+    /// Where it goes.
+    pub url: String,
+    /// The event type.
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The last HTTP status the receiver answered, if it answered.
+    pub last_status_code: Option<i64>,
+    /// The last failure (status, timeout, connection error).
+    pub last_error: Option<String>,
+    /// The body sent (the same on every attempt).
+    pub body: serde_json::Value,
+    /// When the event was emitted.
+    pub created_at: DateTime<Utc>,
+    /// When the receiver accepted it.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+fn endpoint_view(row: &AnyRow) -> StoreResult<EndpointView> {
+    let types: String = row.try_get("event_types")?;
+    Ok(EndpointView {
+        id: row.try_get("id")?,
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        created_at: parse_timestamp(&row.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+fn delivery_view(row: &AnyRow) -> StoreResult<DeliveryView> {
+    let body: String = row.try_get("body")?;
+    let delivered: Option<String> = row.try_get("delivered_at")?;
+    Ok(DeliveryView {
+        id: row.try_get("id")?,
+        endpoint_id: row.try_get("endpoint_id")?,
+        url: row.try_get("url")?,
+        event_type: row.try_get("event_type")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        last_status_code: row.try_get("last_status_code")?,
+        last_error: row.try_get("last_error")?,
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        created_at: parse_timestamp(&row.try_get::<String, _>("created_at")?)?,
+        delivered_at: delivered.as_deref().map(parse_timestamp).transpose()?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "id, endpoint_id, url, event_type, body, status, attempts, last_status_code, \
+                                last_error, created_at, delivered_at";
+
+/// Outbound webhook services: endpoints, the delivery log, resend, and the delivery job. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbound {
+    queue: Queue,
+    key: MasterKey,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Outbound {
+    /// Outbound webhooks on `queue`'s database, sealing secrets with `key`; receivers get 10 s to answer.
+    pub fn new(queue: Queue, key: MasterKey) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("payhub/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self { queue, key, http, timeout: Duration::from_secs(10) }
+    }
+
+    /// The same services with another receiver timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Registers the delivery job's handler.
+    pub fn register(&self, handlers: &Handlers) {
+        let me = self.clone();
+        handlers.register(DELIVER, move |job: Job| {
+            let me = me.clone();
+            async move { me.deliver(job).await }
+        });
+    }
+
+    /// Adds an endpoint; the answer carries its secret, the only time it is shown. Audited.
+    pub async fn create_endpoint(&self, input: &NewEndpoint, actor: &Actor) -> ServiceResult<(EndpointView, String)> {
+        let mut errors = Vec::new();
+        match url::Url::parse(input.url.trim()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
+            _ => errors.push(FieldError::invalid("url", "must be an absolute http or https URL")),
+        }
+        if input.description.chars().count() > 500 {
+            errors.push(FieldError::invalid("description", "must be at most 500 characters"));
+        }
+        if let Some(bad) = input.event_types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str()) && *t != "*") {
+            errors.push(FieldError::invalid(
+                "event_types",
+                format!("unknown event type `{bad}`; known: {}", EVENT_TYPES.join(", ")),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ServiceError::Invalid(errors));
+        }
+        let id = new_id("whe");
+        let secret = new_secret();
+        let now = self.queue.now();
+        let mut tx = self.queue.store().begin_write().await?;
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, url, description, event_types, secret_sealed, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(input.url.trim())
+        .bind(&input.description)
+        .bind(serde_json::to_string(&input.event_types).unwrap_or_else(|_| "[]".into()))
+        .bind(self.key.seal(&secret, &endpoint_context(&id)))
+        .bind(timestamp(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_conflict)?;
+        auth::audit(
+            &mut tx,
+            actor,
+            "webhook_endpoint.create",
+            "webhook_endpoint",
+            &id,
+            serde_json::json!({ "url": input.url.trim(), "event_types": input.event_types }),
+        )
+        .await?;
+        tx.commit().await?;
+        let view = EndpointView {
+            id,
+            url: input.url.trim().to_owned(),
+            description: input.description.clone(),
+            event_types: input.event_types.clone(),
+            created_at: now,
+        };
+        Ok((view, secret))
+    }
+
+    /// Every endpoint, oldest first.
+    pub async fn list_endpoints(&self) -> ServiceResult<Vec<EndpointView>> {
+        let rows =
+            sqlx::query("SELECT id, url, description, event_types, created_at FROM webhook_endpoints ORDER BY id")
+                .fetch_all(self.queue.store().pool())
+                .await?;
+        Ok(rows.iter().map(endpoint_view).collect::<StoreResult<_>>()?)
+    }
+
+    /// Removes an endpoint. Its pending deliveries fail on their next attempt; the log keeps them. Audited.
+    pub async fn delete_endpoint(&self, id: &str, actor: &Actor) -> ServiceResult<()> {
+        let mut tx = self.queue.store().begin_write().await?;
+        let gone = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if gone.rows_affected() == 0 {
+            return Err(ServiceError::NotFound("webhook endpoint"));
+        }
+        auth::audit(&mut tx, actor, "webhook_endpoint.delete", "webhook_endpoint", id, serde_json::json!({})).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The secret that signs deliveries to intents' `WebhookURL`s, created (and sealed) on first need.
+    pub async fn intent_secret(&self) -> ServiceResult<String> {
+        let mut tx = self.queue.store().begin_write().await?;
+        sqlx::query(
+            "INSERT INTO installation_secrets (name, sealed, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(INTENT_SECRET_NAME)
+        .bind(self.key.seal(&new_secret(), &installation_context(INTENT_SECRET_NAME)))
+        .bind(timestamp(self.queue.now()))
+        .execute(&mut *tx)
+        .await?;
+        let sealed: String = sqlx::query("SELECT sealed FROM installation_secrets WHERE name = $1")
+            .bind(INTENT_SECRET_NAME)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        let secret = self
+            .key
+            .open(&sealed, &installation_context(INTENT_SECRET_NAME))
+            .map_err(|_| anyhow::anyhow!("the intent webhook secret does not open with this master key"))?;
+        Ok(secret.expose().to_owned())
+    }
+
+    /// The most recent deliveries (newest first), optionally only those in `status`.
+    pub async fn deliveries(&self, status: Option<&str>, limit: i64) -> ServiceResult<Vec<DeliveryView>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(status)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.queue.store().pool())
+        .await?;
+        Ok(rows.iter().map(delivery_view).collect::<StoreResult<_>>()?)
+    }
+
+    /// One delivery.
+    pub async fn delivery(&self, id: &str) -> ServiceResult<DeliveryView> {
+        let row = sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.queue.store().pool())
+            .await?
+            .ok_or(ServiceError::NotFound("webhook delivery"))?;
+        Ok(delivery_view(&row)?)
+    }
+
+    /// Sends a delivery again (whatever its state), with a fresh set of attempts and the same `webhook-id`.
+    /// Audited.
+    pub async fn resend(&self, id: &str, actor: &Actor) -> ServiceResult<DeliveryView> {
+        let mut tx = self.queue.store().begin_write().await?;
+        let updated = sqlx::query("UPDATE webhook_deliveries SET status = 'pending', updated_at = $1 WHERE id = $2")
+            .bind(timestamp(self.queue.now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(ServiceError::NotFound("webhook delivery"));
+        }
+        self.queue.enqueue(&mut tx, delivery_job(id)).await?;
+        auth::audit(&mut tx, actor, "webhook_delivery.resend", "webhook_delivery", id, serde_json::json!({})).await?;
+        tx.commit().await?;
+        self.delivery(id).await
+    }
+
+    async fn secret_for(&self, endpoint_id: Option<&str>) -> anyhow::Result<Option<String>> {
+        match endpoint_id {
+            None => Ok(Some(self.intent_secret().await.map_err(|e| anyhow::anyhow!("{e}"))?)),
+            Some(id) => {
+                let row = sqlx::query("SELECT secret_sealed FROM webhook_endpoints WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.queue.store().pool())
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let sealed: String = row.try_get(0)?;
+                let secret = self
+                    .key
+                    .open(&sealed, &endpoint_context(id))
+                    .map_err(|_| anyhow::anyhow!("endpoint {id}: its secret does not open with this master key"))?;
+                Ok(Some(secret.expose().to_owned()))
+            }
+        }
+    }
+
+    /// One attempt of one delivery (the [`DELIVER`] job).
+    async fn deliver(&self, job: Job) -> anyhow::Result<()> {
+        let delivery_id = job
+            .payload
+            .get("delivery_id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| anyhow::anyhow!("delivery job without delivery_id"))?
+            .to_owned();
+        let row = sqlx::query("SELECT endpoint_id, url, body, status FROM webhook_deliveries WHERE id = $1")
+            .bind(&delivery_id)
+            .fetch_optional(self.queue.store().pool())
+            .await?;
+        let Some(row) = row else {
+            tracing::warn!(delivery = %delivery_id, "delivery job for a delivery that does not exist");
+            return Ok(());
+        };
+        let status: String = row.try_get("status")?;
+        if status != "pending" {
+            return Ok(());
+        }
+        let endpoint_id: Option<String> = row.try_get("endpoint_id")?;
+        let url: String = row.try_get("url")?;
+        let body: String = row.try_get("body")?;
+        let outcome = match self.secret_for(endpoint_id.as_deref()).await? {
+            None => Attempt { status_code: None, error: Some("the endpoint was deleted".into()), final_: true },
+            Some(secret) => self.post(&secret, &delivery_id, &url, &body).await,
+        };
+        let now = timestamp(self.queue.now());
+        let delivered = outcome.error.is_none();
+        let final_failure = !delivered && (outcome.final_ || job.is_last_attempt());
+        let status = if delivered {
+            "delivered"
+        } else if final_failure {
+            "failed"
+        } else {
+            "pending"
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status_code = $2, \
+             last_error = $3, updated_at = $4, delivered_at = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_at END \
+             WHERE id = $5",
+        )
+        .bind(status)
+        .bind(outcome.status_code)
+        .bind(outcome.error.as_deref())
+        .bind(&now)
+        .bind(&delivery_id)
+        .execute(self.queue.store().pool())
+        .await?;
+        match outcome.error {
+            Some(error) if !final_failure => Err(anyhow::anyhow!("delivery {delivery_id} to {url}: {error}")),
+            _ => Ok(()),
+        }
+    }
+
+    async fn post(&self, secret: &str, id: &str, url: &str, body: &str) -> Attempt {
+        let sent_at = self.queue.now().timestamp();
+        let signature = match sign(secret, id, sent_at, body.as_bytes()) {
+            Ok(signature) => signature,
+            Err(e) => return Attempt { status_code: None, error: Some(e.to_string()), final_: true },
+        };
+        let request = self
+            .http
+            .post(url)
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", sent_at.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_owned());
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                Attempt { status_code: Some(i64::from(response.status().as_u16())), error: None, final_: false }
+            }
+            Ok(response) => Attempt {
+                status_code: Some(i64::from(response.status().as_u16())),
+                error: Some(format!("the receiver answered {}", response.status())),
+                final_: false,
+            },
+            Err(e) if e.is_timeout() => Attempt {
+                status_code: None,
+                error: Some(format!("no answer within {} s", self.timeout.as_secs())),
+                final_: false,
+            },
+            Err(e) => Attempt { status_code: None, error: Some(format!("could not send: {e}")), final_: false },
+        }
+    }
+}
+
+struct Attempt {
+    status_code: Option<i64>,
+    error: Option<String>,
+    final_: bool,
+}
+
+fn endpoint_context(id: &str) -> String {
+    format!("webhook_endpoint:{id}:secret")
+}
+
+fn installation_context(name: &str) -> String {
+    format!("installation:{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    // The test vector published with the Standard Webhooks specification.
+    const VECTOR_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const VECTOR_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const VECTOR_TIMESTAMP: i64 = 1_614_265_330;
+    const VECTOR_BODY: &str = r#"{"test": 2432232314}"#;
+    const VECTOR_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn signing_reproduces_the_standard_webhooks_test_vector() {
+        assert_eq!(sign(VECTOR_SECRET, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY.as_bytes()).unwrap(), VECTOR_SIGNATURE);
+    }
+
+    #[test]
+    fn verification_accepts_the_vector_and_rejects_any_change() {
+        let tolerance = Duration::from_secs(300);
+        let now = at(VECTOR_TIMESTAMP + 10);
+        let ts = VECTOR_TIMESTAMP.to_string();
+        assert!(verify(VECTOR_SECRET, VECTOR_ID, &ts, VECTOR_SIGNATURE, VECTOR_BODY.as_bytes(), now, tolerance));
+        let rotated = format!("v1,bm90IGl0 {VECTOR_SIGNATURE}");
+        assert!(verify(VECTOR_SECRET, VECTOR_ID, &ts, &rotated, VECTOR_BODY.as_bytes(), now, tolerance));
+        assert!(!verify(VECTOR_SECRET, VECTOR_ID, &ts, VECTOR_SIGNATURE, br#"{"test": 2432232315}"#, now, tolerance));
+        assert!(!verify(VECTOR_SECRET, "msg_other", &ts, VECTOR_SIGNATURE, VECTOR_BODY.as_bytes(), now, tolerance));
+        assert!(!verify(&new_secret(), VECTOR_ID, &ts, VECTOR_SIGNATURE, VECTOR_BODY.as_bytes(), now, tolerance));
+        let late = at(VECTOR_TIMESTAMP + 301);
+        assert!(!verify(VECTOR_SECRET, VECTOR_ID, &ts, VECTOR_SIGNATURE, VECTOR_BODY.as_bytes(), late, tolerance));
+        for bad in ["", "v1,", "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", "v1,***"] {
+            assert!(!verify(VECTOR_SECRET, VECTOR_ID, &ts, bad, VECTOR_BODY.as_bytes(), now, tolerance), "{bad}");
+        }
+        assert!(!verify(VECTOR_SECRET, VECTOR_ID, "soon", VECTOR_SIGNATURE, VECTOR_BODY.as_bytes(), now, tolerance));
+        assert!(!verify("whsec_!!", VECTOR_ID, &ts, VECTOR_SIGNATURE, VECTOR_BODY.as_bytes(), now, tolerance));
+    }
+
+    #[test]
+    fn new_secrets_are_prefixed_random_and_32_bytes() {
+        let a = new_secret();
+        assert!(a.starts_with("whsec_"));
+        assert_eq!(secret_bytes(&a).unwrap().len(), 32);
+        assert_ne!(a, new_secret());
+        assert_eq!(secret_bytes("whsec_"), Err(InvalidSecret));
+    }
+}
