@@ -72,6 +72,8 @@ pub struct SimConfig {
     pub webhook_retry_base: Duration,
     /// Real-time limit for a webhook receiver to answer (documented: 10 seconds).
     pub webhook_timeout: Duration,
+    /// Items per page of the Recurring list endpoints before a `Continuation-Token` is returned.
+    pub list_page_size: usize,
     /// Real-time interval of the background task that processes due work while the clock runs.
     pub tick_interval: Duration,
 }
@@ -85,6 +87,7 @@ impl Default for SimConfig {
             payer_timeout: chrono::Duration::minutes(10),
             webhook_retry_base: Duration::from_secs(2),
             webhook_timeout: Duration::from_secs(10),
+            list_page_size: 1000,
             tick_interval: Duration::from_millis(500),
         }
     }

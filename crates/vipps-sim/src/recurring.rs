@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Oslo;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -199,7 +200,26 @@ pub(crate) struct Store {
     by_msn: HashMap<String, Vec<String>>,
     charge_index: HashMap<(String, String), String>,
     fail_next: HashMap<String, (u32, String)>,
+    continuations: HashMap<String, Continuation>,
 }
+
+/// Which list a `Continuation-Token` continues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ListKind {
+    Agreements { status: AgreementStatus, created_after: Option<i64> },
+    Charges { agreement_id: String, status: Option<ChargeStatus> },
+}
+
+/// A `Continuation-Token`: the rest of a list from `offset`, valid for 10 virtual minutes.
+struct Continuation {
+    msn: String,
+    kind: ListKind,
+    offset: usize,
+    expires: DateTime<Utc>,
+}
+
+/// How long a `Continuation-Token` stays valid.
+const CONTINUATION_LIFETIME_MINUTES: i64 = 10;
 
 /// Failure reasons a charge may end with (reference §5.5).
 pub(crate) const FAILURE_REASONS: &[&str] =
@@ -841,42 +861,118 @@ pub(crate) struct ListAgreementsQuery {
 }
 
 /// `GET /recurring/v3/agreements?status=&createdAfter=&pageNumber=&pageSize=` → `200 [AgreementResponseV3]`.
-/// Without `status`, only `ACTIVE` agreements are listed (as documented).
+/// Without `status`, only `ACTIVE` agreements are listed (as documented). Without
+/// `pageNumber`/`pageSize`, long lists come in pages with a `Continuation-Token` header;
+/// sending that header back returns the next page.
 pub(crate) async fn list_agreements(
     State(sim): State<SharedSim>,
     headers: HeaderMap,
     uri: Uri,
     query: Result<Query<ListAgreementsQuery>, QueryRejection>,
-) -> Reply {
+) -> Response {
     let instance = uri.path();
-    read(&sim, &headers, instance, |db, msn, _| {
-        let Ok(Query(q)) = query else {
-            return validation(instance, "query", "invalid query parameters");
-        };
-        let status = match q.status.as_deref() {
-            None => AgreementStatus::Active,
-            Some(s) => match serde_json::from_value::<AgreementStatus>(json!(s)) {
-                Ok(st) => st,
-                Err(_) => return validation(instance, "status", "must be PENDING, ACTIVE, STOPPED or EXPIRED"),
-            },
-        };
-        let page_size = q.page_size.unwrap_or(usize::MAX).max(1);
+    let page_size = sim.config.list_page_size.max(1);
+    let now = sim.clock.now();
+    let mut db = sim.lock();
+    let msn = match authorize(&db, now, &headers, Api::Recurring, instance) {
+        Ok(m) => m,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(Query(q)) = query else {
+        return validation(instance, "query", "invalid query parameters").into_response();
+    };
+    let (kind, offset) = match continuation(&db, &headers, &msn, now, instance) {
+        Err(r) => return r.into_response(),
+        Ok(Some((kind @ ListKind::Agreements { .. }, offset))) => (kind, offset),
+        Ok(Some(_)) => {
+            return validation(instance, "Continuation-Token", "the token belongs to another list").into_response()
+        }
+        Ok(None) => {
+            let status = match q.status.as_deref() {
+                None => AgreementStatus::Active,
+                Some(s) => match serde_json::from_value::<AgreementStatus>(json!(s)) {
+                    Ok(st) => st,
+                    Err(_) => {
+                        return validation(instance, "status", "must be PENDING, ACTIVE, STOPPED or EXPIRED")
+                            .into_response()
+                    }
+                },
+            };
+            (ListKind::Agreements { status, created_after: q.created_after }, 0)
+        }
+    };
+    let ListKind::Agreements { status, created_after } = kind.clone() else {
+        return validation(instance, "Continuation-Token", "the token belongs to another list").into_response();
+    };
+    let all = db
+        .recurring
+        .by_msn
+        .get(&msn)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| db.recurring.agreements.get(id))
+        .filter(|a| a.status == status)
+        .filter(|a| created_after.is_none_or(|t| a.created.timestamp() > t));
+    if q.page_number.is_some() || q.page_size.is_some() {
+        let size = q.page_size.unwrap_or(page_size).max(1);
         let page = q.page_number.unwrap_or(1).max(1);
-        let list: Vec<Value> = db
-            .recurring
-            .by_msn
-            .get(msn)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| db.recurring.agreements.get(id))
-            .filter(|a| a.status == status)
-            .filter(|a| q.created_after.is_none_or(|t| a.created.timestamp() > t))
-            .skip(page_size.saturating_mul(page - 1))
-            .take(page_size)
-            .map(agreement_json)
-            .collect();
-        Reply::json(StatusCode::OK, &Value::Array(list))
-    })
+        let list: Vec<Value> = all.skip(size.saturating_mul(page - 1)).take(size).map(agreement_json).collect();
+        return Reply::json(StatusCode::OK, &Value::Array(list)).into_response();
+    }
+    let items: Vec<Value> = all.skip(offset).take(page_size.saturating_add(1)).map(agreement_json).collect();
+    paged(&mut db, &msn, kind, offset, items, page_size, now)
+}
+
+/// Reads a `Continuation-Token` request header: `Ok(None)` without one; 400 if unknown,
+/// expired or another merchant's.
+fn continuation(
+    db: &Db,
+    headers: &HeaderMap,
+    msn: &str,
+    now: DateTime<Utc>,
+    instance: &str,
+) -> Result<Option<(ListKind, usize)>, Reply> {
+    let Some(raw) = headers.get("Continuation-Token") else { return Ok(None) };
+    let found =
+        raw.to_str().ok().and_then(|t| db.recurring.continuations.get(t)).filter(|c| c.msn == msn && c.expires > now);
+    match found {
+        Some(c) => Ok(Some((c.kind.clone(), c.offset))),
+        None => Err(validation(instance, "Continuation-Token", "unknown or expired Continuation-Token")),
+    }
+}
+
+/// Answers one page (`items` holds up to `page_size + 1` entries from `offset`) and, when more
+/// remain, a `Continuation-Token` for the rest.
+fn paged(
+    db: &mut Db,
+    msn: &str,
+    kind: ListKind,
+    offset: usize,
+    mut items: Vec<Value>,
+    page_size: usize,
+    now: DateTime<Utc>,
+) -> Response {
+    let more = items.len() > page_size;
+    items.truncate(page_size);
+    let mut reply = Reply::json(StatusCode::OK, &Value::Array(items)).into_response();
+    if more {
+        let token = uuid::Uuid::new_v4().to_string();
+        let conts = &mut db.recurring.continuations;
+        conts.retain(|_, c| c.expires > now);
+        conts.insert(
+            token.clone(),
+            Continuation {
+                msn: msn.to_owned(),
+                kind,
+                offset: offset + page_size,
+                expires: now + chrono::Duration::minutes(CONTINUATION_LIFETIME_MINUTES),
+            },
+        );
+        if let Ok(v) = HeaderValue::from_str(&token) {
+            reply.headers_mut().insert("Continuation-Token", v);
+        }
+    }
+    reply
 }
 
 #[derive(Deserialize)]
@@ -1567,31 +1663,59 @@ pub(crate) struct ChargeListQuery {
     status: Option<String>,
 }
 
-/// `GET /recurring/v3/agreements/{agreementId}/charges[?status=]` → `200 [ChargeResponseV3]`.
+/// `GET /recurring/v3/agreements/{agreementId}/charges[?status=]` → `200 [ChargeResponseV3]`,
+/// paged with `Continuation-Token` like the agreement list.
 pub(crate) async fn list_charges(
     State(sim): State<SharedSim>,
     headers: HeaderMap,
     uri: Uri,
     Path(agreement_id): Path<String>,
     query: Result<Query<ChargeListQuery>, QueryRejection>,
-) -> Reply {
+) -> Response {
     let instance = uri.path();
-    read(&sim, &headers, instance, |db, msn, _| {
-        let Ok(Query(q)) = query else {
-            return validation(instance, "query", "invalid query parameters");
-        };
-        let status = match q.status {
-            None => None,
-            Some(s) => match serde_json::from_value::<ChargeStatus>(json!(s)) {
-                Ok(st) => Some(st),
-                Err(_) => return validation(instance, "status", "unknown charge status"),
-            },
-        };
-        let Some(a) = get_own(db, msn, &agreement_id) else { return not_found("Agreement", instance) };
-        let list: Vec<Value> =
-            a.charges.iter().filter(|c| status.is_none_or(|s| c.status == s)).map(|c| charge_json(a, c)).collect();
-        Reply::json(StatusCode::OK, &Value::Array(list))
-    })
+    let page_size = sim.config.list_page_size.max(1);
+    let now = sim.clock.now();
+    let mut db = sim.lock();
+    let msn = match authorize(&db, now, &headers, Api::Recurring, instance) {
+        Ok(m) => m,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(Query(q)) = query else {
+        return validation(instance, "query", "invalid query parameters").into_response();
+    };
+    let (kind, offset) = match continuation(&db, &headers, &msn, now, instance) {
+        Err(r) => return r.into_response(),
+        Ok(Some((kind @ ListKind::Charges { .. }, offset))) => (kind, offset),
+        Ok(Some(_)) => {
+            return validation(instance, "Continuation-Token", "the token belongs to another list").into_response()
+        }
+        Ok(None) => {
+            let status = match q.status {
+                None => None,
+                Some(s) => match serde_json::from_value::<ChargeStatus>(json!(s)) {
+                    Ok(st) => Some(st),
+                    Err(_) => return validation(instance, "status", "unknown charge status").into_response(),
+                },
+            };
+            (ListKind::Charges { agreement_id: agreement_id.clone(), status }, 0)
+        }
+    };
+    let ListKind::Charges { agreement_id: listed, status } = kind.clone() else {
+        return validation(instance, "Continuation-Token", "the token belongs to another list").into_response();
+    };
+    if listed != agreement_id {
+        return validation(instance, "Continuation-Token", "the token belongs to another agreement").into_response();
+    }
+    let Some(a) = get_own(&db, &msn, &agreement_id) else { return not_found("Agreement", instance).into_response() };
+    let items: Vec<Value> = a
+        .charges
+        .iter()
+        .filter(|c| status.is_none_or(|s| c.status == s))
+        .skip(offset)
+        .take(page_size.saturating_add(1))
+        .map(|c| charge_json(a, c))
+        .collect();
+    paged(&mut db, &msn, kind, offset, items, page_size, now)
 }
 
 /// `DELETE /recurring/v3/agreements/{agreementId}/charges/{chargeId}` → `204`.

@@ -416,3 +416,54 @@ async fn a_batch_creates_valid_charges_and_reports_invalid_ones() {
     assert_eq!(t.get("/recurring/v3/charges/batch-order-1").await.json()["agreementId"], id.as_str());
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn long_lists_come_in_pages_linked_by_a_continuation_token() {
+    let t = TestSim::start_with(config_with(|c| c.list_page_size = 2)).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(active_agreement(&t, &draft_body(10000)).await);
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut rb = t
+            .http
+            .get(format!("{}/recurring/v3/agreements?status=ACTIVE", t.base))
+            .bearer_auth(&t.token)
+            .header("Ocp-Apim-Subscription-Key", &t.merchant.subscription_key);
+        if let Some(tok) = &token {
+            rb = rb.header("Continuation-Token", tok);
+        }
+        let r = send(rb).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        pages += 1;
+        let page = r.json();
+        assert!(page.as_array().unwrap().len() <= 2);
+        seen.extend(page.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()));
+        match r.headers.get("continuation-token") {
+            Some(v) => token = Some(v.to_str().unwrap().to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids);
+    let bogus = send(
+        t.http
+            .get(format!("{}/recurring/v3/agreements", t.base))
+            .bearer_auth(&t.token)
+            .header("Ocp-Apim-Subscription-Key", &t.merchant.subscription_key)
+            .header("Continuation-Token", "not-a-token"),
+    )
+    .await;
+    assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+    // Charges page the same way.
+    for d in 3..8 {
+        t.post(&format!("/recurring/v3/agreements/{}/charges", ids[0]), &charge(&t, 100, d, 0)).await;
+    }
+    let first = t.get(&format!("/recurring/v3/agreements/{}/charges", ids[0])).await;
+    assert_eq!(first.json().as_array().unwrap().len(), 2);
+    assert!(first.headers.contains_key("continuation-token"));
+    t.sim.shutdown().await;
+}
