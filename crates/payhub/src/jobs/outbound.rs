@@ -34,7 +34,7 @@ use crate::store::{map_conflict, parse_timestamp, timestamp, StoreResult};
 /// The job kind of one delivery attempt.
 pub const DELIVER: &str = "webhook.deliver";
 
-/// Attempts per delivery before it is marked `failed` (about a day with the default backoff).
+/// Attempts per delivery before it is marked `failed` (spread over a few hours with the default backoff).
 pub const DELIVERY_ATTEMPTS: i64 = 12;
 
 /// The event types payhub emits (FinDock's names).

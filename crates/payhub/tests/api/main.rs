@@ -7,6 +7,7 @@ mod accounts;
 mod cli;
 mod jobs;
 mod operations;
+mod outbound_webhooks;
 mod roles;
 mod secrets_at_rest;
 mod setup_pages;
