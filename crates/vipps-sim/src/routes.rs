@@ -5,7 +5,7 @@ use axum::routing::{delete, get, patch, post};
 use axum::Router;
 
 use crate::state::SharedSim;
-use crate::{auth, controls, epayment, faults, recurring, webhooks};
+use crate::{auth, controls, epayment, faults, payer, recurring, report, webhooks};
 
 pub(crate) fn router(sim: SharedSim) -> Router {
     Router::new()
@@ -41,7 +41,17 @@ pub(crate) fn router(sim: SharedSim) -> Router {
         .route("/recurring/v3/agreements/{agreement_id}/charges/{charge_id}/capture", post(recurring::capture_charge))
         .route("/recurring/v3/agreements/{agreement_id}/charges/{charge_id}/refund", post(recurring::refund_charge))
         .route("/recurring/v3/charges/{charge_id}", get(recurring::get_charge_by_id))
+        // Report API (reference §6)
+        .route("/settlement/v1/ledgers", get(report::ledgers))
+        .route("/report/v2/ledgers/{ledger_id}/{topic}/dates/{ledger_date}", get(report::by_date))
+        .route("/report/v2/ledgers/{ledger_id}/{topic}/feed", get(report::feed))
+        // The payer's phone (landing page of redirectUrl / vippsConfirmationUrl)
+        .route("/landing", get(payer::show).post(payer::act))
         // Controls (crate README, "Controls")
+        .route(
+            "/_sim/vipps-number-payments",
+            post(report::sim_vipps_number_payment).get(report::sim_vipps_number_ledgers),
+        )
         .route("/_sim/clock", get(controls::get_clock).put(controls::set_clock))
         .route("/_sim/clock/advance", post(controls::advance_clock))
         .route("/_sim/payments/{reference}/{action}", post(epayment::sim_action))

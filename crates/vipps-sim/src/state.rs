@@ -93,6 +93,8 @@ pub(crate) struct Db {
     pub(crate) epayment: crate::epayment::Store,
     pub(crate) recurring: crate::recurring::Store,
     pub(crate) hooks: crate::webhooks::Hub,
+    /// Report API books and Vipps-number ledgers (owned by `report`).
+    pub(crate) report: crate::report::Store,
 }
 
 impl Db {
@@ -109,6 +111,7 @@ impl Db {
             epayment: crate::epayment::Store::default(),
             recurring: crate::recurring::Store::default(),
             hooks: crate::webhooks::Hub::new(wake),
+            report: crate::report::Store::default(),
         }
     }
 
