@@ -97,6 +97,9 @@ pub fn routes() -> Vec<Route> {
         route(M::DELETE, "/admin/api/webhook-endpoints/{id}", Admin, api::webhooks_admin::delete_endpoint),
         route(M::GET, "/admin/api/webhook-deliveries", Admin, api::webhooks_admin::list_deliveries),
         route(M::POST, "/admin/api/webhook-deliveries/{id}/resend", Admin, api::webhooks_admin::resend_delivery),
+        route(M::GET, "/admin/api/jobs", Admin, api::webhooks_admin::list_jobs),
+        route(M::GET, "/admin/api/beats", Admin, api::webhooks_admin::list_beats),
+        route(M::POST, "/admin/api/beats/{id}/run", Admin, api::webhooks_admin::run_beat),
         // Pages: sign-in and first run
         route(M::GET, "/login", Public, web::login::form),
         route(M::POST, "/login", Public, web::login::submit),

@@ -1,5 +1,6 @@
 //! The admin API for outbound webhooks: endpoints (each with a secret shown once, at creation), the delivery
-//! log, and resending a delivery. Admin role only.
+//! log, and resending a delivery; and for the background work behind them: the job queue's state and the
+//! heartbeat's beats, their recent runs, and running a beat now. Admin role only.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -83,4 +84,50 @@ pub async fn resend_delivery(
 ) -> Result<Response, ApiError> {
     let delivery = state.jobs.outbound.resend(&id, &caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
+}
+
+/// Query of `GET /admin/api/jobs`.
+#[derive(Debug, Deserialize)]
+pub struct JobsQuery {
+    /// Only jobs in this state: `queued`, `running`, `done` or `failed`.
+    pub status: Option<String>,
+    /// At most this many (default 100, max 1000).
+    pub limit: Option<i64>,
+}
+
+/// `GET /admin/api/jobs`: how many jobs are in each state, and the most recent jobs (newest first).
+pub async fn list_jobs(State(state): State<AppState>, Query(query): Query<JobsQuery>) -> Result<Response, ApiError> {
+    if let Some(status) = query.status.as_deref() {
+        if !["queued", "running", "done", "failed"].contains(&status) {
+            return Err(ApiError::fields(
+                StatusCode::BAD_REQUEST,
+                vec![FieldError::invalid("status", "must be queued, running, done or failed")],
+            ));
+        }
+    }
+    let queue = &state.jobs.queue;
+    let counts = queue.counts().await.map_err(|e| ApiError::internal(&e.into()))?;
+    let jobs = queue
+        .recent(query.status.as_deref(), query.limit.unwrap_or(100).clamp(1, 1000))
+        .await
+        .map_err(|e| ApiError::internal(&e.into()))?;
+    Ok(Json(json!({ "counts": counts, "jobs": jobs })).into_response())
+}
+
+/// `GET /admin/api/beats`: the registered beats with their periods, and the 100 most recent runs.
+pub async fn list_beats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let heartbeat = &state.jobs.heartbeat;
+    let beats: Vec<_> = heartbeat
+        .beats()
+        .into_iter()
+        .map(|(name, period)| json!({ "name": name, "period_seconds": period.as_secs() }))
+        .collect();
+    let runs = heartbeat.runs(None, 100).await.map_err(|e| ApiError::internal(&e.into()))?;
+    Ok(Json(json!({ "beats": beats, "runs": runs })).into_response())
+}
+
+/// `POST /admin/api/beats/{name}/run`: runs the beat as soon as a worker is free; 202 with the run's id.
+pub async fn run_beat(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let run_id = state.jobs.heartbeat.run_now(&name).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))).into_response())
 }

@@ -288,4 +288,40 @@ on_both_backends! {
         assert_eq!(broken[0].status, "failed");
         assert_eq!(broken[0].error.as_deref(), Some("the beat found nothing to do and says so"));
     }
+
+    async fn the_admin_api_shows_the_queue_and_runs_a_beat_on_request(app) {
+        let ran = Arc::new(Mutex::new(0));
+        let seen = ran.clone();
+        app.state.jobs.heartbeat.register("reconcile", Duration::from_secs(300), move |context| {
+            let seen = seen.clone();
+            async move {
+                assert!(context.manual && context.scope == "*");
+                *seen.lock().unwrap() += 1;
+                Ok(())
+            }
+        });
+        let response = app.admin(reqwest::Method::POST, "/admin/api/beats/reconcile/run").send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+        let run_id = response.json::<serde_json::Value>().await.unwrap()["run_id"].as_str().unwrap().to_owned();
+        let missing = app.admin(reqwest::Method::POST, "/admin/api/beats/nothing/run").send().await.unwrap();
+        assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+
+        let jobs: serde_json::Value =
+            app.admin(reqwest::Method::GET, "/admin/api/jobs?status=queued").send().await.unwrap().json().await.unwrap();
+        assert_eq!(jobs["counts"]["queued"], 1, "{jobs}");
+        assert_eq!(jobs["jobs"][0]["kind"], "heartbeat.run");
+        assert_eq!(app.state.jobs.run_until_idle().await.unwrap(), 1);
+        assert_eq!(*ran.lock().unwrap(), 1);
+
+        let beats: serde_json::Value =
+            app.admin(reqwest::Method::GET, "/admin/api/beats").send().await.unwrap().json().await.unwrap();
+        assert_eq!(beats["beats"], json!([{"name": "reconcile", "period_seconds": 300}]));
+        assert_eq!(beats["runs"][0]["id"], run_id.as_str());
+        assert_eq!(beats["runs"][0]["status"], "succeeded");
+        let jobs: serde_json::Value =
+            app.admin(reqwest::Method::GET, "/admin/api/jobs").send().await.unwrap().json().await.unwrap();
+        assert_eq!((jobs["counts"]["done"].as_i64(), jobs["counts"]["queued"].as_i64()), (Some(1), Some(0)));
+        let bad = app.admin(reqwest::Method::GET, "/admin/api/jobs?status=asleep").send().await.unwrap();
+        assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    }
 }
