@@ -72,6 +72,9 @@ pub struct SimConfig {
     pub webhook_retry_base: Duration,
     /// Real-time limit for a webhook receiver to answer (documented: 10 seconds).
     pub webhook_timeout: Duration,
+    /// Enforce the documented per-minute rate limits (§3.8, §5.8) → 429 with `Retry-After`.
+    /// Off by default so benchmarks and bulk tests are not throttled.
+    pub rate_limits: bool,
     /// Items per page of the Recurring list endpoints before a `Continuation-Token` is returned.
     pub list_page_size: usize,
     /// Real-time interval of the background task that processes due work while the clock runs.
@@ -87,6 +90,7 @@ impl Default for SimConfig {
             payer_timeout: chrono::Duration::minutes(10),
             webhook_retry_base: Duration::from_secs(2),
             webhook_timeout: Duration::from_secs(10),
+            rate_limits: false,
             list_page_size: 1000,
             tick_interval: Duration::from_millis(500),
         }

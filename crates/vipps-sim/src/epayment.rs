@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::{authorize, Api};
 use crate::config::random_digits;
 use crate::idempotency::{self, KeyError, Lookup};
+use crate::ratelimit::{Limit, Windows};
 use crate::reply::{ep_error, ep_validation, sim_error, Reply};
 use crate::state::{Db, LandingTarget, MoneyMovement, MovementKind, SharedSim, Timer};
 
@@ -84,6 +85,8 @@ pub(crate) struct Payment {
 #[derive(Default)]
 pub(crate) struct Store {
     pub(crate) payments: HashMap<String, HashMap<String, Payment>>,
+    /// Rate-limit windows (only used with `SimConfig::rate_limits`).
+    pub(crate) rate: Windows,
 }
 
 impl Store {
@@ -551,6 +554,7 @@ fn modify(
     instance: &str,
     body: &[u8],
     conflict_code: &str,
+    limit: Limit<'_>,
     op: impl FnOnce(&mut Db, &str, &str, DateTime<Utc>) -> Reply,
 ) -> Reply {
     let now = sim.clock.now();
@@ -559,6 +563,11 @@ fn modify(
         Ok(m) => m,
         Err(r) => return r,
     };
+    if sim.config.rate_limits {
+        if let Err(r) = db.epayment.rate.hit(&msn, &limit, now) {
+            return r;
+        }
+    }
     let key = match idempotency::read_key(headers, Api::EPayment) {
         Ok(k) => k,
         Err(e) => return key_problem(e, instance),
@@ -591,7 +600,9 @@ pub(crate) async fn create(State(sim): State<SharedSim>, headers: HeaderMap, uri
     let checked_at = sim.clock.now();
     let parsed =
         parse::<CreateRequest>(&body, instance).and_then(|r| validate_create(&r, checked_at, instance).map(|()| r));
-    modify(&sim, &headers, instance, &body, "4020", |db, msn, key, now| {
+    let counted = parsed.as_ref().map(|r| r.reference.clone()).unwrap_or_default();
+    let limit = Limit { op: "epayment.create", resource: &counted, per_minute: 5 };
+    modify(&sim, &headers, instance, &body, "4020", limit, |db, msn, key, now| {
         let req = match parsed {
             Ok(r) => r,
             Err(r) => return r,
@@ -673,11 +684,17 @@ fn read_payment(
     f: impl FnOnce(&Payment) -> Value,
 ) -> Reply {
     let now = sim.clock.now();
-    let db = sim.lock();
+    let mut db = sim.lock();
     let msn = match authorize(&db, now, headers, Api::EPayment, instance) {
         Ok(m) => m,
         Err(r) => return r,
     };
+    if sim.config.rate_limits {
+        let limit = Limit { op: "epayment.read", resource: reference, per_minute: 120 };
+        if let Err(r) = db.epayment.rate.hit(&msn, &limit, now) {
+            return r;
+        }
+    }
     match db.epayment.get(&msn, reference) {
         Some(p) => Reply::json(StatusCode::OK, &f(p)),
         None => not_found(reference, instance),
@@ -715,7 +732,8 @@ pub(crate) async fn capture(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, instance, &body, "4010", |db, msn, key, now| {
+    let limit = Limit { op: "epayment.capture", resource: &reference, per_minute: 5 };
+    modify(&sim, &headers, instance, &body, "4010", limit, |db, msn, key, now| {
         let req: ModificationRequest = match parse(&body, instance) {
             Ok(r) => r,
             Err(r) => return r,
@@ -782,7 +800,8 @@ pub(crate) async fn refund(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, instance, &body, "4150", |db, msn, key, now| {
+    let limit = Limit { op: "epayment.refund", resource: &reference, per_minute: 5 };
+    modify(&sim, &headers, instance, &body, "4150", limit, |db, msn, key, now| {
         let req: ModificationRequest = match parse(&body, instance) {
             Ok(r) => r,
             Err(r) => return r,
@@ -844,7 +863,8 @@ pub(crate) async fn cancel(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, instance, &body, "4020", |db, msn, key, now| {
+    let limit = Limit { op: "epayment.cancel", resource: &reference, per_minute: 5 };
+    modify(&sim, &headers, instance, &body, "4020", limit, |db, msn, key, now| {
         let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
             CancelRequest::default()
         } else {

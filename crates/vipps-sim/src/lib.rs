@@ -38,6 +38,7 @@ mod controls;
 mod epayment;
 mod faults;
 mod idempotency;
+mod ratelimit;
 mod payer;
 mod recurring;
 mod reply;

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::auth::{authorize, Api};
 use crate::config::{random_digits, random_string};
 use crate::idempotency::{self, KeyError, Lookup};
+use crate::ratelimit::{Limit, Windows};
 use crate::reply::{rec_problem, sim_error, Reply};
 use crate::state::{Db, LandingTarget, MoneyMovement, MovementKind, SharedSim, Timer};
 
@@ -201,6 +202,8 @@ pub(crate) struct Store {
     charge_index: HashMap<(String, String), String>,
     fail_next: HashMap<String, (u32, String)>,
     continuations: HashMap<String, Continuation>,
+    /// Rate-limit windows (only used with `SimConfig::rate_limits`).
+    rate: Windows,
 }
 
 /// Which list a `Continuation-Token` continues.
@@ -429,6 +432,7 @@ fn modify(
     method: &Method,
     instance: &str,
     body: &[u8],
+    limit: Option<Limit<'_>>,
     op: impl FnOnce(&mut Db, &str, &str, DateTime<Utc>) -> Reply,
 ) -> Reply {
     let now = sim.clock.now();
@@ -437,6 +441,11 @@ fn modify(
         Ok(m) => m,
         Err(r) => return r,
     };
+    if let (true, Some(l)) = (sim.config.rate_limits, &limit) {
+        if let Err(r) = db.recurring.rate.hit(&msn, l, now) {
+            return r;
+        }
+    }
     let key = match idempotency::read_key(headers, Api::Recurring) {
         Ok(k) => k,
         Err(e) => {
@@ -475,14 +484,26 @@ fn read(
     sim: &SharedSim,
     headers: &HeaderMap,
     instance: &str,
+    limit: Limit<'_>,
     f: impl FnOnce(&Db, &str, DateTime<Utc>) -> Reply,
 ) -> Reply {
     let now = sim.clock.now();
-    let db = sim.lock();
-    match authorize(&db, now, headers, Api::Recurring, instance) {
-        Ok(msn) => f(&db, &msn, now),
-        Err(r) => r,
+    let mut db = sim.lock();
+    let msn = match authorize(&db, now, headers, Api::Recurring, instance) {
+        Ok(msn) => msn,
+        Err(r) => return r,
+    };
+    if sim.config.rate_limits {
+        if let Err(r) = db.recurring.rate.hit(&msn, &limit, now) {
+            return r;
+        }
     }
+    f(&db, &msn, now)
+}
+
+/// Rate-limit counter for a state-changing call (reference §5.8).
+fn lim<'a>(op: &'static str, resource: &'a str, per_minute: usize) -> Option<Limit<'a>> {
+    Some(Limit { op, resource, per_minute })
 }
 
 fn valid_phone(p: &str) -> bool {
@@ -739,7 +760,7 @@ pub(crate) async fn draft(State(sim): State<SharedSim>, headers: HeaderMap, uri:
     let instance = uri.path();
     let base = sim.base_url.clone();
     let timeout = sim.config.payer_timeout;
-    modify(&sim, &headers, &Method::POST, instance, &body, |db, msn, key, now| {
+    modify(&sim, &headers, &Method::POST, instance, &body, lim("recurring.draft", "", 300), |db, msn, key, now| {
         let d: DraftIn = match parse(&body, instance) {
             Ok(d) => d,
             Err(r) => return r,
@@ -845,10 +866,16 @@ pub(crate) async fn get_agreement(
     Path(id): Path<String>,
 ) -> Reply {
     let instance = uri.path();
-    read(&sim, &headers, instance, |db, msn, _| match get_own(db, msn, &id) {
-        Some(a) => Reply::json(StatusCode::OK, &agreement_json(a)),
-        None => not_found("Agreement", instance),
-    })
+    read(
+        &sim,
+        &headers,
+        instance,
+        Limit { op: "recurring.fetch-agreement", resource: &id, per_minute: 120 },
+        |db, msn, _| match get_own(db, msn, &id) {
+            Some(a) => Reply::json(StatusCode::OK, &agreement_json(a)),
+            None => not_found("Agreement", instance),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -878,6 +905,12 @@ pub(crate) async fn list_agreements(
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
+    if sim.config.rate_limits {
+        let limit = Limit { op: "recurring.list-agreements", resource: "", per_minute: 5 };
+        if let Err(r) = db.recurring.rate.hit(&msn, &limit, now) {
+            return r.into_response();
+        }
+    }
     let Ok(Query(q)) = query else {
         return validation(instance, "query", "invalid query parameters").into_response();
     };
@@ -1009,105 +1042,113 @@ pub(crate) async fn update_agreement(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, &Method::PATCH, instance, &body, |db, msn, _key, now| {
-        let p: PatchIn = match parse(&body, instance) {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
-        let Some(a) = db.recurring.agreements.get_mut(&id).filter(|a| a.msn == msn) else {
-            return not_found("Agreement", instance);
-        };
-        if a.status != AgreementStatus::Active {
-            return rec_problem(
-                StatusCode::BAD_REQUEST,
-                "illegal-agreement-update",
-                &format!("The agreement is {} and cannot be updated", a.status.as_str()),
-                instance,
-                &[],
-            );
-        }
-        let others = p.product_name.is_some()
-            || p.product_description.is_some()
-            || p.merchant_agreement_url.is_some()
-            || p.external_id.is_some()
-            || p.pricing.is_some()
-            || p.interval.is_some();
-        if p.status.is_some() {
-            if others {
-                return validation(instance, "status", "status STOPPED must be sent alone");
+    modify(
+        &sim,
+        &headers,
+        &Method::PATCH,
+        instance,
+        &body,
+        lim("recurring.update-agreement", &id, 5),
+        |db, msn, _key, now| {
+            let p: PatchIn = match parse(&body, instance) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let Some(a) = db.recurring.agreements.get_mut(&id).filter(|a| a.msn == msn) else {
+                return not_found("Agreement", instance);
+            };
+            if a.status != AgreementStatus::Active {
+                return rec_problem(
+                    StatusCode::BAD_REQUEST,
+                    "illegal-agreement-update",
+                    &format!("The agreement is {} and cannot be updated", a.status.as_str()),
+                    instance,
+                    &[],
+                );
             }
-            stop_agreement(db, &id, "MERCHANT", now);
-            return Reply::empty(StatusCode::NO_CONTENT);
-        }
-        if let Some(n) = &p.product_name {
-            if n.is_empty() || n.chars().count() > 45 {
-                return validation(instance, "productName", "must be 1 to 45 characters");
-            }
-        }
-        if p.product_description.as_ref().is_some_and(|s| s.chars().count() > 100) {
-            return validation(instance, "productDescription", "must be at most 100 characters");
-        }
-        if p.merchant_agreement_url.as_ref().is_some_and(|u| !url_ok(u, true)) {
-            return validation(instance, "merchantAgreementUrl", "must be an https URL of at most 1024 characters");
-        }
-        if p.external_id.as_ref().is_some_and(|e| !valid_external_id(e)) {
-            return validation(instance, "externalId", "must be 1 to 64 characters");
-        }
-        if let Some(pr) = &p.pricing {
-            match (a.pricing.kind, pr.amount, pr.suggested_max_amount) {
-                (PricingType::Legacy, Some(x), None) if x >= 100 => {}
-                (PricingType::Variable, None, Some(x)) if (100..=2_000_000).contains(&x) => {}
-                (PricingType::Variable, _, Some(_)) => {
-                    return rec_problem(
-                        StatusCode::BAD_REQUEST,
-                        "invalid-suggested-max-amount",
-                        "suggestedMaxAmount must be 100 to 2000000",
-                        instance,
-                        &[],
-                    );
+            let others = p.product_name.is_some()
+                || p.product_description.is_some()
+                || p.merchant_agreement_url.is_some()
+                || p.external_id.is_some()
+                || p.pricing.is_some()
+                || p.interval.is_some();
+            if p.status.is_some() {
+                if others {
+                    return validation(instance, "status", "status STOPPED must be sent alone");
                 }
-                (_, None, None) => {}
-                _ => {
-                    return validation(
-                        instance,
-                        "pricing",
-                        "amount only for LEGACY (≥ 100), suggestedMaxAmount only for VARIABLE",
-                    )
+                stop_agreement(db, &id, "MERCHANT", now);
+                return Reply::empty(StatusCode::NO_CONTENT);
+            }
+            if let Some(n) = &p.product_name {
+                if n.is_empty() || n.chars().count() > 45 {
+                    return validation(instance, "productName", "must be 1 to 45 characters");
                 }
             }
-        }
-        let new_interval = match &p.interval {
-            None => None,
-            Some(v) => match parse_patch_interval(v) {
-                Ok(i) => Some(i),
-                Err(reason) => return validation(instance, "interval", reason),
-            },
-        };
-        if let Some(n) = p.product_name {
-            a.product_name = n;
-        }
-        if let Some(d) = p.product_description {
-            a.product_description = Some(d);
-        }
-        if let Some(u) = p.merchant_agreement_url {
-            a.merchant_agreement_url = u;
-        }
-        if let Some(e) = p.external_id {
-            a.external_id = Some(e);
-        }
-        if let Some(pr) = p.pricing {
-            if pr.amount.is_some() {
-                a.pricing.amount = pr.amount;
+            if p.product_description.as_ref().is_some_and(|s| s.chars().count() > 100) {
+                return validation(instance, "productDescription", "must be at most 100 characters");
             }
-            if pr.suggested_max_amount.is_some() {
-                a.pricing.suggested_max = pr.suggested_max_amount;
+            if p.merchant_agreement_url.as_ref().is_some_and(|u| !url_ok(u, true)) {
+                return validation(instance, "merchantAgreementUrl", "must be an https URL of at most 1024 characters");
             }
-        }
-        if let Some(i) = new_interval {
-            a.interval = i;
-        }
-        Reply::empty(StatusCode::NO_CONTENT)
-    })
+            if p.external_id.as_ref().is_some_and(|e| !valid_external_id(e)) {
+                return validation(instance, "externalId", "must be 1 to 64 characters");
+            }
+            if let Some(pr) = &p.pricing {
+                match (a.pricing.kind, pr.amount, pr.suggested_max_amount) {
+                    (PricingType::Legacy, Some(x), None) if x >= 100 => {}
+                    (PricingType::Variable, None, Some(x)) if (100..=2_000_000).contains(&x) => {}
+                    (PricingType::Variable, _, Some(_)) => {
+                        return rec_problem(
+                            StatusCode::BAD_REQUEST,
+                            "invalid-suggested-max-amount",
+                            "suggestedMaxAmount must be 100 to 2000000",
+                            instance,
+                            &[],
+                        );
+                    }
+                    (_, None, None) => {}
+                    _ => {
+                        return validation(
+                            instance,
+                            "pricing",
+                            "amount only for LEGACY (≥ 100), suggestedMaxAmount only for VARIABLE",
+                        )
+                    }
+                }
+            }
+            let new_interval = match &p.interval {
+                None => None,
+                Some(v) => match parse_patch_interval(v) {
+                    Ok(i) => Some(i),
+                    Err(reason) => return validation(instance, "interval", reason),
+                },
+            };
+            if let Some(n) = p.product_name {
+                a.product_name = n;
+            }
+            if let Some(d) = p.product_description {
+                a.product_description = Some(d);
+            }
+            if let Some(u) = p.merchant_agreement_url {
+                a.merchant_agreement_url = u;
+            }
+            if let Some(e) = p.external_id {
+                a.external_id = Some(e);
+            }
+            if let Some(pr) = p.pricing {
+                if pr.amount.is_some() {
+                    a.pricing.amount = pr.amount;
+                }
+                if pr.suggested_max_amount.is_some() {
+                    a.pricing.suggested_max = pr.suggested_max_amount;
+                }
+            }
+            if let Some(i) = new_interval {
+                a.interval = i;
+            }
+            Reply::empty(StatusCode::NO_CONTENT)
+        },
+    )
 }
 
 fn parse_patch_interval(v: &Value) -> Result<Option<Interval>, &'static str> {
@@ -1295,7 +1336,7 @@ pub(crate) async fn force_accept(
         phone_number: String,
     }
     let instance = uri.path();
-    modify(&sim, &headers, &Method::PATCH, instance, &body, |db, msn, _key, now| {
+    modify(&sim, &headers, &Method::PATCH, instance, &body, None, |db, msn, _key, now| {
         let req: AcceptIn = match parse(&body, instance) {
             Ok(r) => r,
             Err(r) => return r,
@@ -1543,19 +1584,28 @@ pub(crate) async fn create_charge(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, &Method::POST, instance, &body, |db, msn, key, now| {
-        let c: ChargeIn = match parse(&body, instance) {
-            Ok(c) => c,
-            Err(r) => return r,
-        };
-        let Some(a) = get_own(db, msn, &agreement_id) else { return not_found("Agreement", instance) };
-        let due = match validate_charge(db, msn, a, &c, now, instance) {
-            Ok(d) => d,
-            Err(r) => return r,
-        };
-        let id = insert_charge(db, msn, &agreement_id, c, due, key, now);
-        Reply::json(StatusCode::CREATED, &json!({"chargeId": id}))
-    })
+    let counted = format!("{agreement_id}:{}", crate::auth::header(&headers, "Idempotency-Key").unwrap_or(""));
+    modify(
+        &sim,
+        &headers,
+        &Method::POST,
+        instance,
+        &body,
+        lim("recurring.create-charge", &counted, 2),
+        |db, msn, key, now| {
+            let c: ChargeIn = match parse(&body, instance) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let Some(a) = get_own(db, msn, &agreement_id) else { return not_found("Agreement", instance) };
+            let due = match validate_charge(db, msn, a, &c, now, instance) {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            let id = insert_charge(db, msn, &agreement_id, c, due, key, now);
+            Reply::json(StatusCode::CREATED, &json!({"chargeId": id}))
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -1576,7 +1626,7 @@ pub(crate) async fn create_charges_async(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, &Method::POST, instance, &body, |db, msn, key, now| {
+    modify(&sim, &headers, &Method::POST, instance, &body, None, |db, msn, key, now| {
         let items: Vec<Value> = match parse(&body, instance) {
             Ok(v) => v,
             Err(r) => return r,
@@ -1631,10 +1681,17 @@ pub(crate) async fn get_charge(
     Path((agreement_id, charge_id)): Path<(String, String)>,
 ) -> Reply {
     let instance = uri.path();
-    read(&sim, &headers, instance, |db, msn, _| match find_charge(db, msn, &agreement_id, &charge_id) {
-        Some((a, c)) => Reply::json(StatusCode::OK, &charge_json(a, c)),
-        None => not_found("Charge", instance),
-    })
+    let counted = format!("{agreement_id}:{charge_id}");
+    read(
+        &sim,
+        &headers,
+        instance,
+        Limit { op: "recurring.fetch-charge", resource: &counted, per_minute: 10 },
+        |db, msn, _| match find_charge(db, msn, &agreement_id, &charge_id) {
+            Some((a, c)) => Reply::json(StatusCode::OK, &charge_json(a, c)),
+            None => not_found("Charge", instance),
+        },
+    )
 }
 
 /// `GET /recurring/v3/charges/{chargeId}` → `200 ChargeResponseV3`.
@@ -1645,17 +1702,23 @@ pub(crate) async fn get_charge_by_id(
     Path(charge_id): Path<String>,
 ) -> Reply {
     let instance = uri.path();
-    read(&sim, &headers, instance, |db, msn, _| {
-        let found = db
-            .recurring
-            .charge_index
-            .get(&(msn.to_owned(), charge_id.clone()))
-            .and_then(|agreement_id| find_charge(db, msn, agreement_id, &charge_id));
-        match found {
-            Some((a, c)) => Reply::json(StatusCode::OK, &charge_json(a, c)),
-            None => not_found("Charge", instance),
-        }
-    })
+    read(
+        &sim,
+        &headers,
+        instance,
+        Limit { op: "recurring.charge-by-id", resource: &charge_id, per_minute: 100 },
+        |db, msn, _| {
+            let found = db
+                .recurring
+                .charge_index
+                .get(&(msn.to_owned(), charge_id.clone()))
+                .and_then(|agreement_id| find_charge(db, msn, agreement_id, &charge_id));
+            match found {
+                Some((a, c)) => Reply::json(StatusCode::OK, &charge_json(a, c)),
+                None => not_found("Charge", instance),
+            }
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -1680,6 +1743,12 @@ pub(crate) async fn list_charges(
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
+    if sim.config.rate_limits {
+        let limit = Limit { op: "recurring.list-charges", resource: &agreement_id, per_minute: 10 };
+        if let Err(r) = db.recurring.rate.hit(&msn, &limit, now) {
+            return r.into_response();
+        }
+    }
     let Ok(Query(q)) = query else {
         return validation(instance, "query", "invalid query parameters").into_response();
     };
@@ -1726,7 +1795,8 @@ pub(crate) async fn cancel_charge(
     Path((agreement_id, charge_id)): Path<(String, String)>,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, &Method::DELETE, instance, &[], |db, msn, key, now| {
+    let counted = format!("{agreement_id}:{charge_id}");
+    modify(&sim, &headers, &Method::DELETE, instance, &[], lim("recurring.cancel", &counted, 5), |db, msn, key, now| {
         let Db { recurring, hooks, .. } = db;
         let Some(a) = recurring.agreements.get_mut(&agreement_id).filter(|a| a.msn == msn) else {
             return not_found("Agreement", instance);
@@ -1778,50 +1848,64 @@ pub(crate) async fn capture_charge(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, &Method::POST, instance, &body, |db, msn, key, now| {
-        let req: AmountIn = match parse(&body, instance) {
-            Ok(r) => r,
-            Err(r) => return r,
-        };
-        let _ = &req.description;
-        let Db { recurring, hooks, movements, .. } = db;
-        let Some(a) = recurring.agreements.get_mut(&agreement_id).filter(|a| a.msn == msn) else {
-            return not_found("Agreement", instance);
-        };
-        let external = a.external_id.clone();
-        let Some(c) = a.charges.iter_mut().find(|c| c.id == charge_id) else { return not_found("Charge", instance) };
-        let fail = |d: &str| rec_problem(StatusCode::BAD_REQUEST, "charge-capture-failed", d, instance, &[]);
-        if !matches!(c.status, ChargeStatus::Reserved | ChargeStatus::PartiallyCaptured) {
-            return fail(&format!("A charge in status {} cannot be captured", c.status.as_str()));
-        }
-        let remaining = c.amount - c.captured - c.cancelled;
-        if req.amount <= 0 || req.amount > remaining {
-            return fail(&format!("The amount must be between 1 and the remaining reservation {remaining}"));
-        }
-        c.captured += req.amount;
-        c.status =
-            if c.captured + c.cancelled >= c.amount { ChargeStatus::Charged } else { ChargeStatus::PartiallyCaptured };
-        c.history.push(HistoryEvent {
-            occurred: now,
-            event: "CAPTURE",
-            amount: req.amount,
-            idempotency_key: Some(key.to_owned()),
-            success: true,
-        });
-        emit_charge(hooks, msn, c, "recurring.charge-captured.v1", now);
-        let _ = external;
-        movements.entry(msn.to_owned()).or_default().push(MoneyMovement {
-            kind: MovementKind::ChargeCapture,
-            amount: req.amount,
-            currency: "NOK".to_owned(),
-            psp_reference: random_digits(10),
-            reference: c.id.clone(),
-            agreement_id: Some(c.agreement_id.clone()),
-            external_id: c.external_id.clone(),
-            at: now,
-        });
-        Reply::empty(StatusCode::NO_CONTENT)
-    })
+    let counted = format!("{agreement_id}:{charge_id}");
+    modify(
+        &sim,
+        &headers,
+        &Method::POST,
+        instance,
+        &body,
+        lim("recurring.capture", &counted, 5),
+        |db, msn, key, now| {
+            let req: AmountIn = match parse(&body, instance) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let _ = &req.description;
+            let Db { recurring, hooks, movements, .. } = db;
+            let Some(a) = recurring.agreements.get_mut(&agreement_id).filter(|a| a.msn == msn) else {
+                return not_found("Agreement", instance);
+            };
+            let external = a.external_id.clone();
+            let Some(c) = a.charges.iter_mut().find(|c| c.id == charge_id) else {
+                return not_found("Charge", instance);
+            };
+            let fail = |d: &str| rec_problem(StatusCode::BAD_REQUEST, "charge-capture-failed", d, instance, &[]);
+            if !matches!(c.status, ChargeStatus::Reserved | ChargeStatus::PartiallyCaptured) {
+                return fail(&format!("A charge in status {} cannot be captured", c.status.as_str()));
+            }
+            let remaining = c.amount - c.captured - c.cancelled;
+            if req.amount <= 0 || req.amount > remaining {
+                return fail(&format!("The amount must be between 1 and the remaining reservation {remaining}"));
+            }
+            c.captured += req.amount;
+            c.status = if c.captured + c.cancelled >= c.amount {
+                ChargeStatus::Charged
+            } else {
+                ChargeStatus::PartiallyCaptured
+            };
+            c.history.push(HistoryEvent {
+                occurred: now,
+                event: "CAPTURE",
+                amount: req.amount,
+                idempotency_key: Some(key.to_owned()),
+                success: true,
+            });
+            emit_charge(hooks, msn, c, "recurring.charge-captured.v1", now);
+            let _ = external;
+            movements.entry(msn.to_owned()).or_default().push(MoneyMovement {
+                kind: MovementKind::ChargeCapture,
+                amount: req.amount,
+                currency: "NOK".to_owned(),
+                psp_reference: random_digits(10),
+                reference: c.id.clone(),
+                agreement_id: Some(c.agreement_id.clone()),
+                external_id: c.external_id.clone(),
+                at: now,
+            });
+            Reply::empty(StatusCode::NO_CONTENT)
+        },
+    )
 }
 
 /// `POST .../charges/{chargeId}/refund` `{amount, description}` → `204`.
@@ -1833,7 +1917,8 @@ pub(crate) async fn refund_charge(
     body: Bytes,
 ) -> Reply {
     let instance = uri.path();
-    modify(&sim, &headers, &Method::POST, instance, &body, |db, msn, key, now| {
+    let counted = format!("{agreement_id}:{charge_id}");
+    modify(&sim, &headers, &Method::POST, instance, &body, lim("recurring.refund", &counted, 5), |db, msn, key, now| {
         let req: AmountIn = match parse(&body, instance) {
             Ok(r) => r,
             Err(r) => return r,

@@ -115,3 +115,30 @@ async fn invalid_fault_rules_are_refused() {
     }
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_rate_limits_on_the_documented_per_minute_limits_answer_429_until_the_minute_passes() {
+    let t = TestSim::start_with(config_with(|c| c.rate_limits = true)).await;
+    let reference = unique_ref("rate");
+    t.post("/epayment/v1/payments", &payment_body(&reference, 10_000)).await;
+    t.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), None).await;
+    let capture = json!({"modificationAmount": {"currency": "NOK", "value": 100}});
+    for _ in 0..5 {
+        let r = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &capture).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let limited = t.post(&format!("/epayment/v1/payments/{reference}/capture"), &capture).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: i64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    // Reads have their own, larger budget.
+    assert_eq!(t.get(&format!("/epayment/v1/payments/{reference}")).await.status, StatusCode::OK);
+    t.advance(wait).await;
+    assert_eq!(t.post(&format!("/epayment/v1/payments/{reference}/capture"), &capture).await.status, StatusCode::OK);
+    // Recurring: listing agreements is limited to 5 a minute per merchant.
+    for _ in 0..5 {
+        assert_eq!(t.get("/recurring/v3/agreements").await.status, StatusCode::OK);
+    }
+    assert_eq!(t.get("/recurring/v3/agreements").await.status, StatusCode::TOO_MANY_REQUESTS);
+    t.sim.shutdown().await;
+}
