@@ -38,8 +38,8 @@ mod controls;
 mod epayment;
 mod faults;
 mod idempotency;
-mod ratelimit;
 mod payer;
+mod ratelimit;
 mod recurring;
 mod reply;
 mod report;
@@ -117,7 +117,7 @@ impl Simulator {
     }
 
     /// Moves the virtual clock forward and processes every expiry and charge that became due,
-    /// like `POST /_sim/clock/advance`.
+    /// like `POST /_sim/clock/advance`. The clock stops at 9000-01-01 (a larger step is ignored).
     pub async fn advance(&self, seconds: i64) {
         controls::advance(&self.sim, seconds);
     }
