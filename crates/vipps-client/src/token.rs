@@ -98,12 +98,17 @@ impl Inner {
         let started = Instant::now();
         let response = self
             .execute(&crate::client::CallOptions::default(), false, || {
+                let mut secret = HeaderValue::from_str(creds.client_secret.expose())
+                    .map_err(|_| Error::InvalidInput("invalid client_secret".into()))?;
+                secret.set_sensitive(true);
                 self.http
                     .post(url.clone())
                     .headers(self.common_headers.clone())
                     .header("client_id", creds.client_id.as_str())
-                    .header("client_secret", creds.client_secret.expose())
+                    .header("client_secret", secret)
                     .header(http::header::CONTENT_LENGTH, "0")
+                    .build()
+                    .map_err(|e| Error::InvalidInput(format!("cannot build token request: {e}")))
             })
             .await?;
         let parsed: TokenResponse = response.json()?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::Method;
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -99,26 +99,34 @@ impl Inner {
             return Err(Error::InvalidInput("an id in the request path is empty".into()));
         }
         let url = self.url(call.path, call.query)?;
+        let idempotency_key = call
+            .idempotency_key
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| Error::InvalidInput("idempotency key is not a valid header value".into()))?;
         let mut refreshed = false;
         loop {
             let bearer = self.bearer().await?;
             let result = self
                 .execute(options, call.unsafe_to_repeat, || {
-                    let mut request = self
-                        .http
-                        .request(call.method.clone(), url.clone())
-                        .headers(self.common_headers.clone())
-                        .header(AUTHORIZATION, bearer.clone());
+                    // Built directly (not through RequestBuilder): one header-map copy, no re-parsing.
+                    let mut request = reqwest::Request::new(call.method.clone(), url.clone());
+                    let headers = request.headers_mut();
+                    headers.clone_from(&self.common_headers);
+                    headers.insert(AUTHORIZATION, bearer.clone());
                     for (name, value) in call.headers {
-                        request = request.header(*name, *value);
+                        let value = HeaderValue::from_str(value)
+                            .map_err(|_| Error::InvalidInput(format!("invalid value for header {name}")))?;
+                        headers.insert(*name, value);
                     }
-                    if let Some(key) = call.idempotency_key {
-                        request = request.header("idempotency-key", key);
+                    if let Some(key) = &idempotency_key {
+                        headers.insert(IDEMPOTENCY_KEY, key.clone());
                     }
-                    match &call.body {
-                        Some(body) => request.header(CONTENT_TYPE, "application/json").body(body.clone()),
-                        None => request,
+                    if let Some(body) = &call.body {
+                        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                        *request.body_mut() = Some(body.clone().into());
                     }
+                    Ok(request)
                 })
                 .await;
             match result {
@@ -138,7 +146,7 @@ impl Inner {
         &self,
         options: &CallOptions,
         unsafe_to_repeat: bool,
-        build: impl Fn() -> reqwest::RequestBuilder,
+        build: impl Fn() -> Result<reqwest::Request, Error>,
     ) -> Result<RawResponse, Error> {
         let policy = options.retry.as_ref().unwrap_or(&self.config.retry);
         let timeout = options.timeout.unwrap_or(self.config.timeout);
@@ -146,11 +154,13 @@ impl Inner {
         loop {
             // reqwest's per-request timeout covers connecting, sending and reading the whole body.
             let outcome = async {
-                let mut response = build().timeout(timeout).send().await?;
+                let mut request = build()?;
+                *request.timeout_mut() = Some(timeout);
+                let mut response = self.http.execute(request).await.map_err(Fetch::Transport)?;
                 let status = response.status().as_u16();
                 let headers = std::mem::take(response.headers_mut());
-                let body = response.bytes().await?;
-                Ok::<_, reqwest::Error>(RawResponse { status, headers, body })
+                let body = response.bytes().await.map_err(Fetch::Transport)?;
+                Ok::<_, Fetch>(RawResponse { status, headers, body })
             }
             .await;
 
@@ -171,8 +181,9 @@ impl Inner {
                     );
                     (err, retryable, retry_after)
                 }
-                Err(e) if e.is_timeout() => (Error::Timeout(timeout), !unsafe_to_repeat, None),
-                Err(e) => {
+                Err(Fetch::Build(err)) => return Err(err),
+                Err(Fetch::Transport(e)) if e.is_timeout() => (Error::Timeout(timeout), !unsafe_to_repeat, None),
+                Err(Fetch::Transport(e)) => {
                     let retryable = !unsafe_to_repeat || e.is_connect();
                     (Error::Transport(e), retryable, None)
                 }
@@ -192,6 +203,21 @@ impl Inner {
         }
     }
 }
+
+/// Why an attempt produced no response.
+enum Fetch {
+    /// The request could not be built (nothing was sent).
+    Build(Error),
+    Transport(reqwest::Error),
+}
+
+impl From<Error> for Fetch {
+    fn from(err: Error) -> Self {
+        Fetch::Build(err)
+    }
+}
+
+const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
 /// Exponential backoff with "equal jitter": half the step fixed, half random.
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
