@@ -19,13 +19,17 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::{self, error::ApiError};
-use crate::auth::http::{is_api_path, require_admin, require_finance, require_payment_api, require_signed_in};
+use crate::auth::http::{
+    is_api_path, require_admin, require_finance, require_payment_api, require_refunds, require_signed_in,
+};
 use crate::config::Config;
 use crate::domain::role::Access;
 use crate::ops::{self, Metrics};
+use crate::processing::Payments;
 use crate::secrets::MasterKey;
 use crate::store::Store;
 use crate::vipps::accounts::Accounts;
+use crate::vipps::client::VippsClients;
 use crate::web;
 
 /// What every handler can reach. Cheap to clone.
@@ -39,6 +43,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
+    /// The payment pipeline.
+    pub payments: Payments,
     /// The job queue, its handlers, the heartbeat and outbound webhooks.
     pub jobs: crate::jobs::Jobs,
 }
@@ -100,6 +106,15 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/admin/api/jobs", Admin, api::webhooks_admin::list_jobs),
         route(M::GET, "/admin/api/beats", Admin, api::webhooks_admin::list_beats),
         route(M::POST, "/admin/api/beats/{id}/run", Admin, api::webhooks_admin::run_beat),
+        // Payment API v2 (JSON, bearer keys; FinDock-compatible)
+        route(M::POST, "/v2/PaymentIntent", PaymentApi, api::v2::create_intent),
+        route(M::GET, "/v2/PaymentIntent/{id}", PaymentApi, api::v2::get_intent),
+        route(M::GET, "/v2/PaymentMethods", PaymentApi, api::v2::payment_methods),
+        route(M::GET, "/v2/Installment/{id}", PaymentApi, api::v2::get_installment),
+        route(M::POST, "/v2/Refund", Refunds, api::v2::refund),
+        route(M::GET, "/v2/return/{id}", Public, api::v2::payer_return),
+        // Vipps webhooks (public; every delivery's HMAC signature is verified)
+        route(M::POST, "/webhooks/vipps/{id}", Public, crate::vipps::webhooks::intake),
         // Pages: sign-in and first run
         route(M::GET, "/login", Public, web::login::form),
         route(M::POST, "/login", Public, web::login::submit),
@@ -134,6 +149,7 @@ pub fn router(state: AppState) -> Router {
             Access::Admin => handler.route_layer(from_fn_with_state(state.clone(), require_admin)),
             Access::Finance => handler.route_layer(from_fn_with_state(state.clone(), require_finance)),
             Access::PaymentApi => handler.route_layer(from_fn_with_state(state.clone(), require_payment_api)),
+            Access::Refunds => handler.route_layer(from_fn_with_state(state.clone(), require_refunds)),
             Access::SignedIn => handler.route_layer(from_fn_with_state(state.clone(), require_signed_in)),
         };
         router = router.route(path, guarded);
@@ -154,6 +170,26 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     }
 }
 
+/// How often pending Vipps payments are re-read when no webhook came (`PAYHUB_POLL_SECONDS`).
+fn register_beats(state: &AppState) {
+    let payments = state.payments.clone();
+    state.jobs.heartbeat.register("vipps.sync_payments", Duration::from_secs(state.config.poll_seconds), move |_| {
+        let payments = payments.clone();
+        async move {
+            payments.sync_open(500).await?;
+            Ok(())
+        }
+    });
+    let registrar = state.clone();
+    state.jobs.heartbeat.register("vipps.register_webhooks", Duration::from_secs(300), move |_| {
+        let state = registrar.clone();
+        async move {
+            crate::vipps::webhooks::register_all(&state).await;
+            Ok(())
+        }
+    });
+}
+
 /// A built application: the database is migrated and the listener bound.
 pub struct Application {
     listener: TcpListener,
@@ -172,13 +208,26 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (PAYHUB_LISTEN): {e}", config.listen))?;
+        let mut config = config;
+        if config.public_url.port() == Some(0) {
+            // Listening on port 0 (tests): the public URL takes the port actually bound.
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            let _ = config.public_url.set_port(Some(port));
+        }
+        let jobs = crate::jobs::Jobs::new(store.clone(), key.clone());
+        let accounts = Accounts::new(store.clone(), key);
+        let payments =
+            Payments::new(store.clone(), accounts.clone(), VippsClients::default(), config.public_url.clone());
         let state = AppState {
-            jobs: crate::jobs::Jobs::new(store.clone(), key.clone()),
-            accounts: Accounts::new(store.clone(), key),
+            accounts,
             store,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            payments,
+            jobs,
         };
+        crate::vipps::webhooks::register_handlers(&state);
+        register_beats(&state);
         Ok(Application { listener, state })
     }
 
@@ -192,13 +241,23 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish.
+    /// Starts the background work of `payhub serve`: job workers, the heartbeat, and a first registration of
+    /// every account's Vipps webhook. Everything stops when `shutdown` turns true.
+    pub fn spawn_background(
+        &self,
+        workers: usize,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let state = self.state.clone();
+        tokio::spawn(async move { crate::vipps::webhooks::register_all(&state).await });
+        self.state.jobs.spawn_workers(workers, shutdown)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish. The
+    /// database stays open for background work to finish; the caller closes it.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let store = self.state.store.clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
-        store.close().await;
-        result
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
     }
 }
 

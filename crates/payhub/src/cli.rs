@@ -267,7 +267,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("or run: payhub users create-admin --email you@example.org");
     }
     drop(conn);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let background = app.spawn_background(state.config.workers, &stopped);
     app.run_until(shutdown_signal()).await?;
+    let _ = stop.send(true);
+    for handle in background {
+        let _ = handle.await;
+    }
+    state.store.close().await;
     Ok(())
 }
 

@@ -39,6 +39,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest request body accepted, in bytes (`PAYHUB_MAX_BODY_BYTES`, default 64 KiB).
     pub max_body_bytes: usize,
+    /// Seconds between polls of Vipps payments still pending (`PAYHUB_POLL_SECONDS`, default 30).
+    pub poll_seconds: u64,
+    /// Background job workers `payhub serve` runs in-process (`PAYHUB_WORKERS`, default 2; 0 for none).
+    pub workers: usize,
 }
 
 /// A configuration value that cannot be used; the message names the setting.
@@ -68,6 +72,8 @@ struct FileLayer {
     master_key: Option<String>,
     log_format: Option<String>,
     max_body_bytes: Option<usize>,
+    poll_seconds: Option<u64>,
+    workers: Option<usize>,
 }
 
 impl Config {
@@ -139,7 +145,31 @@ impl Config {
             return Err(ConfigError::new("PAYHUB_MAX_BODY_BYTES", "must be between 1024 and 16777216"));
         }
 
-        Ok(Config { listen, data_dir, database_url, public_url, master_key, log_format, max_body_bytes })
+        let poll_seconds = match env.get("PAYHUB_POLL_SECONDS") {
+            Some(text) => text.parse::<u64>().ok().filter(|s| (1..=86_400).contains(s)).ok_or_else(|| {
+                ConfigError::new("PAYHUB_POLL_SECONDS", format!("`{text}` is not a number of seconds from 1 to 86400"))
+            })?,
+            None => layer.poll_seconds.unwrap_or(30),
+        };
+        let workers =
+            match env.get("PAYHUB_WORKERS") {
+                Some(text) => text.parse::<usize>().ok().filter(|n| *n <= 64).ok_or_else(|| {
+                    ConfigError::new("PAYHUB_WORKERS", format!("`{text}` is not a number from 0 to 64"))
+                })?,
+                None => layer.workers.unwrap_or(2),
+            };
+
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            master_key,
+            log_format,
+            max_body_bytes,
+            poll_seconds,
+            workers,
+        })
     }
 }
 

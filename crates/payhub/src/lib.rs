@@ -6,7 +6,8 @@
 //! - [`app`]: shared state, the one list of routes, start-up and shutdown;
 //! - [`api`], [`web`]: the JSON APIs and the server-rendered pages (thin handlers);
 //! - [`auth`]: users, roles, API keys, sessions, CSRF, audit;
-//! - [`vipps`]: the Vipps extension (merchant account registry);
+//! - [`processing`]: the payment pipeline (intents, Vipps payments, captures, refunds);
+//! - [`vipps`]: the Vipps extension (merchant account registry, a client per account);
 //! - [`store`]: persistence on SQLite or PostgreSQL;
 //! - [`domain`]: pure types and rules;
 //! - [`config`], [`secrets`], [`ops`], [`error`]: configuration, sealing, operations, the service error.
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod error;
 pub mod jobs;
 pub mod ops;
+pub mod processing;
 pub mod secrets;
 pub mod store;
 pub mod vipps;

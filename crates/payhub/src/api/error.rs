@@ -40,6 +40,11 @@ impl ApiError {
         Self { status, items: vec![ErrorItem { error_code: code, error_message: message.into(), field }] }
     }
 
+    /// An error with several items (every problem of one request).
+    pub fn items(status: StatusCode, items: Vec<ErrorItem>) -> Self {
+        Self { status, items }
+    }
+
     /// 401: no valid credentials.
     pub fn unauthenticated() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "401", "A valid API key is required (Authorization: Bearer <key>).", None)
@@ -85,7 +90,7 @@ impl ApiError {
     }
 
     /// The envelope's items.
-    pub fn items(&self) -> &[ErrorItem] {
+    pub fn error_items(&self) -> &[ErrorItem] {
         &self.items
     }
 }

@@ -74,11 +74,11 @@ mod tests {
     #[test]
     fn errors_name_the_field_and_unknown_fields_are_refused() {
         let e = parse::<Probe>(br#"{"retry_days": "x"}"#).unwrap_err();
-        assert_eq!(e.items()[0].field.as_deref(), Some("retry_days"));
+        assert_eq!(e.error_items()[0].field.as_deref(), Some("retry_days"));
         let e = parse::<Probe>(br#"{"retrydays": 3}"#).unwrap_err();
-        assert!(e.items()[0].error_message.contains("unknown field"), "{:?}", e.items());
+        assert!(e.error_items()[0].error_message.contains("unknown field"), "{:?}", e.error_items());
         let e = parse::<Probe>(b"{").unwrap_err();
-        assert!(e.items()[0].error_message.contains("not valid JSON"));
+        assert!(e.error_items()[0].error_message.contains("not valid JSON"));
         assert!(parse::<Probe>(br#"{"retry_days": 3}"#).is_ok());
     }
 }

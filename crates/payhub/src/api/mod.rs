@@ -1,6 +1,7 @@
-//! JSON APIs: the admin API under `/admin/api` (Payment API v2 handlers arrive with the payment paths).
+//! JSON APIs: the admin API under `/admin/api` and the Payment API v2 under `/v2`.
 
 pub mod admin;
 pub mod error;
 pub mod json;
+pub mod v2;
 pub mod webhooks_admin;

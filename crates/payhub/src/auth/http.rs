@@ -63,6 +63,11 @@ pub async fn require_payment_api(state: State<AppState>, request: Request, next:
     guard(state, request, next, Access::PaymentApi).await
 }
 
+/// Guard for routes that need [`Access::Refunds`].
+pub async fn require_refunds(state: State<AppState>, request: Request, next: Next) -> Response {
+    guard(state, request, next, Access::Refunds).await
+}
+
 /// Guard for routes that need [`Access::SignedIn`].
 pub async fn require_signed_in(state: State<AppState>, request: Request, next: Next) -> Response {
     guard(state, request, next, Access::SignedIn).await

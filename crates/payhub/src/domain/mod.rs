@@ -2,7 +2,11 @@
 
 pub mod account;
 pub mod ids;
+pub mod intent;
+pub mod money;
+pub mod phone;
 pub mod role;
+pub mod status;
 
 /// One problem with one input field, in the words shown to the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -26,6 +26,8 @@ pub enum Access {
     Finance,
     /// The Payment API.
     PaymentApi,
+    /// Refunds: finance staff and the Payment API alike.
+    Refunds,
     /// Any signed-in user or valid key (dashboard, own session).
     SignedIn,
 }
@@ -41,6 +43,7 @@ impl Role {
             Access::Admin => self == Role::Admin,
             Access::Finance => matches!(self, Role::Admin | Role::Finance),
             Access::PaymentApi => matches!(self, Role::Admin | Role::Integrator),
+            Access::Refunds => true,
         }
     }
 

@@ -6,6 +6,8 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod idempotency;
+pub mod records;
 pub mod users;
 
 use std::str::FromStr;
@@ -84,6 +86,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_jobs.sql"),
         postgres: include_str!("../../migrations/postgres/0002_jobs.sql"),
     },
+    Migration {
+        version: 3,
+        name: "payments",
+        sqlite: include_str!("../../migrations/sqlite/0003_payments.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_payments.sql"),
+    },
 ];
 
 impl Store {
@@ -137,6 +145,12 @@ impl Store {
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The connection pool, for tests that inspect tables directly. Application code goes through `store`.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> &AnyPool {
         &self.pool
     }
 

@@ -281,6 +281,16 @@ impl Accounts {
         Ok(())
     }
 
+    /// Seals another secret that belongs to an account (a webhook secret) under the same master key.
+    pub fn seal(&self, plain: &str, context: &str) -> String {
+        self.key.seal(plain, context)
+    }
+
+    /// Opens a secret sealed with [`Accounts::seal`].
+    pub fn open(&self, sealed: &str, context: &str) -> Result<Secret, crate::secrets::UnsealError> {
+        self.key.open(sealed, context)
+    }
+
     /// The stored settings (for forms that edit them).
     pub async fn settings(&self, id: &str) -> ServiceResult<AccountSettings> {
         Ok(self.record(id).await?.settings)

@@ -1,4 +1,6 @@
-//! The Vipps extension: the registry of merchant accounts (more — clients per account, status mapping, webhook
-//! intake — arrives with the payment paths).
+//! The Vipps extension: the registry of merchant accounts, a Vipps client per account, and the webhook
+//! registration and intake.
 
 pub mod accounts;
+pub mod client;
+pub mod webhooks;

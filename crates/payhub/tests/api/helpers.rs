@@ -262,3 +262,80 @@ pub fn with(mut base: Value, changes: Value) -> Value {
     }
     base
 }
+
+/// A Vipps simulator with one merchant, and the payhub account that points at it.
+pub struct Vipps {
+    pub sim: vipps_sim::Simulator,
+    pub integrator_key: String,
+    pub http: Client,
+}
+
+impl Vipps {
+    /// Calls a simulator control (`/_sim/...`) and returns the status.
+    pub async fn control(&self, path: &str, body: Value) -> StatusCode {
+        self.http
+            .post(format!("{}{}", self.sim.base_url(), path))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim control")
+            .status()
+    }
+}
+
+impl TestApp {
+    /// Starts a simulator and adds a default merchant account for it.
+    pub async fn with_vipps(&self) -> Vipps {
+        let sim = vipps_sim::Simulator::start(vipps_sim::SimConfig::default(), "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("simulator");
+        let merchant = sim.merchants()[0].clone();
+        self.create_account(json!({
+            "name": "Sandbox",
+            "merchant_serial_number": merchant.msn,
+            "client_key": merchant.client_id,
+            "client_secret": merchant.client_secret,
+            "subscription_key": merchant.subscription_key,
+            "is_test": true,
+            "api_base_url": sim.base_url(),
+            "merchant_agreement_url": "https://example.org/agreements",
+        }))
+        .await;
+        Vipps { integrator_key: self.key(Role::Integrator).await, http: Client::new(), sim }
+    }
+
+    /// `POST /v2/PaymentIntent` with an integrator key.
+    pub async fn intent(&self, vipps: &Vipps, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/v2/PaymentIntent"))
+            .bearer_auth(&vipps.integrator_key)
+            .json(body)
+            .send()
+            .await
+            .expect("intent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET` a Payment API path with an integrator key.
+    pub async fn v2_get(&self, vipps: &Vipps, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&vipps.integrator_key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+/// FinDock's seed message with the URLs and the phone number filled in.
+pub fn seed_intent() -> Value {
+    json!({"SuccessURL": "https://example.org/thanks", "FailureURL": "https://example.org/sorry",
+           "Payer": {"Contact": {"SalesforceFields": {"FirstName": "Eric", "LastName": "Johnson", "Email": ""}}},
+           "OneTime": {"Amount": "36"},
+           "PaymentMethod": {"Name": "Vipps", "Processor": "FinDock-Vipps", "Parameters": {"mobileNumber": "+47 912 34 567"}}})
+}

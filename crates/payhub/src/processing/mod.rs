@@ -1,0 +1,213 @@
+//! The pipeline for one-time payments: an intent's message becomes an inbound report and records (payer,
+//! profile, installment, the Vipps payment to create) in one transaction; Vipps' answers (webhooks, polls, the
+//! payer's return) become inbound reports that move the installment forward, each traceable to its message.
+//!
+//! Every call to Vipps that changes state carries an Idempotency-Key derived from our own record and stored
+//! before the call: the installment id for the create, `cap-<installment>` for its capture, the refund's id for
+//! a refund. A retry after any crash therefore repeats the same operation at Vipps instead of adding one.
+
+pub mod refunds;
+pub mod vipps_payment;
+
+use chrono::Utc;
+use rand::Rng;
+use url::Url;
+
+use crate::api::error::ErrorItem;
+use crate::domain::ids::new_id;
+use crate::domain::intent::OneTimeIntent;
+use crate::domain::status::IntentStatus;
+use crate::error::ServiceError;
+use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
+use crate::store::{Store, StoreError};
+use crate::vipps::accounts::Accounts;
+use crate::vipps::client::VippsClients;
+
+/// The payment services, shared by the API, the webhook intake, the beats and the CLI.
+#[derive(Clone)]
+pub struct Payments {
+    pub(crate) store: Store,
+    pub(crate) accounts: Accounts,
+    pub(crate) clients: VippsClients,
+    pub(crate) public_url: Url,
+    pub(crate) locks: vipps_payment::ReferenceLocks,
+}
+
+/// A recorded intent and what Vipps made of it.
+#[derive(Debug, Clone)]
+pub struct IntentCreated {
+    /// `pi_…`
+    pub intent_id: String,
+    /// The intent's status.
+    pub status: IntentStatus,
+    /// The installment.
+    pub installment_id: String,
+    /// Its status.
+    pub installment_status: String,
+    /// The Vipps reference, `pi-` + digits.
+    pub payment_reference: String,
+    /// Vipps' landing page, where the payer goes next.
+    pub redirect_url: Option<String>,
+    /// The merchant account's name.
+    pub target: String,
+}
+
+/// Why an intent was not (fully) processed.
+#[derive(Debug)]
+pub enum IntentError {
+    /// Invalid data found while resolving (e.g. an unknown Target): code 200, nothing written.
+    Invalid(Vec<ErrorItem>),
+    /// No Target given and no default account configured: code 098, nothing written.
+    NoDefault,
+    /// Recorded, but Vipps refused or did not answer; the message is Vipps' or ours.
+    Provider {
+        /// The recorded intent.
+        intent_id: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A failure of payhub itself.
+    Internal(anyhow::Error),
+}
+
+impl From<ServiceError> for IntentError {
+    fn from(error: ServiceError) -> Self {
+        IntentError::Internal(error.into())
+    }
+}
+
+impl From<StoreError> for IntentError {
+    fn from(error: StoreError) -> Self {
+        IntentError::Internal(error.into())
+    }
+}
+
+impl From<sqlx::Error> for IntentError {
+    fn from(error: sqlx::Error) -> Self {
+        IntentError::Internal(error.into())
+    }
+}
+
+fn new_payment_reference() -> String {
+    format!("pi-{}", rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000u64))
+}
+
+impl Payments {
+    /// The payment services over the given parts.
+    pub fn new(store: Store, accounts: Accounts, clients: VippsClients, public_url: Url) -> Self {
+        Self { store, accounts, clients, public_url, locks: vipps_payment::ReferenceLocks::default() }
+    }
+
+    /// The URL Vipps sends the payer back to; it checks the payment and forwards to SuccessURL or FailureURL.
+    pub fn return_url(&self, intent_id: &str) -> String {
+        format!("{}/v2/return/{intent_id}", self.public_url.as_str().trim_end_matches('/'))
+    }
+
+    /// Records a one-time intent and creates its Vipps payment.
+    pub async fn create_one_time(&self, intent: &OneTimeIntent, raw_body: &str) -> Result<IntentCreated, IntentError> {
+        let account = self.accounts.resolve(intent.target.as_deref()).await?;
+        let account = match (account, &intent.target) {
+            (Some(account), _) => account,
+            (None, Some(target)) => {
+                return Err(IntentError::Invalid(vec![ErrorItem {
+                    error_code: "200",
+                    error_message: format!("No merchant account named {target}"),
+                    field: Some("PaymentMethod.Target".into()),
+                }]))
+            }
+            (None, None) => return Err(IntentError::NoDefault),
+        };
+        let now = Utc::now();
+        let intent_id = new_id("pi");
+        let installment_id = new_id("ins");
+        let phone = intent.parameters.mobile_number.as_ref().map(|p| p.as_str().to_owned());
+        let description = intent.parameters.transaction_text.clone();
+
+        let mut attempt = 0;
+        let reference = loop {
+            attempt += 1;
+            let reference = new_payment_reference();
+            let mut tx = self.store.begin_write().await?;
+            let message_id = records::insert_message(
+                &mut tx,
+                &NewMessage {
+                    direction: "inbound",
+                    channel: "api",
+                    subject: Some(&intent_id),
+                    body: raw_body,
+                    status: "Processed",
+                },
+                now,
+            )
+            .await?;
+            let report_id = records::insert_report(
+                &mut tx,
+                &NewReport {
+                    message_id: &message_id,
+                    report_type: "PaymentIntent",
+                    sub_type: "Default",
+                    amount_ore: Some(intent.amount.ore()),
+                    reference: Some(&reference),
+                    status: "Matched",
+                    installment_id: Some(&installment_id),
+                    intent_id: Some(&intent_id),
+                    detail: None,
+                },
+                now,
+            )
+            .await?;
+            let payer_id = records::find_or_create_payer(&mut tx, &intent.payer, now).await?;
+            let profile_phone = phone.clone().or_else(|| intent.payer.phone.as_ref().map(|p| p.as_str().to_owned()));
+            let profile_id = records::vipps_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?;
+            let inserted = records::insert_one_time(
+                &mut tx,
+                &NewOneTime {
+                    intent_id: &intent_id,
+                    installment_id: &installment_id,
+                    payment_reference: &reference,
+                    report_id: &report_id,
+                    account_id: &account.id,
+                    payer_id: &payer_id,
+                    profile_id: &profile_id,
+                    amount_ore: intent.amount.ore(),
+                    bank_statement_description: description.as_deref(),
+                    product: intent.parameters.description.as_deref(),
+                    success_url: intent.success_url.as_str(),
+                    failure_url: intent.failure_url.as_str(),
+                    webhook_url: intent.webhook_url.as_ref().map(Url::as_str),
+                    customer_phone: phone.as_deref(),
+                    origin: intent.origin.as_deref(),
+                    campaign_id: intent.campaign_id.as_deref(),
+                },
+                now,
+            )
+            .await;
+            match inserted {
+                // A payment reference collision (1 in 10^12): draw another.
+                Err(StoreError::Conflict(_)) if attempt < 3 => continue,
+                other => other?,
+            }
+            tx.commit().await?;
+            break reference;
+        };
+
+        let outcome = self.create_at_vipps(&reference).await;
+        let row = {
+            let mut conn = self.store.pool().acquire().await?;
+            records::vipps_payment(&mut conn, &reference).await?
+        };
+        let redirect_url = row.as_ref().and_then(|r| r.redirect_url.clone());
+        match outcome {
+            Ok(()) => Ok(IntentCreated {
+                intent_id,
+                status: IntentStatus::Matched,
+                installment_id,
+                installment_status: "Pending".into(),
+                payment_reference: reference,
+                redirect_url,
+                target: account.name,
+            }),
+            Err(message) => Err(IntentError::Provider { intent_id, message }),
+        }
+    }
+}

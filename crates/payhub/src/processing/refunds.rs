@@ -1,0 +1,200 @@
+//! Refunds of collected installments: never more than captured minus what is refunded or being refunded,
+//! also when several requests race (the installment row is locked while the amount is reserved).
+
+use chrono::Utc;
+use serde_json::json;
+use vipps_client::epayment::Reference;
+use vipps_client::{Amount, IdempotencyKey};
+
+use super::vipps_payment::{describe, is_transient};
+use super::Payments;
+use crate::domain::status::InstallmentStatus;
+use crate::domain::FieldError;
+use crate::error::{ServiceError, ServiceResult};
+use crate::store::records::{self, NewMessage, NewReport, RefundRow};
+
+/// What a refund request asks for.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    /// The installment to refund (resolved from a payment id by the caller when needed).
+    pub installment_id: String,
+    /// Øre to refund; `None` means everything still refundable.
+    pub amount_ore: Option<i64>,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// A refund's outcome.
+#[derive(Debug, Clone)]
+pub struct RefundOutcome {
+    /// The refund record.
+    pub refund: RefundRow,
+    /// The negative Payment recorded for it, once Vipps confirmed.
+    pub payment_id: Option<String>,
+    /// The installment's status afterwards.
+    pub installment_status: String,
+}
+
+impl Payments {
+    /// Reserves the amount, asks Vipps to refund it with a key derived from the refund record, and records the
+    /// negative Payment.
+    pub async fn refund(&self, request: &RefundRequest) -> ServiceResult<RefundOutcome> {
+        let now = Utc::now();
+        let refund = {
+            let mut tx = self.store.begin_write().await?;
+            let installment = records::lock_installment(&mut tx, self.store.backend(), &request.installment_id)
+                .await?
+                .ok_or(ServiceError::NotFound("installment"))?;
+            if !installment.status.is_collected() {
+                return Err(ServiceError::Invalid(vec![FieldError::invalid(
+                    "InstallmentId",
+                    format!("Only collected installments can be refunded; this one is {}", installment.status),
+                )]));
+            }
+            let refundable = records::refundable_ore(&mut tx, &installment.id).await?;
+            let amount = request.amount_ore.unwrap_or(refundable);
+            if amount <= 0 || amount > refundable {
+                return Err(ServiceError::Invalid(vec![FieldError::invalid(
+                    "Amount",
+                    format!(
+                        "Amount must be more than 0 and at most what is left to refund ({} øre)",
+                        refundable.max(0)
+                    ),
+                )]));
+            }
+            let refund =
+                records::insert_refund(&mut tx, &installment.id, amount, request.reason.as_deref(), now).await?;
+            tx.commit().await?;
+            refund
+        };
+        self.send_refund(&refund).await
+    }
+
+    /// Sends (or re-sends, with the same key) a pending refund to Vipps and records the answer.
+    pub(crate) async fn send_refund(&self, refund: &RefundRow) -> ServiceResult<RefundOutcome> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = records::vipps_payment_of(&mut conn, &refund.installment_id)
+            .await?
+            .ok_or(ServiceError::NotFound("payment"))?;
+        drop(conn);
+        let client = self.clients.get(&self.accounts, &row.account_id).await?;
+        let key = IdempotencyKey::parse(&refund.idempotency_key).map_err(|e| ServiceError::Internal(e.into()))?;
+        let reference = Reference::parse(&row.reference).map_err(|e| ServiceError::Internal(e.into()))?;
+        let now = Utc::now();
+        let answer = client.epayment().refund(&reference, &Amount::nok(refund.amount_ore), &key).await;
+        let mut tx = self.store.begin_write().await?;
+        let installment = records::installment(&mut tx, &refund.installment_id)
+            .await?
+            .ok_or(ServiceError::NotFound("installment"))?;
+        let mut payment_id = None;
+        match answer {
+            Ok(done) => {
+                let body = json!({"reference": done.reference, "pspReference": done.psp_reference, "refundedAmount": done.aggregate.refunded_amount.value}).to_string();
+                let message_id = records::insert_message(
+                    &mut tx,
+                    &NewMessage {
+                        direction: "inbound",
+                        channel: "vipps_call",
+                        subject: Some(&row.reference),
+                        body: &body,
+                        status: "Processed",
+                    },
+                    now,
+                )
+                .await?;
+                let report_id = records::insert_report(
+                    &mut tx,
+                    &NewReport {
+                        message_id: &message_id,
+                        report_type: "Vipps",
+                        sub_type: "payment.refunded",
+                        amount_ore: Some(-refund.amount_ore),
+                        reference: Some(&row.reference),
+                        status: "Matched",
+                        installment_id: Some(&installment.id),
+                        intent_id: installment.intent_id.as_deref(),
+                        detail: refund.reason.as_deref(),
+                    },
+                    now,
+                )
+                .await?;
+                if !records::finish_refund(&mut tx, &refund.id, Some(&done.psp_reference), None, now).await? {
+                    // Another attempt (the beat, or a racing retry) recorded this refund already.
+                    tx.rollback().await?;
+                    let mut conn = self.store.pool().acquire().await?;
+                    let refund =
+                        records::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
+                    let status = installment.status.to_string();
+                    return Ok(RefundOutcome { refund, payment_id: None, installment_status: status });
+                }
+                payment_id = records::insert_payment(
+                    &mut tx,
+                    &installment.id,
+                    -refund.amount_ore,
+                    &done.psp_reference,
+                    "refund",
+                    Some(&report_id),
+                    now,
+                )
+                .await?;
+                let left = records::refundable_ore(&mut tx, &installment.id).await?;
+                let next = if left <= 0 { InstallmentStatus::Refunded } else { InstallmentStatus::PartiallyRefunded };
+                let open = installment.amount_open_ore + refund.amount_ore;
+                records::advance_installment(
+                    &mut tx,
+                    &installment.id,
+                    next,
+                    None,
+                    Some(open.min(installment.amount_ore)),
+                    now,
+                )
+                .await?;
+                let a = &done.aggregate;
+                records::update_vipps_payment(
+                    &mut tx,
+                    &row.reference,
+                    "AUTHORIZED",
+                    None,
+                    None,
+                    Some([
+                        a.authorized_amount.value,
+                        a.captured_amount.value,
+                        a.refunded_amount.value,
+                        a.cancelled_amount.value,
+                    ]),
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            Err(error) if is_transient(error.kind()) => {
+                tracing::info!(refund = %refund.id, error = %describe(&error), "refund not confirmed; the beat retries with the same key");
+            }
+            Err(error) => {
+                records::finish_refund(&mut tx, &refund.id, None, Some(&describe(&error)), now).await?;
+            }
+        }
+        tx.commit().await?;
+        let mut conn = self.store.pool().acquire().await?;
+        let refund = records::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
+        let status = records::installment(&mut conn, &refund.installment_id)
+            .await?
+            .map(|i| i.status.to_string())
+            .unwrap_or_default();
+        Ok(RefundOutcome { refund, payment_id, installment_status: status })
+    }
+
+    /// Re-sends refunds that Vipps has not confirmed (the polling beat).
+    pub(crate) async fn retry_pending_refunds(&self, limit: i64) -> ServiceResult<()> {
+        let pending = {
+            let mut conn = self.store.pool().acquire().await?;
+            records::pending_refunds(&mut conn, limit).await?
+        };
+        for refund in pending {
+            if let Err(error) = self.send_refund(&refund).await {
+                tracing::warn!(refund = %refund.id, %error, "refund retry failed");
+            }
+        }
+        Ok(())
+    }
+}

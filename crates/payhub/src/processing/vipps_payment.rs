@@ -1,0 +1,478 @@
+//! Keeping an installment in step with its Vipps ePayment: create it (same key on every attempt), read it back
+//! (webhooks only tell us *that* something happened; the payment itself is the authority), capture what is
+//! authorized, and record each change as an inbound report with the money it moved.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde_json::json;
+use vipps_client::epayment::{CreatePaymentRequest, Customer, Payment, Reference, State};
+use vipps_client::{Amount, ErrorKind, IdempotencyKey};
+
+use super::Payments;
+use crate::domain::status::{InstallmentStatus, IntentStatus};
+use crate::error::{ServiceError, ServiceResult};
+use crate::store::records::{self, NewMessage, NewReport, VippsPaymentRow};
+
+/// One async lock per payment reference, so two syncs of the same payment (a webhook and the poll) never
+/// interleave in this process. Other processes are kept apart by the schema's guards.
+#[derive(Clone, Default)]
+pub struct ReferenceLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl ReferenceLocks {
+    fn get(&self, reference: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        map.entry(reference.to_owned()).or_default().clone()
+    }
+}
+
+/// What a Vipps state means for the installment. Exhaustive: a state Vipps adds is handled here on purpose.
+fn outcome(state: &State) -> Option<(InstallmentStatus, Option<&'static str>)> {
+    match state {
+        State::Created => Some((InstallmentStatus::Pending, None)),
+        State::Authorized => None,
+        State::Aborted => Some((InstallmentStatus::Failed, Some("Rejected: the payer cancelled in Vipps"))),
+        State::Expired => Some((InstallmentStatus::Failed, Some("Expired: the payer did not approve in time"))),
+        State::Terminated => Some((InstallmentStatus::Failed, Some("Terminated: cancelled before the payer approved"))),
+        State::Unknown(_) => None,
+    }
+}
+
+pub(crate) fn is_transient(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::ServerError | ErrorKind::RateLimited | ErrorKind::Locked
+    )
+}
+
+pub(crate) fn describe(error: &vipps_client::Error) -> String {
+    match error.problem() {
+        Some(problem) => {
+            let text: Vec<&str> = [problem.title.as_deref(), problem.detail.as_deref()].into_iter().flatten().collect();
+            if text.is_empty() {
+                format!("Vipps: HTTP {}", problem.status)
+            } else {
+                format!("Vipps: {}", text.join(": "))
+            }
+        }
+        None => format!("Vipps: {error}"),
+    }
+}
+
+fn snapshot_json(payment: &Payment) -> String {
+    json!({
+        "reference": payment.reference,
+        "state": payment.state.to_string(),
+        "pspReference": payment.psp_reference,
+        "aggregate": {
+            "authorizedAmount": payment.aggregate.authorized_amount.value,
+            "capturedAmount": payment.aggregate.captured_amount.value,
+            "refundedAmount": payment.aggregate.refunded_amount.value,
+            "cancelledAmount": payment.aggregate.cancelled_amount.value,
+        }
+    })
+    .to_string()
+}
+
+impl Payments {
+    fn create_request(&self, row: &VippsPaymentRow, intent_id: &str) -> Result<CreatePaymentRequest, String> {
+        let reference = Reference::parse(&row.reference).map_err(|e| e.to_string())?;
+        let mut request =
+            CreatePaymentRequest::web_redirect(Amount::nok(row.amount_ore), reference, self.return_url(intent_id));
+        if let Some(phone) = &row.customer_phone {
+            request.customer = Some(Customer::PhoneNumber(phone.clone()));
+        }
+        if let Some(text) = &row.description {
+            request = request.description(text.clone());
+        }
+        Ok(request)
+    }
+
+    /// Creates the Vipps payment behind `reference`, with the installment-derived key. Safe to repeat: Vipps
+    /// replays the first answer for the same key. On a definite refusal the installment fails; when Vipps does not
+    /// answer the payment stays `CREATING` and the polling beat tries again with the same key.
+    pub(crate) async fn create_at_vipps(&self, reference: &str) -> Result<(), String> {
+        let lock = self.locks.get(reference);
+        let _guard = lock.lock().await;
+        let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
+        let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
+        let row =
+            records::vipps_payment(&mut conn, reference).await.map_err(|e| internal(&e))?.ok_or("unknown payment")?;
+        if row.state != "CREATING" {
+            return Ok(());
+        }
+        let installment = records::installment(&mut conn, &row.installment_id)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or("unknown installment")?;
+        drop(conn);
+        let intent_id = installment.intent_id.clone().unwrap_or_default();
+        let request = self.create_request(&row, &intent_id)?;
+        let key = IdempotencyKey::parse(&row.idempotency_key).map_err(|e| e.to_string())?;
+        let client = self.clients.get(&self.accounts, &row.account_id).await.map_err(|e| e.to_string())?;
+        let now = Utc::now();
+        match client.epayment().create(&request, &key).await {
+            Ok(created) => {
+                let body = json!({"reference": created.reference, "redirectUrl": created.redirect_url}).to_string();
+                let result: ServiceResult<()> = async {
+                    let mut tx = self.store.begin_write().await?;
+                    let message_id = records::insert_message(
+                        &mut tx,
+                        &NewMessage {
+                            direction: "inbound",
+                            channel: "vipps_call",
+                            subject: Some(reference),
+                            body: &body,
+                            status: "Processed",
+                        },
+                        now,
+                    )
+                    .await?;
+                    records::insert_report(
+                        &mut tx,
+                        &NewReport {
+                            message_id: &message_id,
+                            report_type: "Vipps",
+                            sub_type: "payment.created",
+                            amount_ore: Some(row.amount_ore),
+                            reference: Some(reference),
+                            status: "Matched",
+                            installment_id: Some(&row.installment_id),
+                            intent_id: Some(&intent_id),
+                            detail: None,
+                        },
+                        now,
+                    )
+                    .await?;
+                    records::update_vipps_payment(
+                        &mut tx,
+                        reference,
+                        "CREATED",
+                        created.redirect_url.as_deref(),
+                        None,
+                        None,
+                        None,
+                        now,
+                    )
+                    .await?;
+                    records::advance_installment(
+                        &mut tx,
+                        &row.installment_id,
+                        InstallmentStatus::Pending,
+                        None,
+                        None,
+                        now,
+                    )
+                    .await?;
+                    records::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+                .await;
+                result.map_err(|e| internal(&e))
+            }
+            Err(error) if is_transient(error.kind()) => {
+                let message = describe(&error);
+                tracing::warn!(%reference, error = %message, "Vipps did not answer the create; the poll will retry with the same key");
+                let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
+                records::update_vipps_payment(&mut conn, reference, "CREATING", None, None, None, Some(&message), now)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                Err(format!("{message}. payhub keeps trying; read GET /v2/PaymentIntent/{intent_id} for the outcome."))
+            }
+            Err(error) => {
+                let message = describe(&error);
+                tracing::warn!(%reference, error = %message, "Vipps refused the payment");
+                let result: ServiceResult<()> = async {
+                    let mut tx = self.store.begin_write().await?;
+                    records::update_vipps_payment(&mut tx, reference, "REFUSED", None, None, None, Some(&message), now)
+                        .await?;
+                    records::advance_installment(
+                        &mut tx,
+                        &row.installment_id,
+                        InstallmentStatus::Failed,
+                        Some(&message),
+                        None,
+                        now,
+                    )
+                    .await?;
+                    records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+                .await;
+                result.map_err(|e| internal(&e))?;
+                Err(message)
+            }
+        }
+    }
+
+    /// Brings the installment behind `reference` up to date with Vipps: re-sends a create that never got an
+    /// answer, reads the payment, captures what is authorized, and records what changed. `cause` names the
+    /// message that prompted the sync (a webhook), for the trail.
+    pub async fn sync(&self, reference: &str, cause: Option<&str>) -> ServiceResult<()> {
+        let row = {
+            let mut conn = self.store.pool().acquire().await?;
+            records::vipps_payment(&mut conn, reference).await?.ok_or(ServiceError::NotFound("payment"))?
+        };
+        if row.state == "CREATING" {
+            // The create may or may not have reached Vipps; the same key makes a repeat safe.
+            if let Err(message) = self.create_at_vipps(reference).await {
+                tracing::info!(%reference, %message, "create still not confirmed");
+                return Ok(());
+            }
+        }
+        if row.state == "REFUSED" {
+            return Ok(());
+        }
+        let lock = self.locks.get(reference);
+        let _guard = lock.lock().await;
+        let client = self.clients.get(&self.accounts, &row.account_id).await?;
+        let vipps_reference = Reference::parse(reference).map_err(|e| ServiceError::Internal(e.into()))?;
+        let payment = match client.epayment().get(&vipps_reference).await {
+            Ok(payment) => payment,
+            Err(error) if is_transient(error.kind()) => {
+                tracing::info!(%reference, error = %describe(&error), "Vipps did not answer the poll; next beat retries");
+                return Ok(());
+            }
+            Err(error) => return Err(ServiceError::Internal(anyhow::anyhow!(describe(&error)))),
+        };
+        self.apply(&row, &payment, cause).await?;
+        if payment.state == State::Authorized {
+            self.capture(&row, &payment, &client).await?;
+        }
+        Ok(())
+    }
+
+    /// Records a read-back of the payment: state, totals, and the installment's move for a final failure.
+    async fn apply(&self, row: &VippsPaymentRow, payment: &Payment, cause: Option<&str>) -> ServiceResult<()> {
+        let now = Utc::now();
+        let aggregate = &payment.aggregate;
+        let totals = [
+            aggregate.authorized_amount.value,
+            aggregate.captured_amount.value,
+            aggregate.refunded_amount.value,
+            aggregate.cancelled_amount.value,
+        ];
+        let state = payment.state.to_string();
+        let changed = state != row.state || totals[0] != row.authorized_ore;
+        if !changed {
+            return Ok(());
+        }
+        let mut tx = self.store.begin_write().await?;
+        let installment =
+            records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
+        let body = snapshot_json(payment);
+        let message_id = records::insert_message(
+            &mut tx,
+            &NewMessage {
+                direction: "inbound",
+                channel: "vipps_poll",
+                subject: Some(&row.reference),
+                body: &body,
+                status: "Processed",
+            },
+            now,
+        )
+        .await?;
+        let (sub_type, amount) = match &payment.state {
+            State::Authorized => ("payment.authorized", Some(aggregate.authorized_amount.value)),
+            other => (
+                match other {
+                    State::Created => "payment.created",
+                    State::Aborted => "payment.aborted",
+                    State::Expired => "payment.expired",
+                    State::Terminated => "payment.terminated",
+                    State::Authorized | State::Unknown(_) => "payment.unknown",
+                },
+                None,
+            ),
+        };
+        let mut status = "Matched";
+        let mut detail = cause.map(|c| format!("prompted by message {c}"));
+        if let Some((next, reason)) = outcome(&payment.state) {
+            let moved = records::advance_installment(&mut tx, &row.installment_id, next, reason, None, now).await?;
+            if !moved && next != installment.status {
+                status = "Ignored";
+                detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
+            }
+            if next == InstallmentStatus::Failed && moved {
+                if let Some(intent_id) = &installment.intent_id {
+                    records::set_intent_status(&mut tx, intent_id, IntentStatus::Matched, now).await?;
+                }
+            }
+        } else if let State::Unknown(name) = &payment.state {
+            tracing::warn!(reference = %row.reference, state = %name, "Vipps reported a state payhub does not know; installment left as it is");
+            status = "Ignored";
+        }
+        records::insert_report(
+            &mut tx,
+            &NewReport {
+                message_id: &message_id,
+                report_type: "Vipps",
+                sub_type,
+                amount_ore: amount,
+                reference: Some(&row.reference),
+                status,
+                installment_id: Some(&row.installment_id),
+                intent_id: installment.intent_id.as_deref(),
+                detail: detail.as_deref(),
+            },
+            now,
+        )
+        .await?;
+        records::update_vipps_payment(
+            &mut tx,
+            &row.reference,
+            &state,
+            None,
+            Some(&payment.psp_reference),
+            Some(totals),
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Captures the whole authorized amount once (key `cap-<installment>`), and records the capture as a
+    /// Payment. When the capture already happened (a crash after Vipps captured), the same key replays Vipps'
+    /// answer, so the Payment is recorded exactly once with Vipps' psp reference.
+    async fn capture(
+        &self,
+        row: &VippsPaymentRow,
+        payment: &Payment,
+        client: &vipps_client::Client,
+    ) -> ServiceResult<()> {
+        let aggregate = &payment.aggregate;
+        let capturable = aggregate.authorized_amount.value - aggregate.cancelled_amount.value;
+        let mut conn = self.store.pool().acquire().await?;
+        let already = records::payments_of(&mut conn, &row.installment_id).await?.iter().any(|p| p.kind == "capture");
+        drop(conn);
+        if already || capturable <= 0 {
+            return Ok(());
+        }
+        let key = IdempotencyKey::parse(&format!("cap-{}", row.installment_id))
+            .map_err(|e| ServiceError::Internal(e.into()))?;
+        let reference = Reference::parse(&row.reference).map_err(|e| ServiceError::Internal(e.into()))?;
+        let captured = match client.epayment().capture(&reference, &Amount::nok(capturable), &key).await {
+            Ok(captured) => captured,
+            Err(error) if is_transient(error.kind()) => {
+                tracing::info!(reference = %row.reference, error = %describe(&error), "capture not confirmed; next beat retries with the same key");
+                return Ok(());
+            }
+            Err(error) => {
+                let message = describe(&error);
+                tracing::warn!(reference = %row.reference, error = %message, "Vipps refused the capture");
+                let mut conn = self.store.pool().acquire().await?;
+                records::update_vipps_payment(
+                    &mut conn,
+                    &row.reference,
+                    "AUTHORIZED",
+                    None,
+                    None,
+                    None,
+                    Some(&message),
+                    Utc::now(),
+                )
+                .await?;
+                return Ok(());
+            }
+        };
+        let now = Utc::now();
+        let body = json!({
+            "reference": captured.reference, "pspReference": captured.psp_reference, "state": captured.state.to_string(),
+            "capturedAmount": captured.aggregate.captured_amount.value,
+        })
+        .to_string();
+        let mut tx = self.store.begin_write().await?;
+        let installment =
+            records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
+        let message_id = records::insert_message(
+            &mut tx,
+            &NewMessage {
+                direction: "inbound",
+                channel: "vipps_call",
+                subject: Some(&row.reference),
+                body: &body,
+                status: "Processed",
+            },
+            now,
+        )
+        .await?;
+        let report_id = records::insert_report(
+            &mut tx,
+            &NewReport {
+                message_id: &message_id,
+                report_type: "Vipps",
+                sub_type: "payment.captured",
+                amount_ore: Some(capturable),
+                reference: Some(&row.reference),
+                status: "Matched",
+                installment_id: Some(&row.installment_id),
+                intent_id: installment.intent_id.as_deref(),
+                detail: None,
+            },
+            now,
+        )
+        .await?;
+        records::insert_payment(
+            &mut tx,
+            &row.installment_id,
+            capturable,
+            &captured.psp_reference,
+            "capture",
+            Some(&report_id),
+            now,
+        )
+        .await?;
+        records::advance_installment(
+            &mut tx,
+            &row.installment_id,
+            InstallmentStatus::Collected,
+            None,
+            Some(installment.amount_ore - capturable),
+            now,
+        )
+        .await?;
+        let a = &captured.aggregate;
+        records::update_vipps_payment(
+            &mut tx,
+            &row.reference,
+            "AUTHORIZED",
+            None,
+            None,
+            Some([
+                a.authorized_amount.value,
+                a.captured_amount.value,
+                a.refunded_amount.value,
+                a.cancelled_amount.value,
+            ]),
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Syncs every payment that is not settled yet (the polling beat). Returns how many were looked at.
+    pub async fn sync_open(&self, limit: i64) -> ServiceResult<usize> {
+        let references = {
+            let mut conn = self.store.pool().acquire().await?;
+            records::open_vipps_payments(&mut conn, limit).await?
+        };
+        for reference in &references {
+            if let Err(error) = self.sync(reference, None).await {
+                tracing::warn!(%reference, %error, "sync failed");
+            }
+        }
+        self.retry_pending_refunds(limit).await?;
+        Ok(references.len())
+    }
+}

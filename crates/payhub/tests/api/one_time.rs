@@ -1,0 +1,237 @@
+//! One-time payments end to end against the simulator: intent → payer → capture → Collected → refund.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{seed_intent, with, TestApp, Vipps};
+use crate::on_both_backends;
+
+async fn pay(app: &TestApp, vipps: &Vipps) -> Value {
+    let (status, created) = app.intent(vipps, &seed_intent()).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    created
+}
+
+/// The payer comes back from Vipps: payhub checks the payment and forwards them.
+async fn come_back(app: &TestApp, intent_id: &str) -> String {
+    let response = app.http.get(app.url(&format!("/v2/return/{intent_id}"))).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    use sqlx::Row;
+    let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+    sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+        .try_get::<i64, _>(0)
+        .unwrap()
+}
+
+on_both_backends! {
+    async fn the_findock_seed_message_is_approved_captured_and_collected(app) {
+        let vipps = app.with_vipps().await;
+        let created = pay(&app, &vipps).await;
+        let id = created["Id"].as_str().unwrap();
+        assert!(id.starts_with("pi_"), "{created}");
+        assert_eq!(created["Status"], "Matched");
+        assert!(created["RedirectURL"].as_str().unwrap().starts_with(&vipps.sim.base_url()), "{created}");
+        assert_eq!(created["PaymentMethod"]["Processor"], "PayHub-Vipps");
+        assert_eq!(created["PaymentMethod"]["Target"], "Sandbox");
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap().to_owned();
+        assert!(reference.starts_with("pi-") && reference[3..].bytes().all(|b| b.is_ascii_digit()), "{reference}");
+        assert_eq!(created["OneTime"]["Status"], "Pending");
+
+        assert_eq!(vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await, StatusCode::OK);
+        assert_eq!(come_back(&app, id).await, "https://example.org/thanks");
+
+        let installment_id = created["OneTime"]["Id"].as_str().unwrap();
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        assert_eq!(installment["Status"], "Collected", "{installment}");
+        assert_eq!(installment["Amount"], json!(36.0));
+        assert_eq!(installment["AmountOpen"], json!(0.0));
+        assert_eq!(installment["PaymentReference"], reference.as_str());
+        let payments = installment["Payments"].as_array().unwrap();
+        assert_eq!(payments.len(), 1, "{installment}");
+        assert_eq!(payments[0]["AmountOre"], 3600);
+        assert!(payments[0]["PspReference"].as_str().is_some_and(|p| !p.is_empty()));
+        assert!(payments[0]["InboundReportId"].as_str().unwrap().starts_with("ir_"), "traceable to its report");
+
+        let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{id}")).await;
+        assert_eq!(intent["Status"], "Matched");
+        assert_eq!(intent["OneTime"]["Status"], "Collected");
+
+        // Coming back twice, or polling, changes nothing.
+        come_back(&app, id).await;
+        app.state.payments.sync_open(100).await.unwrap();
+        let again = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        assert_eq!(again["Payments"].as_array().unwrap().len(), 1);
+        assert_eq!(count(&app, "payers").await, 1);
+        assert_eq!(count(&app, "payment_profiles").await, 1);
+    }
+
+    async fn a_rejected_payment_fails_with_the_reason_and_sends_the_payer_to_failure(app) {
+        let vipps = app.with_vipps().await;
+        let created = pay(&app, &vipps).await;
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap();
+        assert_eq!(vipps.control(&format!("/_sim/payments/{reference}/reject"), json!({})).await, StatusCode::OK);
+        assert_eq!(come_back(&app, created["Id"].as_str().unwrap()).await, "https://example.org/sorry");
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{}", created["OneTime"]["Id"].as_str().unwrap())).await;
+        assert_eq!(installment["Status"], "Failed");
+        assert!(installment["StatusReason"].as_str().unwrap().contains("Rejected"), "{installment}");
+        assert_eq!(installment["Payments"], json!([]));
+        // A late approval cannot move a failed installment back.
+        vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await;
+        app.state.payments.sync_open(100).await.unwrap();
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{}", created["OneTime"]["Id"].as_str().unwrap())).await;
+        assert_eq!(installment["Status"], "Failed");
+    }
+
+    async fn an_expired_payment_fails_once_the_clock_passes_ten_minutes(app) {
+        let vipps = app.with_vipps().await;
+        let created = pay(&app, &vipps).await;
+        vipps.sim.advance(11 * 60).await;
+        app.state.payments.sync_open(100).await.unwrap();
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{}", created["OneTime"]["Id"].as_str().unwrap())).await;
+        assert_eq!(installment["Status"], "Failed", "{installment}");
+        assert!(installment["StatusReason"].as_str().unwrap().contains("Expired"));
+    }
+
+    async fn refunds_are_partial_or_full_and_never_exceed_what_was_captured(app) {
+        let vipps = app.with_vipps().await;
+        let created = pay(&app, &vipps).await;
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap();
+        let installment_id = created["OneTime"]["Id"].as_str().unwrap();
+        let refund = |body: Value| {
+            let app = &app;
+            let key = vipps.integrator_key.clone();
+            async move {
+                let response = app.http.post(app.url("/v2/Refund")).bearer_auth(key).json(&body).send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, early) = refund(json!({"InstallmentId": installment_id})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{early}");
+        assert!(early["Errors"][0]["error_message"].as_str().unwrap().contains("collected"));
+
+        vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await;
+        come_back(&app, created["Id"].as_str().unwrap()).await;
+        let payment_id = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await["Payments"][0]["Id"].as_str().unwrap().to_owned();
+
+        let (status, partial) = refund(json!({"PaymentId": payment_id, "Amount": "10.50", "Reason": "Wrong size"})).await;
+        assert_eq!(status, StatusCode::OK, "{partial}");
+        assert_eq!(partial["Status"], "Succeeded");
+        assert_eq!(partial["InstallmentStatus"], "Partially refunded");
+        let (status, too_much) = refund(json!({"InstallmentId": installment_id, "Amount": 30})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{too_much}");
+        assert_eq!(too_much["Errors"][0]["field"], "Amount");
+        let (status, rest) = refund(json!({"InstallmentId": installment_id})).await;
+        assert_eq!(status, StatusCode::OK, "{rest}");
+        assert_eq!(rest["Amount"], json!(25.5));
+        assert_eq!(rest["InstallmentStatus"], "Refunded");
+        let (status, _) = refund(json!({"InstallmentId": installment_id, "Amount": 1})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        let amounts: Vec<i64> = installment["Payments"].as_array().unwrap().iter().map(|p| p["AmountOre"].as_i64().unwrap()).collect();
+        assert_eq!(amounts, [3600, -1050, -2550]);
+        assert_eq!(installment["Status"], "Refunded");
+    }
+
+    async fn concurrent_refunds_never_exceed_the_captured_amount(app) {
+        let vipps = app.with_vipps().await;
+        let created = pay(&app, &vipps).await;
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap();
+        let installment_id = created["OneTime"]["Id"].as_str().unwrap().to_owned();
+        vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await;
+        come_back(&app, created["Id"].as_str().unwrap()).await;
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let http = app.http.clone();
+            let url = app.url("/v2/Refund");
+            let key = vipps.integrator_key.clone();
+            let body = json!({"InstallmentId": installment_id, "Amount": 10});
+            tasks.push(tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await.unwrap().status() }));
+        }
+        let mut ok = 0;
+        for task in tasks {
+            if task.await.unwrap() == StatusCode::OK {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 3, "36 kroner hold three refunds of 10");
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        let refunded: i64 = installment["Payments"].as_array().unwrap().iter().map(|p| p["AmountOre"].as_i64().unwrap()).filter(|a| *a < 0).sum();
+        assert_eq!(refunded, -3000);
+    }
+
+    async fn the_same_idempotency_key_returns_the_first_response_and_creates_nothing_new(app) {
+        let vipps = app.with_vipps().await;
+        let body = with(seed_intent(), json!({"IdempotencyKey": "order-1001"}));
+        let (first_status, first) = app.intent(&vipps, &body).await;
+        let (second_status, second) = app.intent(&vipps, &body).await;
+        assert_eq!((first_status, &first), (second_status, &second));
+        assert_eq!(count(&app, "installments").await, 1);
+        let different = with(body.clone(), json!({"OneTime": {"Amount": "37"}}));
+        let (status, conflict) = app.intent(&vipps, &different).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+        // The header works the same way, and racing duplicates still make one installment.
+        let mut racing = Vec::new();
+        for _ in 0..4 {
+            let http = app.http.clone();
+            let url = app.url("/v2/PaymentIntent");
+            let key = vipps.integrator_key.clone();
+            let body = seed_intent();
+            racing.push(tokio::spawn(async move {
+                let response = http.post(url).bearer_auth(key).header("Idempotency-Key", "race-7").json(&body).send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            }));
+        }
+        let mut answers = Vec::new();
+        for task in racing {
+            answers.push(task.await.unwrap());
+        }
+        assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+        assert_eq!(answers[0].0, StatusCode::OK);
+        assert_eq!(count(&app, "installments").await, 2);
+    }
+
+    async fn invalid_intents_get_the_envelope_with_code_and_field_and_write_nothing(app) {
+        let vipps = app.with_vipps().await;
+        let cases = [
+            (json!({"OneTime": {"Amount": 0}}), "200", "OneTime.Amount"),
+            (json!({"OneTime": {"Amount": -1}}), "200", "OneTime.Amount"),
+            (json!({"OneTime": {"Amount": "1,50"}}), "200", "OneTime.Amount"),
+            (json!({"OneTime": {"Amount": 1.005}}), "200", "OneTime.Amount"),
+            (json!({"OneTime": {"Amount": "abc"}}), "200", "OneTime.Amount"),
+            (json!({"OneTime": {"Amount": 1e20}}), "200", "OneTime.Amount"),
+            (json!({"OneTime": {"Amount": 10, "CurrencyISOCode": "SEK"}}), "200", "OneTime.CurrencyISOCode"),
+            (json!({"OneTime": {}}), "010", "OneTime.Amount"),
+            (json!({"SuccessURL": "not a url"}), "200", "SuccessURL"),
+            (json!({"FailureURL": null}), "010", "FailureURL"),
+            (json!({"PaymentMethod": {"Name": "Vipps", "Target": "Nope"}}), "200", "PaymentMethod.Target"),
+            (json!({"PaymentMethod": {"Name": "Klarna"}}), "200", "PaymentMethod.Name"),
+            (json!({"PaymentMethod": {"Name": "Vipps", "Processor": "Stripe"}}), "200", "PaymentMethod.Processor"),
+            (json!({"PaymentMethod": {"Name": "Vipps", "Parameters": {"mobileNumber": "12"}}}), "200", "PaymentMethod.Parameters.mobileNumber"),
+        ];
+        for (change, code, field) in cases {
+            let (status, body) = app.intent(&vipps, &with(seed_intent(), change.clone())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{change}: {body}");
+            let error = &body["Errors"][0];
+            assert_eq!((error["error_code"].as_str().unwrap(), error["field"].as_str().unwrap()), (code, field), "{change}: {body}");
+        }
+        assert_eq!(count(&app, "installments").await, 0);
+        assert_eq!(count(&app, "payers").await, 0);
+        assert_eq!(count(&app, "messages").await, 0);
+    }
+
+    async fn without_a_default_account_an_intent_gets_code_098(app) {
+        let key = app.key(payhub::domain::role::Role::Integrator).await;
+        let response = app.http.post(app.url("/v2/PaymentIntent")).bearer_auth(key).json(&seed_intent()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["Errors"][0]["error_code"], "098");
+    }
+}
