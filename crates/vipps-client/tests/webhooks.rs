@@ -95,3 +95,60 @@ async fn signed_deliveries_verify_and_tampering_is_detected() {
     }
     assert_eq!(names, [PaymentEventName::Created, PaymentEventName::Authorized]);
 }
+
+#[tokio::test]
+async fn recurring_deliveries_verify_and_parse_as_agreement_and_charge_events() {
+    use vipps_client::recurring::{DraftAgreement, InitialCharge, PricingRequest, TimePeriod, TransactionType};
+    use vipps_client::webhooks::Actor;
+    use vipps_client::{Currency, RecurringIdempotencyKey};
+
+    let env = TestEnv::start().await;
+    let client = env.client();
+    let mut receiver = CaptureServer::start().await;
+    let host = receiver.addr.to_string();
+    let registration = client
+        .webhooks()
+        .register(&format!("http://{host}/recurring"), &EventType::RECURRING, &IdempotencyKey::random())
+        .await
+        .unwrap();
+
+    let mut draft = DraftAgreement::new(
+        PricingRequest::legacy(Currency::Nok, 10000),
+        Some(TimePeriod::monthly()),
+        "Gym",
+        "https://example.com/agreement",
+        "https://example.com/back",
+    );
+    draft.initial_charge = Some(InitialCharge::new(10000, "First month", TransactionType::DirectCapture));
+    let created = client.recurring().create_agreement(&draft, &RecurringIdempotencyKey::random()).await.unwrap();
+    client
+        .recurring()
+        .test_accept(&created.agreement_id, "4791234567", &RecurringIdempotencyKey::random())
+        .await
+        .unwrap();
+    client.recurring().stop_agreement(&created.agreement_id, &RecurringIdempotencyKey::random()).await.unwrap();
+
+    let verifier = Verifier::new(registration.secret.clone());
+    let mut seen = Vec::new();
+    while !seen.contains(&EventType::AgreementStopped) {
+        let delivery = receiver.next().await;
+        verifier.verify(&SignedRequest::new("/recurring", &host, &delivery.headers, &delivery.body)).unwrap();
+        match WebhookEvent::parse(&delivery.body).unwrap() {
+            WebhookEvent::Agreement(event) => {
+                assert_eq!(event.agreement_id, created.agreement_id);
+                if event.event_type == EventType::AgreementStopped {
+                    assert_eq!(event.actor, Some(Actor::Merchant));
+                }
+                seen.push(event.event_type);
+            }
+            WebhookEvent::Charge(event) => {
+                assert_eq!(event.agreement_id, created.agreement_id);
+                assert_eq!(Some(&event.charge_id), created.charge_id.as_ref());
+                seen.push(event.event_type);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert!(seen.contains(&EventType::AgreementActivated), "{seen:?}");
+    assert!(seen.contains(&EventType::ChargeCaptured), "{seen:?}");
+}
