@@ -208,3 +208,20 @@ async fn the_access_token_response_matches_the_openapi_schema() {
     spec.assert_valid("token", &spec.response_schema("/accesstoken/get", "post", "200"), &r.json());
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn capture_guaranteed_until_is_returned_as_current_vipps_does_though_the_2023_spec_lacks_it() {
+    let Some(spec) = load(EP) else { return };
+    let t = TestSim::start().await;
+    let schema = spec.component("GetPaymentResponse");
+    let reference = unique_ref("cgu");
+    t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
+    t.control(Method::POST, &format!("/_sim/payments/{reference}/approve"), None).await;
+    let p = t.get(&format!("/epayment/v1/payments/{reference}")).await.json();
+    let until = chrono::DateTime::parse_from_rfc3339(p["captureGuaranteedUntil"].as_str().unwrap()).unwrap();
+    assert!(until > t.sim.now());
+    let mut without = p.clone();
+    without.as_object_mut().unwrap().remove("captureGuaranteedUntil");
+    assert!(spec.errors(&schema, &without).is_empty(), "the field is an addition, everything else conforms");
+    t.sim.shutdown().await;
+}

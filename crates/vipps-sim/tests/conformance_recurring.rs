@@ -221,3 +221,26 @@ async fn webhook_registration_responses_match_the_webhooks_schema() {
     );
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn flexible_pricing_without_an_interval_is_accepted_as_current_vipps_does_though_the_2023_spec_requires_both() {
+    let Some(spec) = load(REC) else { return };
+    let t = TestSim::start().await;
+    let body = json!({
+        "pricing": {"type": "FLEXIBLE", "currency": "NOK"},
+        "merchantRedirectUrl": "https://example.com/redirect",
+        "merchantAgreementUrl": "https://example.com/agreement",
+        "productName": "Pay as you go"
+    });
+    assert!(!spec.errors(&spec.request_schema("/recurring/v3/agreements", "post"), &body).is_empty());
+    let r = t.post("/recurring/v3/agreements", &body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["agreementId"].as_str().unwrap().to_owned();
+    t.control(Method::POST, &format!("/_sim/agreements/{id}/accept"), None).await;
+    let a = t.get(&format!("/recurring/v3/agreements/{id}")).await.json();
+    assert_eq!(a["pricing"]["type"], "FLEXIBLE");
+    // FLEXIBLE has no ceiling: a charge far above any price is accepted.
+    let c = json!({"amount": 5_000_000, "transactionType": "DIRECT_CAPTURE", "description": "Usage", "due": date_in(&t, 2), "retryDays": 0});
+    assert_eq!(t.post(&format!("/recurring/v3/agreements/{id}/charges"), &c).await.status, StatusCode::CREATED);
+    t.sim.shutdown().await;
+}
