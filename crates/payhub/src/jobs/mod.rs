@@ -284,6 +284,16 @@ impl Queue {
         let lease = TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::MAX);
         let until = timestamp(now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC));
         let token = uuid::Uuid::new_v4().simple().to_string();
+        // A read first: an idle poll must not take SQLite's write lock away from the requests being served.
+        let anything_due = sqlx::query(
+            "SELECT 1 FROM jobs WHERE (status = 'queued' AND run_at <= $1) OR (status = 'running' AND locked_until <= $1)              LIMIT 1",
+        )
+        .bind(&now_text)
+        .fetch_optional(self.store.pool())
+        .await?;
+        if anything_due.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "UPDATE jobs SET status = 'failed', finished_at = $1, locked_until = NULL, \
@@ -350,6 +360,21 @@ impl Queue {
         .execute(self.store.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Extends a claimed job's lease to now + lease (workers do this while a handler runs). `false` when the
+    /// claim was lost.
+    pub async fn renew(&self, job: &Job) -> StoreResult<bool> {
+        let lease = TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::MAX);
+        let until = self.now().checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let renewed =
+            sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_by = $3 AND status = 'running'")
+                .bind(timestamp(until))
+                .bind(job.id)
+                .bind(&job.token)
+                .execute(self.store.pool())
+                .await?;
+        Ok(renewed.rows_affected() == 1)
     }
 
     /// Records a failed attempt: the job is queued again after a backoff, or `failed` after its last attempt.

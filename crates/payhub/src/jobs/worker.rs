@@ -75,10 +75,13 @@ impl Worker {
             return Ok(false);
         };
         let outcome = match self.handlers.get(&job.kind) {
-            Some(handler) => match AssertUnwindSafe(handler.handle(job.clone())).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(anyhow::anyhow!("the handler panicked")),
-            },
+            Some(handler) => {
+                let run = AssertUnwindSafe(handler.handle(job.clone())).catch_unwind();
+                match self.renewing_lease(&job, run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(anyhow::anyhow!("the handler panicked")),
+                }
+            }
             None => Err(anyhow::anyhow!("no handler for job kind `{}`", job.kind)),
         };
         match outcome {
@@ -94,6 +97,25 @@ impl Worker {
             }
         }
         Ok(true)
+    }
+
+    /// Drives `work` to its end while renewing `job`'s lease every third of the lease, so a slow handler is not
+    /// mistaken for a dead worker.
+    async fn renewing_lease<T>(&self, job: &Job, work: impl Future<Output = T>) -> T {
+        let every = (self.queue.settings().lease / 3).max(std::time::Duration::from_millis(10));
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                () = tokio::time::sleep(every) => {
+                    match self.queue.renew(job).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(job = job.id, kind = %job.kind, "lost the claim on a running job"),
+                        Err(error) => tracing::warn!(job = job.id, error = %error, "could not renew a job's lease"),
+                    }
+                }
+            }
+        }
     }
 
     /// Runs every due job, repeatedly, until none is due; returns how many ran (for tests and the CLI).

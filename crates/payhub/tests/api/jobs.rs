@@ -324,4 +324,40 @@ on_both_backends! {
         let bad = app.admin(reqwest::Method::GET, "/admin/api/jobs?status=asleep").send().await.unwrap();
         assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
     }
+
+    async fn a_worker_keeps_renewing_the_lease_of_a_slow_job_so_no_one_else_claims_it(app) {
+        let clock = ManualClock::new();
+        let queue = Queue::new(app.state.store.clone())
+            .with_clock(clock.clock())
+            .with_settings(QueueSettings { lease: Duration::from_millis(300), ..settings() });
+        let (started, mut started_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let release = Arc::new(tokio::sync::Notify::new());
+        let handlers = Handlers::default();
+        let gate = release.clone();
+        handlers.register("test.slow", move |_job: Job| {
+            let (started, gate) = (started.clone(), gate.clone());
+            async move {
+                started.send(()).await.unwrap();
+                gate.notified().await;
+                Ok(())
+            }
+        });
+        let id = queue.enqueue_now(NewJob::new("test.slow", json!({}))).await.unwrap().unwrap();
+        let worker = Worker::new(queue.clone(), handlers);
+        let running = tokio::spawn(async move { worker.run_one().await });
+        started_rx.recv().await.unwrap();
+
+        let kinds = vec!["test.slow".to_owned()];
+        for _ in 0..4 {
+            // 200 ms of job time pass; the worker renews every 100 ms of real time.
+            clock.advance(Duration::from_millis(200));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert!(queue.claim(&kinds).await.unwrap().is_none(), "the lease was renewed");
+        }
+        assert!(clock.now() - queue.get(id).await.unwrap().unwrap().run_at > TimeDelta::milliseconds(300));
+        release.notify_one();
+        assert!(running.await.unwrap().unwrap());
+        let record = queue.get(id).await.unwrap().unwrap();
+        assert_eq!((record.status.as_str(), record.attempts), ("done", 1));
+    }
 }
