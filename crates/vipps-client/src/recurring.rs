@@ -906,6 +906,13 @@ impl<'a> Recurring<'a> {
         self.send(ApiCall::new(Method::GET, &path)).await?.json()
     }
 
+    /// Reads a charge by its id alone (`GET /recurring/v3/charges/{chargeId}`). Vipps intends this
+    /// for support cases; prefer [`Self::get_charge`] in automated flows.
+    pub async fn get_charge_by_id(&self, charge_id: &str) -> Result<Charge, Error> {
+        let path = ["recurring", "v3", "charges", charge_id];
+        self.send(ApiCall::new(Method::GET, &path)).await?.json()
+    }
+
     /// Lists an agreement's charges, optionally only those in `status`, one page at a time.
     pub async fn list_charges(
         &self,

@@ -80,6 +80,17 @@ async fn test_approve_authorizes_a_push_payment_and_cancel_before_approval_termi
         .unwrap();
     assert_eq!(epayment.get(&approved).await.unwrap().state, State::Authorized);
 
+    // Approval with the token of the redirect URL.
+    let by_token = reference();
+    let request = CreatePaymentRequest::web_redirect(Amount::nok(1000), by_token.clone(), "https://example.com/r");
+    let created = epayment.create(&request, &key("create")).await.unwrap();
+    let redirect: url::Url = created.redirect_url.unwrap().parse().unwrap();
+    let token = redirect.query_pairs().find(|(k, _)| k == "token").unwrap().1.into_owned();
+    let err = epayment.test_approve(&by_token, &TestApproval::Token("not-the-token".into())).await.unwrap_err();
+    assert_eq!(err.problem().unwrap().epayment_code(), Some(vipps_client::EpaymentErrorCode::TestApproveFailed));
+    epayment.test_approve(&by_token, &TestApproval::Token(token)).await.unwrap();
+    assert_eq!(epayment.get(&by_token).await.unwrap().state, State::Authorized);
+
     let terminated = reference();
     let request = CreatePaymentRequest::web_redirect(Amount::nok(1000), terminated.clone(), "https://example.com/r");
     epayment.create(&request, &key("create")).await.unwrap();

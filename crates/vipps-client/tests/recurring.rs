@@ -80,6 +80,8 @@ async fn an_agreement_is_drafted_accepted_updated_charged_and_stopped() {
     assert_eq!(due.status, ChargeStatus::Due);
     assert_eq!(due.due, days_ahead(&env, 3));
     assert_eq!(due.amount, 49900);
+    let by_id = recurring.get_charge_by_id(&charge_id).await.unwrap();
+    assert_eq!((by_id.agreement_id.as_str(), by_id.status), (created.agreement_id.as_str(), ChargeStatus::Due));
 
     recurring.stop_agreement(&created.agreement_id, &key()).await.unwrap();
     let stopped = recurring.get_agreement(&created.agreement_id).await.unwrap();
