@@ -22,6 +22,12 @@ pub(crate) enum FaultKind {
     /// Respond `500` with Vipps' internal-error body; the operation does not happen.
     #[serde(rename = "500")]
     ServerError,
+    /// Respond `423 Locked` (ePayment 6160 "Order processing"); the operation does not happen.
+    #[serde(rename = "423")]
+    Locked,
+    /// Respond `502` with an HTML body, as a gateway in front of Vipps might.
+    #[serde(rename = "502")]
+    BadGateway,
     /// Respond `429` with `Retry-After: retryAfterSeconds`; the operation does not happen.
     #[serde(rename = "429", rename_all = "camelCase")]
     TooManyRequests { retry_after_seconds: u64 },
@@ -104,6 +110,23 @@ pub(crate) fn fault_reply(kind: FaultKind) -> Option<Reply> {
                 "traceId": crate::reply::trace_id(),
             }),
         )),
+        FaultKind::Locked => Some(Reply::json(
+            StatusCode::LOCKED,
+            &json!({
+                "type": "https://httpstatuses.io/423",
+                "title": "Order processing",
+                "status": 423,
+                "detail": "Another operation on this payment is in progress (injected by vipps-sim)",
+                "extraDetails": [{"name": "ErrorCode", "reason": "6160"}],
+                "traceId": crate::reply::trace_id(),
+            }),
+        )),
+        FaultKind::BadGateway => Some(Reply {
+            status: StatusCode::BAD_GATEWAY,
+            content_type: Some("text/html"),
+            body: bytes::Bytes::from_static(b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+            retry_after: None,
+        }),
         FaultKind::TooManyRequests { retry_after_seconds } => {
             let mut r = Reply::json(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -130,7 +153,7 @@ fn one() -> u32 {
     1
 }
 
-/// `POST /_sim/faults` `{"pathPrefix": "/epayment/v1/payments", "kind": "500"|"429"|"delay"|"drop",
+/// `POST /_sim/faults` `{"pathPrefix": "/epayment/v1/payments", "kind": "500"|"502"|"423"|"429"|"delay"|"drop",
 /// "times": 1, "retryAfterSeconds": 2, "delayMs": 15000}` → `201 {"id": N}`.
 pub(crate) async fn add(State(sim): State<SharedSim>, body: Bytes) -> Reply {
     let req: AddFault = match serde_json::from_slice(&body) {

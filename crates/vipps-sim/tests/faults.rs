@@ -142,3 +142,18 @@ async fn with_rate_limits_on_the_documented_per_minute_limits_answer_429_until_t
     assert_eq!(t.get("/recurring/v3/agreements").await.status, StatusCode::TOO_MANY_REQUESTS);
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn locked_and_bad_gateway_faults_answer_423_problem_and_502_html() {
+    let t = TestSim::start().await;
+    t.control(Method::POST, "/_sim/faults", Some(&json!({"pathPrefix": "/epayment/", "kind": "423"}))).await;
+    t.control(Method::POST, "/_sim/faults", Some(&json!({"pathPrefix": "/recurring/", "kind": "502"}))).await;
+    let locked = t.get("/epayment/v1/payments/whatever-123").await;
+    assert_eq!(locked.status, StatusCode::LOCKED);
+    assert_eq!(locked.error_code(), "6160");
+    let gw = t.get("/recurring/v3/agreements").await;
+    assert_eq!(gw.status, StatusCode::BAD_GATEWAY);
+    assert!(gw.text.starts_with("<html>"));
+    assert_eq!(gw.headers["content-type"], "text/html");
+    t.sim.shutdown().await;
+}
