@@ -12,6 +12,8 @@ use crate::wire::opt_int_or_string;
 
 /// Lifetime assumed when the token response states none (the test environment's 1 hour).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Longest lifetime believed (production tokens live 24 hours); guards against absurd values.
+const MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Default)]
 pub(crate) struct TokenCache {
@@ -139,7 +141,7 @@ fn token_lifetime(parsed: &TokenResponse) -> Duration {
         parsed.expires_on.map(|on| on - now).filter(|s| *s > 0)
     });
     match seconds {
-        Some(s) => Duration::from_secs(u64::try_from(s).unwrap_or(0)),
+        Some(s) => Duration::from_secs(u64::try_from(s).unwrap_or(0)).min(MAX_LIFETIME),
         None => {
             tracing::warn!("token response has no usable lifetime; assuming one hour");
             DEFAULT_LIFETIME
@@ -175,5 +177,14 @@ mod tests {
         assert!((895..=900).contains(&lifetime), "{lifetime}");
         let bare: TokenResponse = serde_json::from_str(r#"{"access_token":"x"}"#).unwrap();
         assert_eq!(token_lifetime(&bare), DEFAULT_LIFETIME);
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_capped_so_instants_cannot_overflow() {
+        let parsed: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"x","expires_in":9223372036854775807}"#).unwrap();
+        assert_eq!(token_lifetime(&parsed), MAX_LIFETIME);
+        let negative: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":"-5"}"#).unwrap();
+        assert_eq!(token_lifetime(&negative), DEFAULT_LIFETIME);
     }
 }
