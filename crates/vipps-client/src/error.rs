@@ -750,4 +750,32 @@ mod tests {
         let body = "ø".repeat(10_000);
         let _ = from_response(500, None, None, body.as_bytes());
     }
+
+    #[test]
+    fn random_and_mutated_error_bodies_never_panic() {
+        use rand::Rng;
+        let seeds: [&[u8]; 4] = [
+            br#"{"type":"https://httpstatuses.io/400","title":"t","status":400,"traceId":"x","extraDetails":[{"name":"ErrorCode","reason":"6080"}]}"#,
+            br#"{"type":"https://developer.vippsmobilepay.com/docs/APIs/recurring-api/recurring-api-problems#conflict","contextId":"c"}"#,
+            br#"{"responseInfo":{"responseCode":401,"responseMessage":"m"},"result":{"message":"x"}}"#,
+            br#"{"errorCode":100001,"errorMessage":"e","contextId":"c","extraDetails":[1,{"name":null},{"reason":4294967296}]}"#,
+        ];
+        let mut rng = rand::thread_rng();
+        for _ in 0..5000 {
+            let mut body = seeds[rng.gen_range(0..seeds.len())].to_vec();
+            for _ in 0..rng.gen_range(0..6) {
+                let i = rng.gen_range(0..body.len());
+                body[i] = rng.gen();
+            }
+            if rng.gen_bool(0.2) {
+                body.truncate(rng.gen_range(0..body.len()));
+            }
+            let status = rng.gen_range(100..600);
+            let err = from_response(status, Some("application/json"), None, &body);
+            let _ = (err.kind(), err.to_string(), err.status(), err.is_retryable());
+            if let Some(p) = err.problem() {
+                let _ = (p.epayment_code(), p.recurring_problem(), p.to_string());
+            }
+        }
+    }
 }

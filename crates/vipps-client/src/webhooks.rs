@@ -671,4 +671,37 @@ mod tests {
         assert!(WebhookEvent::parse(b"<html>").is_err());
         assert!(WebhookEvent::parse(br#"{"eventType":"recurring.charge-failed.v1"}"#).is_err());
     }
+
+    #[test]
+    fn random_headers_and_bodies_never_panic_the_verifier_or_the_parser() {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        let verifier = Verifier::new(Secret::new(SECRET));
+        let pieces = [
+            "HMAC-SHA256 ",
+            "SignedHeaders=",
+            "x-ms-date;host;x-ms-content-sha256",
+            "&",
+            "Signature=",
+            "=",
+            SIGNATURE,
+            "%",
+            "ø",
+        ];
+        for _ in 0..3000 {
+            let mut headers = documented_headers();
+            let auth: String = (0..rng.gen_range(0..6)).map(|_| pieces[rng.gen_range(0..pieces.len())]).collect();
+            if let Ok(value) = auth.parse() {
+                headers.insert("authorization", value);
+            }
+            let mut body = BODY.as_bytes().to_vec();
+            if rng.gen_bool(0.5) {
+                let i = rng.gen_range(0..body.len());
+                body[i] = rng.gen();
+            }
+            let request = SignedRequest::new(PATH, HOST, &headers, &body);
+            assert!(verifier.verify_at(&request, sent_at()).is_err() || auth.contains(SIGNATURE));
+            let _ = WebhookEvent::parse(&body);
+        }
+    }
 }
