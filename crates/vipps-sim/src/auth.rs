@@ -22,7 +22,6 @@ pub(crate) enum Api {
     Recurring,
     Webhooks,
     /// Used by the Report API module.
-    #[allow(dead_code)]
     Report,
 }
 

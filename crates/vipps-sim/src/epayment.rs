@@ -51,9 +51,8 @@ pub(crate) struct PaymentEvent {
     pub(crate) success: bool,
 }
 
-/// A payment and its bookkeeping. Some fields are only read by the payer page.
+/// A payment and its bookkeeping.
 #[derive(Clone, Debug)]
-#[allow(dead_code)]
 pub(crate) struct Payment {
     pub(crate) msn: String,
     pub(crate) reference: String,
@@ -61,7 +60,6 @@ pub(crate) struct Payment {
     pub(crate) currency: &'static str,
     pub(crate) state: PaymentState,
     pub(crate) method: &'static str,
-    pub(crate) user_flow: &'static str,
     pub(crate) return_url: Option<String>,
     pub(crate) phone: Option<String>,
     pub(crate) description: Option<String>,
@@ -75,7 +73,6 @@ pub(crate) struct Payment {
     pub(crate) refunded: i64,
     pub(crate) cancelled: i64,
     pub(crate) events: Vec<PaymentEvent>,
-    pub(crate) created_at: DateTime<Utc>,
     pub(crate) authorized_at: Option<DateTime<Utc>>,
     pub(crate) last_capture_at: Option<DateTime<Utc>>,
     pub(crate) sub: Option<String>,
@@ -246,17 +243,6 @@ enum UserFlow {
     PushMessage,
     #[serde(rename = "QR")]
     Qr,
-}
-
-impl UserFlow {
-    fn as_str(self) -> &'static str {
-        match self {
-            UserFlow::WebRedirect => "WEB_REDIRECT",
-            UserFlow::NativeRedirect => "NATIVE_REDIRECT",
-            UserFlow::PushMessage => "PUSH_MESSAGE",
-            UserFlow::Qr => "QR",
-        }
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -636,7 +622,6 @@ pub(crate) async fn create(State(sim): State<SharedSim>, headers: HeaderMap, uri
                 PaymentMethodType::Wallet => "WALLET",
                 PaymentMethodType::Card => "CARD",
             },
-            user_flow: req.user_flow.as_str(),
             return_url: req.return_url,
             phone: req.customer.and_then(|c| c.phone_number),
             description: req.payment_description,
@@ -650,7 +635,6 @@ pub(crate) async fn create(State(sim): State<SharedSim>, headers: HeaderMap, uri
             refunded: 0,
             cancelled: 0,
             events: Vec::with_capacity(4),
-            created_at: now,
             authorized_at: None,
             last_capture_at: None,
             sub: None,

@@ -61,7 +61,6 @@ pub(crate) enum MovementKind {
 /// One movement of money on an API sales unit, appended when it happens; never changed.
 /// The Report API ledger is built from this list (its fields are read there).
 #[derive(Clone, Debug)]
-#[allow(dead_code)]
 pub(crate) struct MoneyMovement {
     pub(crate) kind: MovementKind,
     /// Always positive, in minor units (øre); the sign follows from `kind`.
@@ -71,7 +70,9 @@ pub(crate) struct MoneyMovement {
     pub(crate) psp_reference: String,
     /// ePayment `reference`, or the recurring `chargeId` (= `orderId` when given).
     pub(crate) reference: String,
-    /// Recurring agreement of the charge; `None` for ePayment.
+    /// Recurring agreement of the charge; `None` for ePayment. Kept for ledger consumers that
+    /// group by agreement (the Report API itself does not show it).
+    #[allow(dead_code)]
     pub(crate) agreement_id: Option<String>,
     /// Recurring charge `externalId`, used by Vipps in reports instead of the orderId when set.
     pub(crate) external_id: Option<String>,
