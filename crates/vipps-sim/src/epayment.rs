@@ -1071,7 +1071,7 @@ pub(crate) struct MsnQuery {
 }
 
 /// Finds the MSN holding `reference` (or checks the given one); `None` if absent or ambiguous.
-fn find_msn(db: &Db, reference: &str, msn: Option<&str>) -> Result<String, Reply> {
+pub(crate) fn find_msn(db: &Db, reference: &str, msn: Option<&str>) -> Result<String, Reply> {
     if let Some(m) = msn {
         return match db.epayment.get(m, reference) {
             Some(_) => Ok(m.to_owned()),

@@ -19,6 +19,7 @@
 //! | `webhooks` | registrations, event fan-out, signing (§4.3), ordered delivery with retries |
 //! | `faults` | `/_sim/faults`: 500 / 429 / delay / drop for a path prefix |
 //! | `controls` | `/_sim/clock`, `/_sim/merchants` |
+//! | `handle` | payer/test controls as `Simulator` methods (`approve_payment`, `accept_agreement`, …) |
 //!
 //! # For the Report API / payer page (second helper)
 //!
@@ -37,6 +38,7 @@ mod clock;
 mod controls;
 mod epayment;
 mod faults;
+mod handle;
 mod idempotency;
 mod payer;
 mod ratelimit;

@@ -2152,12 +2152,27 @@ pub(crate) async fn sim_fail_next_charge(State(sim): State<SharedSim>, Path(id):
     if !FAILURE_REASONS.contains(&req.reason.as_str()) {
         return sim_error(StatusCode::BAD_REQUEST, &format!("reason must be one of {}", FAILURE_REASONS.join(", ")));
     }
-    let mut db = sim.lock();
-    if !db.recurring.agreements.contains_key(&id) {
-        return sim_error(StatusCode::NOT_FOUND, "no such agreement");
+    match set_fail_next(&mut sim.lock(), &id, &req.reason, req.attempts) {
+        Ok(()) => Reply::empty(StatusCode::NO_CONTENT),
+        Err(e) => sim_error(StatusCode::NOT_FOUND, e),
     }
-    db.recurring.fail_next.insert(id, (req.attempts.unwrap_or(u32::MAX), req.reason));
-    Reply::empty(StatusCode::NO_CONTENT)
+}
+
+/// Arms a forced failure for the next charge processed on `agreement_id`.
+pub(crate) fn set_fail_next(
+    db: &mut Db,
+    agreement_id: &str,
+    reason: &str,
+    attempts: Option<u32>,
+) -> Result<(), &'static str> {
+    if !FAILURE_REASONS.contains(&reason) {
+        return Err("unknown failure reason");
+    }
+    if !db.recurring.agreements.contains_key(agreement_id) {
+        return Err("no such agreement");
+    }
+    db.recurring.fail_next.insert(agreement_id.to_owned(), (attempts.unwrap_or(u32::MAX), reason.to_owned()));
+    Ok(())
 }
 
 #[cfg(test)]
