@@ -315,7 +315,8 @@ on_both_backends! {
 
         let beats: serde_json::Value =
             app.admin(reqwest::Method::GET, "/admin/api/beats").send().await.unwrap().json().await.unwrap();
-        assert_eq!(beats["beats"], json!([{"name": "reconcile", "period_seconds": 300}]));
+        let listed = beats["beats"].as_array().unwrap();
+        assert!(listed.contains(&json!({"name": "reconcile", "period_seconds": 300})), "{beats}");
         assert_eq!(beats["runs"][0]["id"], run_id.as_str());
         assert_eq!(beats["runs"][0]["status"], "succeeded");
         let jobs: serde_json::Value =
