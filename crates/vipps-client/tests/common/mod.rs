@@ -22,11 +22,15 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// A simulator whose clock starts at noon in Oslo, so date-dependent tests never straddle midnight.
     pub async fn start() -> Self {
         Self::start_with(SimConfig::default()).await
     }
 
-    pub async fn start_with(config: SimConfig) -> Self {
+    pub async fn start_with(mut config: SimConfig) -> Self {
+        if config.clock_start.is_none() {
+            config.clock_start = Some("2026-11-20T11:00:00Z".parse().unwrap());
+        }
         let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
         Self { sim, http: reqwest::Client::new() }
     }
