@@ -216,8 +216,12 @@ impl Application {
         }
         let jobs = crate::jobs::Jobs::new(store.clone(), key.clone());
         let accounts = Accounts::new(store.clone(), key);
-        let payments =
-            Payments::new(store.clone(), accounts.clone(), VippsClients::default(), config.public_url.clone());
+        let payments = Payments::new(
+            store.clone(),
+            accounts.clone(),
+            VippsClients::new(Duration::from_millis(config.vipps_timeout_ms)),
+            config.public_url.clone(),
+        );
         let state = AppState {
             accounts,
             store,

@@ -38,7 +38,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (applies migrations first).
-    Serve,
+    Serve {
+        /// Start an in-process Vipps simulator, point a "Sandbox" merchant account at it and print an
+        /// integrator API key, so the whole payment flow runs locally without a Vipps account.
+        #[arg(long)]
+        sandbox: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage Vipps merchant accounts.
@@ -239,7 +244,7 @@ async fn open(config: &Config) -> anyhow::Result<(Store, Accounts)> {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve { sandbox } => serve(config, sandbox).await,
         Command::Migrate => {
             let store = Store::connect(&config.database_url).await?;
             let applied = store.migrate().await?;
@@ -255,9 +260,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config, sandbox: bool) -> anyhow::Result<()> {
+    if sandbox {
+        // Payments move in seconds in a demo: poll often.
+        config.poll_seconds = config.poll_seconds.min(5);
+    }
     let app = Application::build(config).await?;
     let state = app.state().clone();
+    let simulator = if sandbox { Some(start_sandbox(&state).await?) } else { None };
     let public = state.config.public_url.clone();
     tracing::info!(address = %app.address(), public_url = %public, backend = ?state.store.backend(), "payhub listening");
     let mut conn = state.store.pool().acquire().await?;
@@ -275,7 +285,44 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = handle.await;
     }
     state.store.close().await;
+    if let Some(simulator) = simulator {
+        simulator.shutdown().await;
+    }
     Ok(())
+}
+
+/// Starts the in-process simulator, points the "Sandbox" account at it (created or updated), and prints an
+/// integrator API key and the simulator's URL, also as `PAYHUB_SANDBOX_*=` lines for scripts.
+async fn start_sandbox(state: &crate::app::AppState) -> anyhow::Result<vipps_sim::Simulator> {
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let simulator = vipps_sim::Simulator::start(vipps_sim::SimConfig::default(), listen).await?;
+    let merchant = simulator.merchants().first().cloned().context("the simulator has no merchant")?;
+    let input = AccountInput {
+        name: Some("Sandbox".into()),
+        merchant_serial_number: Some(merchant.msn.clone()),
+        client_key: Some(merchant.client_id.clone()),
+        client_secret: Some(Secret::new(merchant.client_secret.clone())),
+        subscription_key: Some(Secret::new(merchant.subscription_key.clone())),
+        is_test: Some(true),
+        product_name: Some("Sandbox donation".into()),
+        merchant_agreement_url: Some(format!("{}sandbox/agreements", state.config.public_url)),
+        api_base_url: Some(simulator.base_url()),
+        ..AccountInput::default()
+    };
+    let actor = Actor { label: "sandbox".into(), source: "cli".into() };
+    match state.accounts.resolve(Some("Sandbox")).await? {
+        Some(existing) => state.accounts.update(&existing.id, &input, &actor).await?,
+        None => state.accounts.create(&input, &actor).await?,
+    };
+    let (_, key) = auth::create_api_key(&state.store, "sandbox", Role::Integrator, &actor).await?;
+    println!(
+        "Sandbox: a Vipps simulator runs at {} and the merchant account \"Sandbox\" points at it.",
+        simulator.base_url()
+    );
+    println!("Sandbox: integrator API key (Authorization: Bearer …) below; the README walks through a payment.");
+    println!("PAYHUB_SANDBOX_API_KEY={key}");
+    println!("PAYHUB_SANDBOX_VIPPS_URL={}", simulator.base_url());
+    Ok(simulator)
 }
 
 /// Reads one secret: a hidden prompt on a terminal, else the next line of standard input.

@@ -43,6 +43,9 @@ pub struct Config {
     pub poll_seconds: u64,
     /// Background job workers `payhub serve` runs in-process (`PAYHUB_WORKERS`, default 2; 0 for none).
     pub workers: usize,
+    /// Time limit of one attempt of a Vipps call, in milliseconds (`PAYHUB_VIPPS_TIMEOUT_MS`, default 15000);
+    /// failed attempts are retried with the same Idempotency-Key.
+    pub vipps_timeout_ms: u64,
 }
 
 /// A configuration value that cannot be used; the message names the setting.
@@ -74,6 +77,7 @@ struct FileLayer {
     max_body_bytes: Option<usize>,
     poll_seconds: Option<u64>,
     workers: Option<usize>,
+    vipps_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -159,6 +163,16 @@ impl Config {
                 None => layer.workers.unwrap_or(2),
             };
 
+        let vipps_timeout_ms = match env.get("PAYHUB_VIPPS_TIMEOUT_MS") {
+            Some(text) => text.parse::<u64>().ok().filter(|ms| (100..=120_000).contains(ms)).ok_or_else(|| {
+                ConfigError::new(
+                    "PAYHUB_VIPPS_TIMEOUT_MS",
+                    format!("`{text}` is not a number of milliseconds from 100 to 120000"),
+                )
+            })?,
+            None => layer.vipps_timeout_ms.unwrap_or(15_000),
+        };
+
         Ok(Config {
             listen,
             data_dir,
@@ -169,6 +183,7 @@ impl Config {
             max_body_bytes,
             poll_seconds,
             workers,
+            vipps_timeout_ms,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! before the call: the installment id for the create, `cap-<installment>` for its capture, the refund's id for
 //! a refund. A retry after any crash therefore repeats the same operation at Vipps instead of adding one.
 
+pub mod events;
 pub mod refunds;
 pub mod vipps_payment;
 
@@ -187,6 +188,8 @@ impl Payments {
                 Err(StoreError::Conflict(_)) if attempt < 3 => continue,
                 other => other?,
             }
+            events::intent(&mut tx, "paymentIntent.created", &intent_id, now).await?;
+            events::installment(&mut tx, "installment.created", &installment_id, now).await?;
             tx.commit().await?;
             break reference;
         };

@@ -7,7 +7,7 @@ use vipps_client::epayment::Reference;
 use vipps_client::{Amount, IdempotencyKey};
 
 use super::vipps_payment::{describe, is_transient};
-use super::Payments;
+use super::{events, Payments};
 use crate::domain::status::InstallmentStatus;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
@@ -140,7 +140,7 @@ impl Payments {
                 let left = records::refundable_ore(&mut tx, &installment.id).await?;
                 let next = if left <= 0 { InstallmentStatus::Refunded } else { InstallmentStatus::PartiallyRefunded };
                 let open = installment.amount_open_ore + refund.amount_ore;
-                records::advance_installment(
+                if records::advance_installment(
                     &mut tx,
                     &installment.id,
                     next,
@@ -148,7 +148,10 @@ impl Payments {
                     Some(open.min(installment.amount_ore)),
                     now,
                 )
-                .await?;
+                .await?
+                {
+                    events::installment(&mut tx, "installment.status_change", &installment.id, now).await?;
+                }
                 let a = &done.aggregate;
                 records::update_vipps_payment(
                     &mut tx,

@@ -10,7 +10,7 @@ use serde_json::json;
 use vipps_client::epayment::{CreatePaymentRequest, Customer, Payment, Reference, State};
 use vipps_client::{Amount, ErrorKind, IdempotencyKey};
 
-use super::Payments;
+use super::{events, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::records::{self, NewMessage, NewReport, VippsPaymentRow};
@@ -159,7 +159,7 @@ impl Payments {
                         now,
                     )
                     .await?;
-                    records::advance_installment(
+                    if records::advance_installment(
                         &mut tx,
                         &row.installment_id,
                         InstallmentStatus::Pending,
@@ -167,8 +167,12 @@ impl Payments {
                         None,
                         now,
                     )
-                    .await?;
+                    .await?
+                    {
+                        events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
+                    }
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
+                    events::intent(&mut tx, "paymentIntent.processed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -191,7 +195,7 @@ impl Payments {
                     let mut tx = self.store.begin_write().await?;
                     records::update_vipps_payment(&mut tx, reference, "REFUSED", None, None, None, Some(&message), now)
                         .await?;
-                    records::advance_installment(
+                    if records::advance_installment(
                         &mut tx,
                         &row.installment_id,
                         InstallmentStatus::Failed,
@@ -199,8 +203,12 @@ impl Payments {
                         None,
                         now,
                     )
-                    .await?;
+                    .await?
+                    {
+                        events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
+                    }
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
+                    events::intent(&mut tx, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -296,6 +304,9 @@ impl Payments {
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         if let Some((next, reason)) = outcome(&payment.state) {
             let moved = records::advance_installment(&mut tx, &row.installment_id, next, reason, None, now).await?;
+            if moved {
+                events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
+            }
             if !moved && next != installment.status {
                 status = "Ignored";
                 detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
@@ -431,7 +442,7 @@ impl Payments {
             now,
         )
         .await?;
-        records::advance_installment(
+        if records::advance_installment(
             &mut tx,
             &row.installment_id,
             InstallmentStatus::Collected,
@@ -439,7 +450,10 @@ impl Payments {
             Some(installment.amount_ore - capturable),
             now,
         )
-        .await?;
+        .await?
+        {
+            events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
+        }
         let a = &captured.aggregate;
         records::update_vipps_payment(
             &mut tx,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use url::Url;
 use vipps_client::{Client, ClientConfig, Credentials as ClientCredentials, Environment, Msn, SystemInfo};
@@ -11,12 +12,18 @@ use super::accounts::Accounts;
 use crate::error::{ServiceError, ServiceResult};
 
 /// The registry of Vipps clients, keyed by account id and the account's last change.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct VippsClients {
     cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
+    timeout: Duration,
 }
 
 impl VippsClients {
+    /// A registry whose clients give each attempt of a call `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self { cache: Arc::default(), timeout }
+    }
+
     /// The client for `account_id`, built on first use and rebuilt after the account changed.
     pub async fn get(&self, accounts: &Accounts, account_id: &str) -> ServiceResult<Client> {
         let view = accounts.get(account_id).await?;
@@ -50,6 +57,8 @@ impl VippsClients {
                 plugin_version: env!("CARGO_PKG_VERSION").into(),
             },
         );
+        let mut config = config;
+        config.timeout = self.timeout;
         let client = Client::new(config).map_err(|e| ServiceError::Internal(e.into()))?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(account_id.to_owned(), (view.updated_at, client.clone()));

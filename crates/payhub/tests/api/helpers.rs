@@ -80,6 +80,7 @@ impl TestApp {
         env.insert("PAYHUB_DATA_DIR".to_owned(), data_dir.path().display().to_string());
         env.insert("PAYHUB_DATABASE_URL".to_owned(), database_url.clone());
         env.insert("PAYHUB_MASTER_KEY".to_owned(), hex_key());
+        env.insert("PAYHUB_VIPPS_TIMEOUT_MS".to_owned(), "1000".to_owned());
         let config = Config::from_sources(None, &env).expect("test config");
         let app = Application::build(config).await.expect("application builds");
         let address = app.address();

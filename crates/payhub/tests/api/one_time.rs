@@ -235,3 +235,119 @@ on_both_backends! {
         assert_eq!(body["Errors"][0]["error_code"], "098");
     }
 }
+
+/// A receiver on 127.0.0.1:0 that keeps the event types it is sent.
+async fn event_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(serde_json::from_str(&body).unwrap_or(Value::Null));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+on_both_backends! {
+    async fn the_intents_webhook_url_hears_every_step_in_findocks_names(app) {
+        let vipps = app.with_vipps().await;
+        let (url, seen) = event_receiver().await;
+        let (status, created) = app.intent(&vipps, &with(seed_intent(), json!({"WebhookURL": url}))).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap();
+        vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await;
+        come_back(&app, created["Id"].as_str().unwrap()).await;
+        app.state.jobs.run_until_idle().await.unwrap();
+        let events = seen.lock().unwrap().clone();
+        let mut types: Vec<String> = events.iter().map(|e| {
+            let status = e["data"]["Status"].as_str().unwrap_or_default();
+            format!("{} {status}", e["type"].as_str().unwrap())
+        }).collect();
+        types.sort();
+        assert_eq!(types, [
+            "installment.created Outstanding",
+            "installment.status_change Collected",
+            "installment.status_change Pending",
+            "paymentIntent.created Processing",
+            "paymentIntent.processed Matched",
+        ], "{events:?}");
+        let collected = events.iter().find(|e| e["data"]["Status"] == "Collected").unwrap();
+        assert_eq!(collected["data"]["Payments"][0]["Amount"], json!(36.0));
+        assert_eq!(collected["data"]["PaymentIntentId"], created["Id"]);
+    }
+}
+
+async fn vipps_payment_count(vipps: &Vipps, reference: &str) -> usize {
+    // The simulator's event log for the reference: exactly one CREATED means exactly one payment.
+    let merchant = &vipps.sim.merchants()[0];
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/accesstoken/get", vipps.sim.base_url()))
+        .header("client_id", &merchant.client_id)
+        .header("client_secret", &merchant.client_secret)
+        .header("Ocp-Apim-Subscription-Key", &merchant.subscription_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events: Value = http
+        .get(format!("{}/epayment/v1/payments/{reference}/events", vipps.sim.base_url()))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .header("Ocp-Apim-Subscription-Key", &merchant.subscription_key)
+        .header("Merchant-Serial-Number", &merchant.msn)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    events.as_array().map(|e| e.iter().filter(|e| e["name"] == "CREATED").count()).unwrap_or(0)
+}
+
+on_both_backends! {
+    async fn faults_on_create_still_make_exactly_one_vipps_payment(app) {
+        let vipps = app.with_vipps().await;
+        for fault in [json!({"kind": "500", "times": 2}), json!({"kind": "429", "times": 1, "retryAfterSeconds": 1}), json!({"kind": "delay", "times": 1, "delayMs": 1500})] {
+            let mut rule = fault.clone();
+            rule["pathPrefix"] = json!("/epayment/v1/payments");
+            assert_eq!(vipps.control("/_sim/faults", rule).await, StatusCode::CREATED);
+            let (status, created) = app.intent(&vipps, &seed_intent()).await;
+            assert_eq!(status, StatusCode::OK, "{fault}: {created}");
+            let reference = created["OneTime"]["PaymentReference"].as_str().unwrap();
+            assert!(created["RedirectURL"].is_string(), "{fault}: {created}");
+            assert_eq!(vipps_payment_count(&vipps, reference).await, 1, "{fault}");
+        }
+    }
+
+    async fn when_vipps_stays_down_the_intent_says_so_and_the_poll_finishes_it_later(app) {
+        let vipps = app.with_vipps().await;
+        vipps.control("/_sim/faults", json!({"pathPrefix": "/epayment/v1/payments", "kind": "500", "times": 20})).await;
+        let (status, failed) = app.intent(&vipps, &seed_intent()).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{failed}");
+        assert_eq!(failed["Errors"][0]["error_code"], "500");
+        let id = failed["Id"].as_str().unwrap();
+        let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{id}")).await;
+        assert_eq!(intent["Status"], "Processing");
+        assert_eq!(intent["OneTime"]["Status"], "Outstanding");
+        vipps.http.delete(format!("{}/_sim/faults", vipps.sim.base_url())).send().await.unwrap();
+        app.state.payments.sync_open(100).await.unwrap();
+        let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{id}")).await;
+        assert_eq!(intent["Status"], "Matched", "{intent}");
+        assert_eq!(intent["OneTime"]["Status"], "Pending");
+        assert!(intent["RedirectURL"].is_string());
+        let reference = intent["OneTime"]["PaymentReference"].as_str().unwrap();
+        assert_eq!(vipps_payment_count(&vipps, reference).await, 1);
+    }
+}
