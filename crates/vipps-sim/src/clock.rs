@@ -1,7 +1,9 @@
-//! The virtual clock: real time plus an adjustable offset.
+//! The virtual clock: real time plus an adjustable offset, or (when frozen) a fixed start plus
+//! the offset.
 //!
-//! The clock keeps running with real time (so a stand-alone simulator behaves naturally);
-//! `advance` and `set` move it forward instantly. It never goes backwards.
+//! By default the clock keeps running with real time (so a stand-alone simulator behaves
+//! naturally); a frozen clock only moves when told, for deterministic tests. `advance` and `set`
+//! move it forward instantly. It never goes backwards.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -10,18 +12,25 @@ use chrono::{DateTime, Utc};
 /// Virtual time source shared by all handlers.
 pub(crate) struct Clock {
     offset_us: AtomicI64,
+    /// `Some(base)`: frozen; virtual time is `base + offset`.
+    frozen_base: Option<DateTime<Utc>>,
 }
 
 impl Clock {
-    pub(crate) fn new(start: Option<DateTime<Utc>>) -> Clock {
-        let offset = start.map_or(0, |s| (s - Utc::now()).num_microseconds().unwrap_or(i64::MAX / 4));
-        Clock { offset_us: AtomicI64::new(offset) }
+    pub(crate) fn new(start: Option<DateTime<Utc>>, runs: bool) -> Clock {
+        if runs {
+            let offset = start.map_or(0, |s| (s - Utc::now()).num_microseconds().unwrap_or(i64::MAX / 4));
+            Clock { offset_us: AtomicI64::new(offset), frozen_base: None }
+        } else {
+            let base = start.unwrap_or_else(Utc::now).min(latest());
+            Clock { offset_us: AtomicI64::new(0), frozen_base: Some(base) }
+        }
     }
 
     /// Current virtual time.
     pub(crate) fn now(&self) -> DateTime<Utc> {
         let offset = chrono::Duration::microseconds(self.offset_us.load(Ordering::Relaxed));
-        Utc::now().checked_add_signed(offset).unwrap_or_else(latest)
+        self.frozen_base.unwrap_or_else(Utc::now).checked_add_signed(offset).unwrap_or_else(latest)
     }
 
     /// Moves the clock forward by `seconds` (negative values are ignored). Refuses (returns
@@ -68,7 +77,7 @@ mod tests {
     fn advancing_moves_the_clock_forward_and_never_back() {
         let start =
             DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").map(|d| d.with_timezone(&Utc)).unwrap_or_default();
-        let c = Clock::new(Some(start));
+        let c = Clock::new(Some(start), true);
         assert!((c.now() - start).num_seconds().abs() < 2);
         c.advance(3600);
         assert!((c.now() - start).num_seconds() >= 3600);
@@ -80,5 +89,19 @@ mod tests {
         assert!(!c.advance(i64::MAX));
         assert!(!c.set(latest() + chrono::Duration::days(1)));
         assert_eq!(latest().to_rfc3339(), "9000-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn a_frozen_clock_moves_only_when_told() {
+        let start =
+            DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").map(|d| d.with_timezone(&Utc)).unwrap_or_default();
+        let c = Clock::new(Some(start), false);
+        assert_eq!(c.now(), start);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(c.now(), start);
+        assert!(c.advance(90));
+        assert_eq!(c.now(), start + chrono::Duration::seconds(90));
+        assert!(c.set(start + chrono::Duration::days(1)));
+        assert_eq!(c.now(), start + chrono::Duration::days(1));
     }
 }

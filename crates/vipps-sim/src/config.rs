@@ -63,6 +63,9 @@ pub struct SimConfig {
     pub merchants: Vec<Merchant>,
     /// Virtual time at start; `None` starts at the real current time.
     pub clock_start: Option<DateTime<Utc>>,
+    /// `true` (default): the virtual clock runs with real time. `false`: it stands still at
+    /// `clock_start` and moves only by `advance` / `PUT /_sim/clock` (deterministic timestamps).
+    pub clock_runs: bool,
     /// Lifetime of access tokens on the virtual clock (test environment: 1 hour).
     pub token_lifetime: chrono::Duration,
     /// How long a `CREATED` payment / `PENDING` agreement waits for the payer (documented: 10 minutes).
@@ -86,6 +89,7 @@ impl Default for SimConfig {
         SimConfig {
             merchants: vec![Merchant::random("123456")],
             clock_start: None,
+            clock_runs: true,
             token_lifetime: chrono::Duration::hours(1),
             payer_timeout: chrono::Duration::minutes(10),
             webhook_retry_base: Duration::from_secs(2),

@@ -139,7 +139,7 @@ impl Sim {
     pub(crate) fn new(config: SimConfig, base_url: String) -> Sim {
         let wake = Arc::new(Notify::new());
         Sim {
-            clock: Clock::new(config.clock_start),
+            clock: Clock::new(config.clock_start, config.clock_runs),
             db: Mutex::new(Db::new(&config.merchants, wake.clone())),
             config,
             base_url,

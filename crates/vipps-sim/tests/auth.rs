@@ -160,3 +160,23 @@ async fn the_clock_controls_report_advance_and_refuse_going_back() {
     assert!(end["now"].as_str().unwrap() < "9000-01-02", "{end}");
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_frozen_clock_stamps_every_event_with_the_configured_time_until_advanced() {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-05-17T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let t = TestSim::start_with(config_with(|c| {
+        c.clock_start = Some(start);
+        c.clock_runs = false;
+    }))
+    .await;
+    let reference = unique_ref("frozen");
+    t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    t.sim.approve_payment(&reference).await.unwrap();
+    let events = t.get(&format!("/epayment/v1/payments/{reference}/events")).await.json();
+    assert_eq!(events[0]["timestamp"], "2026-05-17T10:00:00.000Z");
+    assert_eq!(events[1]["timestamp"], "2026-05-17T10:00:00.000Z");
+    t.advance(90).await;
+    assert_eq!(t.control(Method::GET, "/_sim/clock", None).await.json()["now"], "2026-05-17T10:01:30.000Z");
+    t.sim.shutdown().await;
+}
