@@ -16,6 +16,15 @@ struct Cli {
     /// one test merchant with random credentials is created and printed.
     #[arg(long = "merchant", value_parser = Merchant::parse_cli)]
     merchants: Vec<Merchant>,
+    /// Virtual time to start at (RFC 3339), e.g. 2026-01-01T08:00:00Z.
+    #[arg(long)]
+    clock_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keep the virtual clock still between explicit advances.
+    #[arg(long)]
+    frozen_clock: bool,
+    /// Enforce the documented per-minute rate limits (429 with Retry-After).
+    #[arg(long)]
+    rate_limits: bool,
 }
 
 #[tokio::main]
@@ -32,6 +41,9 @@ async fn main() -> anyhow::Result<()> {
     if !print_creds {
         config.merchants = cli.merchants;
     }
+    config.clock_start = cli.clock_start;
+    config.clock_runs = !cli.frozen_clock;
+    config.rate_limits = cli.rate_limits;
     let sim = Simulator::start(config, cli.listen).await?;
     println!("vipps-sim listening on {}", sim.base_url());
     if print_creds {

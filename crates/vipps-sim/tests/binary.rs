@@ -7,7 +7,15 @@ use std::process::{Command, Stdio};
 #[tokio::test]
 async fn the_binary_listens_and_accepts_the_merchant_given_on_the_command_line() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vipps-sim"))
-        .args(["--listen", "127.0.0.1:0", "--merchant", "98765,cli-id,cli-secret,cli-key"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--merchant",
+            "98765,cli-id,cli-secret,cli-key",
+            "--clock-start",
+            "2030-06-01T12:00:00Z",
+            "--frozen-clock",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -27,9 +35,11 @@ async fn the_binary_listens_and_accepts_the_merchant_given_on_the_command_line()
         .await
         .unwrap();
     let status = r.status();
+    let clock: serde_json::Value = reqwest::get(format!("{base}/_sim/clock")).await.unwrap().json().await.unwrap();
     child.kill().unwrap();
     let _ = child.wait();
     assert_eq!(status, 200);
+    assert_eq!(clock["now"], "2030-06-01T12:00:00.000Z");
 }
 
 #[test]
