@@ -20,8 +20,22 @@ use crate::wire::{null_as_default, opt_timestamp, timestamp, wire_enum, Amount};
 /// The 2023 specification allowed at most 50 characters; keep new references at 50 or fewer to
 /// be valid under both. Case-sensitive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct Reference(String);
+
+impl TryFrom<String> for Reference {
+    type Error = Error;
+
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Reference> for String {
+    fn from(reference: Reference) -> String {
+        reference.0
+    }
+}
 
 impl Reference {
     /// Accepts 8–64 characters of `a-z A-Z 0-9 -`.
@@ -535,6 +549,9 @@ mod tests {
         assert!(Reference::parse(&"a".repeat(65)).is_err());
         assert!(Reference::parse("has_underscore").is_err());
         assert!(Reference::parse("../../admin").is_err());
+        assert!(serde_json::from_str::<Reference>(r#""short""#).is_err());
+        let r: Reference = serde_json::from_str(r#""acme-shop-123""#).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#""acme-shop-123""#);
     }
 
     #[test]
