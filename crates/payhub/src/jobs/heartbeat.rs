@@ -27,6 +27,12 @@ use crate::store::{parse_timestamp, timestamp, StoreResult};
 /// The job kind of one beat run.
 pub const RUN: &str = "heartbeat.run";
 
+/// The built-in beat that deletes old finished jobs and beat runs (hourly).
+pub const PRUNE: &str = "jobs.prune";
+
+/// How long finished jobs without a dedupe key, and finished beat runs, are kept.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The scope of an installation-wide run.
 pub const ALL: &str = "*";
 
@@ -44,6 +50,9 @@ pub struct BeatContext {
     /// Whether it was started by hand.
     pub manual: bool,
 }
+
+/// (beat, scope)
+type SeenKey = (String, String);
 
 type BeatFn = Arc<dyn Fn(BeatContext) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
@@ -81,6 +90,8 @@ pub struct BeatRun {
 pub struct Heartbeat {
     queue: Queue,
     beats: Arc<RwLock<HashMap<String, Beat>>>,
+    /// The last period this instance saw scheduled, per (beat, scope): ticks within it skip the database.
+    seen: Arc<std::sync::Mutex<HashMap<SeenKey, DateTime<Utc>>>>,
 }
 
 /// The start of the period of length `period` that contains `at` (periods are aligned to the Unix epoch).
@@ -93,16 +104,42 @@ pub fn period_start(at: DateTime<Utc>, period: Duration) -> DateTime<Utc> {
 impl Heartbeat {
     /// A heartbeat scheduling on `queue`; register its job handler with [`Heartbeat::register_handler`].
     pub fn new(queue: Queue) -> Self {
-        Self { queue, beats: Arc::default() }
+        Self { queue, beats: Arc::default(), seen: Arc::default() }
     }
 
-    /// Registers the handler that runs beat jobs.
+    /// Registers the handler that runs beat jobs, and the built-in [`PRUNE`] beat.
     pub fn register_handler(&self, handlers: &Handlers) {
         let me = self.clone();
         handlers.register(RUN, move |job: Job| {
             let me = me.clone();
             async move { me.run_job(job).await }
         });
+        let me = self.clone();
+        self.register(PRUNE, Duration::from_secs(3600), move |_| {
+            let me = me.clone();
+            async move {
+                me.prune().await?;
+                Ok(())
+            }
+        });
+    }
+
+    /// Deletes jobs that ended (done or failed) more than [`RETENTION`] ago, except those holding a dedupe
+    /// key (which must stay taken), and beat runs older than that; returns how many rows went.
+    pub async fn prune(&self) -> StoreResult<u64> {
+        let retention = chrono::TimeDelta::from_std(RETENTION).unwrap_or(chrono::TimeDelta::MAX);
+        let before = timestamp(self.queue.now().checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let jobs = sqlx::query(
+            "DELETE FROM jobs WHERE status IN ('done', 'failed') AND dedupe_key IS NULL AND finished_at < $1",
+        )
+        .bind(&before)
+        .execute(self.queue.store().pool())
+        .await?;
+        let runs = sqlx::query("DELETE FROM beat_runs WHERE created_at < $1 AND status IN ('succeeded', 'failed')")
+            .bind(&before)
+            .execute(self.queue.store().pool())
+            .await?;
+        Ok(jobs.rows_affected() + runs.rows_affected())
     }
 
     /// Adds (or replaces) the beat `name`, run once per `period` (at least a second).
@@ -147,7 +184,17 @@ impl Heartbeat {
     pub async fn schedule(&self, beat: &str, scope: &str) -> StoreResult<Option<String>> {
         let Some(registered) = self.beat(beat) else { return Ok(None) };
         let start = period_start(self.queue.now(), registered.period);
-        self.insert_run(beat, scope, start, "schedule").await
+        let key = (beat.to_owned(), scope.to_owned());
+        {
+            let seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if seen.get(&key) == Some(&start) {
+                return Ok(None);
+            }
+        }
+        let run = self.insert_run(beat, scope, start, "schedule").await?;
+        let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.insert(key, start);
+        Ok(run)
     }
 
     /// Runs `beat` now, outside its schedule (for the CLI and the admin API); the run's id.
@@ -185,8 +232,7 @@ impl Heartbeat {
             tx.commit().await?;
             return Ok(None);
         }
-        let job =
-            NewJob::new(RUN, serde_json::json!({ "run_id": id })).max_attempts(1).dedupe_key(format!("beat:{id}"));
+        let job = NewJob::new(RUN, serde_json::json!({ "run_id": id })).max_attempts(1);
         self.queue.enqueue(&mut tx, job).await?;
         tx.commit().await?;
         Ok(Some(id))

@@ -544,7 +544,7 @@ impl Outbound {
             },
             Err(e) if e.is_timeout() => Attempt {
                 status_code: None,
-                error: Some(format!("no answer within {} s", self.timeout.as_secs())),
+                error: Some(format!("no answer within {:?}", self.timeout)),
                 final_: false,
             },
             Err(e) => Attempt { status_code: None, error: Some(format!("could not send: {e}")), final_: false },

@@ -261,7 +261,7 @@ on_both_backends! {
         }
         let (a, b) = (instances[0].heartbeat.clone(), instances[1].heartbeat.clone());
         let (x, y) = tokio::join!(a.tick(), b.tick());
-        assert_eq!(x.unwrap() + y.unwrap(), 2, "one run per beat for the period");
+        assert_eq!(x.unwrap() + y.unwrap(), 3, "one run per beat for the period (with the built-in prune)");
         assert_eq!(a.tick().await.unwrap() + b.tick().await.unwrap(), 0);
         instances[0].run_until_idle().await.unwrap();
         instances[1].run_until_idle().await.unwrap();
@@ -360,5 +360,33 @@ on_both_backends! {
         assert!(running.await.unwrap().unwrap());
         let record = queue.get(id).await.unwrap().unwrap();
         assert_eq!((record.status.as_str(), record.attempts), ("done", 1));
+    }
+
+    async fn pruning_deletes_old_finished_jobs_but_keeps_dedupe_keys_taken(app) {
+        let clock = ManualClock::new();
+        let jobs = app.state.jobs.fork_with_clock(clock.clock());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(HashMap::from([("broken".to_owned(), 1)])));
+        jobs.handlers.register("test.record", recorder(log.clone(), failures));
+        let queue = &jobs.queue;
+        let plain = queue.enqueue_now(NewJob::new("test.record", json!({"name": "plain"}))).await.unwrap().unwrap();
+        let keyed = NewJob::new("test.record", json!({"name": "keyed"})).dedupe_key("event:1");
+        let keyed = queue.enqueue_now(keyed).await.unwrap().unwrap();
+        let broken = NewJob::new("test.record", json!({"name": "broken"})).max_attempts(1);
+        let broken = queue.enqueue_now(broken).await.unwrap().unwrap();
+        assert_eq!(jobs.run_until_idle().await.unwrap(), 3);
+        clock.advance(Duration::from_secs(6 * 24 * 3600));
+        let waiting = queue.enqueue_now(NewJob::new("test.record", json!({})).run_at(clock.now() + TimeDelta::days(30)));
+        let waiting = waiting.await.unwrap().unwrap();
+        assert_eq!(jobs.heartbeat.prune().await.unwrap(), 0, "nothing is old enough yet");
+
+        clock.advance(Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(jobs.heartbeat.prune().await.unwrap(), 2);
+        assert!(queue.get(plain).await.unwrap().is_none());
+        assert!(queue.get(broken).await.unwrap().is_none());
+        assert_eq!(queue.get(keyed).await.unwrap().unwrap().status, "done");
+        assert_eq!(queue.get(waiting).await.unwrap().unwrap().status, "queued");
+        let again = queue.enqueue_now(NewJob::new("test.record", json!({})).dedupe_key("event:1")).await.unwrap();
+        assert_eq!(again, None, "a pruned queue still refuses a taken dedupe key");
     }
 }

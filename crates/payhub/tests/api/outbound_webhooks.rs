@@ -56,7 +56,13 @@ impl Capture {
                         signature: header("webhook-signature"),
                         body,
                     });
-                    AxumStatus::from_u16(answer.load(Ordering::SeqCst)).unwrap()
+                    let status = answer.load(Ordering::SeqCst);
+                    if status == 0 {
+                        // Told to be slow: answer only after any sensible timeout.
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        return AxumStatus::OK;
+                    }
+                    AxumStatus::from_u16(status).unwrap()
                 }
             }),
         );
@@ -281,5 +287,24 @@ on_both_backends! {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let response = app.admin(Method::GET, "/admin/api/webhook-deliveries?limit=many").send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+
+    async fn a_receiver_that_does_not_answer_in_time_counts_as_a_failed_attempt(app) {
+        let capture = Capture::start().await;
+        capture.answer(0);
+        let clock = ManualClock::new();
+        let queue = payhub::jobs::Queue::new(app.state.store.clone()).with_clock(clock.clock());
+        let key = app.state.config.master_key.clone().unwrap();
+        let handlers = payhub::jobs::Handlers::default();
+        outbound::Outbound::new(queue.clone(), key).with_timeout(Duration::from_millis(200)).register(&handlers);
+        emit(&app, "paymentIntent.processed", json!({"Id": "pi_slow"}), Some(&capture.url("/slow"))).await;
+        clock.advance(Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        assert_eq!(payhub::jobs::Worker::new(queue, handlers).run_until_idle().await.unwrap(), 1);
+        assert!(started.elapsed() < Duration::from_millis(1500), "the attempt gave up at its timeout");
+        let delivery = &deliveries(&app).await[0];
+        assert_eq!((delivery["status"].as_str(), delivery["attempts"].as_i64()), (Some("pending"), Some(1)));
+        assert!(delivery["last_status_code"].is_null());
+        assert_eq!(delivery["last_error"], "no answer within 200ms");
     }
 }
