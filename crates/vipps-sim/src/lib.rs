@@ -14,8 +14,8 @@
 //! | `reply` | `Reply` (cacheable response) and error bodies per API family |
 //! | `auth` | `POST /accesstoken/get`, `authorize()` gateway checks for every API call |
 //! | `idempotency` | `IdemStore` (per API + MSN + key; replay / 409) and key rules |
-//! | `epayment` | ePayment v1 handlers, payment state machine, `/_sim/payments/...` controls |
-//! | `recurring` | Recurring v3 agreements and charges, charge processing, `/_sim/agreements/...` |
+//! | `epayment` | ePayment v1: model and views (`mod.rs`), `request` (bodies, validation), `handlers`, `approval` (payer, expiry, `/_sim/payments/...`) |
+//! | `recurring` | Recurring v3: model, views, plumbing (`mod.rs`), `agreements`, `charges`, `processing` (due dates, retries), `controls` (`/_sim/agreements/...`) |
 //! | `webhooks` | registrations, event fan-out, signing (§4.3), ordered delivery with retries |
 //! | `faults` | `/_sim/faults`: 500 / 429 / delay / drop for a path prefix |
 //! | `controls` | `/_sim/clock`, `/_sim/merchants` |
