@@ -844,19 +844,19 @@ impl<'a> Recurring<'a> {
         agreement_id: &str,
         update: &AgreementUpdate,
         key: &RecurringIdempotencyKey,
-    ) -> Result<(), Error> {
+    ) -> Result<Completion, Error> {
         if *update == AgreementUpdate::default() {
             return Err(Error::InvalidInput("agreement update changes nothing".into()));
         }
         let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id];
-        self.send(ApiCall::new(Method::PATCH, &path).json(update)?.key(key.as_str())).await.map(|_| ())
+        self.send(ApiCall::new(Method::PATCH, &path).json(update)?.key(key.as_str())).await.map(completion)
     }
 
     /// Stops an agreement (final). Pending, due and reserved charges are cancelled.
-    pub async fn stop_agreement(&self, agreement_id: &str, key: &RecurringIdempotencyKey) -> Result<(), Error> {
+    pub async fn stop_agreement(&self, agreement_id: &str, key: &RecurringIdempotencyKey) -> Result<Completion, Error> {
         let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id];
         let body = serde_json::json!({ "status": "STOPPED" });
-        self.send(ApiCall::new(Method::PATCH, &path).json(&body)?.key(key.as_str())).await.map(|_| ())
+        self.send(ApiCall::new(Method::PATCH, &path).json(&body)?.key(key.as_str())).await.map(completion)
     }
 
     /// Test environment only: accepts a `PENDING` agreement as the test user `phone_number`.
@@ -941,9 +941,9 @@ impl<'a> Recurring<'a> {
         agreement_id: &str,
         charge_id: &str,
         key: &RecurringIdempotencyKey,
-    ) -> Result<(), Error> {
+    ) -> Result<Completion, Error> {
         let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "charges", charge_id];
-        self.send(ApiCall::new(Method::DELETE, &path).key(key.as_str())).await.map(|_| ())
+        self.send(ApiCall::new(Method::DELETE, &path).key(key.as_str())).await.map(completion)
     }
 
     /// Captures (part of) a `RESERVED` charge.
@@ -953,7 +953,7 @@ impl<'a> Recurring<'a> {
         charge_id: &str,
         amount: &ChargeAmount,
         key: &RecurringIdempotencyKey,
-    ) -> Result<(), Error> {
+    ) -> Result<Completion, Error> {
         self.charge_action(agreement_id, charge_id, "capture", amount, key).await
     }
 
@@ -964,7 +964,7 @@ impl<'a> Recurring<'a> {
         charge_id: &str,
         amount: &ChargeAmount,
         key: &RecurringIdempotencyKey,
-    ) -> Result<(), Error> {
+    ) -> Result<Completion, Error> {
         self.charge_action(agreement_id, charge_id, "refund", amount, key).await
     }
 
@@ -975,9 +975,27 @@ impl<'a> Recurring<'a> {
         action: &str,
         amount: &ChargeAmount,
         key: &RecurringIdempotencyKey,
-    ) -> Result<(), Error> {
+    ) -> Result<Completion, Error> {
         let path = [AGREEMENTS[0], AGREEMENTS[1], AGREEMENTS[2], agreement_id, "charges", charge_id, action];
-        self.send(ApiCall::new(Method::POST, &path).json(amount)?.key(key.as_str())).await.map(|_| ())
+        self.send(ApiCall::new(Method::POST, &path).json(amount)?.key(key.as_str())).await.map(completion)
+    }
+}
+
+/// How Vipps completed a change: at once (`204`), or accepted for asynchronous processing (`202`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Done (`204`).
+    Done,
+    /// Accepted, processed later (`202`): re-read the agreement or charge (or wait for the webhook)
+    /// before relying on the result.
+    Accepted,
+}
+
+fn completion(response: RawResponse) -> Completion {
+    if response.status == 202 {
+        Completion::Accepted
+    } else {
+        Completion::Done
     }
 }
 

@@ -7,7 +7,7 @@ use chrono::Days;
 use common::{unique, Proxy, TestEnv};
 use serde_json::json;
 use vipps_client::recurring::{
-    AgreementStatus, AgreementUpdate, BatchCharge, ChargeAmount, ChargeStatus, ChargeType, CreateCharge,
+    AgreementStatus, AgreementUpdate, BatchCharge, ChargeAmount, ChargeStatus, ChargeType, Completion, CreateCharge,
     DraftAgreement, InitialCharge, ListAgreements, PricingRequest, TimePeriod, TransactionType,
 };
 use vipps_client::{Client, Currency, ErrorKind, RecurringIdempotencyKey};
@@ -83,7 +83,7 @@ async fn an_agreement_is_drafted_accepted_updated_charged_and_stopped() {
     let by_id = recurring.get_charge_by_id(&charge_id).await.unwrap();
     assert_eq!((by_id.agreement_id.as_str(), by_id.status), (created.agreement_id.as_str(), ChargeStatus::Due));
 
-    recurring.stop_agreement(&created.agreement_id, &key()).await.unwrap();
+    assert_eq!(recurring.stop_agreement(&created.agreement_id, &key()).await.unwrap(), Completion::Done);
     let stopped = recurring.get_agreement(&created.agreement_id).await.unwrap();
     assert_eq!(stopped.status, AgreementStatus::Stopped);
     assert_eq!(
@@ -117,7 +117,8 @@ async fn a_reserved_charge_is_captured_refunded_and_another_cancelled() {
     let reserved = recurring.get_charge(&agreement, &charge_id).await.unwrap();
     assert_eq!(reserved.status, ChargeStatus::Reserved);
 
-    recurring.capture_charge(&agreement, &charge_id, &ChargeAmount::new(6000, "Shipped"), &key()).await.unwrap();
+    let done = recurring.capture_charge(&agreement, &charge_id, &ChargeAmount::new(6000, "Shipped"), &key()).await;
+    assert_eq!(done.unwrap(), Completion::Done);
     let partly = recurring.get_charge(&agreement, &charge_id).await.unwrap();
     assert_eq!(partly.status, ChargeStatus::PartiallyCaptured);
     assert_eq!(partly.summary.captured, 6000);
