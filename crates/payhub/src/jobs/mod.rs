@@ -10,7 +10,9 @@
 //! - A **dedupe key** makes enqueueing insert-or-nothing (unique in the schema).
 //! - An **ordering key** serialises jobs: a job runs only when no earlier job (lower id) with the same key is
 //!   still queued or running, so a later one waits while an earlier one is retried. A job that ends `failed`
-//!   no longer holds the later ones back.
+//!   no longer holds the later ones back. Ids are taken at insert: on PostgreSQL, two transactions enqueueing
+//!   with the same key at once are ordered by id, not by commit, so callers for whom that matters serialise
+//!   them (for instance by locking a shared row first).
 //!
 //! SQLite serialises claims with its write lock (`BEGIN IMMEDIATE`); PostgreSQL claims with
 //! `FOR UPDATE SKIP LOCKED`, so any number of workers in any number of processes may run at once.

@@ -206,7 +206,7 @@ on_both_backends! {
         assert_eq!(*log.lock().unwrap(), ["p1-first", "p2-first", "unordered", "p1-first", "p1-first", "p1-second"]);
     }
 
-    async fn two_workers_racing_never_run_one_job_twice(app) {
+    async fn workers_racing_in_two_instances_never_run_one_job_twice(app) {
         let clock = ManualClock::new();
         let queue = queue(&app, &clock);
         let runs: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();
@@ -227,7 +227,11 @@ on_both_backends! {
             queue.enqueue_now(job).await.unwrap();
         }
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let handles = jobs::spawn_workers(&Worker::new(queue.clone(), handlers), 2, &shutdown);
+        // Two workers in this instance, and two more in a second "instance" with a connection pool of its own.
+        let mut handles = jobs::spawn_workers(&Worker::new(queue.clone(), handlers.clone()), 2, &shutdown);
+        let other = payhub::store::Store::connect(&app.database_url).await.unwrap();
+        let other = Queue::new(other).with_clock(clock.clock()).with_settings(settings());
+        handles.extend(jobs::spawn_workers(&Worker::new(other, handlers), 2, &shutdown));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while queue.counts().await.unwrap().done < total {
             assert!(std::time::Instant::now() < deadline, "workers did not finish: {:?}", queue.counts().await);
