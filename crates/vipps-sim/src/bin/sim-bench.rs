@@ -33,6 +33,10 @@ struct Args {
     /// Captures booked before the feed phase (each becomes a funds row).
     #[arg(long, default_value_t = 20_000)]
     captures: usize,
+    /// Client for the create phase: `hyper` (a bare HTTP/1.1 connection per worker, so that most
+    /// CPU goes to the server) or `reqwest` (what payhub uses).
+    #[arg(long, default_value = "hyper")]
+    client: String,
     /// Run only one phase: `creates` or `feed`.
     #[arg(long)]
     only: Option<String>,
@@ -169,6 +173,46 @@ async fn creates(
     Ok(())
 }
 
+/// Like [`creates`], over one bare hyper HTTP/1.1 keep-alive connection per worker.
+async fn creates_hyper(
+    c: Client,
+    worker: usize,
+    run: usize,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt, Full};
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let auth = format!("Bearer {}", c.token);
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let reference = format!("bench-{run}-{worker}-{i:010}");
+        let body = serde_json::to_vec(&payment(&reference, 1_000))?;
+        let req = http::Request::post("/epayment/v1/payments")
+            .header("host", &addr)
+            .header("authorization", &auth)
+            .header("ocp-apim-subscription-key", &c.merchant.subscription_key)
+            .header("merchant-serial-number", &c.merchant.msn)
+            .header("idempotency-key", &reference)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))?;
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let _ = resp.into_body().collect().await?;
+        if status != 201 {
+            bail!("create answered {status}");
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct FeedPage {
     items: Vec<serde::de::IgnoredAny>,
@@ -260,12 +304,26 @@ async fn main() -> anyhow::Result<()> {
     let mut create_runs = Vec::new();
     for run in (0..args.runs).filter(|_| creates_on) {
         let c = client.clone();
-        let rate =
-            measure(args.connections, args.seconds, |w, stop, count| creates(c.clone(), w, run, stop, count)).await?;
+        let hyper = args.client != "reqwest";
+        let rate = measure(args.connections, args.seconds, |w, stop, count| {
+            let c = c.clone();
+            async move {
+                if hyper {
+                    creates_hyper(c, w, run, stop, count).await
+                } else {
+                    creates(c, w, run, stop, count).await
+                }
+            }
+        })
+        .await?;
         create_runs.push(rate);
     }
     if creates_on {
-        report(&format!("ePayment creates ({} connections)", args.connections), &create_runs, cores);
+        report(
+            &format!("ePayment creates ({} connections, {} client)", args.connections, args.client),
+            &create_runs,
+            cores,
+        );
     }
     if !feed_on {
         sim.shutdown().await;
