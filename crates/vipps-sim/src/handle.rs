@@ -39,6 +39,13 @@ impl Simulator {
         epayment::payer_approve(&mut db, &msn, reference, None, now).map_err(payment_error)
     }
 
+    /// Makes the next `times` captures of payment `reference` fail transiently with `code`
+    /// (`6280` or `6260`), like `POST /_sim/payments/{reference}/fail-next-capture`.
+    pub async fn fail_next_capture(&self, reference: &str, code: &str, times: u32) -> anyhow::Result<()> {
+        let msn = self.payment_msn(reference)?;
+        epayment::set_fail_capture(&mut self.sim.lock(), &msn, reference, code, times).map_err(|e| anyhow!(e))
+    }
+
     /// Acts as the payer rejecting the `CREATED` payment `reference`: it becomes `ABORTED`.
     pub async fn reject_payment(&self, reference: &str) -> anyhow::Result<()> {
         let msn = self.payment_msn(reference)?;

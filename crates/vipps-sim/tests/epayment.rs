@@ -303,3 +303,38 @@ async fn test_environment_magic_amounts_make_approval_fail_and_leave_the_payment
     assert_eq!(t.get(&format!("/epayment/v1/payments/{reference}")).await.json()["state"], "CREATED");
     t.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_transient_capture_failure_is_logged_unsuccessful_and_a_retry_with_the_same_key_runs_again() {
+    let t = TestSim::start().await;
+    let reference = unique_ref("transient");
+    t.post("/epayment/v1/payments", &payment_body(&reference, 1000)).await;
+    t.sim.approve_payment(&reference).await.unwrap();
+    let arm = t
+        .control(Method::POST, &format!("/_sim/payments/{reference}/fail-next-capture"), Some(&json!({"code": "6280"})))
+        .await;
+    assert_eq!(arm.status, StatusCode::NO_CONTENT);
+    let bad = t
+        .control(Method::POST, &format!("/_sim/payments/{reference}/fail-next-capture"), Some(&json!({"code": "6090"})))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let path = format!("/epayment/v1/payments/{reference}/capture");
+    let first = t.call(Method::POST, &path, Some("cap-once"), Some(&amount(1000))).await;
+    assert_eq!(first.status, StatusCode::BAD_REQUEST);
+    assert_eq!(first.error_code(), "6280");
+    let retry = t.call(Method::POST, &path, Some("cap-once"), Some(&amount(1000))).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    assert_eq!(retry.json()["aggregate"]["capturedAmount"]["value"], 1000);
+    let replay = t.call(Method::POST, &path, Some("cap-once"), Some(&amount(1000))).await;
+    assert_eq!(replay.text, retry.text, "the success is remembered");
+    let events = t.get(&format!("/epayment/v1/payments/{reference}/events")).await.json();
+    let captured: Vec<bool> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "CAPTURED")
+        .map(|e| e["success"].as_bool().unwrap())
+        .collect();
+    assert_eq!(captured, [false, true]);
+    t.sim.shutdown().await;
+}

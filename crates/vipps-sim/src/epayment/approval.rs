@@ -233,3 +233,60 @@ pub(crate) async fn sim_action(
         Err(PayerError::NotPending(s)) => sim_error(StatusCode::CONFLICT, &format!("the payment is {s}, not CREATED")),
     }
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct FailCapture {
+    code: String,
+    times: Option<u32>,
+}
+
+/// Arms transient failures for the next `times` captures of a payment (`6280` capture failed,
+/// `6260` funds unavailable). Such a capture answers 400 with the code, logs a `CAPTURED`
+/// event with `success: false`, and is not remembered under its idempotency key.
+pub(crate) fn set_fail_capture(
+    db: &mut Db,
+    msn: &str,
+    reference: &str,
+    code: &str,
+    times: u32,
+) -> Result<(), &'static str> {
+    let code = match code {
+        "6280" => "6280",
+        "6260" => "6260",
+        _ => return Err("code must be 6280 or 6260"),
+    };
+    if times == 0 {
+        return Err("times must be at least 1");
+    }
+    if db.epayment.get(msn, reference).is_none() {
+        return Err("no such payment");
+    }
+    db.epayment.fail_capture.insert((msn.to_owned(), reference.to_owned()), (times, code));
+    Ok(())
+}
+
+/// `POST /_sim/payments/{reference}/fail-next-capture[?msn=]` `{"code": "6280" | "6260",
+/// "times": 1}` → `204`: the next captures fail transiently (see [`set_fail_capture`]).
+pub(crate) async fn sim_fail_next_capture(
+    State(sim): State<SharedSim>,
+    Path(reference): Path<String>,
+    Query(q): Query<MsnQuery>,
+    body: Bytes,
+) -> Reply {
+    let req: FailCapture = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return sim_error(StatusCode::BAD_REQUEST, &format!("expected {{\"code\": \"6280\", \"times\": 1}}: {e}"))
+        }
+    };
+    let mut db = sim.lock();
+    let msn = match find_msn(&db, &reference, q.msn.as_deref()) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match set_fail_capture(&mut db, &msn, &reference, &req.code, req.times.unwrap_or(1)) {
+        Ok(()) => Reply::empty(StatusCode::NO_CONTENT),
+        Err(e) => sim_error(StatusCode::BAD_REQUEST, e),
+    }
+}

@@ -48,7 +48,9 @@ pub(super) fn modify(
         Lookup::Fresh(fp) => fp,
     };
     let reply = op(&mut db, &msn, &key, now);
-    db.idem.store(Api::EPayment, &msn, &key, fp, &reply);
+    if !std::mem::take(&mut db.epayment.transient) {
+        db.idem.store(Api::EPayment, &msn, &key, fp, &reply);
+    }
     reply
 }
 
@@ -199,7 +201,8 @@ pub(crate) async fn capture(
             Err(r) => return r,
         };
         let Db { epayment, hooks, .. } = &mut *db;
-        let Some(p) = epayment.get_mut(msn, &reference) else {
+        // Field-level borrow, so the forced-failure table stays reachable.
+        let Some(p) = epayment.payments.get_mut(msn).and_then(|m| m.get_mut(&reference)) else {
             return not_found(&reference, instance);
         };
         let bad =
@@ -231,6 +234,18 @@ pub(crate) async fn capture(
         }
         if x > remaining {
             return bad("6090", "Capture amount too high", &format!("At most {remaining} can be captured"));
+        }
+        let forced = (msn.to_owned(), reference.clone());
+        if let Some((left, code)) = epayment.fail_capture.get_mut(&forced) {
+            let code = *code;
+            *left -= 1;
+            if *left == 0 {
+                epayment.fail_capture.remove(&forced);
+            }
+            epayment.transient = true;
+            record_event(hooks, "CAPTURED", x, p, Some(key.to_owned()), now, false);
+            let title = if code == "6260" { "Funds unavailable" } else { "Capture failed, retry" };
+            return bad(code, title, "The capture failed downstream; retry shortly with the same Idempotency-Key");
         }
         p.captured += x;
         p.last_capture_at = Some(now);

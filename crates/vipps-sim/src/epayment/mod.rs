@@ -84,6 +84,11 @@ pub(crate) struct Store {
     pub(crate) payments: HashMap<String, HashMap<String, Payment>>,
     /// Rate-limit windows (only used with `SimConfig::rate_limits`).
     pub(crate) rate: Windows,
+    /// Forced capture failures per (MSN, reference): remaining count and error code.
+    pub(crate) fail_capture: HashMap<(String, String), (u32, &'static str)>,
+    /// Set by an operation whose failure is transient (6260/6280): its reply is not kept under
+    /// the idempotency key, so a retry with the same key runs again (reference §1.6).
+    pub(crate) transient: bool,
 }
 
 impl Store {
@@ -183,9 +188,22 @@ fn push_event(
     key: Option<String>,
     at: DateTime<Utc>,
 ) -> String {
+    record_event(hooks, name, amount, p, key, at, true)
+}
+
+/// Like [`push_event`], with the event's `success` flag given: a failed operation attempt is
+/// logged (and sent) with `success: false`.
+fn record_event(
+    hooks: &mut crate::webhooks::Hub,
+    name: &'static str,
+    amount: i64,
+    p: &mut Payment,
+    key: Option<String>,
+    at: DateTime<Utc>,
+    success: bool,
+) -> String {
     let psp = if name == "CREATED" { p.psp_reference.clone() } else { random_digits(10) };
-    let event =
-        PaymentEvent { psp_reference: psp.clone(), name, amount, timestamp: at, idempotency_key: key, success: true };
+    let event = PaymentEvent { psp_reference: psp.clone(), name, amount, timestamp: at, idempotency_key: key, success };
     let resource = format!("payment:{}:{}", p.msn, p.reference);
     hooks.emit(&p.msn, webhook_type(name), &resource, ts(at), || {
         let mut v = event_json(p, &event);
