@@ -276,6 +276,8 @@ async fn a_reserved_charge_is_captured_in_parts_and_the_rest_cancelled() {
     assert_eq!(t.get(&path).await.json()["status"], "PARTIALLY_CAPTURED");
     let over = t.post(&format!("{path}/capture"), &json!({"amount": 6001, "description": "x"})).await;
     assert_eq!(over.problem_id(), "charge-capture-failed");
+    let tiny = t.post(&format!("{path}/capture"), &json!({"amount": 99, "description": "x"})).await;
+    assert_eq!(tiny.problem_id(), "validation-error", "the spec's minimum capture is 100");
     let del = t.call(Method::DELETE, &path, Some("del-1"), None).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     let c = t.get(&path).await.json();

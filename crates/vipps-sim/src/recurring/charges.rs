@@ -508,6 +508,9 @@ pub(crate) async fn capture_charge(
                 Err(r) => return r,
             };
             let _ = &req.description;
+            if req.amount < 100 {
+                return validation(instance, "amount", "must be at least 100");
+            }
             let Db { recurring, hooks, movements, .. } = db;
             let Some(a) = recurring.agreements.get_mut(&agreement_id).filter(|a| a.msn == msn) else {
                 return not_found("Agreement", instance);
@@ -571,6 +574,9 @@ pub(crate) async fn refund_charge(
         };
         if req.description.as_deref().is_none_or(str::is_empty) {
             return validation(instance, "description", "required");
+        }
+        if req.amount < 100 {
+            return validation(instance, "amount", "must be at least 100");
         }
         let Db { recurring, hooks, movements, .. } = db;
         let Some(a) = recurring.agreements.get_mut(&agreement_id).filter(|a| a.msn == msn) else {
