@@ -16,8 +16,9 @@
 //! | `idempotency` | `IdemStore` (per API + MSN + key; replay / 409) and key rules |
 //! | `epayment` | ePayment v1: model and views (`mod.rs`), `request` (bodies, validation), `handlers`, `approval` (payer, expiry, `/_sim/payments/...`) |
 //! | `recurring` | Recurring v3: model, views, plumbing (`mod.rs`), `agreements`, `charges`, `processing` (due dates, retries), `controls` (`/_sim/agreements/...`) |
-//! | `webhooks` | registrations, event fan-out, signing (§4.3), ordered delivery with retries |
-//! | `faults` | `/_sim/faults`: 500 / 429 / delay / drop for a path prefix |
+//! | `webhooks` | `mod.rs` hub and event fan-out, `registration`, `delivery` (ordered, retried), `sign` (§4.3) |
+//! | `faults` | `/_sim/faults`: 500 / 502 / 423 / 429 / delay / drop for a path prefix |
+//! | `ratelimit` | opt-in documented per-minute limits (`SimConfig::rate_limits`) |
 //! | `controls` | `/_sim/clock`, `/_sim/merchants` |
 //! | `handle` | payer/test controls as `Simulator` methods (`approve_payment`, `accept_agreement`, …) |
 //!
