@@ -355,6 +355,51 @@ mod tests {
         assert_eq!(b.funds_balance, -capture_fee(1_000));
     }
 
+    fn rows_of(b: &Book) -> (Vec<String>, Vec<String>) {
+        (b.funds.iter().map(|r| r.json.to_string()).collect(), b.fees.iter().map(|r| r.json.to_string()).collect())
+    }
+
+    #[test]
+    fn the_same_movements_give_the_same_rows_whether_synced_at_each_step_or_once() {
+        let ms = vec![
+            mv(MovementKind::Capture, 10_000, "p1", "2026-03-29T00:30:00Z"),
+            mv(MovementKind::ChargeCapture, 4_900, "p2", "2026-03-29T21:59:00Z"),
+            mv(MovementKind::Refund, 2_000, "p3", "2026-03-29T22:01:00Z"),
+            mv(MovementKind::ChargeRefund, 100, "p4", "2026-03-31T08:00:00Z"),
+            mv(MovementKind::Capture, 300, "p5", "2026-04-02T08:00:00Z"),
+        ];
+        let end = at("2026-04-05T00:00:00Z");
+        let mut eager = Book::new("123456");
+        for i in 0..=ms.len() {
+            eager.sync(&ms[..i], ms.get(i).map_or(end, |m| m.at));
+        }
+        let mut lazy = Book::new("123456");
+        lazy.sync(&ms, end);
+        assert_eq!(rows_of(&eager), rows_of(&lazy));
+        // 2026-03-29 is the switch to summer time: 21:59 UTC is 23:59 in Oslo, 22:01 UTC the next day.
+        let dates: Vec<String> = lazy
+            .funds
+            .iter()
+            .map(|r| serde_json::from_str::<serde_json::Value>(&r.json).unwrap()["ledgerDate"].as_str().unwrap().into())
+            .collect();
+        assert_eq!(
+            dates,
+            [
+                "2026-03-29",
+                "2026-03-29",
+                "2026-03-29",
+                "2026-03-29",
+                "2026-03-30",
+                "2026-03-31",
+                "2026-04-02",
+                "2026-04-02"
+            ]
+        );
+        let mut other = Book::new("123456");
+        other.sync(&ms, end);
+        assert_eq!(rows_of(&other), rows_of(&lazy));
+    }
+
     #[test]
     fn a_movement_dated_in_a_closed_day_is_booked_on_the_next_day() {
         let mut ms = vec![mv(MovementKind::Capture, 1_000, "p1", "2026-03-02T10:00:00Z")];
