@@ -177,7 +177,7 @@ async fn captures_refunds_fees_and_payouts_become_ledger_rows_across_two_norwegi
 }
 
 #[tokio::test]
-async fn a_recurring_charge_is_booked_like_a_capture_under_its_charge_id() {
+async fn recurring_charges_are_booked_like_captures_under_their_order_id_or_external_id() {
     let t = sim().await;
     let ledger = ledger_id(&t).await;
     let draft = json!({
@@ -197,6 +197,30 @@ async fn a_recurring_charge_is_booked_like_a_capture_under_its_charge_id() {
     let rows = items(&t.get(&format!("/report/v2/ledgers/{ledger}/funds/feed")).await);
     assert_eq!(summary(&rows), [("capture".into(), 19_900)]);
     assert_eq!(rows[0]["reference"], "rep-initial-0001");
+
+    // A charge with an externalId, charged on its due date: the row carries the externalId.
+    let charge = json!({"amount": 19_900, "transactionType": "DIRECT_CAPTURE", "description": "April",
+                        "due": "2026-03-03", "retryDays": 0, "externalId": "ext-april-42"});
+    let r = t.post(&format!("/recurring/v3/agreements/{id}/charges"), &charge).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let charge_id = r.json()["chargeId"].as_str().unwrap().to_owned();
+    t.advance(86_400).await;
+    let c = t.get(&format!("/recurring/v3/agreements/{id}/charges/{charge_id}")).await.json();
+    assert_eq!(c["status"], "CHARGED", "{c}");
+    let rows = items(&t.get(&format!("/report/v2/ledgers/{ledger}/funds/feed")).await);
+    let last = rows.last().unwrap();
+    assert_eq!((last["entryType"].as_str().unwrap(), last["amount"].as_i64().unwrap()), ("capture", 19_900));
+    assert_eq!(last["reference"], "ext-april-42");
+    assert_eq!(last["ledgerDate"], "2026-03-03", "charged at 00:00 Norwegian time on the due date");
+    let day1 = items(&t.get(&format!("/report/v2/ledgers/{ledger}/funds/dates/2026-03-02")).await);
+    assert_eq!(
+        summary(&day1),
+        [
+            ("capture".into(), 19_900),
+            ("fees-retained".into(), -fee(19_900)),
+            ("payout-scheduled".into(), -(19_900 - fee(19_900)))
+        ]
+    );
 }
 
 #[tokio::test]
