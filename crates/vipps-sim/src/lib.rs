@@ -21,6 +21,8 @@
 //! | `ratelimit` | opt-in documented per-minute limits (`SimConfig::rate_limits`) |
 //! | `controls` | `/_sim/clock`, `/_sim/merchants` |
 //! | `handle` | payer/test controls as `Simulator` methods (`approve_payment`, `accept_agreement`, …) |
+//! | `report` | Report API: `book` (one sales unit's funds/fees rows, fees, daily close and payout, built lazily from `Db::movements`), handlers, cursors, `/_sim/vipps-number-payments` |
+//! | `payer` | the payer's phone: `GET`/`POST /landing` (HTML, no JavaScript) |
 //!
 //! # For the Report API / payer page (second helper)
 //!
