@@ -42,6 +42,18 @@ struct Args {
     only: Option<String>,
 }
 
+/// Resident memory of this process in bytes, from `/proc/self/status` (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    kb * 1024
+}
+
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux; 0 elsewhere).
 fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
@@ -109,7 +121,7 @@ fn payment(reference: &str, value: i64) -> Value {
 }
 
 /// Runs `workers` copies of `work` until `seconds` pass; returns the count they report per second.
-async fn measure<F, Fut>(workers: usize, seconds: f64, work: F) -> anyhow::Result<(f64, f64)>
+async fn measure<F, Fut>(workers: usize, seconds: f64, work: F) -> anyhow::Result<(f64, f64, u64)>
 where
     F: Fn(usize, Arc<AtomicBool>, Arc<AtomicU64>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -128,7 +140,7 @@ where
         t.await??;
     }
     let per_op_us = if counted > 0 { cpu * 1e6 / counted as f64 } else { 0.0 };
-    Ok((counted as f64 / elapsed, per_op_us))
+    Ok((counted as f64 / elapsed, per_op_us, counted))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -302,6 +314,8 @@ async fn main() -> anyhow::Result<()> {
     let creates_on = args.only.as_deref() != Some("feed");
     let feed_on = args.only.as_deref() != Some("creates");
     let mut create_runs = Vec::new();
+    let rss_before = rss_bytes();
+    let mut created = 0u64;
     for run in (0..args.runs).filter(|_| creates_on) {
         let c = client.clone();
         let hyper = args.client != "reqwest";
@@ -316,13 +330,21 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await?;
-        create_runs.push(rate);
+        created += rate.2;
+        create_runs.push((rate.0, rate.1));
     }
     if creates_on {
         report(
             &format!("ePayment creates ({} connections, {} client)", args.connections, args.client),
             &create_runs,
             cores,
+        );
+        let n = created;
+        let grown = rss_bytes().saturating_sub(rss_before);
+        println!(
+            "  memory: {n} payments held, resident set grew {:.1} MB (≈ {} bytes per payment incl. idempotency record)",
+            grown as f64 / 1e6,
+            grown.checked_div(n).unwrap_or(0)
         );
     }
     if !feed_on {
@@ -347,7 +369,7 @@ async fn main() -> anyhow::Result<()> {
         let p = path.clone();
         let rate = measure(args.readers, args.seconds, |_, stop, count| feed_reader(c.clone(), p.clone(), stop, count))
             .await?;
-        feed_runs.push(rate);
+        feed_runs.push((rate.0, rate.1));
     }
     report(&format!("Report funds feed entries ({} readers, pages of 1000)", args.readers), &feed_runs, cores);
     sim.shutdown().await;
