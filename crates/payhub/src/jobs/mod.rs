@@ -263,7 +263,7 @@ impl Queue {
 
     /// A write transaction on the queue's database (SQLite takes its write lock at once), for callers outside
     /// this crate that enqueue together with other writes.
-    pub async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    pub async fn begin(&self) -> StoreResult<crate::store::WriteTx> {
         self.store.begin_write().await
     }
 

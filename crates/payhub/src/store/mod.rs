@@ -63,6 +63,39 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds this process's writer slot until it ends.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Rolls back (dropping it does too).
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 struct Migration {
@@ -136,7 +169,7 @@ impl Store {
                     .await?
             }
         };
-        Ok(Store { pool, backend })
+        Ok(Store { pool, backend, write_lock: std::sync::Arc::default() })
     }
 
     /// The backend this store talks to.
@@ -154,12 +187,17 @@ impl Store {
         &self.pool
     }
 
-    /// Starts a transaction that will write. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
-    /// so two writers queue on the busy timeout instead of failing when one upgrades a read lock.
-    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    /// Starts a transaction that will write. On SQLite, writers of this process queue on an async lock first
+    /// (SQLite has one writer; waiting in its busy handler sleeps in steps of up to 100 ms, queueing here costs
+    /// nothing), then take the database's write lock at once (`BEGIN IMMEDIATE`), so another process still
+    /// waits on the busy timeout instead of failing when it upgrades a read lock.
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let guard = self.write_lock.clone().lock_owned().await;
+                WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _guard: Some(guard) }
+            }
+            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _guard: None },
         })
     }
 

@@ -1,0 +1,190 @@
+//! Benchmark: concurrent clients create one-time payment intents against payhub backed by vipps-sim, all on
+//! loopback in this one process (as they would share this machine anyway). Prints intents per second, p50/p99
+//! latency, and in the same run the simulator's own create rate.
+//!
+//! ```sh
+//! cargo run --release -p payhub --example bench_intents                  # SQLite
+//! PAYHUB_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!   cargo run --release -p payhub --example bench_intents                # PostgreSQL (a fresh database)
+//! ```
+//! Options (environment): `BENCH_SECONDS` (default 10), `BENCH_CONCURRENCY` (default 32).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use payhub::app::Application;
+use payhub::auth::{self, Actor};
+use payhub::config::Config;
+use payhub::domain::account::AccountInput;
+use payhub::domain::role::Role;
+use payhub::secrets::Secret;
+use serde_json::json;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn drive<F, Fut>(concurrency: usize, seconds: u64, request: F) -> (usize, usize, Vec<Duration>)
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let stop = stop.clone();
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ok = request(worker * 1_000_000 + n).await;
+                latencies.push(started.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.unwrap();
+        all.extend(latencies);
+        errors += e;
+    }
+    all.sort();
+    (all.len(), errors, all)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let concurrency = env_or("BENCH_CONCURRENCY", 32) as usize;
+    let data_dir = tempfile::tempdir()?;
+    let database_url = match std::env::var("PAYHUB_BENCH_DATABASE_URL") {
+        Ok(server) => {
+            let name = format!("payhub_bench_{}", std::process::id());
+            let admin = sqlx::PgPool::connect(&server).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+            let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+            format!("{base}/{name}")
+        }
+        Err(_) => format!("sqlite://{}?mode=rwc", data_dir.path().join("bench.db").display()),
+    };
+    let backend = if database_url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
+
+    let sim = vipps_sim::Simulator::start(vipps_sim::SimConfig::default(), "127.0.0.1:0".parse()?).await?;
+    let merchant = sim.merchants()[0].clone();
+    let mut env = HashMap::new();
+    env.insert("PAYHUB_LISTEN".to_owned(), "127.0.0.1:0".to_owned());
+    env.insert("PAYHUB_DATA_DIR".to_owned(), data_dir.path().display().to_string());
+    env.insert("PAYHUB_DATABASE_URL".to_owned(), database_url);
+    env.insert("PAYHUB_MASTER_KEY".to_owned(), "ab".repeat(32));
+    let app = Application::build(Config::from_sources(None, &env)?).await?;
+    let state = app.state().clone();
+    let base = format!("http://{}", app.address());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let actor = Actor::cli();
+    state
+        .accounts
+        .create(
+            &AccountInput {
+                name: Some("Bench".into()),
+                merchant_serial_number: Some(merchant.msn.clone()),
+                client_key: Some(merchant.client_id.clone()),
+                client_secret: Some(Secret::new(merchant.client_secret.clone())),
+                subscription_key: Some(Secret::new(merchant.subscription_key.clone())),
+                is_test: Some(true),
+                api_base_url: Some(sim.base_url()),
+                ..AccountInput::default()
+            },
+            &actor,
+        )
+        .await?;
+    let (_, key) = auth::create_api_key(&state.store, "bench", Role::Integrator, &actor).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+
+    let intent = {
+        let http = http.clone();
+        let url = format!("{base}/v2/PaymentIntent");
+        let key = key.clone();
+        move |n: usize| {
+            let http = http.clone();
+            let url = url.clone();
+            let key = key.clone();
+            async move {
+                let body = json!({"SuccessURL": "https://example.org/thanks", "FailureURL": "https://example.org/sorry",
+                    "Payer": {"Contact": {"SalesforceFields": {"FirstName": "Bench", "LastName": "Mark", "Email": format!("payer{}@example.org", n % 5000)}}},
+                    "OneTime": {"Amount": "36"},
+                    "PaymentMethod": {"Name": "Vipps", "Processor": "PayHub-Vipps", "Parameters": {"mobileNumber": "+47 912 34 567"}}});
+                matches!(http.post(&url).bearer_auth(&key).json(&body).send().await, Ok(r) if r.status().is_success())
+            }
+        }
+    };
+    // Warm up (connections, token, SQLite cache).
+    drive(concurrency, 1, intent.clone()).await;
+    let (count, errors, latencies) = drive(concurrency, seconds, intent).await;
+    println!(
+        "payhub ({backend}): {} intents/s over {seconds} s with {concurrency} clients, p50 {:.1} ms, p99 {:.1} ms, errors {errors}",
+        count as f64 / seconds as f64,
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+    );
+
+    // The simulator alone, through the same kind of client, in the same run.
+    let token: serde_json::Value = http
+        .post(format!("{}/accesstoken/get", sim.base_url()))
+        .header("client_id", &merchant.client_id)
+        .header("client_secret", &merchant.client_secret)
+        .header("Ocp-Apim-Subscription-Key", &merchant.subscription_key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"].as_str().unwrap_or_default().to_owned();
+    let create = {
+        let http = http.clone();
+        let url = format!("{}/epayment/v1/payments", sim.base_url());
+        move |n: usize| {
+            let (http, url, token, merchant) = (http.clone(), url.clone(), token.clone(), merchant.clone());
+            async move {
+                let body = json!({"amount": {"currency": "NOK", "value": 3600}, "paymentMethod": {"type": "WALLET"},
+                    "reference": format!("bench-sim-{n}-{}", std::process::id()), "userFlow": "WEB_REDIRECT",
+                    "returnUrl": "https://example.org/back"});
+                matches!(http.post(&url).bearer_auth(&token)
+                    .header("Ocp-Apim-Subscription-Key", &merchant.subscription_key)
+                    .header("Merchant-Serial-Number", &merchant.msn)
+                    .header("Idempotency-Key", format!("bench-{n}-{}", std::process::id()))
+                    .json(&body).send().await, Ok(r) if r.status().is_success())
+            }
+        }
+    };
+    let sim_seconds = seconds.min(5);
+    let (sim_count, sim_errors, sim_latencies) = drive(concurrency, sim_seconds, create).await;
+    println!(
+        "vipps-sim alone: {} creates/s, p50 {:.1} ms, p99 {:.1} ms, errors {sim_errors}",
+        sim_count as f64 / sim_seconds as f64,
+        percentile(&sim_latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&sim_latencies, 0.99).as_secs_f64() * 1000.0,
+    );
+    Ok(())
+}
