@@ -130,6 +130,16 @@ pub struct AccountArgs {
     /// Vipps API base URL override (e.g. a simulator).
     #[arg(long)]
     pub api_base_url: Option<String>,
+    /// Default values of Vipps parameters, as JSON: `{"mobileNumber": {"payer_field": "MobilePhone"}}`.
+    #[arg(long, value_parser = parse_parameter_defaults)]
+    pub parameter_defaults: Option<ParameterDefaults>,
+}
+
+/// Parameter defaults as the command line takes them.
+pub type ParameterDefaults = std::collections::BTreeMap<String, crate::domain::account::ParameterDefault>;
+
+fn parse_parameter_defaults(text: &str) -> Result<ParameterDefaults, String> {
+    serde_json::from_str(text).map_err(|e| format!("not parameter defaults JSON: {e}"))
 }
 
 impl AccountArgs {
@@ -148,6 +158,7 @@ impl AccountArgs {
             reconciliation_enabled: self.reconciliation,
             initial_ledger_date: self.initial_ledger_date.clone(),
             api_base_url: self.api_base_url.clone(),
+            parameter_defaults: self.parameter_defaults.clone(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Merchant accounts (FinDock "Targets"): one Vipps sales unit each, and the rules every way in shares.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::FieldError;
@@ -32,6 +34,21 @@ pub struct AccountSettings {
     pub initial_ledger_date: Option<NaiveDate>,
     /// Vipps API base URL override (e.g. a simulator); absent means the test or production host.
     pub api_base_url: Option<String>,
+    /// Default values of the Vipps parameters, used when an intent does not give one.
+    pub parameter_defaults: BTreeMap<String, ParameterDefault>,
+}
+
+/// Where a Vipps parameter's default comes from: a fixed value, or a field of the payer as the intent sent it
+/// (e.g. `MobilePhone`, so any phone field of a front end reaches Vipps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterDefault {
+    /// A fixed value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The name of a payer field (`SalesforceFields` of Contact or Account) to take the value from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer_field: Option<String>,
 }
 
 impl AccountSettings {
@@ -76,6 +93,8 @@ pub struct AccountInput {
     pub initial_ledger_date: Option<String>,
     /// See [`AccountSettings::api_base_url`].
     pub api_base_url: Option<String>,
+    /// See [`AccountSettings::parameter_defaults`]; replaces the whole map when given.
+    pub parameter_defaults: Option<BTreeMap<String, ParameterDefault>>,
 }
 
 /// New secret values to seal, when given.
@@ -217,6 +236,29 @@ pub fn validate(
         ));
     }
 
+    let parameter_defaults = match &input.parameter_defaults {
+        Some(map) => map.clone(),
+        None => current.map(|c| c.parameter_defaults.clone()).unwrap_or_default(),
+    };
+    for (name, default) in &parameter_defaults {
+        let known = crate::domain::intent::VIPPS_PARAMETERS.contains(&name.as_str());
+        let field_ok = default.payer_field.as_ref().is_none_or(|f| {
+            !f.is_empty() && f.len() <= 80 && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        });
+        let one_source = default.value.is_some() != default.payer_field.is_some();
+        if !known {
+            errors.push(FieldError::invalid(
+                "parameter_defaults",
+                format!("{name} is not a Vipps parameter ({})", crate::domain::intent::VIPPS_PARAMETERS.join(", ")),
+            ));
+        } else if !one_source || !field_ok || default.value.as_ref().is_some_and(|v| v.chars().count() > 255) {
+            errors.push(FieldError::invalid(
+                "parameter_defaults",
+                format!("{name} needs exactly one of value (at most 255 characters) or payer_field (a field name)"),
+            ));
+        }
+    }
+
     match (name, msn, client_key) {
         (Some(name), Some(merchant_serial_number), Some(client_key)) if errors.is_empty() => Ok((
             AccountSettings {
@@ -231,6 +273,7 @@ pub fn validate(
                 reconciliation_enabled,
                 initial_ledger_date,
                 api_base_url,
+                parameter_defaults,
             },
             secrets,
         )),

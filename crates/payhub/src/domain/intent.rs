@@ -24,6 +24,10 @@ pub struct PayerInput {
     pub existing_id: Option<String>,
 }
 
+/// The Vipps parameters an intent may carry (`PaymentMethod.Parameters`), by their API names.
+pub const VIPPS_PARAMETERS: [&str; 5] =
+    ["mobileNumber", "TransactionText", "description", "ProductName", "MerchantAgreementUrl"];
+
 /// The Vipps parameters of an intent (`PaymentMethod.Parameters`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VippsParameters {

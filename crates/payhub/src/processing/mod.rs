@@ -15,8 +15,10 @@ use rand::Rng;
 use url::Url;
 
 use crate::api::error::ErrorItem;
+use crate::domain::account::ParameterDefault;
 use crate::domain::ids::new_id;
-use crate::domain::intent::OneTimeIntent;
+use crate::domain::intent::{OneTimeIntent, VippsParameters};
+use crate::domain::phone::Phone;
 use crate::domain::status::IntentStatus;
 use crate::error::ServiceError;
 use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
@@ -89,6 +91,69 @@ impl From<sqlx::Error> for IntentError {
     }
 }
 
+/// The intent's Vipps parameters with the account's defaults filled in where the intent gave none: a fixed
+/// value, or a payer field (found under Contact, then Account). A default phone that does not parse is an
+/// error naming the parameter and its source.
+fn with_defaults(
+    intent: &OneTimeIntent,
+    defaults: &std::collections::BTreeMap<String, ParameterDefault>,
+) -> Result<VippsParameters, Vec<ErrorItem>> {
+    let mut parameters = intent.parameters.clone();
+    let resolve = |name: &str| -> Option<(String, String)> {
+        let default = defaults.get(name)?;
+        if let Some(value) = &default.value {
+            return Some((value.clone(), "its default value".into()));
+        }
+        let field = default.payer_field.as_ref()?;
+        ["Contact", "Account"].iter().find_map(|part| {
+            let value = intent.payer.fields.get(&format!("{part}.{field}"))?;
+            let text = match value {
+                serde_json::Value::String(s) => s.trim().to_owned(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            (!text.is_empty()).then(|| (text, format!("Payer.{part}.SalesforceFields.{field}")))
+        })
+    };
+    if parameters.mobile_number.is_none() {
+        if let Some((text, source)) = resolve("mobileNumber") {
+            match Phone::parse(&text) {
+                Ok(phone) => parameters.mobile_number = Some(phone),
+                Err(e) => {
+                    return Err(vec![ErrorItem {
+                        error_code: "200",
+                        error_message: format!("mobileNumber from {source}: {e}"),
+                        field: Some(if source.starts_with("Payer.") {
+                            source
+                        } else {
+                            "PaymentMethod.Parameters.mobileNumber".into()
+                        }),
+                    }])
+                }
+            }
+        }
+    }
+    let fill = |slot: &mut Option<String>, name: &str| {
+        if slot.is_none() {
+            *slot = resolve(name).map(|(text, _)| text);
+        }
+    };
+    fill(&mut parameters.transaction_text, "TransactionText");
+    fill(&mut parameters.description, "description");
+    fill(&mut parameters.product_name, "ProductName");
+    fill(&mut parameters.merchant_agreement_url, "MerchantAgreementUrl");
+    if let Some(text) = &parameters.transaction_text {
+        if !(3..=100).contains(&text.chars().count()) {
+            return Err(vec![ErrorItem {
+                error_code: "200",
+                error_message: "TransactionText must be 3 to 100 characters (a Vipps rule)".into(),
+                field: Some("PaymentMethod.Parameters.TransactionText".into()),
+            }]);
+        }
+    }
+    Ok(parameters)
+}
+
 fn new_payment_reference() -> String {
     format!("pi-{}", rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000u64))
 }
@@ -118,11 +183,12 @@ impl Payments {
             }
             (None, None) => return Err(IntentError::NoDefault),
         };
+        let parameters = with_defaults(intent, &account.parameter_defaults).map_err(IntentError::Invalid)?;
         let now = Utc::now();
         let intent_id = new_id("pi");
         let installment_id = new_id("ins");
-        let phone = intent.parameters.mobile_number.as_ref().map(|p| p.as_str().to_owned());
-        let description = intent.parameters.transaction_text.clone();
+        let phone = parameters.mobile_number.as_ref().map(|p| p.as_str().to_owned());
+        let description = parameters.transaction_text.clone();
 
         let mut attempt = 0;
         let reference = loop {
@@ -172,7 +238,7 @@ impl Payments {
                     profile_id: &profile_id,
                     amount_ore: intent.amount.ore(),
                     bank_statement_description: description.as_deref(),
-                    product: intent.parameters.description.as_deref(),
+                    product: parameters.description.as_deref(),
                     success_url: intent.success_url.as_str(),
                     failure_url: intent.failure_url.as_str(),
                     webhook_url: intent.webhook_url.as_ref().map(Url::as_str),

@@ -125,6 +125,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_payments.sql"),
         postgres: include_str!("../../migrations/postgres/0003_payments.sql"),
     },
+    Migration {
+        version: 4,
+        name: "parameter_defaults",
+        sqlite: include_str!("../../migrations/sqlite/0004_parameter_defaults.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_parameter_defaults.sql"),
+    },
 ];
 
 impl Store {

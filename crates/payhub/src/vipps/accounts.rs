@@ -47,6 +47,8 @@ pub struct AccountView {
     pub api_base_url: Option<String>,
     /// The Vipps host in use.
     pub vipps_base_url: String,
+    /// Default values of the Vipps parameters.
+    pub parameter_defaults: std::collections::BTreeMap<String, crate::domain::account::ParameterDefault>,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -72,6 +74,7 @@ impl From<&AccountRecord> for AccountView {
             initial_ledger_date: s.initial_ledger_date,
             api_base_url: s.api_base_url.clone(),
             vipps_base_url: s.vipps_base_url().to_owned(),
+            parameter_defaults: s.parameter_defaults.clone(),
             created_at: crate::store::timestamp(r.created_at),
             updated_at: crate::store::timestamp(r.updated_at),
         }
@@ -122,7 +125,8 @@ fn changed_fields(input: &AccountInput) -> Vec<&'static str> {
         is_default,
         reconciliation_enabled,
         initial_ledger_date,
-        api_base_url
+        api_base_url,
+        parameter_defaults
     );
     fields
 }

@@ -136,6 +136,7 @@ pub struct AccountForm {
     reconciliation_enabled: Option<String>,
     initial_ledger_date: Option<String>,
     api_base_url: Option<String>,
+    parameter_defaults: Option<String>,
 }
 
 impl AccountForm {
@@ -155,6 +156,8 @@ impl AccountForm {
             reconciliation_enabled: on(s.reconciliation_enabled),
             initial_ledger_date: s.initial_ledger_date.map(|d| d.to_string()),
             api_base_url: s.api_base_url.clone(),
+            parameter_defaults: (!s.parameter_defaults.is_empty())
+                .then(|| serde_json::to_string_pretty(&s.parameter_defaults).unwrap_or_default()),
         }
     }
 
@@ -183,6 +186,15 @@ impl AccountForm {
             reconciliation_enabled: Some(self.reconciliation_enabled.is_some()),
             initial_ledger_date: Some(self.initial_ledger_date.clone().unwrap_or_default()),
             api_base_url: Some(self.api_base_url.clone().unwrap_or_default()),
+            parameter_defaults: match self.parameter_defaults.as_deref().map(str::trim) {
+                None | Some("") => Some(Default::default()),
+                Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    FieldError::invalid(
+                        "parameter_defaults",
+                        format!("Parameter defaults must be JSON like the example: {e}"),
+                    )
+                })?),
+            },
         })
     }
 }
@@ -208,6 +220,15 @@ fn account_form(who: &Principal, action: &str, form: &AccountForm, errors: &[Fie
             (check_field("reconciliation_enabled", "Enable Reconciliation Incoming Payments", form.reconciliation_enabled.is_some(), error_for("reconciliation_enabled")))
             (text_field("initial_ledger_date", "Initial Ledger Date", "date", &v(&form.initial_ledger_date), Some("Required when reconciliation is enabled."), error_for("initial_ledger_date")))
             (text_field("api_base_url", "Vipps API base URL (advanced)", "url", &v(&form.api_base_url), Some("Leave blank for Vipps' own test or production host."), error_for("api_base_url")))
+            div.field.has-error[error_for("parameter_defaults").is_some()] {
+                label for="parameter_defaults" { "Parameter defaults" }
+                textarea id="parameter_defaults" name="parameter_defaults" rows="4" style="width:100%;max-width:460px;font-family:monospace" {
+                    (v(&form.parameter_defaults))
+                }
+                div.hint { "Used when an intent leaves a Vipps parameter out. JSON, e.g. "
+                    code { r#"{"mobileNumber": {"payer_field": "MobilePhone"}, "TransactionText": {"value": "Gave"}}"# } }
+                @if let Some(error) = error_for("parameter_defaults") { div.error role="alert" { (error) } }
+            }
             div.actions {
                 button type="submit" { "Save" }
                 a.button.secondary href="/setup/vipps" { "Cancel" }

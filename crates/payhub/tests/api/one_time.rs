@@ -351,3 +351,44 @@ on_both_backends! {
         assert_eq!(vipps_payment_count(&vipps, reference).await, 1);
     }
 }
+
+on_both_backends! {
+    async fn account_parameter_defaults_fill_what_the_intent_leaves_out(app) {
+        let vipps = app.with_vipps().await;
+        let account = app.state.accounts.list().await.unwrap().remove(0);
+        let response = app
+            .admin(reqwest::Method::PATCH, &format!("/admin/api/accounts/{}", account.id))
+            .json(&json!({"parameter_defaults": {"mobileNumber": {"payer_field": "MobilePhone"}, "TransactionText": {"value": "Gave til Røde Kors"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = json!({"SuccessURL": "https://example.org/thanks", "FailureURL": "https://example.org/sorry",
+            "Payer": {"Contact": {"SalesforceFields": {"FirstName": "Kari", "MobilePhone": "004798765432"}}},
+            "OneTime": {"Amount": 100}, "PaymentMethod": {"Name": "Vipps"}});
+        let (status, created) = app.intent(&vipps, &body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{}", created["OneTime"]["Id"].as_str().unwrap())).await;
+        assert_eq!(installment["BankStatementDescription"], "Gave til Røde Kors");
+        // The simulator's payment carries the phone from the payer field, normalised.
+        let page = vipps.http.get(created["RedirectURL"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("Gave til Røde Kors"), "the landing page shows the text");
+        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+        let phone: Option<String> = sqlx::Row::try_get(&sqlx::query("SELECT customer_phone FROM vipps_payments").fetch_one(&mut *conn).await.unwrap(), 0).unwrap();
+        assert_eq!(phone.as_deref(), Some("4798765432"));
+
+        // A payer field that is not a phone number is refused, naming where it came from.
+        let bad = with(body.clone(), json!({"Payer": {"Contact": {"SalesforceFields": {"MobilePhone": "call me"}}}}));
+        let (status, refused) = app.intent(&vipps, &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["Errors"][0]["field"], "Payer.Contact.SalesforceFields.MobilePhone");
+
+        let invalid = app
+            .admin(reqwest::Method::PATCH, &format!("/admin/api/accounts/{}", account.id))
+            .json(&json!({"parameter_defaults": {"colour": {"value": "red"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    }
+}
