@@ -48,7 +48,7 @@ pub enum Command {
     Migrate,
     /// Manage Vipps merchant accounts.
     #[command(subcommand)]
-    Accounts(AccountsCommand),
+    Accounts(Box<AccountsCommand>),
     /// Manage users who sign in to the web UI.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -265,7 +265,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Accounts(command) => accounts(command, &config).await,
+        Command::Accounts(command) => accounts(*command, &config).await,
         Command::Users(command) => users(command, &config).await,
         Command::Keys(command) => keys(command, &config).await,
     }
