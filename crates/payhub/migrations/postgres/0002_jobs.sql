@@ -17,6 +17,7 @@ CREATE TABLE jobs (
     finished_at  TEXT
 );
 CREATE INDEX jobs_due ON jobs (status, run_at);
+CREATE INDEX jobs_queued ON jobs (run_at, id) WHERE status = 'queued';
 CREATE INDEX jobs_ordering ON jobs (ordering_key, id) WHERE ordering_key IS NOT NULL;
 
 CREATE TABLE beat_runs (

@@ -286,9 +286,11 @@ impl Queue {
         let lease = TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::MAX);
         let until = timestamp(now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC));
         let token = uuid::Uuid::new_v4().simple().to_string();
-        // A read first: an idle poll must not take SQLite's write lock away from the requests being served.
+        // A read first, on indexes only: an idle poll must not take SQLite's write lock away from the requests
+        // being served.
         let anything_due = sqlx::query(
-            "SELECT 1 FROM jobs WHERE (status = 'queued' AND run_at <= $1) OR (status = 'running' AND locked_until <= $1)              LIMIT 1",
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND run_at <= $1) \
+             OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND locked_until <= $1)",
         )
         .bind(&now_text)
         .fetch_optional(self.store.pool())
@@ -296,7 +298,7 @@ impl Queue {
         if anything_due.is_none() {
             return Ok(None);
         }
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.bookkeeping().await?;
         sqlx::query(
             "UPDATE jobs SET status = 'failed', finished_at = $1, locked_until = NULL, \
              last_error = 'the lease ran out during the last attempt (worker stopped or too slow)' \
@@ -310,20 +312,31 @@ impl Queue {
             Backend::Postgres => " FOR UPDATE OF j SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let select = format!(
-            "SELECT j.id FROM jobs j \
-             WHERE ((j.status = 'queued' AND j.run_at <= $1) OR (j.status = 'running' AND j.locked_until <= $1)) \
-             AND j.kind IN ({}) \
-             AND (j.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs e WHERE e.ordering_key = j.ordering_key \
-                  AND e.id < j.id AND e.status IN ('queued', 'running'))) \
-             ORDER BY j.run_at, j.id LIMIT 1{lock}",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&select).bind(&now_text);
-        for kind in kinds {
-            query = query.bind(kind);
+        // Expired leases first (rare), then due jobs in (run_at, id) order straight from the partial index.
+        let candidates = [
+            "j.status = 'running' AND j.locked_until <= $1 ORDER BY j.id",
+            "j.status = 'queued' AND j.run_at <= $1 ORDER BY j.run_at, j.id",
+        ];
+        let mut found = None;
+        for candidate in candidates {
+            let (condition, order) = candidate.split_once(" ORDER BY ").unwrap_or((candidate, "j.id"));
+            let select = format!(
+                "SELECT j.id FROM jobs j WHERE {condition} AND j.kind IN ({}) \
+                 AND (j.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs e WHERE e.ordering_key = j.ordering_key \
+                      AND e.id < j.id AND e.status IN ('queued', 'running'))) \
+                 ORDER BY {order} LIMIT 1{lock}",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&select).bind(&now_text);
+            for kind in kinds {
+                query = query.bind(kind);
+            }
+            if let Some(row) = query.fetch_optional(&mut *tx).await? {
+                found = Some(row);
+                break;
+            }
         }
-        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+        let Some(row) = found else {
             tx.commit().await?;
             return Ok(None);
         };
@@ -350,8 +363,20 @@ impl Queue {
         }))
     }
 
+    /// A transaction for the queue's own bookkeeping. On PostgreSQL it commits without waiting for the disk
+    /// (`synchronous_commit = off`): a crash may forget the last claims and completions, which only means those
+    /// jobs run again — the at-least-once promise every handler is written for.
+    async fn bookkeeping(&self) -> StoreResult<crate::store::WriteTx> {
+        let mut tx = self.store.begin_write().await?;
+        if self.store.backend() == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
     /// Marks a claimed job done. `false` when the claim was lost (the lease ran out and another worker took it).
     pub async fn complete(&self, job: &Job) -> StoreResult<bool> {
+        let mut tx = self.bookkeeping().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'done', finished_at = $1, locked_until = NULL, last_error = NULL \
              WHERE id = $2 AND locked_by = $3 AND status = 'running'",
@@ -359,8 +384,9 @@ impl Queue {
         .bind(timestamp(self.now()))
         .bind(job.id)
         .bind(&job.token)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -369,13 +395,15 @@ impl Queue {
     pub async fn renew(&self, job: &Job) -> StoreResult<bool> {
         let lease = TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::MAX);
         let until = self.now().checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut tx = self.bookkeeping().await?;
         let renewed =
             sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_by = $3 AND status = 'running'")
                 .bind(timestamp(until))
                 .bind(job.id)
                 .bind(&job.token)
-                .execute(self.store.pool())
+                .execute(&mut *tx)
                 .await?;
+        tx.commit().await?;
         Ok(renewed.rows_affected() == 1)
     }
 
@@ -384,6 +412,7 @@ impl Queue {
     pub async fn fail(&self, job: &Job, error: &str) -> StoreResult<bool> {
         let now = self.now();
         let error: String = error.chars().take(2000).collect();
+        let mut tx = self.bookkeeping().await?;
         let result = if job.is_last_attempt() {
             sqlx::query(
                 "UPDATE jobs SET status = 'failed', finished_at = $1, locked_until = NULL, last_error = $2 \
@@ -393,7 +422,7 @@ impl Queue {
             .bind(&error)
             .bind(job.id)
             .bind(&job.token)
-            .execute(self.store.pool())
+            .execute(&mut *tx)
             .await?
         } else {
             let delay = backoff(self.settings, job.attempt);
@@ -406,9 +435,10 @@ impl Queue {
             .bind(&error)
             .bind(job.id)
             .bind(&job.token)
-            .execute(self.store.pool())
+            .execute(&mut *tx)
             .await?
         };
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
 

@@ -100,21 +100,23 @@ impl Worker {
     }
 
     /// Drives `work` to its end while renewing `job`'s lease every third of the lease, so a slow handler is not
-    /// mistaken for a dead worker.
+    /// mistaken for a dead worker. Both run side by side: a renewal waiting for the database (say, for a write
+    /// transaction the handler itself holds) never stops the handler from progressing.
     async fn renewing_lease<T>(&self, job: &Job, work: impl Future<Output = T>) -> T {
         let every = (self.queue.settings().lease / 3).max(std::time::Duration::from_millis(10));
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                result = &mut work => return result,
-                () = tokio::time::sleep(every) => {
-                    match self.queue.renew(job).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!(job = job.id, kind = %job.kind, "lost the claim on a running job"),
-                        Err(error) => tracing::warn!(job = job.id, error = %error, "could not renew a job's lease"),
-                    }
+        let renewer = async {
+            loop {
+                tokio::time::sleep(every).await;
+                match self.queue.renew(job).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(job = job.id, kind = %job.kind, "lost the claim on a running job"),
+                    Err(error) => tracing::warn!(job = job.id, error = %error, "could not renew a job's lease"),
                 }
             }
+        };
+        tokio::select! {
+            result = work => result,
+            never = renewer => never,
         }
     }
 

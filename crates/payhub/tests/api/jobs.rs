@@ -393,4 +393,30 @@ on_both_backends! {
         let again = queue.enqueue_now(NewJob::new("test.record", json!({})).dedupe_key("event:1")).await.unwrap();
         assert_eq!(again, None, "a pruned queue still refuses a taken dedupe key");
     }
+
+    async fn a_handler_holding_a_write_transaction_is_not_stalled_by_its_lease_renewal(app) {
+        let clock = ManualClock::new();
+        let queue = Queue::new(app.state.store.clone())
+            .with_clock(clock.clock())
+            .with_settings(QueueSettings { lease: Duration::from_millis(60), ..settings() });
+        let handlers = Handlers::default();
+        let inner = queue.clone();
+        handlers.register("test.writer", move |_job: Job| {
+            let queue = inner.clone();
+            async move {
+                let mut tx = queue.begin().await?;
+                // Renewals come due while this transaction (SQLite's only writer) is open.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                queue.enqueue(&mut tx, NewJob::new("test.follow-up", json!({}))).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        });
+        let id = queue.enqueue_now(NewJob::new("test.writer", json!({}))).await.unwrap().unwrap();
+        let worker = Worker::new(queue.clone(), handlers);
+        let ran = tokio::time::timeout(Duration::from_secs(10), worker.run_one()).await;
+        assert!(ran.expect("the handler finished").unwrap());
+        assert_eq!(queue.get(id).await.unwrap().unwrap().status, "done");
+        assert_eq!(queue.recent(Some("queued"), 10).await.unwrap().len(), 1, "the follow-up was enqueued");
+    }
 }
