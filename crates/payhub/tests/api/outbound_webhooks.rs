@@ -307,4 +307,19 @@ on_both_backends! {
         assert!(delivery["last_status_code"].is_null());
         assert_eq!(delivery["last_error"], "no answer within 200ms");
     }
+
+    async fn an_event_stamped_by_a_clock_ahead_of_the_queue_is_still_delivered_at_once(app) {
+        let capture = Capture::start().await;
+        let ahead = chrono::Utc::now() + chrono::TimeDelta::days(3);
+        let mut tx = app.state.jobs.queue.begin().await.unwrap();
+        outbound::emit_at(&mut tx, "paymentIntent.processed", json!({"Id": "pi_4"}), Some(&capture.url("/i")), ahead)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(app.state.jobs.run_until_idle().await.unwrap(), 1);
+        let requests = capture.requests();
+        assert_eq!(requests.len(), 1);
+        let body: Value = serde_json::from_str(&requests[0].body).unwrap();
+        assert_eq!(body["timestamp"], payhub::store::timestamp(ahead), "the body keeps the event's own time");
+    }
 }
