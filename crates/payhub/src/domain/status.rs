@@ -26,6 +26,18 @@ pub enum InstallmentStatus {
 }
 
 impl InstallmentStatus {
+    /// Every status.
+    pub const ALL: [InstallmentStatus; 8] = [
+        Self::Outstanding,
+        Self::Pending,
+        Self::Collected,
+        Self::PartiallyRefunded,
+        Self::Refunded,
+        Self::Paid,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     /// The name shown in the API (FinDock's wording).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -21,7 +21,7 @@ use crate::domain::intent::{OneTimeIntent, VippsParameters};
 use crate::domain::phone::Phone;
 use crate::domain::status::IntentStatus;
 use crate::error::ServiceError;
-use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
+use crate::store::records::{self, NewMessage, NewOneTime, NewReport, VippsPaymentRow};
 use crate::store::{Store, StoreError};
 use crate::vipps::accounts::Accounts;
 use crate::vipps::client::VippsClients;
@@ -260,14 +260,22 @@ impl Payments {
             break reference;
         };
 
-        let outcome = self.create_at_vipps(&reference).await;
-        let row = {
-            let mut conn = self.store.pool().acquire().await?;
-            records::vipps_payment(&mut conn, &reference).await?
+        let row = VippsPaymentRow {
+            reference: reference.clone(),
+            installment_id: installment_id.clone(),
+            account_id: account.id.clone(),
+            idempotency_key: installment_id.clone(),
+            amount_ore: intent.amount.ore(),
+            state: "CREATING".into(),
+            customer_phone: phone,
+            description,
+            redirect_url: None,
+            authorized_ore: 0,
+            captured_ore: 0,
+            refunded_ore: 0,
         };
-        let redirect_url = row.as_ref().and_then(|r| r.redirect_url.clone());
-        match outcome {
-            Ok(()) => Ok(IntentCreated {
+        match self.create_row_at_vipps(&row, &intent_id).await {
+            Ok(redirect_url) => Ok(IntentCreated {
                 intent_id,
                 status: IntentStatus::Matched,
                 installment_id,

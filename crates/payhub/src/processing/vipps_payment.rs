@@ -95,29 +95,41 @@ impl Payments {
     /// Creates the Vipps payment behind `reference`, with the installment-derived key. Safe to repeat: Vipps
     /// replays the first answer for the same key. On a definite refusal the installment fails; when Vipps does not
     /// answer the payment stays `CREATING` and the polling beat tries again with the same key.
-    pub(crate) async fn create_at_vipps(&self, reference: &str) -> Result<(), String> {
-        let lock = self.locks.get(reference);
-        let _guard = lock.lock().await;
+    pub(crate) async fn create_at_vipps(&self, reference: &str) -> Result<Option<String>, String> {
         let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
         let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
         let row =
             records::vipps_payment(&mut conn, reference).await.map_err(|e| internal(&e))?.ok_or("unknown payment")?;
         if row.state != "CREATING" {
-            return Ok(());
+            return Ok(row.redirect_url);
         }
         let installment = records::installment(&mut conn, &row.installment_id)
             .await
             .map_err(|e| internal(&e))?
             .ok_or("unknown installment")?;
         drop(conn);
-        let intent_id = installment.intent_id.clone().unwrap_or_default();
-        let request = self.create_request(&row, &intent_id)?;
+        self.create_row_at_vipps(&row, installment.intent_id.as_deref().unwrap_or_default()).await
+    }
+
+    /// [`Self::create_at_vipps`] for a row the caller has in hand (just recorded): no re-read.
+    pub(crate) async fn create_row_at_vipps(
+        &self,
+        row: &VippsPaymentRow,
+        intent_id: &str,
+    ) -> Result<Option<String>, String> {
+        let reference = row.reference.as_str();
+        let intent_id = intent_id.to_owned();
+        let lock = self.locks.get(reference);
+        let _guard = lock.lock().await;
+        let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
+        let request = self.create_request(row, &intent_id)?;
         let key = IdempotencyKey::parse(&row.idempotency_key).map_err(|e| e.to_string())?;
         let client = self.clients.get(&self.accounts, &row.account_id).await.map_err(|e| e.to_string())?;
         let now = Utc::now();
         match client.epayment().create(&request, &key).await {
             Ok(created) => {
                 let body = json!({"reference": created.reference, "redirectUrl": created.redirect_url}).to_string();
+                let redirect_url = created.redirect_url.clone();
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
                     let message_id = records::insert_message(
@@ -177,7 +189,8 @@ impl Payments {
                     Ok(())
                 }
                 .await;
-                result.map_err(|e| internal(&e))
+                result.map_err(|e| internal(&e))?;
+                Ok(redirect_url)
             }
             Err(error) if is_transient(error.kind()) => {
                 let message = describe(&error);

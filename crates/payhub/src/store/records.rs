@@ -10,52 +10,51 @@ use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 
-/// Finds the payer with the same email (first) or phone, or creates one. Safe against a concurrent creation.
+/// Finds the payer with the same email (first) or phone, or creates one. Safe against a concurrent creation:
+/// the insert does nothing on a uniqueness clash (which on PostgreSQL would otherwise abort the transaction),
+/// and the winner's row is read instead.
 pub async fn find_or_create_payer(
     conn: &mut AnyConnection,
     payer: &PayerInput,
     now: DateTime<Utc>,
 ) -> StoreResult<String> {
-    for _ in 0..2 {
-        if let Some(email) = &payer.email {
-            if let Some(row) = sqlx::query("SELECT id FROM payers WHERE lower(email) = lower($1)")
+    async fn existing(conn: &mut AnyConnection, payer: &PayerInput) -> StoreResult<Option<String>> {
+        let row = if let Some(email) = &payer.email {
+            sqlx::query("SELECT id FROM payers WHERE lower(email) = lower($1)")
                 .bind(email)
                 .fetch_optional(&mut *conn)
                 .await?
-            {
-                return Ok(row.try_get(0)?);
-            }
         } else if let Some(phone) = &payer.phone {
-            if let Some(row) = sqlx::query("SELECT id FROM payers WHERE phone = $1 ORDER BY created_at LIMIT 1")
+            sqlx::query("SELECT id FROM payers WHERE phone = $1 ORDER BY created_at LIMIT 1")
                 .bind(phone.as_str())
                 .fetch_optional(&mut *conn)
                 .await?
-            {
-                return Ok(row.try_get(0)?);
-            }
-        }
-        let id = new_id("pay");
-        let inserted = sqlx::query(
-            "INSERT INTO payers (id, first_name, last_name, email, phone, fields, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(&id)
-        .bind(&payer.first_name)
-        .bind(&payer.last_name)
-        .bind(&payer.email)
-        .bind(payer.phone.as_ref().map(|p| p.as_str().to_owned()))
-        .bind(serde_json::to_string(&payer.fields).unwrap_or_else(|_| "{}".into()))
-        .bind(timestamp(now))
-        .execute(&mut *conn)
-        .await
-        .map_err(map_conflict);
-        match inserted {
-            Ok(_) => return Ok(id),
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e),
-        }
+        } else {
+            None
+        };
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
-    Err(StoreError::Conflict("payers".into()))
+    if let Some(id) = existing(&mut *conn, payer).await? {
+        return Ok(id);
+    }
+    let id = new_id("pay");
+    let inserted = sqlx::query(
+        "INSERT INTO payers (id, first_name, last_name, email, phone, fields, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&payer.first_name)
+    .bind(&payer.last_name)
+    .bind(&payer.email)
+    .bind(payer.phone.as_ref().map(|p| p.as_str().to_owned()))
+    .bind(serde_json::to_string(&payer.fields).unwrap_or_else(|_| "{}".into()))
+    .bind(timestamp(now))
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(id);
+    }
+    existing(conn, payer).await?.ok_or_else(|| StoreError::Conflict("payers".into()))
 }
 
 /// The payer's Vipps wallet profile (identifier = phone, or empty when unknown), created when missing.
@@ -440,24 +439,29 @@ pub async fn advance_installment(
     amount_open_ore: Option<i64>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let Some(current) = installment(&mut *conn, id).await? else { return Err(StoreError::NotFound) };
-    if current.status == next && amount_open_ore.is_some_and(|a| a != current.amount_open_ore) {
-        // Same status, new open amount (a second partial refund).
-    } else if !current.status.can_become(next) {
+    // One statement: the row moves only from a status that may become `next` (or stays, when only the open
+    // amount changes), so concurrent or late events cannot move it backwards. The list holds our own constants.
+    let from: Vec<String> = InstallmentStatus::ALL
+        .iter()
+        .filter(|s| s.can_become(next) || (**s == next && amount_open_ore.is_some()))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    if from.is_empty() {
         return Ok(false);
     }
-    let done = sqlx::query(
-        "UPDATE installments SET status = $3, status_reason = COALESCE($4, status_reason), \
-         amount_open_ore = COALESCE($5, amount_open_ore), updated_at = $6 WHERE id = $1 AND status = $2",
-    )
-    .bind(id)
-    .bind(current.status.as_str())
-    .bind(next.as_str())
-    .bind(reason)
-    .bind(amount_open_ore)
-    .bind(timestamp(now))
-    .execute(conn)
-    .await?;
+    let sql = format!(
+        "UPDATE installments SET status = $2, status_reason = COALESCE($3, status_reason), \
+         amount_open_ore = COALESCE($4, amount_open_ore), updated_at = $5 WHERE id = $1 AND status IN ({})",
+        from.join(", ")
+    );
+    let done = sqlx::query(&sql)
+        .bind(id)
+        .bind(next.as_str())
+        .bind(reason)
+        .bind(amount_open_ore)
+        .bind(timestamp(now))
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -392,3 +392,23 @@ on_both_backends! {
         assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
     }
 }
+
+on_both_backends! {
+    async fn racing_intents_from_one_payer_make_one_payer(app) {
+        let vipps = app.with_vipps().await;
+        let body = with(seed_intent(), json!({"Payer": {"Contact": {"SalesforceFields": {"FirstName": "Kari", "Email": "kari@example.org"}}}}));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let http = app.http.clone();
+            let url = app.url("/v2/PaymentIntent");
+            let key = vipps.integrator_key.clone();
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move { http.post(url).bearer_auth(key).json(&body).send().await.unwrap().status() }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), StatusCode::OK);
+        }
+        assert_eq!(count(&app, "installments").await, 8);
+        assert_eq!(count(&app, "payers").await, 1, "deduplicated by email, also under a race");
+    }
+}
