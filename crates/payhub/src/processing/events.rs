@@ -73,6 +73,23 @@ pub async fn installment(
     Ok(())
 }
 
+/// Moves an installment forward (see [`records::advance_installment`]) and, when it moved, announces
+/// `installment.status_change` in the same transaction. Returns whether it moved.
+pub async fn move_installment(
+    conn: &mut AnyConnection,
+    id: &str,
+    next: crate::domain::status::InstallmentStatus,
+    reason: Option<&str>,
+    amount_open_ore: Option<i64>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let moved = records::advance_installment(&mut *conn, id, next, reason, amount_open_ore, now).await?;
+    if moved {
+        installment(conn, "installment.status_change", id, now).await?;
+    }
+    Ok(moved)
+}
+
 /// `paymentIntent.created|processed|failed` for an intent.
 pub async fn intent(conn: &mut AnyConnection, event: &str, intent_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
     if !receivers(&mut *conn, Some(intent_id)).await?.1 {

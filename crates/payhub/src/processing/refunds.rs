@@ -6,7 +6,7 @@ use serde_json::json;
 use vipps_client::epayment::Reference;
 use vipps_client::{Amount, IdempotencyKey};
 
-use super::vipps_payment::{describe, is_transient};
+use super::vipps_payment::{describe, is_transient, totals};
 use super::{events, Payments};
 use crate::domain::status::InstallmentStatus;
 use crate::domain::FieldError;
@@ -140,7 +140,7 @@ impl Payments {
                 let left = records::refundable_ore(&mut tx, &installment.id).await?;
                 let next = if left <= 0 { InstallmentStatus::Refunded } else { InstallmentStatus::PartiallyRefunded };
                 let open = installment.amount_open_ore + refund.amount_ore;
-                if records::advance_installment(
+                events::move_installment(
                     &mut tx,
                     &installment.id,
                     next,
@@ -148,23 +148,14 @@ impl Payments {
                     Some(open.min(installment.amount_ore)),
                     now,
                 )
-                .await?
-                {
-                    events::installment(&mut tx, "installment.status_change", &installment.id, now).await?;
-                }
-                let a = &done.aggregate;
+                .await?;
                 records::update_vipps_payment(
                     &mut tx,
                     &row.reference,
                     "AUTHORIZED",
                     None,
                     None,
-                    Some([
-                        a.authorized_amount.value,
-                        a.captured_amount.value,
-                        a.refunded_amount.value,
-                        a.cancelled_amount.value,
-                    ]),
+                    Some(totals(&done.aggregate)),
                     None,
                     now,
                 )

@@ -49,6 +49,12 @@ pub(crate) fn is_transient(kind: ErrorKind) -> bool {
     )
 }
 
+/// A Vipps aggregate's totals in the order `records::update_vipps_payment` takes them: authorized,
+/// captured, refunded, cancelled.
+pub(crate) fn totals(a: &vipps_client::epayment::Aggregate) -> [i64; 4] {
+    [a.authorized_amount.value, a.captured_amount.value, a.refunded_amount.value, a.cancelled_amount.value]
+}
+
 pub(crate) fn describe(error: &vipps_client::Error) -> String {
     match error.problem() {
         Some(problem) => {
@@ -171,18 +177,8 @@ impl Payments {
                         now,
                     )
                     .await?;
-                    if records::advance_installment(
-                        &mut tx,
-                        &row.installment_id,
-                        InstallmentStatus::Pending,
-                        None,
-                        None,
-                        now,
-                    )
-                    .await?
-                    {
-                        events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
-                    }
+                    events::move_installment(&mut tx, &row.installment_id, InstallmentStatus::Pending, None, None, now)
+                        .await?;
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
                     events::intent(&mut tx, "paymentIntent.processed", &intent_id, now).await?;
                     tx.commit().await?;
@@ -208,7 +204,7 @@ impl Payments {
                     let mut tx = self.store.begin_write().await?;
                     records::update_vipps_payment(&mut tx, reference, "REFUSED", None, None, None, Some(&message), now)
                         .await?;
-                    if records::advance_installment(
+                    events::move_installment(
                         &mut tx,
                         &row.installment_id,
                         InstallmentStatus::Failed,
@@ -216,10 +212,7 @@ impl Payments {
                         None,
                         now,
                     )
-                    .await?
-                    {
-                        events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
-                    }
+                    .await?;
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
                     events::intent(&mut tx, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
@@ -273,14 +266,9 @@ impl Payments {
     async fn apply(&self, row: &VippsPaymentRow, payment: &Payment, cause: Option<&str>) -> ServiceResult<()> {
         let now = Utc::now();
         let aggregate = &payment.aggregate;
-        let totals = [
-            aggregate.authorized_amount.value,
-            aggregate.captured_amount.value,
-            aggregate.refunded_amount.value,
-            aggregate.cancelled_amount.value,
-        ];
+        let seen = totals(aggregate);
         let state = payment.state.to_string();
-        let changed = state != row.state || totals[0] != row.authorized_ore;
+        let changed = state != row.state || seen[0] != row.authorized_ore;
         if !changed {
             return Ok(());
         }
@@ -316,10 +304,7 @@ impl Payments {
         let mut status = "Matched";
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         if let Some((next, reason)) = outcome(&payment.state) {
-            let moved = records::advance_installment(&mut tx, &row.installment_id, next, reason, None, now).await?;
-            if moved {
-                events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
-            }
+            let moved = events::move_installment(&mut tx, &row.installment_id, next, reason, None, now).await?;
             if !moved && next != installment.status {
                 status = "Ignored";
                 detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
@@ -355,7 +340,7 @@ impl Payments {
             &state,
             None,
             Some(&payment.psp_reference),
-            Some(totals),
+            Some(seen),
             None,
             now,
         )
@@ -455,7 +440,7 @@ impl Payments {
             now,
         )
         .await?;
-        if records::advance_installment(
+        events::move_installment(
             &mut tx,
             &row.installment_id,
             InstallmentStatus::Collected,
@@ -463,23 +448,14 @@ impl Payments {
             Some(installment.amount_ore - capturable),
             now,
         )
-        .await?
-        {
-            events::installment(&mut tx, "installment.status_change", &row.installment_id, now).await?;
-        }
-        let a = &captured.aggregate;
+        .await?;
         records::update_vipps_payment(
             &mut tx,
             &row.reference,
             "AUTHORIZED",
             None,
             None,
-            Some([
-                a.authorized_amount.value,
-                a.captured_amount.value,
-                a.refunded_amount.value,
-                a.cancelled_amount.value,
-            ]),
+            Some(totals(&captured.aggregate)),
             None,
             now,
         )
