@@ -6,6 +6,7 @@ pub mod intent;
 pub mod money;
 pub mod phone;
 pub mod role;
+pub mod schedule;
 pub mod status;
 
 /// One problem with one input field, in the words shown to the person who sent it.

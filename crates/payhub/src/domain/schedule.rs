@@ -1,0 +1,241 @@
+//! Recurring schedule arithmetic: which dates the installments of a recurring payment fall due on, from its
+//! Start Date, Frequency, optional Collection Day and End Date. Pure: no clock, no I/O.
+//!
+//! Rules: the first due date is the first date on or after the start that fits the schedule; a Collection Day of
+//! 29–31 falls back to the month's last day in shorter months (and each month is computed from the first, so a
+//! payment on the 31st returns to the 31st after February); no date after the End Date.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, Days, Months, NaiveDate};
+
+/// How often a recurring payment is collected (FinDock's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Frequency {
+    /// Every week.
+    Weekly,
+    /// Every month.
+    Monthly,
+    /// Every three months.
+    Quarterly,
+    /// Every six months.
+    HalfYearly,
+    /// Every year.
+    Yearly,
+}
+
+impl Frequency {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Weekly => "Weekly",
+            Self::Monthly => "Monthly",
+            Self::Quarterly => "Quarterly",
+            Self::HalfYearly => "Half-yearly",
+            Self::Yearly => "Yearly",
+        }
+    }
+
+    /// Months between two due dates, or `None` for weekly payments.
+    fn months(self) -> Option<u32> {
+        match self {
+            Self::Weekly => None,
+            Self::Monthly => Some(1),
+            Self::Quarterly => Some(3),
+            Self::HalfYearly => Some(6),
+            Self::Yearly => Some(12),
+        }
+    }
+
+    /// The Vipps agreement interval: (`WEEK` | `MONTH` | `YEAR`, count).
+    pub fn vipps_interval(self) -> (&'static str, u32) {
+        match self {
+            Self::Weekly => ("WEEK", 1),
+            Self::Monthly => ("MONTH", 1),
+            Self::Quarterly => ("MONTH", 3),
+            Self::HalfYearly => ("MONTH", 6),
+            Self::Yearly => ("YEAR", 1),
+        }
+    }
+}
+
+impl fmt::Display for Frequency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Frequency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Weekly" => Ok(Self::Weekly),
+            "Monthly" => Ok(Self::Monthly),
+            "Quarterly" => Ok(Self::Quarterly),
+            "Half-yearly" | "Half-Yearly" | "Semi-annually" => Ok(Self::HalfYearly),
+            "Yearly" | "Annually" => Ok(Self::Yearly),
+            other => Err(format!("Frequency {other} is not one of Weekly, Monthly, Quarterly, Half-yearly, Yearly")),
+        }
+    }
+}
+
+/// Why a schedule is not valid; the text is safe to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// The End Date is before the Start Date.
+    #[error("EndDate must not be before StartDate")]
+    EndBeforeStart,
+    /// The Collection Day is not 1–31.
+    #[error("CollectionDay must be a day of the month from 1 to 31")]
+    BadCollectionDay,
+}
+
+/// When a recurring payment's installments fall due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    start: NaiveDate,
+    end: Option<NaiveDate>,
+    frequency: Frequency,
+    collection_day: Option<u32>,
+}
+
+fn last_day_of_month(year: i32, month: u32) -> u32 {
+    let first_of_next =
+        if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
+    first_of_next.and_then(|d| d.pred_opt()).map_or(28, |d| d.day())
+}
+
+/// The date in `year`/`month` on `day`, or the month's last day when it is shorter.
+fn clamped(year: i32, month: u32, day: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(year, month, day.min(last_day_of_month(year, month)))
+}
+
+impl Schedule {
+    /// A schedule; the Collection Day (for monthly and longer frequencies) defaults to the Start Date's day.
+    pub fn new(
+        start: NaiveDate,
+        end: Option<NaiveDate>,
+        frequency: Frequency,
+        collection_day: Option<u32>,
+    ) -> Result<Schedule, ScheduleError> {
+        if end.is_some_and(|end| end < start) {
+            return Err(ScheduleError::EndBeforeStart);
+        }
+        if collection_day.is_some_and(|d| !(1..=31).contains(&d)) {
+            return Err(ScheduleError::BadCollectionDay);
+        }
+        Ok(Schedule { start, end, frequency, collection_day })
+    }
+
+    /// The frequency.
+    pub fn frequency(&self) -> Frequency {
+        self.frequency
+    }
+
+    /// The first due date: the start for weekly payments, else the first Collection Day on or after the start.
+    fn first(&self) -> Option<NaiveDate> {
+        if self.frequency.months().is_none() {
+            return Some(self.start);
+        }
+        let day = self.collection_day.unwrap_or(self.start.day());
+        let this_month = clamped(self.start.year(), self.start.month(), day)?;
+        if this_month >= self.start {
+            Some(this_month)
+        } else {
+            let next = self.start.with_day(1)?.checked_add_months(Months::new(1))?;
+            clamped(next.year(), next.month(), day)
+        }
+    }
+
+    /// The `n`-th due date (0 is the first), or `None` past the End Date.
+    pub fn due_date(&self, n: u32) -> Option<NaiveDate> {
+        let first = self.first()?;
+        let date = match self.frequency.months() {
+            None => first.checked_add_days(Days::new(7 * u64::from(n)))?,
+            Some(step) => {
+                let day = self.collection_day.unwrap_or(self.start.day());
+                let month_start = first.with_day(1)?.checked_add_months(Months::new(step.checked_mul(n)?))?;
+                clamped(month_start.year(), month_start.month(), day)?
+            }
+        };
+        match self.end {
+            Some(end) if date > end => None,
+            _ => Some(date),
+        }
+    }
+
+    /// The first due date on or after `date` with its index, or `None` when the schedule has ended.
+    pub fn next_on_or_after(&self, date: NaiveDate) -> Option<(u32, NaiveDate)> {
+        (0..=u32::MAX).map_while(|n| self.due_date(n).map(|d| (n, d))).find(|(_, d)| *d >= date)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default()
+    }
+
+    fn dates(schedule: &Schedule, n: u32) -> Vec<NaiveDate> {
+        (0..n).filter_map(|i| schedule.due_date(i)).collect()
+    }
+
+    #[test]
+    fn monthly_on_the_31st_falls_back_to_the_last_day_and_returns() {
+        let s = Schedule::new(d(2026, 1, 10), None, Frequency::Monthly, Some(31)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&s, 4), [d(2026, 1, 31), d(2026, 2, 28), d(2026, 3, 31), d(2026, 4, 30)]);
+        let leap = Schedule::new(d(2028, 1, 31), None, Frequency::Monthly, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&leap, 2), [d(2028, 1, 31), d(2028, 2, 29)]);
+    }
+
+    #[test]
+    fn a_collection_day_already_past_starts_next_month() {
+        let s = Schedule::new(d(2026, 3, 20), None, Frequency::Monthly, Some(5)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&s, 2), [d(2026, 4, 5), d(2026, 5, 5)]);
+    }
+
+    #[test]
+    fn weekly_quarterly_half_yearly_and_yearly_step_as_named() {
+        let weekly = Schedule::new(d(2026, 12, 28), None, Frequency::Weekly, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&weekly, 2), [d(2026, 12, 28), d(2027, 1, 4)]);
+        let quarterly =
+            Schedule::new(d(2026, 11, 30), None, Frequency::Quarterly, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&quarterly, 2), [d(2026, 11, 30), d(2027, 2, 28)]);
+        let half = Schedule::new(d(2026, 1, 15), None, Frequency::HalfYearly, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&half, 2), [d(2026, 1, 15), d(2026, 7, 15)]);
+        let yearly = Schedule::new(d(2028, 2, 29), None, Frequency::Yearly, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&yearly, 2), [d(2028, 2, 29), d(2029, 2, 28)]);
+    }
+
+    #[test]
+    fn nothing_falls_after_the_end_date() {
+        let s = Schedule::new(d(2026, 1, 1), Some(d(2026, 3, 1)), Frequency::Monthly, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dates(&s, 10), [d(2026, 1, 1), d(2026, 2, 1), d(2026, 3, 1)]);
+        assert_eq!(s.next_on_or_after(d(2026, 1, 2)), Some((1, d(2026, 2, 1))));
+        assert_eq!(s.next_on_or_after(d(2026, 3, 2)), None);
+    }
+
+    #[test]
+    fn bad_schedules_and_frequencies_are_refused() {
+        assert_eq!(
+            Schedule::new(d(2026, 2, 1), Some(d(2026, 1, 1)), Frequency::Monthly, None),
+            Err(ScheduleError::EndBeforeStart)
+        );
+        assert_eq!(
+            Schedule::new(d(2026, 2, 1), None, Frequency::Monthly, Some(32)),
+            Err(ScheduleError::BadCollectionDay)
+        );
+        assert_eq!(
+            Schedule::new(d(2026, 2, 1), None, Frequency::Monthly, Some(0)),
+            Err(ScheduleError::BadCollectionDay)
+        );
+        assert_eq!("Half-yearly".parse(), Ok(Frequency::HalfYearly));
+        assert!("Fortnightly".parse::<Frequency>().is_err());
+        assert_eq!(Frequency::Quarterly.vipps_interval(), ("MONTH", 3));
+    }
+}
