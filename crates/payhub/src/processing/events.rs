@@ -38,38 +38,45 @@ async fn webhook_url(conn: &mut AnyConnection, intent_id: Option<&str>) -> Store
     Ok(row.map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0)).transpose()?.flatten())
 }
 
-/// The intent's WebhookURL, and whether anyone at all will receive an event (most installations run without
-/// endpoints, and then an event costs two reads instead of building its data).
-async fn receivers(conn: &mut AnyConnection, intent_id: Option<&str>) -> StoreResult<(Option<String>, bool)> {
-    let url = webhook_url(&mut *conn, intent_id).await?;
-    if url.is_some() {
-        return Ok((url, true));
+/// Who will hear an intent's events: its WebhookURL, and whether any endpoint is configured. Read once per
+/// transaction; when nobody listens an event costs nothing (most installations run without endpoints).
+#[derive(Debug, Clone, Default)]
+pub struct Listeners {
+    url: Option<String>,
+    anyone: bool,
+}
+
+impl Listeners {
+    /// The listeners of `intent_id`'s events (its WebhookURL is read from the intent).
+    pub async fn of_intent(conn: &mut AnyConnection, intent_id: Option<&str>) -> StoreResult<Listeners> {
+        let url = webhook_url(&mut *conn, intent_id).await?;
+        Self::with_url(conn, url).await
     }
-    let endpoints = sqlx::query("SELECT 1 FROM webhook_endpoints LIMIT 1").fetch_optional(&mut *conn).await?;
-    Ok((None, endpoints.is_some()))
+
+    /// The listeners when the intent's WebhookURL is already known.
+    pub async fn with_url(conn: &mut AnyConnection, url: Option<String>) -> StoreResult<Listeners> {
+        if url.is_some() {
+            return Ok(Listeners { url, anyone: true });
+        }
+        let endpoints = sqlx::query("SELECT 1 FROM webhook_endpoints LIMIT 1").fetch_optional(conn).await?;
+        Ok(Listeners { url: None, anyone: endpoints.is_some() })
+    }
 }
 
 /// `installment.created` or `installment.status_change` for the installment as it now stands.
 pub async fn installment(
     conn: &mut AnyConnection,
+    listeners: &Listeners,
     event: &str,
     installment_id: &str,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let intent_id: Option<String> = sqlx::query("SELECT intent_id FROM installments WHERE id = $1")
-        .bind(installment_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0))
-        .transpose()?
-        .flatten();
-    let (url, anyone) = receivers(&mut *conn, intent_id.as_deref()).await?;
-    if !anyone {
+    if !listeners.anyone {
         return Ok(());
     }
     let Some(row) = records::installment(&mut *conn, installment_id).await? else { return Ok(()) };
     let payments = records::payments_of(&mut *conn, installment_id).await?;
-    outbound::emit_at(conn, event, installment_data(&row, &payments), url.as_deref(), at).await?;
+    outbound::emit_at(conn, event, installment_data(&row, &payments), listeners.url.as_deref(), at).await?;
     Ok(())
 }
 
@@ -77,6 +84,7 @@ pub async fn installment(
 /// `installment.status_change` in the same transaction. Returns whether it moved.
 pub async fn move_installment(
     conn: &mut AnyConnection,
+    listeners: &Listeners,
     id: &str,
     next: crate::domain::status::InstallmentStatus,
     reason: Option<&str>,
@@ -85,14 +93,20 @@ pub async fn move_installment(
 ) -> StoreResult<bool> {
     let moved = records::advance_installment(&mut *conn, id, next, reason, amount_open_ore, now).await?;
     if moved {
-        installment(conn, "installment.status_change", id, now).await?;
+        installment(conn, listeners, "installment.status_change", id, now).await?;
     }
     Ok(moved)
 }
 
 /// `paymentIntent.created|processed|failed` for an intent.
-pub async fn intent(conn: &mut AnyConnection, event: &str, intent_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    if !receivers(&mut *conn, Some(intent_id)).await?.1 {
+pub async fn intent(
+    conn: &mut AnyConnection,
+    listeners: &Listeners,
+    event: &str,
+    intent_id: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    if !listeners.anyone {
         return Ok(());
     }
     let Some(intent) = records::intent(&mut *conn, intent_id).await? else { return Ok(()) };
@@ -108,6 +122,6 @@ pub async fn intent(conn: &mut AnyConnection, event: &str, intent_id: &str, at: 
         "Payer": {"Contact": {"Id": intent.payer_id}},
         "OneTime": one_time,
     });
-    outbound::emit_at(conn, event, data, intent.webhook_url.as_deref(), at).await?;
+    outbound::emit_at(conn, event, data, listeners.url.as_deref(), at).await?;
     Ok(())
 }

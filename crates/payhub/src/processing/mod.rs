@@ -254,8 +254,10 @@ impl Payments {
                 Err(StoreError::Conflict(_)) if attempt < 3 => continue,
                 other => other?,
             }
-            events::intent(&mut tx, "paymentIntent.created", &intent_id, now).await?;
-            events::installment(&mut tx, "installment.created", &installment_id, now).await?;
+            let listeners =
+                events::Listeners::with_url(&mut tx, intent.webhook_url.as_ref().map(|u| u.to_string())).await?;
+            events::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
+            events::installment(&mut tx, &listeners, "installment.created", &installment_id, now).await?;
             tx.commit().await?;
             break reference;
         };

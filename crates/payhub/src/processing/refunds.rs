@@ -86,6 +86,7 @@ impl Payments {
         let installment = records::installment(&mut tx, &refund.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
+        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let mut payment_id = None;
         match answer {
             Ok(done) => {
@@ -142,6 +143,7 @@ impl Payments {
                 let open = installment.amount_open_ore + refund.amount_ore;
                 events::move_installment(
                     &mut tx,
+                    &listeners,
                     &installment.id,
                     next,
                     None,

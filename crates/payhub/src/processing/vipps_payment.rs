@@ -138,6 +138,7 @@ impl Payments {
                 let redirect_url = created.redirect_url.clone();
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
+                    let listeners = events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
                     let message_id = records::insert_message(
                         &mut tx,
                         &NewMessage {
@@ -177,10 +178,18 @@ impl Payments {
                         now,
                     )
                     .await?;
-                    events::move_installment(&mut tx, &row.installment_id, InstallmentStatus::Pending, None, None, now)
-                        .await?;
+                    events::move_installment(
+                        &mut tx,
+                        &listeners,
+                        &row.installment_id,
+                        InstallmentStatus::Pending,
+                        None,
+                        None,
+                        now,
+                    )
+                    .await?;
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
-                    events::intent(&mut tx, "paymentIntent.processed", &intent_id, now).await?;
+                    events::intent(&mut tx, &listeners, "paymentIntent.processed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -202,10 +211,12 @@ impl Payments {
                 tracing::warn!(%reference, error = %message, "Vipps refused the payment");
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
+                    let listeners = events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
                     records::update_vipps_payment(&mut tx, reference, "REFUSED", None, None, None, Some(&message), now)
                         .await?;
                     events::move_installment(
                         &mut tx,
+                        &listeners,
                         &row.installment_id,
                         InstallmentStatus::Failed,
                         Some(&message),
@@ -214,7 +225,7 @@ impl Payments {
                     )
                     .await?;
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
-                    events::intent(&mut tx, "paymentIntent.failed", &intent_id, now).await?;
+                    events::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -275,6 +286,7 @@ impl Payments {
         let mut tx = self.store.begin_write().await?;
         let installment =
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
+        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = snapshot_json(payment);
         let message_id = records::insert_message(
             &mut tx,
@@ -304,7 +316,8 @@ impl Payments {
         let mut status = "Matched";
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         if let Some((next, reason)) = outcome(&payment.state) {
-            let moved = events::move_installment(&mut tx, &row.installment_id, next, reason, None, now).await?;
+            let moved =
+                events::move_installment(&mut tx, &listeners, &row.installment_id, next, reason, None, now).await?;
             if !moved && next != installment.status {
                 status = "Ignored";
                 detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
@@ -402,6 +415,7 @@ impl Payments {
         let mut tx = self.store.begin_write().await?;
         let installment =
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
+        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let message_id = records::insert_message(
             &mut tx,
             &NewMessage {
@@ -442,6 +456,7 @@ impl Payments {
         .await?;
         events::move_installment(
             &mut tx,
+            &listeners,
             &row.installment_id,
             InstallmentStatus::Collected,
             None,

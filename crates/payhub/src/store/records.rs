@@ -70,16 +70,20 @@ pub async fn vipps_profile(
         return Ok(row.try_get(0)?);
     }
     let id = new_id("pp");
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO payment_profiles (id, payer_id, record_type, wallet_type, identifier, created_at) \
-         VALUES ($1, $2, 'Wallet', 'Vipps', $3, $4) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, 'Wallet', 'Vipps', $3, $4) ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(&id)
     .bind(payer_id)
     .bind(identifier)
     .bind(timestamp(now))
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if inserted.is_some() {
+        return Ok(id);
+    }
+    // Created concurrently by another intent of the same payer.
     let row = sqlx::query(select).bind(payer_id).bind(identifier).fetch_one(&mut *conn).await?;
     Ok(row.try_get(0)?)
 }
