@@ -131,6 +131,14 @@ fn changed_fields(input: &AccountInput) -> Vec<&'static str> {
     fields
 }
 
+/// Queues the registration of the account's Vipps webhook, in the transaction that saves the account, so it
+/// happens once the save is committed (and is retried if Vipps refuses for a while).
+async fn register_webhook_soon(tx: &mut sqlx::AnyConnection, account_id: &str) -> ServiceResult<()> {
+    let job = crate::jobs::NewJob::new(super::webhooks::REGISTER_JOB, json!({ "account": account_id })).max_attempts(5);
+    crate::jobs::enqueue(tx, job).await?;
+    Ok(())
+}
+
 fn name_taken(error: StoreError, name: &str) -> ServiceError {
     match error {
         StoreError::Conflict(_) => ServiceError::Conflict(vec![FieldError::invalid(
@@ -225,6 +233,7 @@ impl Accounts {
             json!({ "name": record.settings.name, "fields": changed_fields(input) }),
         )
         .await?;
+        register_webhook_soon(&mut tx, &record.id).await?;
         tx.commit().await?;
         Ok(AccountView::from(&record))
     }
@@ -262,6 +271,7 @@ impl Accounts {
             json!({ "name": record.settings.name, "fields": changed_fields(input) }),
         )
         .await?;
+        register_webhook_soon(&mut tx, id).await?;
         tx.commit().await?;
         Ok(AccountView::from(&record))
     }

@@ -19,6 +19,9 @@ use crate::jobs::{enqueue, NewJob};
 use crate::store::records::{self, NewMessage};
 use crate::store::timestamp;
 
+/// The job that registers an account's webhook after the account was saved.
+pub const REGISTER_JOB: &str = "vipps.webhook.register";
+
 /// The job that brings one payment up to date after a webhook.
 pub const SYNC_PAYMENT_JOB: &str = "vipps.payment.sync";
 
@@ -46,6 +49,9 @@ pub fn intake_url(state: &AppState, account_id: &str) -> String {
 /// Makes sure Vipps posts this account's payment events to payhub: registers the intake URL once (and again
 /// when the public URL changed, removing the old registration), keeping the signing secret sealed.
 pub async fn ensure_registered(state: &AppState, account_id: &str) -> ServiceResult<()> {
+    // One registration at a time in this process, so two triggers (start-up and a save) cannot both register.
+    static REGISTERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = REGISTERING.lock().await;
     let url = intake_url(state, account_id);
     let existing = {
         let mut conn = state.store.pool().acquire().await?;
@@ -64,6 +70,18 @@ pub async fn ensure_registered(state: &AppState, account_id: &str) -> ServiceRes
         if let Err(error) = client.webhooks().delete(&old_id).await {
             tracing::warn!(%account_id, %error, "could not remove the old Vipps webhook registration");
         }
+    }
+    // Registrations for our URL that we hold no secret for (left by a crash or another instance) would only
+    // deliver events we must reject: remove them first.
+    match client.webhooks().list().await {
+        Ok(hooks) => {
+            for hook in hooks.iter().filter(|h| h.url == url) {
+                if let Err(error) = client.webhooks().delete(&hook.id).await {
+                    tracing::warn!(%account_id, %error, "could not remove a stale Vipps webhook registration");
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%account_id, %error, "could not list Vipps webhook registrations"),
     }
     let digest = hex::encode(Sha256::digest(url.as_bytes()));
     let key = IdempotencyKey::parse(&format!("wh{}-{}", &digest[..8], account_id.trim_start_matches("acc_")))
@@ -201,9 +219,22 @@ async fn accept(state: &AppState, account_id: &str, headers: &HeaderMap, body: &
     Ok(())
 }
 
-/// Registers the job handler that processes queued webhooks: the payment is read back from Vipps and the
-/// records brought up to date (duplicates and reordering are harmless: the read-back is the truth).
+/// Registers the job handlers: processing queued webhooks (the payment is read back from Vipps and the
+/// records brought up to date; duplicates and reordering are harmless, the read-back is the truth), and
+/// registering an account's webhook after it was saved.
 pub fn register_handlers(state: &AppState) {
+    let registrar = state.clone();
+    state.jobs.handlers.register(REGISTER_JOB, move |job: crate::jobs::Job| {
+        let state = registrar.clone();
+        async move {
+            let account_id = job.payload["account"].as_str().unwrap_or_default().to_owned();
+            match ensure_registered(&state, &account_id).await {
+                // A deleted account needs no webhook.
+                Err(ServiceError::NotFound(_)) => Ok(()),
+                other => other.map_err(Into::into),
+            }
+        }
+    });
     let payments = state.payments.clone();
     let store = state.store.clone();
     state.jobs.handlers.register(SYNC_PAYMENT_JOB, move |job: crate::jobs::Job| {

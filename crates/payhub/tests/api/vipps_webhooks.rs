@@ -151,3 +151,15 @@ on_both_backends! {
         assert_eq!(installment_status(&app, &vipps, &created).await["Status"], "Pending");
     }
 }
+
+on_both_backends! {
+    async fn saving_an_account_registers_its_webhook_at_vipps(app) {
+        let _vipps = app.with_vipps().await;
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 0, "registration waits for the job");
+        app.state.jobs.run_until_idle().await.unwrap();
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 1);
+        // Registering again (start-up, the beat) keeps the one registration.
+        payhub::vipps::webhooks::register_all(&app.state).await;
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 1);
+    }
+}
