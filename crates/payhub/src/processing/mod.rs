@@ -190,6 +190,20 @@ impl Payments {
         let phone = parameters.mobile_number.as_ref().map(|p| p.as_str().to_owned());
         let description = parameters.transaction_text.clone();
 
+        // Reads first, outside the write lock: who the payer is, their profile, who listens to events.
+        let profile_phone = phone.clone().or_else(|| intent.payer.phone.as_ref().map(|p| p.as_str().to_owned()));
+        let (known_payer, known_profile, listeners) = {
+            let mut conn = self.store.pool().acquire().await?;
+            let payer = records::find_payer(&mut conn, &intent.payer).await?;
+            let profile = match &payer {
+                Some(id) => records::find_profile(&mut conn, id, profile_phone.as_deref()).await?,
+                None => None,
+            };
+            let listeners =
+                events::Listeners::with_url(&mut conn, intent.webhook_url.as_ref().map(|u| u.to_string())).await?;
+            (payer, profile, listeners)
+        };
+
         let mut attempt = 0;
         let reference = loop {
             attempt += 1;
@@ -223,9 +237,15 @@ impl Payments {
                 now,
             )
             .await?;
-            let payer_id = records::find_or_create_payer(&mut tx, &intent.payer, now).await?;
-            let profile_phone = phone.clone().or_else(|| intent.payer.phone.as_ref().map(|p| p.as_str().to_owned()));
-            let profile_id = records::vipps_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?;
+            let payer_id = match &known_payer {
+                Some(id) => id.clone(),
+                None => records::create_payer(&mut tx, &intent.payer, now).await?,
+            };
+            let profile_id = match (&known_profile, &known_payer) {
+                (Some(id), Some(_)) => id.clone(),
+                // Looked up just before: create it (a concurrent creation is taken care of).
+                _ => records::create_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?,
+            };
             let inserted = records::insert_one_time(
                 &mut tx,
                 &NewOneTime {
@@ -254,8 +274,6 @@ impl Payments {
                 Err(StoreError::Conflict(_)) if attempt < 3 => continue,
                 other => other?,
             }
-            let listeners =
-                events::Listeners::with_url(&mut tx, intent.webhook_url.as_ref().map(|u| u.to_string())).await?;
             events::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
             events::installment(&mut tx, &listeners, "installment.created", &installment_id, now).await?;
             tx.commit().await?;
@@ -276,7 +294,7 @@ impl Payments {
             captured_ore: 0,
             refunded_ore: 0,
         };
-        match self.create_row_at_vipps(&row, &intent_id).await {
+        match self.create_row_at_vipps(&row, &intent_id, Some(&listeners)).await {
             Ok(redirect_url) => Ok(IntentCreated {
                 intent_id,
                 status: IntentStatus::Matched,

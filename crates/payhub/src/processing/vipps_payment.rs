@@ -114,7 +114,7 @@ impl Payments {
             .map_err(|e| internal(&e))?
             .ok_or("unknown installment")?;
         drop(conn);
-        self.create_row_at_vipps(&row, installment.intent_id.as_deref().unwrap_or_default()).await
+        self.create_row_at_vipps(&row, installment.intent_id.as_deref().unwrap_or_default(), None).await
     }
 
     /// [`Self::create_at_vipps`] for a row the caller has in hand (just recorded): no re-read.
@@ -122,6 +122,7 @@ impl Payments {
         &self,
         row: &VippsPaymentRow,
         intent_id: &str,
+        listeners: Option<&events::Listeners>,
     ) -> Result<Option<String>, String> {
         let reference = row.reference.as_str();
         let intent_id = intent_id.to_owned();
@@ -138,7 +139,10 @@ impl Payments {
                 let redirect_url = created.redirect_url.clone();
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
+                    let listeners = match listeners {
+                        Some(known) => known.clone(),
+                        None => events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?,
+                    };
                     let message_id = records::insert_message(
                         &mut tx,
                         &NewMessage {

@@ -10,33 +10,27 @@ use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 
-/// Finds the payer with the same email (first) or phone, or creates one. Safe against a concurrent creation:
-/// the insert does nothing on a uniqueness clash (which on PostgreSQL would otherwise abort the transaction),
-/// and the winner's row is read instead.
-pub async fn find_or_create_payer(
-    conn: &mut AnyConnection,
-    payer: &PayerInput,
-    now: DateTime<Utc>,
-) -> StoreResult<String> {
-    async fn existing(conn: &mut AnyConnection, payer: &PayerInput) -> StoreResult<Option<String>> {
-        let row = if let Some(email) = &payer.email {
-            sqlx::query("SELECT id FROM payers WHERE lower(email) = lower($1)")
-                .bind(email)
-                .fetch_optional(&mut *conn)
-                .await?
-        } else if let Some(phone) = &payer.phone {
-            sqlx::query("SELECT id FROM payers WHERE phone = $1 ORDER BY created_at LIMIT 1")
-                .bind(phone.as_str())
-                .fetch_optional(&mut *conn)
-                .await?
-        } else {
-            None
-        };
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-    if let Some(id) = existing(&mut *conn, payer).await? {
-        return Ok(id);
-    }
+/// The payer with the same email (first) or, when no email is given, the same phone.
+pub async fn find_payer(conn: &mut AnyConnection, payer: &PayerInput) -> StoreResult<Option<String>> {
+    let row = if let Some(email) = &payer.email {
+        sqlx::query("SELECT id FROM payers WHERE lower(email) = lower($1)")
+            .bind(email)
+            .fetch_optional(&mut *conn)
+            .await?
+    } else if let Some(phone) = &payer.phone {
+        sqlx::query("SELECT id FROM payers WHERE phone = $1 ORDER BY created_at LIMIT 1")
+            .bind(phone.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+    } else {
+        None
+    };
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Creates the payer, or returns the one a concurrent request created first: the insert does nothing on a
+/// uniqueness clash (which on PostgreSQL would otherwise abort the transaction) and the winner's row is read.
+pub async fn create_payer(conn: &mut AnyConnection, payer: &PayerInput, now: DateTime<Utc>) -> StoreResult<String> {
     let id = new_id("pay");
     let inserted = sqlx::query(
         "INSERT INTO payers (id, first_name, last_name, email, phone, fields, created_at, updated_at) \
@@ -54,21 +48,42 @@ pub async fn find_or_create_payer(
     if inserted.rows_affected() == 1 {
         return Ok(id);
     }
-    existing(conn, payer).await?.ok_or_else(|| StoreError::Conflict("payers".into()))
+    find_payer(conn, payer).await?.ok_or_else(|| StoreError::Conflict("payers".into()))
 }
 
-/// The payer's Vipps wallet profile (identifier = phone, or empty when unknown), created when missing.
-pub async fn vipps_profile(
+/// Finds the payer with the same email (first) or phone, or creates one; safe against a concurrent creation.
+pub async fn find_or_create_payer(
+    conn: &mut AnyConnection,
+    payer: &PayerInput,
+    now: DateTime<Utc>,
+) -> StoreResult<String> {
+    match find_payer(&mut *conn, payer).await? {
+        Some(id) => Ok(id),
+        None => create_payer(conn, payer, now).await,
+    }
+}
+
+const PROFILE_SELECT: &str =
+    "SELECT id FROM payment_profiles WHERE payer_id = $1 AND wallet_type = 'Vipps' AND identifier = $2";
+
+/// The payer's Vipps wallet profile with this identifier (phone, or empty when unknown), if it exists.
+pub async fn find_profile(
+    conn: &mut AnyConnection,
+    payer_id: &str,
+    phone: Option<&str>,
+) -> StoreResult<Option<String>> {
+    let row = sqlx::query(PROFILE_SELECT).bind(payer_id).bind(phone.unwrap_or_default()).fetch_optional(conn).await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// Creates the payer's Vipps wallet profile, or returns the one a concurrent request created first.
+pub async fn create_profile(
     conn: &mut AnyConnection,
     payer_id: &str,
     phone: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<String> {
     let identifier = phone.unwrap_or_default();
-    let select = "SELECT id FROM payment_profiles WHERE payer_id = $1 AND wallet_type = 'Vipps' AND identifier = $2";
-    if let Some(row) = sqlx::query(select).bind(payer_id).bind(identifier).fetch_optional(&mut *conn).await? {
-        return Ok(row.try_get(0)?);
-    }
     let id = new_id("pp");
     let inserted = sqlx::query(
         "INSERT INTO payment_profiles (id, payer_id, record_type, wallet_type, identifier, created_at) \
@@ -83,9 +98,21 @@ pub async fn vipps_profile(
     if inserted.is_some() {
         return Ok(id);
     }
-    // Created concurrently by another intent of the same payer.
-    let row = sqlx::query(select).bind(payer_id).bind(identifier).fetch_one(&mut *conn).await?;
+    let row = sqlx::query(PROFILE_SELECT).bind(payer_id).bind(identifier).fetch_one(conn).await?;
     Ok(row.try_get(0)?)
+}
+
+/// The payer's Vipps wallet profile (identifier = phone, or empty when unknown), created when missing.
+pub async fn vipps_profile(
+    conn: &mut AnyConnection,
+    payer_id: &str,
+    phone: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<String> {
+    match find_profile(&mut *conn, payer_id, phone).await? {
+        Some(id) => Ok(id),
+        None => create_profile(conn, payer_id, phone, now).await,
+    }
 }
 
 /// A stored inbound or outbound exchange, raw.
