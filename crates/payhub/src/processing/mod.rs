@@ -19,7 +19,6 @@ use crate::domain::account::ParameterDefault;
 use crate::domain::ids::new_id;
 use crate::domain::intent::{OneTimeIntent, VippsParameters};
 use crate::domain::phone::Phone;
-use crate::domain::status::IntentStatus;
 use crate::error::ServiceError;
 use crate::store::records::{self, NewMessage, NewOneTime, NewReport, VippsPaymentRow};
 use crate::store::{Store, StoreError};
@@ -36,17 +35,13 @@ pub struct Payments {
     pub(crate) locks: vipps_payment::ReferenceLocks,
 }
 
-/// A recorded intent and what Vipps made of it.
+/// A recorded intent whose Vipps payment was created: the intent is `Matched`, its installment `Pending`.
 #[derive(Debug, Clone)]
 pub struct IntentCreated {
     /// `pi_…`
     pub intent_id: String,
-    /// The intent's status.
-    pub status: IntentStatus,
     /// The installment.
     pub installment_id: String,
-    /// Its status.
-    pub installment_status: String,
     /// The Vipps reference, `pi-` + digits.
     pub payment_reference: String,
     /// Vipps' landing page, where the payer goes next.
@@ -294,12 +289,17 @@ impl Payments {
             captured_ore: 0,
             refunded_ore: 0,
         };
-        match self.create_row_at_vipps(&row, &intent_id, Some(&listeners)).await {
+        match self
+            .create_row_at_vipps(
+                &row,
+                &intent_id,
+                Some(vipps_payment::Known { account: &account, listeners: &listeners }),
+            )
+            .await
+        {
             Ok(redirect_url) => Ok(IntentCreated {
                 intent_id,
-                status: IntentStatus::Matched,
                 installment_id,
-                installment_status: "Pending".into(),
                 payment_reference: reference,
                 redirect_url,
                 target: account.name,

@@ -30,6 +30,15 @@ impl ReferenceLocks {
     }
 }
 
+/// What the caller of a create already read: the account and who listens to the intent's events.
+#[derive(Clone, Copy)]
+pub(crate) struct Known<'a> {
+    /// The merchant account.
+    pub account: &'a crate::vipps::accounts::AccountView,
+    /// The intent's event listeners.
+    pub listeners: &'a events::Listeners,
+}
+
 /// What a Vipps state means for the installment. Exhaustive: a state Vipps adds is handled here on purpose.
 fn outcome(state: &State) -> Option<(InstallmentStatus, Option<&'static str>)> {
     match state {
@@ -122,7 +131,7 @@ impl Payments {
         &self,
         row: &VippsPaymentRow,
         intent_id: &str,
-        listeners: Option<&events::Listeners>,
+        known: Option<Known<'_>>,
     ) -> Result<Option<String>, String> {
         let reference = row.reference.as_str();
         let intent_id = intent_id.to_owned();
@@ -131,7 +140,11 @@ impl Payments {
         let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
         let request = self.create_request(row, &intent_id)?;
         let key = IdempotencyKey::parse(&row.idempotency_key).map_err(|e| e.to_string())?;
-        let client = self.clients.get(&self.accounts, &row.account_id).await.map_err(|e| e.to_string())?;
+        let client = match known {
+            Some(known) => self.clients.for_account(&self.accounts, known.account).await,
+            None => self.clients.get(&self.accounts, &row.account_id).await,
+        }
+        .map_err(|e| e.to_string())?;
         let now = Utc::now();
         match client.epayment().create(&request, &key).await {
             Ok(created) => {
@@ -139,8 +152,8 @@ impl Payments {
                 let redirect_url = created.redirect_url.clone();
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = match listeners {
-                        Some(known) => known.clone(),
+                    let listeners = match known {
+                        Some(known) => known.listeners.clone(),
                         None => events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?,
                     };
                     let message_id = records::insert_message(

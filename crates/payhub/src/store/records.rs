@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{map_conflict, parse_timestamp, timestamp, Backend, StoreError, StoreResult};
+use super::{map_conflict, timestamp, Backend, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
@@ -51,18 +51,6 @@ pub async fn create_payer(conn: &mut AnyConnection, payer: &PayerInput, now: Dat
     find_payer(conn, payer).await?.ok_or_else(|| StoreError::Conflict("payers".into()))
 }
 
-/// Finds the payer with the same email (first) or phone, or creates one; safe against a concurrent creation.
-pub async fn find_or_create_payer(
-    conn: &mut AnyConnection,
-    payer: &PayerInput,
-    now: DateTime<Utc>,
-) -> StoreResult<String> {
-    match find_payer(&mut *conn, payer).await? {
-        Some(id) => Ok(id),
-        None => create_payer(conn, payer, now).await,
-    }
-}
-
 const PROFILE_SELECT: &str =
     "SELECT id FROM payment_profiles WHERE payer_id = $1 AND wallet_type = 'Vipps' AND identifier = $2";
 
@@ -100,19 +88,6 @@ pub async fn create_profile(
     }
     let row = sqlx::query(PROFILE_SELECT).bind(payer_id).bind(identifier).fetch_one(conn).await?;
     Ok(row.try_get(0)?)
-}
-
-/// The payer's Vipps wallet profile (identifier = phone, or empty when unknown), created when missing.
-pub async fn vipps_profile(
-    conn: &mut AnyConnection,
-    payer_id: &str,
-    phone: Option<&str>,
-    now: DateTime<Utc>,
-) -> StoreResult<String> {
-    match find_profile(&mut *conn, payer_id, phone).await? {
-        Some(id) => Ok(id),
-        None => create_profile(conn, payer_id, phone, now).await,
-    }
 }
 
 /// A stored inbound or outbound exchange, raw.
@@ -808,9 +783,4 @@ pub async fn pending_refunds(conn: &mut AnyConnection, limit: i64) -> StoreResul
         .fetch_all(conn)
         .await?;
     rows.iter().map(refund_from_row).collect()
-}
-
-/// Reads a stored time.
-pub fn time(text: &str) -> StoreResult<DateTime<Utc>> {
-    parse_timestamp(text)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::Url;
 use vipps_client::{Client, ClientConfig, Credentials as ClientCredentials, Environment, Msn, SystemInfo};
 
-use super::accounts::Accounts;
+use super::accounts::{AccountView, Accounts};
 use crate::error::{ServiceError, ServiceResult};
 
 /// The registry of Vipps clients, keyed by account id and the account's last change.
@@ -27,6 +27,12 @@ impl VippsClients {
     /// The client for `account_id`, built on first use and rebuilt after the account changed.
     pub async fn get(&self, accounts: &Accounts, account_id: &str) -> ServiceResult<Client> {
         let view = accounts.get(account_id).await?;
+        self.for_account(accounts, &view).await
+    }
+
+    /// The client for an account the caller has just read (no second read of the account).
+    pub async fn for_account(&self, accounts: &Accounts, view: &AccountView) -> ServiceResult<Client> {
+        let account_id = view.id.as_str();
         if let Ok(cache) = self.cache.lock() {
             if let Some((version, client)) = cache.get(account_id) {
                 if *version == view.updated_at {
@@ -61,7 +67,7 @@ impl VippsClients {
         config.timeout = self.timeout;
         let client = Client::new(config).map_err(|e| ServiceError::Internal(e.into()))?;
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(account_id.to_owned(), (view.updated_at, client.clone()));
+            cache.insert(account_id.to_owned(), (view.updated_at.clone(), client.clone()));
         }
         Ok(client)
     }

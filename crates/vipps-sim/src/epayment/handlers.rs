@@ -251,19 +251,30 @@ pub(crate) async fn capture(
         p.last_capture_at = Some(now);
         let psp = push_event(hooks, "CAPTURED", x, p, Some(key.to_owned()), now);
         let reply = Reply::json(StatusCode::OK, &modification_json(p, &psp));
-        let movement = MoneyMovement {
-            kind: MovementKind::Capture,
-            amount: x,
-            currency: p.currency.to_owned(),
-            psp_reference: psp,
-            reference: p.reference.clone(),
-            agreement_id: None,
-            external_id: None,
-            at: now,
-        };
+        let movement = payment_movement(MovementKind::Capture, x, p, psp, now);
         db.record_movement(msn, movement);
         reply
     })
+}
+
+/// The ledger's record of money moved on a payment (a capture or a refund of `amount`).
+fn payment_movement(
+    kind: MovementKind,
+    amount: i64,
+    p: &Payment,
+    psp_reference: String,
+    at: DateTime<Utc>,
+) -> MoneyMovement {
+    MoneyMovement {
+        kind,
+        amount,
+        currency: p.currency.to_owned(),
+        psp_reference,
+        reference: p.reference.clone(),
+        agreement_id: None,
+        external_id: None,
+        at,
+    }
 }
 
 /// `POST /epayment/v1/payments/{reference}/refund` `{modificationAmount}` → `200 ModificationResponse`.
@@ -314,16 +325,7 @@ pub(crate) async fn refund(
         p.refunded += x;
         let psp = push_event(hooks, "REFUNDED", x, p, Some(key.to_owned()), now);
         let reply = Reply::json(StatusCode::OK, &modification_json(p, &psp));
-        let movement = MoneyMovement {
-            kind: MovementKind::Refund,
-            amount: x,
-            currency: p.currency.to_owned(),
-            psp_reference: psp,
-            reference: p.reference.clone(),
-            agreement_id: None,
-            external_id: None,
-            at: now,
-        };
+        let movement = payment_movement(MovementKind::Refund, x, p, psp, now);
         db.record_movement(msn, movement);
         reply
     })

@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorItem};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::money::{signed_json_kroner, Money};
-use crate::domain::status::InstallmentStatus;
+use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::ServiceError;
 use crate::processing::refunds::RefundRequest;
 use crate::processing::IntentError;
@@ -157,10 +157,10 @@ pub async fn create_intent(
                 StatusCode::OK,
                 json!({
                     "Id": created.intent_id,
-                    "Status": created.status.as_str(),
+                    "Status": IntentStatus::Matched.as_str(),
                     "RedirectURL": created.redirect_url,
                     "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": created.target},
-                    "OneTime": {"Id": created.installment_id, "Status": created.installment_status, "PaymentReference": created.payment_reference},
+                    "OneTime": {"Id": created.installment_id, "Status": InstallmentStatus::Pending.as_str(), "PaymentReference": created.payment_reference},
                 }),
             ),
             Err(IntentError::Invalid(items)) => envelope(ApiError::items(StatusCode::BAD_REQUEST, items)),

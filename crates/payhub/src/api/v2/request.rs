@@ -3,8 +3,6 @@
 //! processor parameter is missing, `200` invalid data. Unknown fields are refused rather than silently dropped,
 //! except inside `SalesforceFields`, which are kept as sent.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -305,11 +303,6 @@ pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
         }),
         _ => Err(errors.0),
     }
-}
-
-/// Flattens payer fields for storage.
-pub fn fields_json(fields: &BTreeMap<String, Value>) -> String {
-    serde_json::to_string(fields).unwrap_or_else(|_| "{}".into())
 }
 
 #[cfg(test)]
