@@ -124,6 +124,9 @@ pub struct AccountArgs {
     /// Enable Reconciliation Incoming Payments.
     #[arg(long)]
     pub reconciliation: Option<bool>,
+    /// Stop the Vipps agreement when a recurring payment is cancelled in payhub.
+    #[arg(long)]
+    pub cancel_agreement_on_cancel: Option<bool>,
     /// Initial Ledger Date (YYYY-MM-DD).
     #[arg(long)]
     pub initial_ledger_date: Option<String>,
@@ -159,6 +162,7 @@ impl AccountArgs {
             initial_ledger_date: self.initial_ledger_date.clone(),
             api_base_url: self.api_base_url.clone(),
             parameter_defaults: self.parameter_defaults.clone(),
+            cancel_agreement_on_cancel: self.cancel_agreement_on_cancel,
         }
     }
 }

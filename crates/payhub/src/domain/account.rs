@@ -36,6 +36,8 @@ pub struct AccountSettings {
     pub api_base_url: Option<String>,
     /// Default values of the Vipps parameters, used when an intent does not give one.
     pub parameter_defaults: BTreeMap<String, ParameterDefault>,
+    /// Stop the Vipps agreement when a recurring payment is cancelled in payhub.
+    pub cancel_agreement_on_cancel: bool,
 }
 
 /// Where a Vipps parameter's default comes from: a fixed value, or a field of the payer as the intent sent it
@@ -95,6 +97,8 @@ pub struct AccountInput {
     pub api_base_url: Option<String>,
     /// See [`AccountSettings::parameter_defaults`]; replaces the whole map when given.
     pub parameter_defaults: Option<BTreeMap<String, ParameterDefault>>,
+    /// See [`AccountSettings::cancel_agreement_on_cancel`].
+    pub cancel_agreement_on_cancel: Option<bool>,
 }
 
 /// New secret values to seal, when given.
@@ -209,6 +213,8 @@ pub fn validate(
     }
 
     let is_default = input.is_default.or(current.map(|c| c.is_default)).unwrap_or(false);
+    let cancel_agreement_on_cancel =
+        input.cancel_agreement_on_cancel.or(current.map(|c| c.cancel_agreement_on_cancel)).unwrap_or(false);
     let reconciliation_enabled =
         input.reconciliation_enabled.or(current.map(|c| c.reconciliation_enabled)).unwrap_or(false);
 
@@ -274,6 +280,7 @@ pub fn validate(
                 initial_ledger_date,
                 api_base_url,
                 parameter_defaults,
+                cancel_agreement_on_cancel,
             },
             secrets,
         )),

@@ -5,6 +5,7 @@ pub mod ids;
 pub mod intent;
 pub mod money;
 pub mod phone;
+pub mod recurring;
 pub mod role;
 pub mod schedule;
 pub mod status;

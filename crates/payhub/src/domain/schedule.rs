@@ -134,41 +134,77 @@ impl Schedule {
         self.frequency
     }
 
-    /// The first due date: the start for weekly payments, else the first Collection Day on or after the start.
-    fn first(&self) -> Option<NaiveDate> {
-        if self.frequency.months().is_none() {
-            return Some(self.start);
-        }
-        let day = self.collection_day.unwrap_or(self.start.day());
-        let this_month = clamped(self.start.year(), self.start.month(), day)?;
-        if this_month >= self.start {
-            Some(this_month)
-        } else {
-            let next = self.start.with_day(1)?.checked_add_months(Months::new(1))?;
-            clamped(next.year(), next.month(), day)
-        }
+    /// The Collection Day (monthly and longer frequencies), if one was set.
+    pub fn collection_day(&self) -> Option<u32> {
+        self.collection_day
     }
 
-    /// The `n`-th due date (0 is the first), or `None` past the End Date.
-    pub fn due_date(&self, n: u32) -> Option<NaiveDate> {
-        let first = self.first()?;
-        let date = match self.frequency.months() {
-            None => first.checked_add_days(Days::new(7 * u64::from(n)))?,
+    /// The date period `p` falls on, before the Start / End Date are applied: the start plus `p` weeks for
+    /// weekly payments, else the Collection Day (default: the start's day) in the start's month plus `p`
+    /// steps. Periods are anchored on the start's month, so a changed Collection Day moves a period's date
+    /// within its month and never makes two installments of one period.
+    fn period_date(&self, p: u32) -> Option<NaiveDate> {
+        match self.frequency.months() {
+            None => self.start.checked_add_days(Days::new(7 * u64::from(p))),
             Some(step) => {
                 let day = self.collection_day.unwrap_or(self.start.day());
-                let month_start = first.with_day(1)?.checked_add_months(Months::new(step.checked_mul(n)?))?;
-                clamped(month_start.year(), month_start.month(), day)?
+                let month_start = self.start.with_day(1)?.checked_add_months(Months::new(step.checked_mul(p)?))?;
+                clamped(month_start.year(), month_start.month(), day)
             }
-        };
-        match self.end {
-            Some(end) if date > end => None,
-            _ => Some(date),
         }
     }
 
-    /// The first due date on or after `date` with its index, or `None` when the schedule has ended.
+    /// The due date of period `p`, or `None` when that period has no installment: it falls before the Start
+    /// Date (period 0 when the Collection Day is earlier in the month than the start) or after the End Date.
+    pub fn due_date(&self, p: u32) -> Option<NaiveDate> {
+        let date = self.period_date(p)?;
+        if date < self.start || self.end.is_some_and(|end| date > end) {
+            return None;
+        }
+        Some(date)
+    }
+
+    /// The date period `p` falls on (see [`Self::due_date`] for whether it has an installment).
+    pub fn period_date_of(&self, p: u32) -> Option<NaiveDate> {
+        self.period_date(p)
+    }
+
+    /// The first period from `p` on that has an installment, with its due date; `None` past the End Date.
+    pub fn period_on_or_after(&self, p: u32) -> Option<(u32, NaiveDate)> {
+        for q in p..=p.saturating_add(1) {
+            let date = self.period_date(q)?;
+            if self.end.is_some_and(|end| date > end) {
+                return None;
+            }
+            if date >= self.start {
+                return Some((q, date));
+            }
+        }
+        None
+    }
+
+    /// The first period with an installment on or after `date`, with its due date; `None` when the schedule
+    /// has ended by then.
     pub fn next_on_or_after(&self, date: NaiveDate) -> Option<(u32, NaiveDate)> {
-        (0..=u32::MAX).map_while(|n| self.due_date(n).map(|d| (n, d))).find(|(_, d)| *d >= date)
+        let from = date.max(self.start);
+        // Start a little before the period `from` falls in, then step forward.
+        let guess = match self.frequency.months() {
+            None => u32::try_from((from - self.start).num_days() / 7).ok()?,
+            Some(step) => {
+                let months = (from.year() - self.start.year()) * 12 + from.month() as i32 - self.start.month() as i32;
+                u32::try_from(months.max(0)).ok()? / step
+            }
+        };
+        for p in guess.saturating_sub(1)..guess.saturating_add(3) {
+            let date = self.period_date(p)?;
+            if self.end.is_some_and(|end| date > end) {
+                return None;
+            }
+            if date >= from {
+                return Some((p, date));
+            }
+        }
+        None
     }
 }
 
@@ -180,8 +216,8 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default()
     }
 
-    fn dates(schedule: &Schedule, n: u32) -> Vec<NaiveDate> {
-        (0..n).filter_map(|i| schedule.due_date(i)).collect()
+    fn dates(schedule: &Schedule, n: usize) -> Vec<NaiveDate> {
+        (0..1000).filter_map(|i| schedule.due_date(i)).take(n).collect()
     }
 
     #[test]
@@ -218,6 +254,20 @@ mod tests {
         assert_eq!(dates(&s, 10), [d(2026, 1, 1), d(2026, 2, 1), d(2026, 3, 1)]);
         assert_eq!(s.next_on_or_after(d(2026, 1, 2)), Some((1, d(2026, 2, 1))));
         assert_eq!(s.next_on_or_after(d(2026, 3, 2)), None);
+    }
+
+    #[test]
+    fn periods_stay_in_their_month_when_the_collection_day_changes() {
+        let on_20th =
+            Schedule::new(d(2026, 3, 20), None, Frequency::Monthly, Some(20)).unwrap_or_else(|e| panic!("{e}"));
+        let on_5th = Schedule::new(d(2026, 3, 20), None, Frequency::Monthly, Some(5)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(on_20th.due_date(0), Some(d(2026, 3, 20)));
+        assert_eq!(on_5th.due_date(0), None, "the 5th of March is before the start");
+        assert_eq!((on_20th.due_date(2), on_5th.due_date(2)), (Some(d(2026, 5, 20)), Some(d(2026, 5, 5))));
+        assert_eq!(on_5th.next_on_or_after(d(2026, 3, 21)), Some((1, d(2026, 4, 5))));
+        assert_eq!(on_20th.next_on_or_after(d(2027, 3, 21)), Some((13, d(2027, 4, 20))));
+        let weekly = Schedule::new(d(2026, 1, 1), None, Frequency::Weekly, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(weekly.next_on_or_after(d(2026, 1, 9)), Some((2, d(2026, 1, 15))));
     }
 
     #[test]

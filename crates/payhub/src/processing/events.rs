@@ -47,6 +47,11 @@ pub struct Listeners {
 }
 
 impl Listeners {
+    /// Whether anyone listens at all.
+    pub fn anyone(&self) -> bool {
+        self.anyone
+    }
+
     /// The listeners of `intent_id`'s events (its WebhookURL is read from the intent).
     pub async fn of_intent(conn: &mut AnyConnection, intent_id: Option<&str>) -> StoreResult<Listeners> {
         let url = webhook_url(&mut *conn, intent_id).await?;
@@ -123,5 +128,29 @@ pub async fn intent(
         "OneTime": one_time,
     });
     outbound::emit_at(conn, event, data, listeners.url.as_deref(), at).await?;
+    Ok(())
+}
+
+/// `mandate.status_change` for a mandate as it now stands.
+pub async fn mandate(
+    conn: &mut AnyConnection,
+    listeners: &Listeners,
+    mandate_id: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    if !listeners.anyone {
+        return Ok(());
+    }
+    let Some(mandate) = crate::store::recurring::mandate(&mut *conn, mandate_id).await? else { return Ok(()) };
+    let data = json!({
+        "Id": mandate.id,
+        "MandateId": mandate.agreement_id,
+        "Status": mandate.status.as_str(),
+        "Active": mandate.status.is_active(),
+        "PaymentMethod": "Vipps",
+        "PaymentProcessor": crate::api::v2::request::PROCESSOR,
+        "PaymentIntentId": mandate.intent_id,
+    });
+    outbound::emit_at(conn, "mandate.status_change", data, listeners.url.as_deref(), at).await?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! a refund. A retry after any crash therefore repeats the same operation at Vipps instead of adding one.
 
 pub mod events;
+pub mod recurring;
 pub mod refunds;
 pub mod vipps_payment;
 
@@ -33,6 +34,8 @@ pub struct Payments {
     pub(crate) clients: VippsClients,
     pub(crate) public_url: Url,
     pub(crate) locks: vipps_payment::ReferenceLocks,
+    pub(crate) clock: crate::jobs::Clock,
+    pub(crate) recurring: recurring::RecurringSettings,
 }
 
 /// A recorded intent whose Vipps payment was created: the intent is `Matched`, its installment `Pending`.
@@ -156,7 +159,40 @@ fn new_payment_reference() -> String {
 impl Payments {
     /// The payment services over the given parts.
     pub fn new(store: Store, accounts: Accounts, clients: VippsClients, public_url: Url) -> Self {
-        Self { store, accounts, clients, public_url, locks: vipps_payment::ReferenceLocks::default() }
+        Self {
+            store,
+            accounts,
+            clients,
+            public_url,
+            locks: vipps_payment::ReferenceLocks::default(),
+            clock: crate::jobs::system_clock(),
+            recurring: recurring::RecurringSettings::default(),
+        }
+    }
+
+    /// The same services on another clock (sandbox mode follows the simulator's virtual clock).
+    pub fn with_clock(mut self, clock: crate::jobs::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The same services with other recurring settings.
+    pub fn with_recurring(mut self, settings: recurring::RecurringSettings) -> Self {
+        self.recurring = settings;
+        self
+    }
+
+    /// The account an intent's Target names, or the default account.
+    async fn account_for(&self, target: Option<&str>) -> Result<crate::vipps::accounts::AccountView, IntentError> {
+        match (self.accounts.resolve(target).await?, target) {
+            (Some(account), _) => Ok(account),
+            (None, Some(target)) => Err(IntentError::Invalid(vec![ErrorItem {
+                error_code: "200",
+                error_message: format!("No merchant account named {target}"),
+                field: Some("PaymentMethod.Target".into()),
+            }])),
+            (None, None) => Err(IntentError::NoDefault),
+        }
     }
 
     /// The URL Vipps sends the payer back to; it checks the payment and forwards to SuccessURL or FailureURL.
@@ -166,18 +202,7 @@ impl Payments {
 
     /// Records a one-time intent and creates its Vipps payment.
     pub async fn create_one_time(&self, intent: &OneTimeIntent, raw_body: &str) -> Result<IntentCreated, IntentError> {
-        let account = self.accounts.resolve(intent.target.as_deref()).await?;
-        let account = match (account, &intent.target) {
-            (Some(account), _) => account,
-            (None, Some(target)) => {
-                return Err(IntentError::Invalid(vec![ErrorItem {
-                    error_code: "200",
-                    error_message: format!("No merchant account named {target}"),
-                    field: Some("PaymentMethod.Target".into()),
-                }]))
-            }
-            (None, None) => return Err(IntentError::NoDefault),
-        };
+        let account = self.account_for(intent.target.as_deref()).await?;
         let parameters = with_defaults(intent, &account.parameter_defaults).map_err(IntentError::Invalid)?;
         let now = Utc::now();
         let intent_id = new_id("pi");

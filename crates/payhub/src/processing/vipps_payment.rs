@@ -21,7 +21,8 @@ use crate::store::records::{self, NewMessage, NewReport, VippsPaymentRow};
 pub struct ReferenceLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
 
 impl ReferenceLocks {
-    fn get(&self, reference: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// The lock of one reference (a payment reference, an agreement id, a charge id).
+    pub(crate) fn get(&self, reference: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if map.len() > 10_000 {
             map.retain(|_, lock| Arc::strong_count(lock) > 1);

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod idempotency;
 pub mod records;
+pub mod recurring;
 pub mod users;
 
 use std::str::FromStr;
@@ -130,6 +131,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "parameter_defaults",
         sqlite: include_str!("../../migrations/sqlite/0004_parameter_defaults.sql"),
         postgres: include_str!("../../migrations/postgres/0004_parameter_defaults.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "recurring",
+        sqlite: include_str!("../../migrations/sqlite/0005_recurring.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_recurring.sql"),
     },
 ];
 

@@ -49,6 +49,8 @@ pub struct AccountView {
     pub vipps_base_url: String,
     /// Default values of the Vipps parameters.
     pub parameter_defaults: std::collections::BTreeMap<String, crate::domain::account::ParameterDefault>,
+    /// Stop the Vipps agreement when a recurring payment is cancelled in payhub.
+    pub cancel_agreement_on_cancel: bool,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -75,6 +77,7 @@ impl From<&AccountRecord> for AccountView {
             api_base_url: s.api_base_url.clone(),
             vipps_base_url: s.vipps_base_url().to_owned(),
             parameter_defaults: s.parameter_defaults.clone(),
+            cancel_agreement_on_cancel: s.cancel_agreement_on_cancel,
             created_at: crate::store::timestamp(r.created_at),
             updated_at: crate::store::timestamp(r.updated_at),
         }

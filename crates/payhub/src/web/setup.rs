@@ -134,6 +134,7 @@ pub struct AccountForm {
     retry_days: Option<String>,
     is_default: Option<String>,
     reconciliation_enabled: Option<String>,
+    cancel_agreement_on_cancel: Option<String>,
     initial_ledger_date: Option<String>,
     api_base_url: Option<String>,
     parameter_defaults: Option<String>,
@@ -154,6 +155,7 @@ impl AccountForm {
             retry_days: Some(s.retry_days.to_string()),
             is_default: on(s.is_default),
             reconciliation_enabled: on(s.reconciliation_enabled),
+            cancel_agreement_on_cancel: on(s.cancel_agreement_on_cancel),
             initial_ledger_date: s.initial_ledger_date.map(|d| d.to_string()),
             api_base_url: s.api_base_url.clone(),
             parameter_defaults: (!s.parameter_defaults.is_empty())
@@ -184,6 +186,7 @@ impl AccountForm {
             retry_days,
             is_default: Some(self.is_default.is_some()),
             reconciliation_enabled: Some(self.reconciliation_enabled.is_some()),
+            cancel_agreement_on_cancel: Some(self.cancel_agreement_on_cancel.is_some()),
             initial_ledger_date: Some(self.initial_ledger_date.clone().unwrap_or_default()),
             api_base_url: Some(self.api_base_url.clone().unwrap_or_default()),
             parameter_defaults: match self.parameter_defaults.as_deref().map(str::trim) {
@@ -217,6 +220,7 @@ fn account_form(who: &Principal, action: &str, form: &AccountForm, errors: &[Fie
             (text_field("merchant_agreement_url", "Merchant Agreement Url", "url", &v(&form.merchant_agreement_url), Some("Where payers manage their agreement; https."), error_for("merchant_agreement_url")))
             (text_field("retry_days", "RetryDays", "number", &form.retry_days.clone().unwrap_or_else(|| DEFAULT_RETRY_DAYS.to_string()), Some("0 to 14 days of retries for a failed recurring charge."), error_for("retry_days")))
             (check_field("is_default", "Default account", form.is_default.is_some(), error_for("is_default")))
+            (check_field("cancel_agreement_on_cancel", "Cancel the Vipps agreement when a recurring payment is cancelled in payhub", form.cancel_agreement_on_cancel.is_some(), error_for("cancel_agreement_on_cancel")))
             (check_field("reconciliation_enabled", "Enable Reconciliation Incoming Payments", form.reconciliation_enabled.is_some(), error_for("reconciliation_enabled")))
             (text_field("initial_ledger_date", "Initial Ledger Date", "date", &v(&form.initial_ledger_date), Some("Required when reconciliation is enabled."), error_for("initial_ledger_date")))
             (text_field("api_base_url", "Vipps API base URL (advanced)", "url", &v(&form.api_base_url), Some("Leave blank for Vipps' own test or production host."), error_for("api_base_url")))

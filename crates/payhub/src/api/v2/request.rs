@@ -1,4 +1,4 @@
-//! Parsing `POST /v2/PaymentIntent` (FinDock v2, PascalCase) into a [`OneTimeIntent`]. Every problem is
+//! Parsing `POST /v2/PaymentIntent` (FinDock v2, PascalCase) into a one-time or a recurring intent. Every problem is
 //! reported with FinDock's code and the path of the field: `010` a core parameter is missing, `011` a
 //! processor parameter is missing, `200` invalid data. Unknown fields are refused rather than silently dropped,
 //! except inside `SalesforceFields`, which are kept as sent.
@@ -7,9 +7,24 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::api::error::ErrorItem;
+use chrono::NaiveDate;
+
 use crate::domain::intent::{OneTimeIntent, PayerInput, VippsParameters};
 use crate::domain::money::Money;
 use crate::domain::phone::Phone;
+use crate::domain::recurring::{
+    RecurringIntent, RecurringTerms, MAX_CHARGE_DESCRIPTION, MAX_RECURRING_ORE, MIN_RECURRING_ORE,
+};
+use crate::domain::schedule::{Frequency, Schedule};
+
+/// A parsed `POST /v2/PaymentIntent`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedIntent {
+    /// A one-time payment.
+    OneTime(OneTimeIntent),
+    /// A recurring payment, with an optional initial payment.
+    Recurring(RecurringIntent),
+}
 
 /// The processor name payhub answers to, and FinDock's, accepted as an alias.
 pub const PROCESSOR: &str = "PayHub-Vipps";
@@ -178,15 +193,168 @@ fn parameters(map: Option<&Map<String, Value>>, errors: &mut Errors) -> VippsPar
     out
 }
 
-/// Parses the body of `POST /v2/PaymentIntent`. Returns every problem found, not just the first.
-pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
+fn date(map: &Map<String, Value>, key: &str, path: &str, errors: &mut Errors) -> Option<NaiveDate> {
+    let text = text(map, key, path, 10, errors)?;
+    match NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+        Ok(date) => Some(date),
+        Err(_) => {
+            errors.invalid(path, format!("{key} must be a date as YYYY-MM-DD"));
+            None
+        }
+    }
+}
+
+/// The `Recurring` object: amount within Vipps' limits, a known frequency, dates that make a schedule starting
+/// no earlier than `today`.
+fn recurring_terms(value: &Value, today: NaiveDate, errors: &mut Errors) -> Option<RecurringTerms> {
+    let map = object(
+        value,
+        "Recurring",
+        &["Amount", "Frequency", "StartDate", "EndDate", "CollectionDay", "CurrencyISOCode", "Id", "SalesforceFields"],
+        errors,
+    )?;
+    if map.get("Id").is_some_and(|v| !v.is_null()) {
+        errors.invalid("Recurring.Id", "Changing an existing recurring payment goes through PATCH /v2/Recurring/{Id}");
+    }
+    let amount = match map.get("Amount") {
+        None | Some(Value::Null) => {
+            errors.missing("Recurring.Amount", "Recurring.Amount is required");
+            None
+        }
+        Some(value) => match Money::from_json(value) {
+            Ok(money) if !(MIN_RECURRING_ORE..=MAX_RECURRING_ORE).contains(&money.ore()) => {
+                errors.invalid(
+                    "Recurring.Amount",
+                    format!(
+                        "Recurring.Amount must be from {} to {} NOK (Vipps' limits for an agreement)",
+                        Money::from_ore(MIN_RECURRING_ORE).kroner_string(),
+                        Money::from_ore(MAX_RECURRING_ORE).kroner_string()
+                    ),
+                );
+                None
+            }
+            Ok(money) => Some(money),
+            Err(e) => {
+                errors.invalid("Recurring.Amount", e.to_string());
+                None
+            }
+        },
+    };
+    if let Some(currency) = text(map, "CurrencyISOCode", "Recurring.CurrencyISOCode", 3, errors) {
+        if currency != "NOK" {
+            errors.invalid("Recurring.CurrencyISOCode", "Vipps can only be used with Norwegian Krone");
+        }
+    }
+    let frequency = match text(map, "Frequency", "Recurring.Frequency", 32, errors) {
+        None => {
+            if !errors.0.iter().any(|e| e.field.as_deref() == Some("Recurring.Frequency")) {
+                errors.missing("Recurring.Frequency", "Recurring.Frequency is required");
+            }
+            None
+        }
+        Some(name) => match name.parse::<Frequency>() {
+            Ok(frequency) => Some(frequency),
+            Err(message) => {
+                errors.invalid("Recurring.Frequency", message);
+                None
+            }
+        },
+    };
+    let start = date(map, "StartDate", "Recurring.StartDate", errors);
+    let end = date(map, "EndDate", "Recurring.EndDate", errors);
+    if start.is_some_and(|start| start < today) {
+        errors.invalid("Recurring.StartDate", format!("StartDate must not be in the past (today is {today})"));
+    }
+    let start = start.unwrap_or(today);
+    if end.is_some_and(|end| end < start) {
+        errors.invalid("Recurring.EndDate", "EndDate must not be before StartDate");
+    }
+    let collection_day = match map.get("CollectionDay") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let day = value.as_u64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+            match day.and_then(|d| u32::try_from(d).ok()).filter(|d| (1..=31).contains(d)) {
+                Some(day) => Some(day),
+                None => {
+                    errors.invalid("Recurring.CollectionDay", "CollectionDay must be a day of the month from 1 to 31");
+                    None
+                }
+            }
+        }
+    };
+    let (amount, frequency) = (amount?, frequency?);
+    let schedule = Schedule::new(start, end, frequency, collection_day).ok()?;
+    if schedule.next_on_or_after(start).is_none() {
+        errors.invalid("Recurring.EndDate", "No installment falls due between StartDate and EndDate");
+        return None;
+    }
+    Some(RecurringTerms { amount, frequency, start_date: start, end_date: end, collection_day })
+}
+
+/// Parses the body of `POST /v2/PaymentIntent`; `today` is payhub's date (a StartDate may not be earlier).
+/// Returns every problem found, not just the first.
+pub fn parse(body: &Value, today: NaiveDate) -> Result<ParsedIntent, Vec<ErrorItem>> {
     let mut errors = Errors(Vec::new());
+    let terms = match body.get("Recurring") {
+        None | Some(Value::Null) => None,
+        Some(value) => recurring_terms(value, today, &mut errors).map(Some).unwrap_or_else(|| {
+            if errors.0.is_empty() {
+                errors.invalid("Recurring", "Recurring is not valid");
+            }
+            None
+        }),
+    };
+    let recurring = body.get("Recurring").is_some_and(|v| !v.is_null());
+    let one_time = parse_common(body, recurring, &mut errors);
+    match (one_time, terms) {
+        (Some(base), None) if errors.0.is_empty() && !recurring => Ok(ParsedIntent::OneTime(base.0)),
+        (Some((mut base, initial)), Some(terms)) if errors.0.is_empty() => {
+            if base.parameters.transaction_text.as_ref().is_some_and(|t| t.chars().count() > MAX_CHARGE_DESCRIPTION) {
+                return Err(vec![ErrorItem {
+                    error_code: "200",
+                    error_message: format!(
+                        "TransactionText must be at most {MAX_CHARGE_DESCRIPTION} characters for a recurring payment (the Vipps charge description limit)"
+                    ),
+                    field: Some("PaymentMethod.Parameters.TransactionText".into()),
+                }]);
+            }
+            if initial.is_some_and(|m| m.ore() < MIN_RECURRING_ORE) {
+                return Err(vec![ErrorItem {
+                    error_code: "200",
+                    error_message: "An initial payment must be at least 1 NOK (a Vipps rule)".into(),
+                    field: Some("OneTime.Amount".into()),
+                }]);
+            }
+            base.amount = terms.amount;
+            Ok(ParsedIntent::Recurring(RecurringIntent { base, terms, initial }))
+        }
+        _ => Err(errors.0),
+    }
+}
+
+/// Parses the body of a one-time `POST /v2/PaymentIntent` (a `Recurring` part is refused).
+pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
+    match parse(body, NaiveDate::MIN) {
+        Ok(ParsedIntent::OneTime(intent)) => Ok(intent),
+        Ok(ParsedIntent::Recurring(_)) => Err(vec![ErrorItem {
+            error_code: "200",
+            error_message: "A one-time intent was expected".into(),
+            field: Some("Recurring".into()),
+        }]),
+        Err(errors) => Err(errors),
+    }
+}
+
+/// Everything but `Recurring`: the intent with its one-time amount (the initial payment of a recurring
+/// intent, where it is optional; a placeholder amount when absent).
+fn parse_common(body: &Value, recurring: bool, errors: &mut Errors) -> Option<(OneTimeIntent, Option<Money>)> {
     let Value::Object(root) = body else {
-        return Err(vec![ErrorItem {
+        errors.0.push(ErrorItem {
             error_code: "200",
             error_message: "The body must be a JSON object".into(),
             field: None,
-        }]);
+        });
+        return None;
     };
     const ROOT: [&str; 12] = [
         "SuccessURL",
@@ -205,27 +373,23 @@ pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
     for key in root.keys().filter(|k| !ROOT.contains(&k.as_str())) {
         errors.invalid(key, format!("Unknown field {key}"));
     }
-    let success_url = web_url(root, "SuccessURL", true, &mut errors);
-    let failure_url = web_url(root, "FailureURL", true, &mut errors);
-    let webhook_url = web_url(root, "WebhookURL", false, &mut errors);
-    let origin = text(root, "Origin", "Origin", 255, &mut errors);
-    let campaign_id = text(root, "CampaignId", "CampaignId", 64, &mut errors);
-    text(root, "IdempotencyKey", "IdempotencyKey", 100, &mut errors);
-
-    if root.get("Recurring").is_some_and(|v| !v.is_null()) {
-        errors.invalid("Recurring", "Recurring payments are not available in this version of payhub yet");
-    }
+    let success_url = web_url(root, "SuccessURL", true, errors);
+    let failure_url = web_url(root, "FailureURL", true, errors);
+    let webhook_url = web_url(root, "WebhookURL", false, errors);
+    let origin = text(root, "Origin", "Origin", 255, errors);
+    let campaign_id = text(root, "CampaignId", "CampaignId", 64, errors);
+    text(root, "IdempotencyKey", "IdempotencyKey", 100, errors);
 
     let mut amount = None;
     match root.get("OneTime") {
         None | Some(Value::Null) => {
-            if root.get("Recurring").is_none_or(|v| v.is_null()) {
+            if !recurring {
                 errors.missing("OneTime", "OneTime is required");
             }
         }
         Some(value) => {
             if let Some(one_time) =
-                object(value, "OneTime", &["Amount", "CurrencyISOCode", "Id", "SalesforceFields"], &mut errors)
+                object(value, "OneTime", &["Amount", "CurrencyISOCode", "Id", "SalesforceFields"], errors)
             {
                 if one_time.get("Id").is_some_and(|v| !v.is_null()) {
                     errors.invalid(
@@ -240,7 +404,7 @@ pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
                         Err(e) => errors.invalid("OneTime.Amount", e.to_string()),
                     },
                 }
-                if let Some(currency) = text(one_time, "CurrencyISOCode", "OneTime.CurrencyISOCode", 3, &mut errors) {
+                if let Some(currency) = text(one_time, "CurrencyISOCode", "OneTime.CurrencyISOCode", 3, errors) {
                     if currency != "NOK" {
                         errors.invalid("OneTime.CurrencyISOCode", "Vipps can only be used with Norwegian Krone");
                     }
@@ -249,17 +413,16 @@ pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
         }
     }
 
-    let payer = payer(root.get("Payer"), &mut errors);
+    let payer = payer(root.get("Payer"), errors);
 
     let mut target = None;
     let mut params = VippsParameters::default();
     match root.get("PaymentMethod") {
         None | Some(Value::Null) => errors.missing("PaymentMethod", "PaymentMethod is required"),
         Some(value) => {
-            if let Some(method) =
-                object(value, "PaymentMethod", &["Name", "Processor", "Target", "Parameters"], &mut errors)
+            if let Some(method) = object(value, "PaymentMethod", &["Name", "Processor", "Target", "Parameters"], errors)
             {
-                match text(method, "Name", "PaymentMethod.Name", 64, &mut errors) {
+                match text(method, "Name", "PaymentMethod.Name", 64, errors) {
                     None if !errors.0.iter().any(|e| e.field.as_deref() == Some("PaymentMethod.Name")) => {
                         errors.missing("PaymentMethod.Name", "PaymentMethod.Name is required")
                     }
@@ -267,7 +430,7 @@ pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
                         .invalid("PaymentMethod.Name", format!("Payment method {name} is not supported; use Vipps")),
                     _ => {}
                 }
-                if let Some(processor) = text(method, "Processor", "PaymentMethod.Processor", 64, &mut errors) {
+                if let Some(processor) = text(method, "Processor", "PaymentMethod.Processor", 64, errors) {
                     if processor != PROCESSOR && processor != FINDOCK_PROCESSOR {
                         errors.invalid(
                             "PaymentMethod.Processor",
@@ -275,7 +438,7 @@ pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
                         );
                     }
                 }
-                target = text(method, "Target", "PaymentMethod.Target", 80, &mut errors);
+                target = text(method, "Target", "PaymentMethod.Target", 80, errors);
                 let parameter_map = match method.get("Parameters") {
                     None | Some(Value::Null) => None,
                     Some(Value::Object(map)) => Some(map),
@@ -284,24 +447,33 @@ pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
                         None
                     }
                 };
-                params = parameters(parameter_map, &mut errors);
+                params = parameters(parameter_map, errors);
             }
         }
     }
 
-    match (success_url, failure_url, amount) {
-        (Some(success_url), Some(failure_url), Some(amount)) if errors.0.is_empty() => Ok(OneTimeIntent {
-            success_url,
-            failure_url,
-            webhook_url,
-            origin,
-            campaign_id,
-            amount,
-            payer,
-            target,
-            parameters: params,
-        }),
-        _ => Err(errors.0),
+    let initial = amount;
+    let amount = match (amount, recurring) {
+        (Some(amount), _) => amount,
+        (None, true) => Money::from_ore(MIN_RECURRING_ORE),
+        (None, false) => return None,
+    };
+    match (success_url, failure_url) {
+        (Some(success_url), Some(failure_url)) if errors.0.is_empty() => Some((
+            OneTimeIntent {
+                success_url,
+                failure_url,
+                webhook_url,
+                origin,
+                campaign_id,
+                amount,
+                payer,
+                target,
+                parameters: params,
+            },
+            initial,
+        )),
+        _ => None,
     }
 }
 
