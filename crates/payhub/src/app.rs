@@ -112,6 +112,13 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v2/PaymentMethods", PaymentApi, api::v2::payment_methods),
         route(M::GET, "/v2/Installment/{id}", PaymentApi, api::v2::get_installment),
         route(M::POST, "/v2/Refund", Refunds, api::v2::refund),
+        route(M::GET, "/v2/Recurring/{id}", PaymentApi, api::v2::recurring::get_recurring),
+        route(M::PATCH, "/v2/Recurring/{id}", Refunds, api::v2::recurring::change_recurring),
+        route(M::POST, "/v2/Recurring/{id}/Pause", Refunds, api::v2::recurring::pause_recurring),
+        route(M::POST, "/v2/Recurring/{id}/Resume", Refunds, api::v2::recurring::resume_recurring),
+        route(M::POST, "/v2/Recurring/{id}/Cancel", Refunds, api::v2::recurring::cancel_recurring),
+        route(M::GET, "/v2/Mandate/{id}", PaymentApi, api::v2::recurring::get_mandate),
+        route(M::POST, "/v2/actions/CancelVippsAgreement", Refunds, api::v2::recurring::cancel_vipps_agreement),
         route(M::GET, "/v2/return/{id}", Public, api::v2::payer_return),
         // Vipps webhooks (public; every delivery's HMAC signature is verified)
         route(M::POST, "/webhooks/vipps/{id}", Public, crate::vipps::webhooks::intake),
@@ -170,13 +177,47 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     }
 }
 
-/// How often pending Vipps payments are re-read when no webhook came (`PAYHUB_POLL_SECONDS`).
+/// The beat that generates the installments of recurring payments (FinDock's GenerateInstallments).
+pub const GENERATE_INSTALLMENTS: &str = "recurring.generate_installments";
+
+/// The beat that creates Vipps charges for installments coming due (FinDock's CollectRecurring).
+pub const COLLECT_RECURRING: &str = "recurring.collect";
+
+/// The heartbeat's beats: polling Vipps payments, agreements and charges (`PAYHUB_POLL_SECONDS`), the recurring
+/// beats (`PAYHUB_RECURRING_BEAT_SECONDS`), and webhook registration.
 fn register_beats(state: &AppState) {
     let payments = state.payments.clone();
     state.jobs.heartbeat.register("vipps.sync_payments", Duration::from_secs(state.config.poll_seconds), move |_| {
         let payments = payments.clone();
         async move {
             payments.sync_open(500).await?;
+            Ok(())
+        }
+    });
+    let recurring_period = Duration::from_secs(state.config.recurring_beat_seconds);
+    let payments = state.payments.clone();
+    state.jobs.heartbeat.register(GENERATE_INSTALLMENTS, recurring_period, move |_| {
+        let payments = payments.clone();
+        async move {
+            payments.generate_installments().await?;
+            Ok(())
+        }
+    });
+    let payments = state.payments.clone();
+    state.jobs.heartbeat.register(COLLECT_RECURRING, recurring_period, move |_| {
+        let payments = payments.clone();
+        async move {
+            // Generate first, so an installment that just became due is charged in the same run.
+            payments.generate_installments().await?;
+            payments.collect_recurring().await?;
+            Ok(())
+        }
+    });
+    let payments = state.payments.clone();
+    state.jobs.heartbeat.register("vipps.sync_recurring", Duration::from_secs(state.config.poll_seconds), move |_| {
+        let payments = payments.clone();
+        async move {
+            payments.sync_recurring(500).await?;
             Ok(())
         }
     });
@@ -199,12 +240,12 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, loads or creates the master key and binds `config.listen`.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let store = Store::connect(&config.database_url).await?;
-        store.migrate().await?;
-        let key = match &config.master_key {
-            Some(key) => key.clone(),
-            None => MasterKey::load_or_create(&config.data_dir)?,
-        };
+        Self::build_with_clock(config, crate::jobs::system_clock()).await
+    }
+
+    /// [`Application::build`] on another clock: payhub's time (due dates, beats, job times) follows it. Sandbox
+    /// mode and tests pass the simulator's virtual clock.
+    pub async fn build_with_clock(config: Config, clock: crate::jobs::Clock) -> anyhow::Result<Application> {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (PAYHUB_LISTEN): {e}", config.listen))?;
@@ -214,14 +255,33 @@ impl Application {
             let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
             let _ = config.public_url.set_port(Some(port));
         }
-        let jobs = crate::jobs::Jobs::new(store.clone(), key.clone());
+        let state = Self::build_state(config, clock).await?;
+        Ok(Application { listener, state })
+    }
+
+    /// The application's state without a listener (for CLI commands that run payhub's work, such as
+    /// `payhub heartbeat run`): connects, migrates, loads the master key, registers job handlers and beats.
+    pub async fn build_state(config: Config, clock: crate::jobs::Clock) -> anyhow::Result<AppState> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let key = match &config.master_key {
+            Some(key) => key.clone(),
+            None => MasterKey::load_or_create(&config.data_dir)?,
+        };
+        let jobs = crate::jobs::Jobs::with_clock(store.clone(), key.clone(), clock.clone());
         let accounts = Accounts::new(store.clone(), key);
         let payments = Payments::new(
             store.clone(),
             accounts.clone(),
             VippsClients::new(Duration::from_millis(config.vipps_timeout_ms)),
             config.public_url.clone(),
-        );
+        )
+        .with_clock(clock)
+        .with_recurring(crate::processing::recurring::RecurringSettings {
+            horizon: config.recurring_horizon,
+            lead_days: config.charge_lead_days,
+            ..Default::default()
+        });
         let state = AppState {
             accounts,
             store,
@@ -232,7 +292,7 @@ impl Application {
         };
         crate::vipps::webhooks::register_handlers(&state);
         register_beats(&state);
-        Ok(Application { listener, state })
+        Ok(state)
     }
 
     /// The address the server listens on (with the real port when 0 was asked for).

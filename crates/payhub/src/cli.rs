@@ -55,6 +55,15 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Change recurring payments: amount, collection day, pause, resume, cancel.
+    #[command(subcommand)]
+    Recurring(crate::cli_recurring::RecurringCommand),
+    /// Vipps agreements (mandates): cancel one.
+    #[command(subcommand)]
+    Agreements(crate::cli_recurring::AgreementsCommand),
+    /// The heartbeat's beats: run them now, list them.
+    #[command(subcommand)]
+    Heartbeat(crate::cli_recurring::HeartbeatCommand),
 }
 
 /// `payhub accounts …`
@@ -272,17 +281,41 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Accounts(command) => accounts(*command, &config).await,
         Command::Users(command) => users(command, &config).await,
         Command::Keys(command) => keys(command, &config).await,
+        Command::Recurring(command) => crate::cli_recurring::recurring(command, config).await,
+        Command::Agreements(command) => {
+            if !crate::cli_recurring::agreements(command, config).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Heartbeat(command) => {
+            if !crate::cli_recurring::heartbeat(command, config).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
 async fn serve(mut config: Config, sandbox: bool) -> anyhow::Result<()> {
-    if sandbox {
-        // Payments move in seconds in a demo: poll often.
+    let simulator = if sandbox {
+        // Payments move in seconds in a demo: poll often, run the recurring beats often, and follow the
+        // simulator's virtual clock (so `POST /_sim/clock/advance` moves a month along).
         config.poll_seconds = config.poll_seconds.min(5);
-    }
-    let app = Application::build(config).await?;
+        config.recurring_beat_seconds = config.recurring_beat_seconds.min(5);
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Some(vipps_sim::Simulator::start(vipps_sim::SimConfig::default(), listen).await?)
+    } else {
+        None
+    };
+    let app = match &simulator {
+        Some(simulator) => Application::build_with_clock(config, std::sync::Arc::new(simulator.clock_fn())).await?,
+        None => Application::build(config).await?,
+    };
     let state = app.state().clone();
-    let simulator = if sandbox { Some(start_sandbox(&state).await?) } else { None };
+    if let Some(simulator) = &simulator {
+        provision_sandbox(&state, simulator).await?;
+    }
     let public = state.config.public_url.clone();
     tracing::info!(address = %app.address(), public_url = %public, backend = ?state.store.backend(), "payhub listening");
     let mut conn = state.store.pool().acquire().await?;
@@ -306,11 +339,9 @@ async fn serve(mut config: Config, sandbox: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the in-process simulator, points the "Sandbox" account at it (created or updated), and prints an
-/// integrator API key and the simulator's URL, also as `PAYHUB_SANDBOX_*=` lines for scripts.
-async fn start_sandbox(state: &crate::app::AppState) -> anyhow::Result<vipps_sim::Simulator> {
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let simulator = vipps_sim::Simulator::start(vipps_sim::SimConfig::default(), listen).await?;
+/// Points the "Sandbox" account at the in-process simulator (created or updated), and prints an integrator API
+/// key and the simulator's URL, also as `PAYHUB_SANDBOX_*=` lines for scripts.
+async fn provision_sandbox(state: &crate::app::AppState, simulator: &vipps_sim::Simulator) -> anyhow::Result<()> {
     let merchant = simulator.merchants().first().cloned().context("the simulator has no merchant")?;
     let input = AccountInput {
         name: Some("Sandbox".into()),
@@ -337,7 +368,7 @@ async fn start_sandbox(state: &crate::app::AppState) -> anyhow::Result<vipps_sim
     println!("Sandbox: integrator API key (Authorization: Bearer …) below; the README walks through a payment.");
     println!("PAYHUB_SANDBOX_API_KEY={key}");
     println!("PAYHUB_SANDBOX_VIPPS_URL={}", simulator.base_url());
-    Ok(simulator)
+    Ok(())
 }
 
 /// Reads one secret: a hidden prompt on a terminal, else the next line of standard input.

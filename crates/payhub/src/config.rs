@@ -46,6 +46,15 @@ pub struct Config {
     /// Time limit of one attempt of a Vipps call, in milliseconds (`PAYHUB_VIPPS_TIMEOUT_MS`, default 15000);
     /// failed attempts are retried with the same Idempotency-Key.
     pub vipps_timeout_ms: u64,
+    /// Upcoming installments each recurring payment keeps generated (`PAYHUB_RECURRING_HORIZON`, default 1:
+    /// the next one).
+    pub recurring_horizon: u32,
+    /// Days before its due date an installment's Vipps charge is created (`PAYHUB_CHARGE_LEAD_DAYS`, default 3,
+    /// at least 1: Vipps' rule).
+    pub charge_lead_days: u32,
+    /// Seconds between runs of the recurring beats, GenerateInstallments and CollectRecurring
+    /// (`PAYHUB_RECURRING_BEAT_SECONDS`, default 3600; the sandbox uses its poll interval).
+    pub recurring_beat_seconds: u64,
 }
 
 /// A configuration value that cannot be used; the message names the setting.
@@ -78,6 +87,9 @@ struct FileLayer {
     poll_seconds: Option<u64>,
     workers: Option<usize>,
     vipps_timeout_ms: Option<u64>,
+    recurring_horizon: Option<u32>,
+    charge_lead_days: Option<u32>,
+    recurring_beat_seconds: Option<u32>,
 }
 
 impl Config {
@@ -173,6 +185,26 @@ impl Config {
             None => layer.vipps_timeout_ms.unwrap_or(15_000),
         };
 
+        let number = |name: &str, from_file: Option<u32>, default: u32, range: std::ops::RangeInclusive<u32>| match env
+            .get(name)
+        {
+            Some(text) => text.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                ConfigError::new(name, format!("`{text}` is not a number from {} to {}", range.start(), range.end()))
+            }),
+            None => {
+                let value = from_file.unwrap_or(default);
+                if range.contains(&value) {
+                    Ok(value)
+                } else {
+                    Err(ConfigError::new(name, format!("must be from {} to {}", range.start(), range.end())))
+                }
+            }
+        };
+        let recurring_horizon = number("PAYHUB_RECURRING_HORIZON", layer.recurring_horizon, 1, 1..=24)?;
+        let charge_lead_days = number("PAYHUB_CHARGE_LEAD_DAYS", layer.charge_lead_days, 3, 1..=30)?;
+        let recurring_beat_seconds =
+            u64::from(number("PAYHUB_RECURRING_BEAT_SECONDS", layer.recurring_beat_seconds, 3600, 1..=86_400)?);
+
         Ok(Config {
             listen,
             data_dir,
@@ -184,6 +216,9 @@ impl Config {
             poll_seconds,
             workers,
             vipps_timeout_ms,
+            recurring_horizon,
+            charge_lead_days,
+            recurring_beat_seconds,
         })
     }
 }

@@ -121,6 +121,12 @@ impl Simulator {
         self.sim.clock.now()
     }
 
+    /// A function that reads the virtual clock, for a host that follows it (payhub's sandbox mode).
+    pub fn clock_fn(&self) -> impl Fn() -> DateTime<Utc> + Send + Sync + 'static {
+        let sim = self.sim.clone();
+        move || sim.clock.now()
+    }
+
     /// Moves the virtual clock forward and processes every expiry and charge that became due,
     /// like `POST /_sim/clock/advance`. The clock stops at 9000-01-01 (a larger step is ignored).
     pub async fn advance(&self, seconds: i64) {

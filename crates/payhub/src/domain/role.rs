@@ -26,7 +26,8 @@ pub enum Access {
     Finance,
     /// The Payment API.
     PaymentApi,
-    /// Refunds: finance staff and the Payment API alike.
+    /// Money operations on existing records (refunds, changes to recurring payments, Cancel Vipps Agreement):
+    /// finance staff and the Payment API alike.
     Refunds,
     /// Any signed-in user or valid key (dashboard, own session).
     SignedIn,

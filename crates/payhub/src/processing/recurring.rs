@@ -218,11 +218,15 @@ impl Payments {
                 ),
             ));
         };
-        if url::Url::parse(&agreement_url).map(|u| u.scheme() != "https").unwrap_or(true) {
+        let url_ok = url::Url::parse(&agreement_url).is_ok_and(|u| {
+            u.scheme() == "https" && u.host_str().is_some()
+                || u.scheme() == "http" && matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        });
+        if !url_ok {
             return Err(field_error(
                 "200",
                 "PaymentMethod.Parameters.MerchantAgreementUrl",
-                "MerchantAgreementUrl must be an absolute https URL (a Vipps rule)".into(),
+                "MerchantAgreementUrl must be an absolute https URL (a Vipps rule; http only to localhost)".into(),
             ));
         }
         let schedule = intent

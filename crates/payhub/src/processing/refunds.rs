@@ -4,7 +4,8 @@
 use chrono::Utc;
 use serde_json::json;
 use vipps_client::epayment::Reference;
-use vipps_client::{Amount, IdempotencyKey};
+use vipps_client::recurring::ChargeAmount;
+use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 
 use super::vipps_payment::{describe, is_transient, totals};
 use super::{events, Payments};
@@ -73,15 +74,52 @@ impl Payments {
     /// Sends (or re-sends, with the same key) a pending refund to Vipps and records the answer.
     pub(crate) async fn send_refund(&self, refund: &RefundRow) -> ServiceResult<RefundOutcome> {
         let mut conn = self.store.pool().acquire().await?;
-        let row = records::vipps_payment_of(&mut conn, &refund.installment_id)
-            .await?
-            .ok_or(ServiceError::NotFound("payment"))?;
+        // A one-time installment has an ePayment; a recurring one a charge.
+        let payment = records::vipps_payment_of(&mut conn, &refund.installment_id).await?;
+        let charge = match &payment {
+            Some(_) => None,
+            None => Some(
+                crate::store::recurring::charge_of_installment(&mut conn, &refund.installment_id)
+                    .await?
+                    .ok_or(ServiceError::NotFound("payment"))?,
+            ),
+        };
         drop(conn);
-        let client = self.clients.get(&self.accounts, &row.account_id).await?;
-        let key = IdempotencyKey::parse(&refund.idempotency_key).map_err(|e| ServiceError::Internal(e.into()))?;
-        let reference = Reference::parse(&row.reference).map_err(|e| ServiceError::Internal(e.into()))?;
+        let account_id = payment.as_ref().map_or_else(
+            || charge.as_ref().map(|c| c.account_id.clone()).unwrap_or_default(),
+            |p| p.account_id.clone(),
+        );
+        let client = self.clients.get(&self.accounts, &account_id).await?;
         let now = Utc::now();
-        let answer = client.epayment().refund(&reference, &Amount::nok(refund.amount_ore), &key).await;
+        // (psp reference, raw answer, the Vipps reference, ePayment totals)
+        let answer: Result<(String, String, String, Option<[i64; 4]>), vipps_client::Error> = match (&payment, &charge)
+        {
+            (Some(row), _) => {
+                let key =
+                    IdempotencyKey::parse(&refund.idempotency_key).map_err(|e| ServiceError::Internal(e.into()))?;
+                let reference = Reference::parse(&row.reference).map_err(|e| ServiceError::Internal(e.into()))?;
+                client.epayment().refund(&reference, &Amount::nok(refund.amount_ore), &key).await.map(|done| {
+                    let body = json!({"reference": done.reference, "pspReference": done.psp_reference, "refundedAmount": done.aggregate.refunded_amount.value}).to_string();
+                    (done.psp_reference.clone(), body, row.reference.clone(), Some(totals(&done.aggregate)))
+                })
+            }
+            (None, Some(c)) => {
+                let key = RecurringIdempotencyKey::parse(&refund.idempotency_key)
+                    .map_err(|e| ServiceError::Internal(e.into()))?;
+                let description: String =
+                    refund.reason.clone().unwrap_or_else(|| "Refund".into()).chars().take(45).collect();
+                client
+                    .recurring()
+                    .refund_charge(&c.agreement_id, &c.charge_id, &ChargeAmount::new(refund.amount_ore, description), &key)
+                    .await
+                    .map(|_| {
+                        let psp = format!("{}-{}", c.charge_id, refund.id);
+                        let body = json!({"chargeId": c.charge_id, "agreementId": c.agreement_id, "refundedAmount": refund.amount_ore}).to_string();
+                        (psp, body, c.charge_id.clone(), None)
+                    })
+            }
+            (None, None) => return Err(ServiceError::NotFound("payment")),
+        };
         let mut tx = self.store.begin_write().await?;
         let installment = records::installment(&mut tx, &refund.installment_id)
             .await?
@@ -89,14 +127,13 @@ impl Payments {
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let mut payment_id = None;
         match answer {
-            Ok(done) => {
-                let body = json!({"reference": done.reference, "pspReference": done.psp_reference, "refundedAmount": done.aggregate.refunded_amount.value}).to_string();
+            Ok((psp_reference, body, vipps_reference, vipps_totals)) => {
                 let message_id = records::insert_message(
                     &mut tx,
                     &NewMessage {
                         direction: "inbound",
                         channel: "vipps_call",
-                        subject: Some(&row.reference),
+                        subject: Some(&vipps_reference),
                         body: &body,
                         status: "Processed",
                     },
@@ -108,9 +145,9 @@ impl Payments {
                     &NewReport {
                         message_id: &message_id,
                         report_type: "Vipps",
-                        sub_type: "payment.refunded",
+                        sub_type: if charge.is_some() { "charge.refunded" } else { "payment.refunded" },
                         amount_ore: Some(-refund.amount_ore),
-                        reference: Some(&row.reference),
+                        reference: Some(&vipps_reference),
                         status: "Matched",
                         installment_id: Some(&installment.id),
                         intent_id: installment.intent_id.as_deref(),
@@ -119,7 +156,7 @@ impl Payments {
                     now,
                 )
                 .await?;
-                if !records::finish_refund(&mut tx, &refund.id, Some(&done.psp_reference), None, now).await? {
+                if !records::finish_refund(&mut tx, &refund.id, Some(&psp_reference), None, now).await? {
                     // Another attempt (the beat, or a racing retry) recorded this refund already.
                     tx.rollback().await?;
                     let mut conn = self.store.pool().acquire().await?;
@@ -132,7 +169,7 @@ impl Payments {
                     &mut tx,
                     &installment.id,
                     -refund.amount_ore,
-                    &done.psp_reference,
+                    &psp_reference,
                     "refund",
                     Some(&report_id),
                     now,
@@ -151,17 +188,19 @@ impl Payments {
                     now,
                 )
                 .await?;
-                records::update_vipps_payment(
-                    &mut tx,
-                    &row.reference,
-                    "AUTHORIZED",
-                    None,
-                    None,
-                    Some(totals(&done.aggregate)),
-                    None,
-                    now,
-                )
-                .await?;
+                if let Some(vipps_totals) = vipps_totals {
+                    records::update_vipps_payment(
+                        &mut tx,
+                        &vipps_reference,
+                        "AUTHORIZED",
+                        None,
+                        None,
+                        Some(vipps_totals),
+                        None,
+                        now,
+                    )
+                    .await?;
+                }
             }
             Err(error) if is_transient(error.kind()) => {
                 tracing::info!(refund = %refund.id, error = %describe(&error), "refund not confirmed; the beat retries with the same key");

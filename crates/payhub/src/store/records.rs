@@ -384,6 +384,10 @@ pub struct InstallmentRow {
     pub bank_statement_description: Option<String>,
     /// Product.
     pub product: Option<String>,
+    /// The recurring payment it belongs to (one of its periods).
+    pub recurring_payment_id: Option<String>,
+    /// The mandate it is collected under.
+    pub mandate_id: Option<String>,
 }
 
 fn status_text<S: serde::Serializer>(status: &InstallmentStatus, s: S) -> Result<S::Ok, S::Error> {
@@ -407,6 +411,8 @@ fn installment_from_row(row: &AnyRow) -> StoreResult<InstallmentRow> {
         payment_reference: row.try_get("payment_reference")?,
         bank_statement_description: row.try_get("bank_statement_description")?,
         product: row.try_get("product")?,
+        recurring_payment_id: row.try_get("recurring_payment_id")?,
+        mandate_id: row.try_get("mandate_id")?,
     })
 }
 

@@ -742,6 +742,55 @@ pub async fn insert_period_installments(
     Ok(inserted)
 }
 
+/// A short view of an installment, for listings.
+#[derive(Debug, Clone)]
+pub struct InstallmentBrief {
+    /// `ins_…`
+    pub id: String,
+    /// Status.
+    pub status: String,
+    /// Why it failed or was cancelled.
+    pub status_reason: Option<String>,
+    /// Due date.
+    pub due_date: String,
+    /// Amount.
+    pub amount_ore: i64,
+    /// Payment reference (the charge id).
+    pub payment_reference: String,
+    /// The charge's Vipps status, if a charge exists.
+    pub charge_state: Option<String>,
+}
+
+/// The installments of a recurring payment (or of a mandate when `recurring_id` is `None`), by due date.
+pub async fn installments_of(
+    conn: &mut AnyConnection,
+    mandate_id: &str,
+    recurring_id: Option<&str>,
+) -> StoreResult<Vec<InstallmentBrief>> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.status, i.status_reason, i.due_date, i.amount_ore, i.payment_reference, c.state \
+         FROM installments i LEFT JOIN vipps_charges c ON c.installment_id = i.id \
+         WHERE i.mandate_id = $1 AND ($2 IS NULL OR i.recurring_payment_id = $2) ORDER BY i.due_date, i.id",
+    )
+    .bind(mandate_id)
+    .bind(recurring_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(InstallmentBrief {
+                id: r.try_get(0)?,
+                status: r.try_get(1)?,
+                status_reason: r.try_get(2)?,
+                due_date: r.try_get(3)?,
+                amount_ore: r.try_get(4)?,
+                payment_reference: r.try_get(5)?,
+                charge_state: r.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
 /// Number of a recurring payment's installments due on or after `date` that are not final.
 pub async fn upcoming_count(conn: &mut AnyConnection, recurring_id: &str, date: NaiveDate) -> StoreResult<i64> {
     Ok(sqlx::query(

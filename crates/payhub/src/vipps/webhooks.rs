@@ -25,6 +25,19 @@ pub const REGISTER_JOB: &str = "vipps.webhook.register";
 /// The job that brings one payment up to date after a webhook.
 pub const SYNC_PAYMENT_JOB: &str = "vipps.payment.sync";
 
+/// The job that brings one mandate up to date after an agreement webhook.
+pub const SYNC_AGREEMENT_JOB: &str = "vipps.agreement.sync";
+
+/// The job that brings one charge up to date after a charge webhook.
+pub const SYNC_CHARGE_JOB: &str = "vipps.charge.sync";
+
+/// The events payhub subscribes to: every ePayment event and every Recurring event.
+pub fn subscribed_events() -> Vec<EventType> {
+    let mut events = PAYMENT_EVENTS.to_vec();
+    events.extend(EventType::RECURRING);
+    events
+}
+
 /// The ePayment events payhub listens to.
 pub const PAYMENT_EVENTS: [EventType; 8] = [
     EventType::PaymentCreated,
@@ -88,7 +101,7 @@ pub async fn ensure_registered(state: &AppState, account_id: &str) -> ServiceRes
         .map_err(|e| ServiceError::Internal(e.into()))?;
     let registration = client
         .webhooks()
-        .register(&url, &PAYMENT_EVENTS, &key)
+        .register(&url, &subscribed_events(), &key)
         .await
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!("registering the Vipps webhook: {e}")))?;
     let sealed = state.accounts.seal(registration.secret.expose(), &context(account_id));
@@ -184,9 +197,28 @@ async fn accept(state: &AppState, account_id: &str, headers: &HeaderMap, body: &
         .verify(&SignedRequest::new(&path_and_query, &host, headers, body))
         .map_err(|e| Refusal::Unsigned(e.to_string()))?;
     let text = std::str::from_utf8(body).map_err(|_| Refusal::Unsigned("body is not UTF-8".into()))?;
-    let reference = match WebhookEvent::parse(body) {
-        Ok(WebhookEvent::Payment(event)) => Some(event.reference),
-        _ => None,
+    let (subject, job) = match WebhookEvent::parse(body) {
+        Ok(WebhookEvent::Payment(event)) => (
+            Some(event.reference.clone()),
+            Some((SYNC_PAYMENT_JOB, json!({"reference": event.reference}), format!("payment:{}", event.reference))),
+        ),
+        Ok(WebhookEvent::Agreement(event)) => (
+            Some(event.agreement_id.clone()),
+            Some((
+                SYNC_AGREEMENT_JOB,
+                json!({"agreement": event.agreement_id}),
+                format!("agreement:{}", event.agreement_id),
+            )),
+        ),
+        Ok(WebhookEvent::Charge(event)) => (
+            Some(event.charge_id.clone()),
+            Some((
+                SYNC_CHARGE_JOB,
+                json!({"charge": event.charge_id, "agreement": event.agreement_id}),
+                format!("agreement:{}", event.agreement_id),
+            )),
+        ),
+        _ => (None, None),
     };
     let now = Utc::now();
     let mut tx = state.store.begin_write().await?;
@@ -195,25 +227,19 @@ async fn accept(state: &AppState, account_id: &str, headers: &HeaderMap, body: &
         &NewMessage {
             direction: "inbound",
             channel: "vipps_webhook",
-            subject: reference.as_deref(),
+            subject: subject.as_deref(),
             body: text,
             status: "New",
         },
         now,
     )
     .await?;
-    match &reference {
-        Some(reference) => {
-            enqueue(
-                &mut tx,
-                NewJob::new(SYNC_PAYMENT_JOB, json!({"reference": reference, "message": message_id}))
-                    .ordering_key(format!("payment:{reference}")),
-            )
-            .await?;
+    match job {
+        Some((kind, mut payload, ordering)) => {
+            payload["message"] = json!(message_id);
+            enqueue(&mut tx, NewJob::new(kind, payload).ordering_key(ordering)).await?;
         }
-        None => {
-            records::finish_message(&mut tx, &message_id, Some("not an ePayment event payhub processes"), now).await?
-        }
+        None => records::finish_message(&mut tx, &message_id, Some("not an event payhub processes"), now).await?,
     }
     tx.commit().await?;
     Ok(())
@@ -252,4 +278,42 @@ pub fn register_handlers(state: &AppState) {
             outcome.map_err(Into::into)
         }
     });
+    for kind in [SYNC_AGREEMENT_JOB, SYNC_CHARGE_JOB] {
+        let payments = state.payments.clone();
+        let store = state.store.clone();
+        state.jobs.handlers.register(kind, move |job: crate::jobs::Job| {
+            let payments = payments.clone();
+            let store = store.clone();
+            async move {
+                let message = job.payload["message"].as_str().map(str::to_owned);
+                let outcome = if job.kind == SYNC_AGREEMENT_JOB {
+                    let agreement = job.payload["agreement"].as_str().unwrap_or_default().to_owned();
+                    payments.sync_agreement(&agreement, message.as_deref()).await
+                } else {
+                    let charge = job.payload["charge"].as_str().unwrap_or_default().to_owned();
+                    payments.sync_charge(&charge, message.as_deref()).await
+                };
+                match outcome {
+                    Ok(()) => finish(&store, message.as_deref(), Ok(())).await,
+                    // An event about an agreement or charge payhub did not make is not ours to process.
+                    Err(ServiceError::NotFound(what)) => {
+                        finish(&store, message.as_deref(), Err(format!("no {what} of payhub's matches this event")))
+                            .await
+                    }
+                    Err(error) => {
+                        finish(&store, message.as_deref(), Err(error.to_string())).await?;
+                        Err(error.into())
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn finish(store: &crate::store::Store, message: Option<&str>, outcome: Result<(), String>) -> anyhow::Result<()> {
+    if let Some(message) = message {
+        let mut conn = store.pool().acquire().await?;
+        records::finish_message(&mut conn, message, outcome.err().as_deref(), Utc::now()).await?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The Payment API v2, FinDock-compatible (PascalCase): payment intents, payment methods, installments,
 //! refunds, and the page Vipps sends the payer back to.
 
+pub mod recurring;
 pub mod request;
 
 use axum::body::Bytes;
@@ -147,8 +148,34 @@ pub async fn create_intent(
     };
     let scope = format!("intent:{}", caller.id);
     once(&state, &scope, key, &bytes, || async {
-        let intent = match request::parse_intent(&body) {
-            Ok(intent) => intent,
+        let intent = match request::parse(&body, state.payments.today()) {
+            Ok(request::ParsedIntent::OneTime(intent)) => intent,
+            Ok(request::ParsedIntent::Recurring(intent)) => {
+                let raw = String::from_utf8_lossy(&bytes);
+                return match state.payments.create_recurring(&intent, &raw).await {
+                    Ok(created) => {
+                        let recurring = match recurring::of_intent(&state, &created.intent_id).await {
+                            Ok(value) => value,
+                            Err(error) => return envelope(error),
+                        };
+                        let one_time = created.initial_installment_id.as_ref().map(|id| {
+                            json!({"Id": id, "Status": InstallmentStatus::Pending.as_str()})
+                        });
+                        (
+                            StatusCode::OK,
+                            json!({
+                                "Id": created.intent_id,
+                                "Status": IntentStatus::Matched.as_str(),
+                                "RedirectURL": created.redirect_url,
+                                "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": created.target},
+                                "Recurring": recurring,
+                                "OneTime": one_time,
+                            }),
+                        )
+                    }
+                    Err(error) => intent_error(error),
+                };
+            }
             Err(items) => return envelope(ApiError::items(StatusCode::BAD_REQUEST, items)),
         };
         let raw = String::from_utf8_lossy(&bytes);
@@ -163,22 +190,28 @@ pub async fn create_intent(
                     "OneTime": {"Id": created.installment_id, "Status": InstallmentStatus::Pending.as_str(), "PaymentReference": created.payment_reference},
                 }),
             ),
-            Err(IntentError::Invalid(items)) => envelope(ApiError::items(StatusCode::BAD_REQUEST, items)),
-            Err(IntentError::NoDefault) => envelope(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "098",
-                "No Target given and no default Vipps account is configured",
-                Some("PaymentMethod.Target".into()),
-            )),
-            Err(IntentError::Provider { intent_id, message }) => {
-                let mut answer = envelope(ApiError::new(StatusCode::BAD_GATEWAY, "500", message, None));
-                answer.1["Id"] = json!(intent_id);
-                answer
-            }
-            Err(IntentError::Internal(error)) => envelope(ApiError::internal(&error)),
+            Err(error) => intent_error(error),
         }
     })
     .await
+}
+
+fn intent_error(error: IntentError) -> (StatusCode, Value) {
+    match error {
+        IntentError::Invalid(items) => envelope(ApiError::items(StatusCode::BAD_REQUEST, items)),
+        IntentError::NoDefault => envelope(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "098",
+            "No Target given and no default Vipps account is configured",
+            Some("PaymentMethod.Target".into()),
+        )),
+        IntentError::Provider { intent_id, message } => {
+            let mut answer = envelope(ApiError::new(StatusCode::BAD_GATEWAY, "500", message, None));
+            answer.1["Id"] = json!(intent_id);
+            answer
+        }
+        IntentError::Internal(error) => envelope(ApiError::internal(&error)),
+    }
 }
 
 /// `GET /v2/PaymentIntent/{Id}`
@@ -203,6 +236,17 @@ pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -
             });
         }
     }
+    drop(conn);
+    let recurring = recurring::of_intent(&state, &intent.id).await?;
+    if recurring.is_some() {
+        let mut conn = state.store.pool().acquire().await.map_err(internal)?;
+        if let Some((_, mandate_id)) =
+            crate::store::recurring::recurring_of_intent(&mut conn, &intent.id).await.map_err(internal)?
+        {
+            let mandate = crate::store::recurring::mandate(&mut conn, &mandate_id).await.map_err(internal)?;
+            redirect = json!(mandate.and_then(|m| m.confirmation_url));
+        }
+    }
     let account = state.accounts.get(&intent.account_id).await.ok().map(|a| a.name);
     Ok(Json(json!({
         "Id": intent.id,
@@ -210,6 +254,7 @@ pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -
         "RedirectURL": redirect,
         "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": account},
         "OneTime": one_time,
+        "Recurring": recurring,
     }))
     .into_response())
 }
@@ -228,7 +273,8 @@ pub async fn payment_methods(State(state): State<AppState>) -> Result<Response, 
                 "Aliases": [request::FINDOCK_PROCESSOR],
                 "IsDefault": true,
                 "Targets": targets,
-                "SupportsRecurring": false,
+                "SupportsRecurring": true,
+                "Frequencies": ["Weekly", "Monthly", "Quarterly", "Half-yearly", "Yearly"],
                 "InitialPaymentonRecurring": "Optional",
                 "Parameters": [
                     parameter("mobileNumber", "The payer's mobile number (MSISDN or +47 …); when absent Vipps asks the payer", 32),
@@ -262,6 +308,8 @@ async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError>
         "BankStatementDescription": installment.bank_statement_description,
         "Product": installment.product,
         "PaymentIntentId": installment.intent_id,
+        "RecurringId": installment.recurring_payment_id,
+        "MandateId": installment.mandate_id,
         "PaymentMethod": "Vipps",
         "PaymentProcessor": request::PROCESSOR,
         "Payments": payments.iter().map(|p| json!({
@@ -418,6 +466,22 @@ pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>)
         }
     };
     let mut success = false;
+    let mandate = {
+        let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
+        crate::store::recurring::recurring_of_intent(&mut conn, &id).await.ok().flatten().map(|(_, m)| m)
+    };
+    if let Some(mandate_id) = mandate {
+        if let Err(error) = state.payments.sync_agreement(&mandate_id, None).await {
+            tracing::warn!(mandate = %mandate_id, %error, "agreement sync on the payer's return failed");
+        }
+        let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
+        let active = crate::store::recurring::mandate(&mut conn, &mandate_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.status.is_active());
+        return Redirect::to(if active { &intent.success_url } else { &intent.failure_url }).into_response();
+    }
     if let Some(installment_id) = &intent.installment_id {
         let reference = {
             let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
