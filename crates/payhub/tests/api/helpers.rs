@@ -52,6 +52,8 @@ pub struct TestApp {
     pub backend: Backend,
     pg_cleanup: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// payhub's clock follows this one once set ([`TestApp::with_vipps`] sets the simulator's).
+    clock: std::sync::Arc<std::sync::RwLock<Option<payhub::jobs::Clock>>>,
 }
 
 impl TestApp {
@@ -82,7 +84,17 @@ impl TestApp {
         env.insert("PAYHUB_MASTER_KEY".to_owned(), hex_key());
         env.insert("PAYHUB_VIPPS_TIMEOUT_MS".to_owned(), "1000".to_owned());
         let config = Config::from_sources(None, &env).expect("test config");
-        let app = Application::build(config).await.expect("application builds");
+        let clock: std::sync::Arc<std::sync::RwLock<Option<payhub::jobs::Clock>>> = Default::default();
+        let follow = clock.clone();
+        let app = Application::build_with_clock(
+            config,
+            std::sync::Arc::new(move || {
+                let source = follow.read().unwrap_or_else(|p| p.into_inner()).clone();
+                source.map_or_else(chrono::Utc::now, |c| c())
+            }),
+        )
+        .await
+        .expect("application builds");
         let address = app.address();
         let state = app.state().clone();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -101,6 +113,7 @@ impl TestApp {
             backend,
             pg_cleanup,
             shutdown: Some(shutdown),
+            clock,
         })
     }
 
@@ -291,6 +304,7 @@ impl TestApp {
             .await
             .expect("simulator");
         let merchant = sim.merchants()[0].clone();
+        *self.clock.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(sim.clock_fn()));
         self.create_account(json!({
             "name": "Sandbox",
             "merchant_serial_number": merchant.msn,
@@ -300,6 +314,7 @@ impl TestApp {
             "is_test": true,
             "api_base_url": sim.base_url(),
             "merchant_agreement_url": "https://example.org/agreements",
+            "product_name": "Monthly gift",
         }))
         .await;
         Vipps { integrator_key: self.key(Role::Integrator).await, http: Client::new(), sim }

@@ -9,6 +9,7 @@ mod jobs;
 mod one_time;
 mod operations;
 mod outbound_webhooks;
+mod recurring;
 mod roles;
 mod secrets_at_rest;
 mod setup_pages;
