@@ -1036,11 +1036,17 @@ impl Payments {
         let mut confirmed = Vec::new();
         let mut refused: Vec<(ChargeRow, String)> = Vec::new();
         let mut agreements_to_sync = Vec::new();
+        // A charge sent again after its recorded due date (Vipps or payhub was away) is due tomorrow instead:
+        // Vipps refuses a due date that is not ahead. Its key then names the new date (a key may not be used
+        // again for another body); the order id still keeps it one charge.
+        let tomorrow = self.today().checked_add_days(Days::new(1)).unwrap_or(self.today());
+        let due = |c: &ChargeRow| c.due_date.max(tomorrow);
+        let moved = |c: &ChargeRow| (due(c) != c.due_date).then(|| due(c).format("%Y%m%d").to_string());
         let request = |c: &ChargeRow| {
             let mut create = CreateCharge::recurring(
                 c.amount_ore,
                 c.description.clone(),
-                c.due_date,
+                due(c),
                 u8::try_from(c.retry_days).unwrap_or(0),
                 TransactionType::DirectCapture,
             );
@@ -1049,10 +1055,11 @@ impl Payments {
         };
         if charges.len() < self.recurring.batch_threshold.max(1) {
             for c in charges {
-                let answer = client
-                    .recurring()
-                    .create_charge(&c.agreement_id, &request(c), &key(&format!("chg-{}", c.charge_id))?)
-                    .await;
+                let charge_key = match moved(c) {
+                    Some(day) => format!("chg-{}-{day}", c.charge_id),
+                    None => format!("chg-{}", c.charge_id),
+                };
+                let answer = client.recurring().create_charge(&c.agreement_id, &request(c), &key(&charge_key)?).await;
                 match answer {
                     Ok(_) => confirmed.push(c.charge_id.clone()),
                     Err(error) if error.kind() == ErrorKind::Conflict || describe(&error).contains("already used") => {
@@ -1078,6 +1085,9 @@ impl Payments {
                 let mut digest = Sha256::new();
                 for c in chunk {
                     digest.update(c.charge_id.as_bytes());
+                    if let Some(day) = moved(c) {
+                        digest.update(format!("@{day}").as_bytes());
+                    }
                     digest.update(b",");
                 }
                 let batch_key = key(&format!("cb-{}", &hex::encode(digest.finalize())[..32]))?;

@@ -49,6 +49,8 @@ pub struct TestApp {
     pub admin_key: String,
     pub data_dir: tempfile::TempDir,
     pub database_url: String,
+    /// `PAYHUB_MASTER_KEY` of this app (64 hex digits), for CLI runs that must open its sealed secrets.
+    pub master_key: String,
     pub backend: Backend,
     pg_cleanup: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -81,7 +83,8 @@ impl TestApp {
         env.insert("PAYHUB_LISTEN".to_owned(), "127.0.0.1:0".to_owned());
         env.insert("PAYHUB_DATA_DIR".to_owned(), data_dir.path().display().to_string());
         env.insert("PAYHUB_DATABASE_URL".to_owned(), database_url.clone());
-        env.insert("PAYHUB_MASTER_KEY".to_owned(), hex_key());
+        let master_key = hex_key();
+        env.insert("PAYHUB_MASTER_KEY".to_owned(), master_key.clone());
         env.insert("PAYHUB_VIPPS_TIMEOUT_MS".to_owned(), "1000".to_owned());
         let config = Config::from_sources(None, &env).expect("test config");
         let clock: std::sync::Arc<std::sync::RwLock<Option<payhub::jobs::Clock>>> = Default::default();
@@ -110,6 +113,7 @@ impl TestApp {
             admin_key,
             data_dir,
             database_url,
+            master_key,
             backend,
             pg_cleanup,
             shutdown: Some(shutdown),

@@ -10,6 +10,7 @@ mod one_time;
 mod operations;
 mod outbound_webhooks;
 mod recurring;
+mod recurring_robustness;
 mod roles;
 mod secrets_at_rest;
 mod setup_pages;
