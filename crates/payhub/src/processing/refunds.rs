@@ -1,7 +1,6 @@
 //! Refunds of collected installments: never more than captured minus what is refunded or being refunded,
 //! also when several requests race (the installment row is locked while the amount is reserved).
 
-use chrono::Utc;
 use serde_json::json;
 use vipps_client::epayment::Reference;
 use vipps_client::recurring::ChargeAmount;
@@ -13,6 +12,9 @@ use crate::domain::status::InstallmentStatus;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::records::{self, NewMessage, NewReport, RefundRow};
+
+/// What Vipps confirmed of a refund: (psp reference, raw answer, the Vipps reference, ePayment totals).
+type Confirmed = (String, String, String, Option<[i64; 4]>);
 
 /// What a refund request asks for.
 #[derive(Debug, Clone)]
@@ -40,7 +42,7 @@ impl Payments {
     /// Reserves the amount, asks Vipps to refund it with a key derived from the refund record, and records the
     /// negative Payment.
     pub async fn refund(&self, request: &RefundRequest) -> ServiceResult<RefundOutcome> {
-        let now = Utc::now();
+        let now = self.now();
         let refund = {
             let mut tx = self.store.begin_write().await?;
             let installment = records::lock_installment(&mut tx, self.store.backend(), &request.installment_id)
@@ -90,10 +92,8 @@ impl Payments {
             |p| p.account_id.clone(),
         );
         let client = self.clients.get(&self.accounts, &account_id).await?;
-        let now = Utc::now();
-        // (psp reference, raw answer, the Vipps reference, ePayment totals)
-        let answer: Result<(String, String, String, Option<[i64; 4]>), vipps_client::Error> = match (&payment, &charge)
-        {
+        let now = self.now();
+        let answer: Result<Confirmed, vipps_client::Error> = match (&payment, &charge) {
             (Some(row), _) => {
                 let key =
                     IdempotencyKey::parse(&refund.idempotency_key).map_err(|e| ServiceError::Internal(e.into()))?;
