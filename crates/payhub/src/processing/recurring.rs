@@ -608,6 +608,11 @@ impl Payments {
         }
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
+        // Another sync may have recorded this very status meanwhile.
+        let current = rec::lock_mandate(&mut tx, self.store.backend(), &mandate.id).await?;
+        if current.is_some_and(|m| m.vipps_status == vipps_status) {
+            return Ok(false);
+        }
         let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
         let body = json!({"id": agreement.id, "status": vipps_status, "start": agreement.start, "stop": agreement.stop, "pricing": {"amount": agreement.pricing.amount}}).to_string();
         let message_id = records::insert_message(
@@ -734,6 +739,11 @@ impl Payments {
         }
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
+        // Another sync (a webhook job, the poll, another instance) may have recorded this very answer meanwhile.
+        let current = rec::lock_charge(&mut tx, self.store.backend(), &row.charge_id).await?;
+        if current.is_some_and(|c| c.state == state && c.captured_ore == captured) {
+            return Ok(());
+        }
         let installment =
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;

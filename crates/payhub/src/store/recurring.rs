@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{timestamp, StoreError, StoreResult};
+use super::{timestamp, Backend, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::recurring::{MandateStatus, RecurringStatus};
 use crate::domain::schedule::{Frequency, Schedule};
@@ -1054,6 +1054,29 @@ pub async fn charge(conn: &mut AnyConnection, charge_id: &str) -> StoreResult<Op
         .as_ref()
         .map(charge_from_row)
         .transpose()
+}
+
+/// A charge, locked for the rest of the write transaction (PostgreSQL; SQLite's write transaction already
+/// excludes other writers): a sync that lost a race sees what the winner recorded.
+pub async fn lock_charge(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    charge_id: &str,
+) -> StoreResult<Option<ChargeRow>> {
+    let sql = match backend {
+        Backend::Postgres => "SELECT * FROM vipps_charges WHERE charge_id = $1 FOR UPDATE",
+        Backend::Sqlite => "SELECT * FROM vipps_charges WHERE charge_id = $1",
+    };
+    sqlx::query(sql).bind(charge_id).fetch_optional(conn).await?.as_ref().map(charge_from_row).transpose()
+}
+
+/// A mandate by id, locked like [`lock_charge`].
+pub async fn lock_mandate(conn: &mut AnyConnection, backend: Backend, id: &str) -> StoreResult<Option<MandateRow>> {
+    let sql = match backend {
+        Backend::Postgres => "SELECT * FROM mandates WHERE id = $1 FOR UPDATE",
+        Backend::Sqlite => "SELECT * FROM mandates WHERE id = $1",
+    };
+    sqlx::query(sql).bind(id).fetch_optional(conn).await?.as_ref().map(mandate_from_row).transpose()
 }
 
 /// The charge of an installment.

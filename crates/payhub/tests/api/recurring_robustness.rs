@@ -277,6 +277,81 @@ on_both_backends! {
     }
 }
 
+/// Each instance's call on a task of its own, all at once; every one must succeed.
+async fn race<F, Fut>(instances: &[payhub::processing::Payments], call: F)
+where
+    F: Fn(payhub::processing::Payments) -> Fut,
+    Fut: std::future::Future<Output = Result<(), payhub::error::ServiceError>> + Send + 'static,
+{
+    let tasks: Vec<_> = instances.iter().cloned().map(|payments| tokio::spawn(call(payments))).collect();
+    for task in tasks {
+        task.await.unwrap().expect("a racing call succeeds");
+    }
+}
+
+/// Outbound events recorded, by type.
+async fn events(app: &TestApp) -> BTreeMap<String, i64> {
+    let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+    sqlx::query("SELECT event_type, COUNT(*) FROM webhook_deliveries GROUP BY event_type")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.try_get::<String, _>(0).unwrap(), row.try_get::<i64, _>(1).unwrap()))
+        .collect()
+}
+
+on_both_backends! {
+    async fn racing_syncs_of_an_agreement_and_its_charge_record_each_change_once(app) {
+        let vipps = app.with_vipps().await;
+        let response = app
+            .admin(Method::POST, "/admin/api/webhook-endpoints")
+            .json(&json!({"url": "https://example.org/hooks", "description": "ERP"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let other = second_instance(&app, &vipps).await;
+        let instances = [app.state.payments.clone(), app.state.payments.clone(), other.payments.clone(), other.payments.clone()];
+        let (status, created) = app.intent(&vipps, &recurring_intent(today(&app), "140")).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let recurring_id = created["Recurring"]["Id"].as_str().unwrap().to_owned();
+        let mandate_id = created["Recurring"]["Mandate"]["Id"].as_str().unwrap().to_owned();
+        let agreement_id = created["Recurring"]["Mandate"]["MandateId"].as_str().unwrap().to_owned();
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/accept"), json!({})).await, StatusCode::OK);
+        let before = events(&app).await;
+
+        // Webhook jobs and polls of both instances read the activation at once.
+        let id = mandate_id.clone();
+        race(&instances, move |p| { let id = id.clone(); async move { p.sync_agreement(&id, None).await } }).await;
+        assert_eq!(app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await["Status"], "Active");
+        let list = installments(&app, &vipps, &recurring_id).await;
+        assert_eq!(list.len(), 1, "{list:?}");
+        let after = events(&app).await;
+        let added = |name: &str, after: &BTreeMap<String, i64>| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
+        assert_eq!(added("mandate.status_change", &after), 1, "{after:?}");
+        assert_eq!(added("installment.created", &after), 1, "{after:?}");
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM inbound_reports WHERE sub_type = 'agreement.active'").await, 1, "one report of the activation");
+
+        // The charge, then its outcome read by everyone at once.
+        race_collect(&instances).await;
+        let charge_id = charges_in_payhub(&app, &agreement_id).await.remove(0);
+        vipps.sim.advance(2 * 86_400).await;
+        let id = charge_id.clone();
+        race(&instances, move |p| { let id = id.clone(); async move { p.sync_charge(&id, None).await } }).await;
+        let one = installment(&app, &vipps, list[0]["Id"].as_str().unwrap()).await;
+        assert_eq!(one["Status"], "Collected", "{one}");
+        assert_eq!(one["Payments"].as_array().map(Vec::len), Some(1), "{one}");
+        let after = events(&app).await;
+        // Outstanding → Pending → Collected: two changes, each announced once.
+        assert_eq!(added("installment.status_change", &after), 2, "{after:?}");
+        assert_eq!(added("mandate.status_change", &after), 1, "{after:?}");
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM payments").await, 1);
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM inbound_reports WHERE sub_type = 'charge.charged'").await, 1, "one report of the charge");
+        other.store.close().await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // 2. Faults on charge creation
 
