@@ -851,6 +851,80 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    async fn concurrent_repeats_of_one_recurring_intent_make_one_agreement(app) {
+        let vipps = app.with_vipps().await;
+        let client = sim_client(&vipps);
+        let mut body = recurring_intent(today(&app), "100");
+        body["IdempotencyKey"] = json!("donation-form-4711");
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let http = app.http.clone();
+                let url = app.url("/v2/PaymentIntent");
+                let key = vipps.integrator_key.clone();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let response = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+                    (response.status(), response.json::<Value>().await.unwrap())
+                })
+            })
+            .collect();
+        let mut ids = BTreeSet::new();
+        for task in tasks {
+            let (status, answer) = task.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            ids.insert(answer["Recurring"]["Mandate"]["MandateId"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM mandates").await, 1);
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM recurring_payments").await, 1);
+        assert_eq!(agreements_at_vipps(&client).await, 1);
+    }
+
+    async fn bad_changes_to_a_recurring_payment_are_refused_and_change_nothing(app) {
+        let vipps = app.with_vipps().await;
+        let client = sim_client(&vipps);
+        let (_, recurring_id, _, agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(today(&app), "100")).await;
+        let send = |method: Method, path: String, body: Value| {
+            app.http.request(method, app.url(&path)).bearer_auth(&vipps.integrator_key).json(&body).send()
+        };
+        let before = app.v2_get(&vipps, &format!("/v2/Recurring/{recurring_id}")).await;
+        let today = today(&app);
+        let patch = format!("/v2/Recurring/{recurring_id}");
+        let cases: Vec<(Method, String, Value, &str)> = vec![
+            (Method::PATCH, patch.clone(), json!({"Amount": "0.50"}), "Amount"),
+            (Method::PATCH, patch.clone(), json!({"Amount": "20000.01"}), "Amount"),
+            (Method::PATCH, patch.clone(), json!({"Amount": "a lot"}), "Amount"),
+            (Method::PATCH, patch.clone(), json!({"Amount": -5}), "Amount"),
+            (Method::PATCH, patch.clone(), json!({"CollectionDay": 32}), "CollectionDay"),
+            (Method::PATCH, patch.clone(), json!({"CollectionDay": 0}), "CollectionDay"),
+            (Method::PATCH, patch.clone(), json!({}), "Amount"),
+            (Method::PATCH, patch.clone(), json!({"Frequency": "Weekly"}), "Frequency"),
+            (Method::PATCH, patch.clone(), json!({"Amount": "150", "CollectionDay": 40}), "CollectionDay"),
+            (Method::POST, format!("{patch}/Pause"), json!({"Until": today.to_string()}), "Until"),
+            (Method::POST, format!("{patch}/Pause"), json!({"Until": "next month"}), "Until"),
+            (Method::POST, format!("{patch}/Pause"), json!({}), "Until"),
+            (Method::POST, format!("{patch}/Resume"), json!({}), "Id"),
+            (Method::POST, format!("{patch}/Cancel"), json!({"Reason": "x".repeat(256)}), "Reason"),
+        ];
+        for (method, path, body, field) in cases {
+            let response = send(method.clone(), path.clone(), body.clone()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{method} {path} {body}");
+            let answer: Value = response.json().await.unwrap();
+            assert!(
+                answer["Errors"].as_array().is_some_and(|e| e.iter().any(|e| e["field"] == field)),
+                "{method} {path} {body}: {answer}"
+            );
+        }
+        let after = app.v2_get(&vipps, &format!("/v2/Recurring/{recurring_id}")).await;
+        assert_eq!(after, before, "a refused change changed the recurring payment");
+        let agreement = client.recurring().get_agreement(&agreement_id).await.unwrap();
+        assert_eq!(agreement.pricing.amount, Some(10000), "the price at Vipps is unchanged");
+        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM recurring_changes").await, 0);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // 5. The CLI
 
@@ -917,6 +991,25 @@ on_both_backends! {
         let (code, _, err) = run_cli(payhub(&app, &["heartbeat", "run", "no.such.beat"])).await;
         assert_ne!(code, 0);
         assert!(err.contains("no.such.beat"), "{err}");
+
+        // Bad input to the recurring commands: refused with a message, nothing changed.
+        for (args, needle) in [
+            (vec!["recurring", "show", "rp_unknown"], "No such"),
+            (vec!["recurring", "change-amount", &recurring_id, "0.50"], "Amount"),
+            (vec!["recurring", "change-amount", &recurring_id, "lots"], "amount"),
+            (vec!["recurring", "change-day", &recurring_id, "32"], "CollectionDay"),
+            (vec!["recurring", "pause", &recurring_id, "--until", "soon"], "--until"),
+            (vec!["recurring", "resume", &recurring_id], "not paused"),
+        ] {
+            let (code, out, err) = run_cli(payhub(&app, &args)).await;
+            assert_ne!(code, 0, "{args:?}: {out}");
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        let (code, out, err) = run_cli(payhub(&app, &["recurring", "show", &recurring_id])).await;
+        assert_eq!(code, 0, "{err}");
+        let shown: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(shown["Amount"], json!(120.0), "{shown}");
+        assert_eq!(shown["Status"], "Active", "{shown}");
 
         // Cancel Vipps Agreement: unknown ids, missing flags, then the real one.
         let (code, out, _) = run_cli(payhub(&app, &["agreements", "cancel", "--agreement-id", "agr_unknown"])).await;
