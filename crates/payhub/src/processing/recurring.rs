@@ -577,7 +577,22 @@ impl Payments {
             }
             Err(error) => return Err(ServiceError::Internal(anyhow::anyhow!(describe(&error)))),
         };
+        if agreement.status.to_string() != mandate.vipps_status {
+            // What Vipps did with the charges before the agreement changed (an initial charge is charged or fails
+            // at acceptance) is recorded first: their own outcome, not the agreement's, decides their installments.
+            let open = {
+                let mut conn = self.store.pool().acquire().await?;
+                rec::open_charges_of_mandate(&mut conn, &mandate.id).await?
+            };
+            for charge in open.iter().filter(|c| c.state != "CREATING") {
+                if let Err(error) = self.read_charge(&charge.charge_id, cause, false).await {
+                    tracing::warn!(charge = %charge.charge_id, %error, "charge sync failed");
+                }
+            }
+        }
         let changed = self.apply_agreement(&mandate, &agreement, cause).await?;
+        // What follows may sync this agreement again (a charge Vipps refuses): it must not wait for this lock.
+        drop(_guard);
         if changed {
             // The initial charge (processed at acceptance) and any charges Vipps cancelled on a stop.
             let open = {
@@ -703,13 +718,35 @@ impl Payments {
     /// Brings an installment's charge up to date with Vipps: reads it (creating it again, same order id, if
     /// Vipps never confirmed it and does not know it) and records what changed: Collected with a Payment,
     /// Failed with Vipps' reason, Cancelled.
+    ///
+    /// A charge Vipps cancelled itself (as it does when the agreement stops or expires) also brings the
+    /// agreement up to date, so a lost agreement webhook is made up for before the next charge falls due.
     pub async fn sync_charge(&self, charge_id: &str, cause: Option<&str>) -> ServiceResult<()> {
+        let Some(row) = self.read_charge(charge_id, cause, true).await? else { return Ok(()) };
+        let mandate_active = {
+            let mut conn = self.store.pool().acquire().await?;
+            rec::mandate(&mut conn, &row.mandate_id).await?.is_some_and(|m| m.status == MandateStatus::Active)
+        };
+        if mandate_active {
+            Box::pin(self.sync_agreement(&row.mandate_id, cause)).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads a charge and records what changed; a cancellation only when `with_cancelled`. Returns the charge's
+    /// row when Vipps newly reported it cancelled.
+    async fn read_charge(
+        &self,
+        charge_id: &str,
+        cause: Option<&str>,
+        with_cancelled: bool,
+    ) -> ServiceResult<Option<ChargeRow>> {
         let row = {
             let mut conn = self.store.pool().acquire().await?;
             rec::charge(&mut conn, charge_id).await?.ok_or(ServiceError::NotFound("charge"))?
         };
         if row.state == "REFUSED" {
-            return Ok(());
+            return Ok(None);
         }
         let lock = self.locks.get(charge_id);
         let _guard = lock.lock().await;
@@ -720,15 +757,20 @@ impl Payments {
                 // Never reached Vipps: create it now, one by one, with the same order id.
                 drop(_guard);
                 self.send_charges(&row.account_id, std::slice::from_ref(&row)).await?;
-                return Ok(());
+                return Ok(None);
             }
             Err(error) if is_transient(error.kind()) => {
                 tracing::info!(%charge_id, error = %describe(&error), "Vipps did not answer; next beat retries");
-                return Ok(());
+                return Ok(None);
             }
             Err(error) => return Err(ServiceError::Internal(anyhow::anyhow!(describe(&error)))),
         };
-        self.apply_charge(&row, &charge, cause).await
+        let cancelled = charge.status == ChargeStatus::Cancelled;
+        if cancelled && !with_cancelled {
+            return Ok(None);
+        }
+        self.apply_charge(&row, &charge, cause).await?;
+        Ok((cancelled && row.state != "CANCELLED").then_some(row))
     }
 
     async fn apply_charge(&self, row: &ChargeRow, charge: &Charge, cause: Option<&str>) -> ServiceResult<()> {
@@ -941,9 +983,7 @@ impl Payments {
             let mut tx = self.store.begin_write().await?;
             let inserted = rec::insert_period_installments(&mut tx, &items, now).await?;
             counts.changed += inserted.len();
-            for (id, period, next_date) in &moves {
-                rec::set_next_period(&mut tx, id, *period, *next_date, now).await?;
-            }
+            rec::set_next_periods(&mut tx, &moves, now).await?;
             for id in &resumed {
                 rec::set_recurring_status(&mut tx, id, RecurringStatus::Active, None, None, now).await?;
             }
@@ -959,6 +999,7 @@ impl Payments {
                 .await?;
             }
             let anyone = events::Listeners::with_url(&mut tx, None).await?;
+            let inserted: std::collections::HashSet<&String> = inserted.iter().collect();
             for item in items.iter().filter(|i| inserted.contains(&i.id)) {
                 let listeners = match &item.recurring.webhook_url {
                     Some(url) => events::Listeners::with_url(&mut tx, Some(url.clone())).await?,
@@ -1213,11 +1254,15 @@ impl Payments {
                 counts.changed += 1;
             }
         }
-        for charge in &charges {
-            if let Err(error) = self.sync_charge(&charge.charge_id, None).await {
-                tracing::warn!(charge = %charge.charge_id, %error, "charge sync failed");
-            }
-        }
+        // Reads overlap (Vipps answers in parallel); the writes queue for the database as usual.
+        use futures::stream::{self, StreamExt};
+        stream::iter(&charges)
+            .for_each_concurrent(8, |charge| async move {
+                if let Err(error) = self.sync_charge(&charge.charge_id, None).await {
+                    tracing::warn!(charge = %charge.charge_id, %error, "charge sync failed");
+                }
+            })
+            .await;
         Ok(counts)
     }
 

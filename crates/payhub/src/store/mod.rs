@@ -165,7 +165,7 @@ impl Store {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;",
                             )
                             .await?;
                             Ok(())

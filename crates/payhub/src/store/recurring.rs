@@ -14,6 +14,10 @@ use crate::domain::ids::new_id;
 use crate::domain::recurring::{MandateStatus, RecurringStatus};
 use crate::domain::schedule::{Frequency, Schedule};
 
+/// Rows per multi-row statement. Binding costs grow with the square of a statement's parameter count in
+/// sqlx's SQLite driver (each `$N` is looked up by name), so statements stay at a few thousand parameters.
+const CHUNK: usize = 100;
+
 fn decode<E: std::fmt::Display>(error: E) -> StoreError {
     StoreError::Database(sqlx::Error::Decode(error.to_string().into()))
 }
@@ -680,6 +684,30 @@ pub async fn set_next_period(
     Ok(())
 }
 
+/// [`set_next_period`] for many recurring payments, one statement per chunk.
+pub async fn set_next_periods(
+    conn: &mut AnyConnection,
+    moves: &[(String, i64, Option<NaiveDate>)],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for chunk in moves.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE recurring_payments SET next_period = CAST(v.column2 AS BIGINT), next_collection_date = v.column3, \
+             updated_at = $1 FROM (VALUES {}) AS v WHERE recurring_payments.id = v.column1",
+            (0..chunk.len())
+                .map(|r| format!("(${}, ${}, ${})", r * 3 + 2, r * 3 + 3, r * 3 + 4))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(timestamp(now));
+        for (id, period, date) in chunk {
+            query = query.bind(id).bind(period.to_string()).bind(date.map(|d| d.to_string()));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Installments of recurring payments
 
@@ -708,7 +736,7 @@ pub async fn insert_period_installments(
     const COLUMNS: usize = 15;
     let at = timestamp(now);
     let mut inserted = Vec::new();
-    for chunk in items.chunks(1000) {
+    for chunk in items.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, amount_open_ore, \
              due_date, payment_reference, bank_statement_description, product, recurring_payment_id, mandate_id, period, \
@@ -957,7 +985,7 @@ pub async fn insert_charges(
     const COLUMNS: usize = 12;
     let at = timestamp(now);
     let mut inserted = Vec::with_capacity(charges.len());
-    for chunk in charges.chunks(1000) {
+    for chunk in charges.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO vipps_charges (charge_id, installment_id, mandate_id, agreement_id, account_id, kind, amount_ore, \
              due_date, retry_days, description, state, created_at, updated_at) VALUES {} \
@@ -1159,7 +1187,7 @@ pub async fn installments_with_webhook(
     ids: &[String],
 ) -> StoreResult<std::collections::HashMap<String, String>> {
     let mut out = std::collections::HashMap::new();
-    for chunk in ids.chunks(1000) {
+    for chunk in ids.chunks(CHUNK * 4) {
         let sql = format!(
             "SELECT i.id, pi.webhook_url FROM installments i JOIN payment_intents pi ON pi.id = i.intent_id \
              WHERE pi.webhook_url IS NOT NULL AND i.id IN ({})",
@@ -1184,7 +1212,7 @@ pub async fn confirm_charges(
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
     let mut done = 0;
-    for chunk in charge_ids.chunks(1000) {
+    for chunk in charge_ids.chunks(CHUNK * 4) {
         let sql = format!(
             "UPDATE vipps_charges SET state = $1, last_error = NULL, updated_at = $2 WHERE state = 'CREATING' \
              AND charge_id IN ({})",
@@ -1202,7 +1230,7 @@ pub async fn confirm_charges(
 /// Moves Outstanding installments to Pending in one statement per chunk (their charges exist at Vipps).
 pub async fn installments_pending(conn: &mut AnyConnection, ids: &[String], now: DateTime<Utc>) -> StoreResult<u64> {
     let mut done = 0;
-    for chunk in ids.chunks(1000) {
+    for chunk in ids.chunks(CHUNK * 4) {
         let sql = format!(
             "UPDATE installments SET status = 'Pending', updated_at = $1 WHERE status = 'Outstanding' AND id IN ({})",
             list(2, chunk.len())
