@@ -495,6 +495,33 @@ on_both_backends! {
         assert_collected_once(&app, &vipps, &payments).await;
     }
 
+    async fn unconfirmed_charges_resent_by_racing_beats_are_charged_once(app) {
+        let vipps = app.with_vipps().await;
+        let payments = active_many(&app, &vipps, 6).await;
+        fault(&vipps, "/recurring/v3/agreements/charges", json!({"kind": "500", "times": 4})).await;
+        app.state.payments.collect_recurring().await.unwrap();
+        assert_unconfirmed(&app, &vipps, &payments).await;
+        vipps.sim.advance(61).await;
+        // The collect beat (re-send as a batch) and the poll (read, then create one by one) of two instances.
+        let other = second_instance(&app, &vipps).await;
+        let tasks: Vec<_> = [app.state.payments.clone(), other.payments.clone(), app.state.payments.clone(), other.payments.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                tokio::spawn(async move {
+                    if i < 2 { p.collect_recurring().await.map(|_| ()) } else { p.sync_recurring(1000).await.map(|_| ()) }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().expect("racing beat");
+        }
+        let states = charge_states(&app).await;
+        assert!(states.values().all(|s| s == "PENDING" || s == "DUE"), "{states:?}");
+        assert_collected_once(&app, &vipps, &payments).await;
+        other.store.close().await;
+    }
+
     async fn a_charge_unconfirmed_past_its_due_date_is_still_charged_once(app) {
         let vipps = app.with_vipps().await;
         let payments = active_many(&app, &vipps, 1).await;
