@@ -558,3 +558,162 @@ on_both_backends! {
         assert_eq!(again["Payments"].as_array().map(Vec::len), Some(3), "{again}");
     }
 }
+
+/// Processes queued jobs (webhooks arriving in the background) until `done` holds.
+async fn settle_until<F, Fut>(app: &TestApp, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        app.state.jobs.run_until_idle().await.expect("jobs");
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the expected state never came");
+}
+
+on_both_backends! {
+    async fn a_payer_stop_reaches_payhub_by_its_webhook_alone(app) {
+        let vipps = app.with_vipps().await;
+        app.state.jobs.run_until_idle().await.expect("webhook registration");
+        let start = today(&app);
+        let (_, recurring_id, mandate_id, agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(start, "150")).await;
+        app.state.payments.collect_recurring().await.expect("collect");
+        settle_until(&app, || async { true }).await;
+
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/stop"), json!({})).await, StatusCode::OK);
+        settle_until(&app, || async {
+            app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await["Status"] == "Stopped"
+        })
+        .await;
+        let ended = recurring(&app, &vipps, &recurring_id).await;
+        assert_eq!(ended["Status"], "Ended", "{ended}");
+        let listed = installments(&ended);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["Status"], "Cancelled", "{listed:?}");
+        settle_until(&app, || async {
+            installments(&recurring(&app, &vipps, &recurring_id).await)[0]["ChargeStatus"] == "CANCELLED"
+        })
+        .await;
+    }
+
+    async fn a_payer_stop_whose_webhook_is_lost_is_found_by_the_beats_before_the_next_charge(app) {
+        let vipps = app.with_vipps().await;
+        let start = today(&app);
+        let (_, recurring_id, mandate_id, agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(start, "150")).await;
+        app.state.payments.collect_recurring().await.expect("collect");
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/stop"), json!({})).await, StatusCode::OK);
+
+        // No webhook: the beats read the cancelled charge on its due date, and with it the agreement.
+        days_pass(&app, &vipps, 2).await;
+        let mandate = app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await;
+        assert_eq!(mandate["Status"], "Stopped", "{mandate}");
+        let ended = recurring(&app, &vipps, &recurring_id).await;
+        assert_eq!(ended["Status"], "Ended", "{ended}");
+        let listed = installments(&ended);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["Status"], "Cancelled", "{listed:?}");
+
+        // And nothing is tried again.
+        days_pass(&app, &vipps, 35).await;
+        let later = installments(&recurring(&app, &vipps, &recurring_id).await);
+        assert_eq!(later.len(), 1, "no installment after the stop: {later:?}");
+        assert_eq!(vipps_charges(&vipps, &agreement_id).await.len(), 1);
+    }
+
+    async fn a_failed_initial_charge_fails_its_installment_with_the_vipps_reason(app) {
+        let vipps = app.with_vipps().await;
+        let start = today(&app).checked_add_days(Days::new(10)).expect("date");
+        let mut body = recurring_intent(start, "150");
+        body["OneTime"] = json!({"Amount": "50"});
+        let (status, created) = app.intent(&vipps, &body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let mandate_id = created["Recurring"]["Mandate"]["Id"].as_str().unwrap_or_default().to_owned();
+        let agreement_id = created["Recurring"]["Mandate"]["MandateId"].as_str().unwrap_or_default().to_owned();
+        let recurring_id = created["Recurring"]["Id"].as_str().unwrap_or_default().to_owned();
+        let failing = vipps
+            .control(&format!("/_sim/agreements/{agreement_id}/fail-next-charge"), json!({"reason": "user_action_required"}))
+            .await;
+        assert_eq!(failing, StatusCode::NO_CONTENT);
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/accept"), json!({})).await, StatusCode::OK);
+        app.state.payments.sync_agreement(&mandate_id, None).await.expect("sync");
+
+        let initial = installment(&app, &vipps, &created["OneTime"]["Id"]).await;
+        assert_eq!(initial["Status"], "Failed", "{initial}");
+        let reason = initial["StatusReason"].as_str().unwrap_or_default();
+        assert!(reason.contains("user action required"), "Vipps' reason: {reason}");
+        let mandate = app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await;
+        assert_eq!(mandate["Active"], false, "Vipps expired the agreement: {mandate}");
+        assert_eq!(mandate["Status"], "Expired", "{mandate}");
+        let ended = recurring(&app, &vipps, &recurring_id).await;
+        assert_eq!(ended["Status"], "Ended", "{ended}");
+        days_pass(&app, &vipps, 12).await;
+        assert!(installments(&recurring(&app, &vipps, &recurring_id).await).is_empty(), "nothing generated");
+    }
+}
+
+on_both_backends! {
+    async fn an_initial_charge_taken_just_before_the_payer_stops_is_still_collected(app) {
+        let vipps = app.with_vipps().await;
+        let start = today(&app).checked_add_days(Days::new(10)).expect("date");
+        let mut body = recurring_intent(start, "150");
+        body["OneTime"] = json!({"Amount": "50"});
+        let (status, created) = app.intent(&vipps, &body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let mandate_id = created["Recurring"]["Mandate"]["Id"].as_str().unwrap_or_default().to_owned();
+        let agreement_id = created["Recurring"]["Mandate"]["MandateId"].as_str().unwrap_or_default().to_owned();
+        // Accepted (the initial charge is taken) and stopped before payhub hears of either.
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/accept"), json!({})).await, StatusCode::OK);
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/stop"), json!({})).await, StatusCode::OK);
+        app.state.payments.sync_agreement(&mandate_id, None).await.expect("sync");
+
+        let initial = installment(&app, &vipps, &created["OneTime"]["Id"]).await;
+        assert_eq!(initial["Status"], "Collected", "the money was taken: {initial}");
+        assert_eq!(initial["Payments"][0]["AmountOre"], 5000, "{initial}");
+        let mandate = app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await;
+        assert_eq!(mandate["Status"], "Stopped", "{mandate}");
+        let ended = recurring(&app, &vipps, created["Recurring"]["Id"].as_str().unwrap_or_default()).await;
+        assert_eq!(ended["Status"], "Ended", "{ended}");
+    }
+
+    async fn a_stop_while_a_charge_was_never_confirmed_is_synced_without_hanging(app) {
+        let vipps = app.with_vipps().await;
+        let start = today(&app);
+        let (_, recurring_id, mandate_id, agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(start, "150")).await;
+        // The charge is recorded but never reaches Vipps.
+        let prefix = format!("/recurring/v3/agreements/{agreement_id}/charges");
+        let fault = vipps
+            .http
+            .post(format!("{}/_sim/faults", vipps.sim.base_url()))
+            .json(&json!({"pathPrefix": prefix, "kind": "500", "times": 20}))
+            .send()
+            .await
+            .expect("fault");
+        assert_eq!(fault.status(), StatusCode::CREATED);
+        app.state.payments.collect_recurring().await.expect("collect");
+        vipps.http.delete(format!("{}/_sim/faults", vipps.sim.base_url())).send().await.expect("clear faults");
+        assert!(vipps_charges(&vipps, &agreement_id).await.is_empty(), "nothing reached Vipps");
+        let charge_state = scalar(&app, "SELECT COUNT(*) FROM vipps_charges WHERE mandate_id = $1 AND state = 'CREATING'", &mandate_id).await;
+        assert_eq!(charge_state, 1, "recorded, unconfirmed");
+
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/stop"), json!({})).await, StatusCode::OK);
+        let synced = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            app.state.payments.sync_agreement(&mandate_id, None),
+        )
+        .await;
+        synced.expect("the agreement sync must not wait for itself").expect("sync");
+        let mandate = app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await;
+        assert_eq!(mandate["Status"], "Stopped", "{mandate}");
+        let listed = installments(&recurring(&app, &vipps, &recurring_id).await);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["Status"], "Cancelled", "{listed:?}");
+        assert!(vipps_charges(&vipps, &agreement_id).await.is_empty(), "no charge on a stopped agreement");
+    }
+}
