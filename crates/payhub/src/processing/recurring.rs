@@ -1305,7 +1305,8 @@ impl Payments {
     }
 
     /// Changes the amount: the agreement's price at Vipps first (key: the change's id), then the recurring
-    /// payment and its installments not yet charged.
+    /// payment and its installments not yet charged. Only while the mandate is Active: a Pending agreement
+    /// cannot change at Vipps, and the payer confirms the price it shows.
     pub async fn change_amount(&self, recurring_id: &str, amount: Money, actor: &Actor) -> ServiceResult<()> {
         if !(MIN_RECURRING_ORE..=MAX_RECURRING_ORE).contains(&amount.ore()) {
             return Err(invalid(
@@ -1343,8 +1344,13 @@ impl Payments {
                 rec::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
                 return Err(invalid("Amount", format!("Vipps did not accept the new price: {message}")));
             }
-        } else if mandate.status != MandateStatus::Pending {
-            let message = format!("The mandate is {}; its agreement cannot change", mandate.status);
+        } else {
+            let message = match mandate.status {
+                MandateStatus::Pending => "The agreement waits for the payer, who confirms the price it shows; \
+                                           change the amount once the mandate is Active"
+                    .to_owned(),
+                other => format!("The mandate is {other}; its agreement cannot change"),
+            };
             let mut conn = self.store.pool().acquire().await?;
             rec::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
             return Err(invalid("Id", message));
@@ -1362,8 +1368,8 @@ impl Payments {
         Ok(())
     }
 
-    /// Changes the Collection Day: installments not yet charged move to the new day of their month; those
-    /// already charged keep theirs.
+    /// Changes the Collection Day: installments not yet charged move to the new day of their month (never
+    /// before the Start Date or after the End Date); those already charged keep theirs.
     pub async fn change_collection_day(&self, recurring_id: &str, day: u32, actor: &Actor) -> ServiceResult<()> {
         if !(1..=31).contains(&day) {
             return Err(invalid("CollectionDay", "CollectionDay must be a day of the month from 1 to 31"));
@@ -1389,7 +1395,10 @@ impl Payments {
         rec::set_recurring_terms(&mut tx, &recurring.id, None, Some(day), now).await?;
         for installment in rec::open_installments(&mut tx, &mandate.id, Some(&recurring.id)).await? {
             if let Some((_, period)) = rec::installment_period(&mut tx, &installment).await? {
-                let due = schedule.period_date_of(u32::try_from(period).unwrap_or(0)).map(|d| d.max(tomorrow));
+                let due = schedule.period_date_of(u32::try_from(period).unwrap_or(0)).map(|d| {
+                    let d = d.max(recurring.start_date);
+                    recurring.end_date.map_or(d, |end| d.min(end)).max(tomorrow)
+                });
                 rec::reshape_outstanding(&mut tx, &installment, None, due, now).await?;
             }
         }

@@ -717,3 +717,95 @@ on_both_backends! {
         assert!(vipps_charges(&vipps, &agreement_id).await.is_empty(), "no charge on a stopped agreement");
     }
 }
+
+on_both_backends! {
+    async fn cancelling_a_recurring_payment_cancels_its_charge_and_stops_the_agreement_when_the_account_says_so(app) {
+        let vipps = app.with_vipps().await;
+        let cancel = |id: String, body: Value| {
+            let path = format!("/v2/Recurring/{id}/Cancel");
+            let (app, vipps) = (&app, &vipps);
+            async move { call(app, vipps, Method::POST, &path, body).await }
+        };
+
+        // Account default: the recurring payment ends here; the agreement stays at Vipps.
+        let (_, recurring_id, mandate_id, agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(today(&app), "150")).await;
+        app.state.payments.collect_recurring().await.expect("collect");
+        let (status, cancelled) = cancel(recurring_id.clone(), json!({"Reason": "Donor asked by phone"})).await;
+        assert_eq!(status, StatusCode::OK, "{cancelled}");
+        assert_eq!(cancelled["Status"], "Cancelled");
+        assert_eq!(cancelled["StatusReason"], "Donor asked by phone");
+        assert!(cancelled.get("CancelVippsAgreement").is_none(), "{cancelled}");
+        let listed = installments(&cancelled);
+        assert_eq!((listed[0]["Status"].clone(), listed[0]["ChargeStatus"].clone()), (json!("Cancelled"), json!("CANCELLED")), "{listed:?}");
+        assert_eq!(vipps_api(&vipps).recurring().get_agreement(&agreement_id).await.expect("agreement").status, vipps_client::recurring::AgreementStatus::Active);
+        let (status, again) = cancel(recurring_id.clone(), json!({})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "already cancelled: {again}");
+        days_pass(&app, &vipps, 35).await;
+        assert_eq!(installments(&recurring(&app, &vipps, &recurring_id).await).len(), 1, "nothing more generated");
+        assert_eq!(vipps_charges(&vipps, &agreement_id).await.len(), 1, "nothing more charged");
+        let mandate = app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await;
+        assert_eq!(mandate["Status"], "Active", "{mandate}");
+
+        // With the account's setting, the agreement is stopped at Vipps too.
+        let account = app.state.accounts.list().await.expect("accounts").remove(0);
+        let updated = app
+            .admin(Method::PATCH, &format!("/admin/api/accounts/{}", account.id))
+            .json(&json!({"cancel_agreement_on_cancel": true}))
+            .send()
+            .await
+            .expect("update account");
+        assert!(updated.status().is_success(), "{}", updated.text().await.unwrap_or_default());
+        let (_, recurring_id, mandate_id, agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(today(&app), "150")).await;
+        let (status, cancelled) = cancel(recurring_id.clone(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{cancelled}");
+        assert_eq!(cancelled["Status"], "Cancelled");
+        assert_eq!(cancelled["CancelVippsAgreement"]["IsSuccess"], true, "{cancelled}");
+        let mandate = app.v2_get(&vipps, &format!("/v2/Mandate/{mandate_id}")).await;
+        assert_eq!(mandate["Status"], "Cancelled", "{mandate}");
+        assert_eq!(vipps_api(&vipps).recurring().get_agreement(&agreement_id).await.expect("agreement").status, vipps_client::recurring::AgreementStatus::Stopped);
+    }
+
+    async fn an_amount_change_before_the_payer_accepts_never_charges_more_than_the_agreement_shows(app) {
+        let vipps = app.with_vipps().await;
+        let start = today(&app);
+        let (status, created) = app.intent(&vipps, &recurring_intent(start, "150")).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let recurring_id = created["Recurring"]["Id"].as_str().unwrap_or_default().to_owned();
+        let mandate_id = created["Recurring"]["Mandate"]["Id"].as_str().unwrap_or_default().to_owned();
+        let agreement_id = created["Recurring"]["Mandate"]["MandateId"].as_str().unwrap_or_default().to_owned();
+        let (status, answer) =
+            call(&app, &vipps, Method::PATCH, &format!("/v2/Recurring/{recurring_id}"), json!({"Amount": 200})).await;
+
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/accept"), json!({})).await, StatusCode::OK);
+        app.state.payments.sync_agreement(&mandate_id, None).await.expect("sync");
+        app.state.payments.collect_recurring().await.expect("collect");
+        let price = vipps_api(&vipps).recurring().get_agreement(&agreement_id).await.expect("agreement").pricing.amount;
+        let charged: Vec<i64> = vipps_charges(&vipps, &agreement_id).await.iter().map(|c| c.amount).collect();
+        assert_eq!(charged.len(), 1);
+        assert_eq!(Some(charged[0]), price, "the payer confirmed {price:?}; PATCH answered {status} {answer}");
+        let shown = recurring(&app, &vipps, &recurring_id).await;
+        assert_eq!(Some((shown["Amount"].as_f64().unwrap_or_default() * 100.0).round() as i64), price, "{shown}");
+        if status != StatusCode::OK {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+            assert_eq!(shown["Changes"][0]["Status"], "Failed", "the refused change is listed: {shown}");
+        }
+    }
+
+    async fn a_collection_day_change_never_moves_an_installment_before_the_start_date(app) {
+        let vipps = app.with_vipps().await;
+        let start = first_of_month_after(today(&app), 2).with_day(15).expect("date");
+        let (_, recurring_id, _mandate_id, _agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(start, "150")).await;
+        let (status, changed) =
+            call(&app, &vipps, Method::PATCH, &format!("/v2/Recurring/{recurring_id}"), json!({"CollectionDay": 1})).await;
+        assert_eq!(status, StatusCode::OK, "{changed}");
+        let listed = installments(&changed);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let due = NaiveDate::parse_from_str(listed[0]["DueDate"].as_str().unwrap_or_default(), "%Y-%m-%d").expect("date");
+        assert!(due >= start, "due {due}, before the Start Date {start}: {changed}");
+        let next = first_of_month_after(start, 1);
+        assert_eq!(changed["NextCollectionDate"], next.to_string(), "{changed}");
+    }
+}
