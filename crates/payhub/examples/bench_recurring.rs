@@ -56,13 +56,15 @@ fn reset_peak() {
 
 /// The child process: a simulator with the bench merchant, its URL on stdout, running until killed.
 async fn run_simulator() -> anyhow::Result<()> {
-    let mut config = vipps_sim::SimConfig::default();
-    config.merchants = vec![vipps_sim::Merchant {
-        msn: MSN.into(),
-        client_id: CLIENT_ID.into(),
-        client_secret: CLIENT_SECRET.into(),
-        subscription_key: SUBSCRIPTION_KEY.into(),
-    }];
+    let config = vipps_sim::SimConfig {
+        merchants: vec![vipps_sim::Merchant {
+            msn: MSN.into(),
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            subscription_key: SUBSCRIPTION_KEY.into(),
+        }],
+        ..vipps_sim::SimConfig::default()
+    };
     let sim = vipps_sim::Simulator::start(config, "127.0.0.1:0".parse()?).await?;
     println!("{}", sim.base_url());
     std::future::pending::<()>().await;

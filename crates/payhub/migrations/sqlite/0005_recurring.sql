@@ -48,7 +48,7 @@ CREATE TABLE recurring_payments (
     created_at                 TEXT NOT NULL,
     updated_at                 TEXT NOT NULL
 );
-CREATE INDEX recurring_payments_status ON recurring_payments (status);
+CREATE INDEX recurring_payments_status ON recurring_payments (status, id);
 CREATE INDEX recurring_payments_mandate ON recurring_payments (mandate_id);
 
 ALTER TABLE installments ADD COLUMN recurring_payment_id TEXT;
@@ -56,7 +56,7 @@ ALTER TABLE installments ADD COLUMN mandate_id TEXT;
 ALTER TABLE installments ADD COLUMN period INTEGER;
 CREATE UNIQUE INDEX installments_period ON installments (recurring_payment_id, period);
 CREATE INDEX installments_mandate ON installments (mandate_id);
-CREATE INDEX installments_due ON installments (status, due_date);
+CREATE INDEX installments_status_id ON installments (status, id);
 
 CREATE TABLE vipps_charges (
     charge_id       TEXT PRIMARY KEY,

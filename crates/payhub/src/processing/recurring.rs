@@ -84,6 +84,11 @@ fn charge_description(text: &str) -> String {
     }
 }
 
+/// Whether Vipps' message says a charge's order id is taken (not that an Idempotency-Key was reused).
+fn order_id_taken(message: &str) -> bool {
+    message.contains("orderId") && message.contains("already used")
+}
+
 /// What a Vipps agreement status means for the mandate. Exhaustive: a status Vipps adds is handled here.
 fn mandate_outcome(status: &AgreementStatus) -> Option<MandateStatus> {
     match status {
@@ -1121,7 +1126,8 @@ impl Payments {
                 let answer = client.recurring().create_charge(&c.agreement_id, &request(c), &key(&charge_key)?).await;
                 match answer {
                     Ok(_) => confirmed.push(c.charge_id.clone()),
-                    Err(error) if error.kind() == ErrorKind::Conflict || describe(&error).contains("already used") => {
+                    // Vipps already has a charge with this order id (ours: the answer of an earlier create was lost).
+                    Err(error) if error.kind() == ErrorKind::Conflict || order_id_taken(&describe(&error)) => {
                         confirmed.push(c.charge_id.clone())
                     }
                     Err(error) if is_transient(error.kind()) => {
@@ -1158,7 +1164,7 @@ impl Payments {
                                 invalid.charge_batch_item_dto["orderId"].as_str().unwrap_or_default().to_owned();
                             let Some(c) = chunk.iter().find(|c| c.charge_id == order_id) else { continue };
                             let text = invalid.errors.join("; ");
-                            if text.contains("already used") || text.starts_with("conflict") {
+                            if order_id_taken(&text) || text.starts_with("conflict") {
                                 confirmed.push(c.charge_id.clone());
                             } else {
                                 if text.starts_with("charge-creation-failed") {

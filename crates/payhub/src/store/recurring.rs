@@ -606,17 +606,28 @@ pub async fn recurring_of_mandate(conn: &mut AnyConnection, mandate_id: &str) ->
 }
 
 /// Open (Active or Paused) recurring payments whose mandate is Active, after `after_id` in id order: the
-/// installment generator walks them page by page, so memory stays flat in their number.
+/// installment generator walks them page by page, so memory stays flat in their number. Each status is read
+/// along its `(status, id)` index, so a page costs its own rows, not a scan of all.
 pub async fn generation_page(conn: &mut AnyConnection, after_id: &str, limit: i64) -> StoreResult<Vec<RecurringRow>> {
-    let rows = sqlx::query(
-        "SELECT r.*, pi.webhook_url FROM recurring_payments r JOIN mandates m ON m.id = r.mandate_id \
-         LEFT JOIN payment_intents pi ON pi.id = r.intent_id WHERE r.status IN ('Active', 'Paused') AND m.status = 'Active' AND r.id > $1 ORDER BY r.id LIMIT $2",
-    )
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(recurring_from_row).collect()
+    let mut page = Vec::new();
+    for status in ["Active", "Paused"] {
+        let rows = sqlx::query(
+            "SELECT r.*, pi.webhook_url FROM recurring_payments r JOIN mandates m ON m.id = r.mandate_id \
+             LEFT JOIN payment_intents pi ON pi.id = r.intent_id \
+             WHERE r.status = $1 AND m.status = 'Active' AND r.id > $2 ORDER BY r.id LIMIT $3",
+        )
+        .bind(status)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &rows {
+            page.push(recurring_from_row(row)?);
+        }
+    }
+    page.sort_by(|a, b| a.id.cmp(&b.id));
+    page.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(page)
 }
 
 /// Sets a recurring payment's status (only while it is open: Cancelled and Ended are final); returns whether
@@ -921,7 +932,7 @@ pub async fn chargeable_page(
          m.id AS mandate_id, m.agreement_id, i.account_id, pi.webhook_url \
          FROM installments i JOIN recurring_payments r ON r.id = i.recurring_payment_id \
          JOIN mandates m ON m.id = i.mandate_id LEFT JOIN payment_intents pi ON pi.id = i.intent_id \
-         WHERE i.status = 'Outstanding' AND i.due_date <= $1 AND i.id > $2 AND r.status = 'Active' \
+         WHERE i.status = 'Outstanding' AND i.id > $2 AND i.due_date <= $1 AND r.status = 'Active' \
          AND m.status = 'Active' AND m.agreement_id IS NOT NULL \
          AND NOT EXISTS (SELECT 1 FROM vipps_charges c WHERE c.installment_id = i.id) ORDER BY i.id LIMIT $3",
     )
