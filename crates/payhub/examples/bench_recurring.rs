@@ -214,12 +214,12 @@ async fn bench(n: usize, sim_url: &str) -> anyhow::Result<()> {
         query.execute(&mut *tx).await?;
         let sql = format!(
             "INSERT INTO mandates (id, account_id, payer_id, status, vipps_status, idempotency_key, agreement_id, product_name, \
-             merchant_agreement_url, redirect_url, price_ore, interval_unit, interval_count, created_at, updated_at) VALUES {}",
+             merchant_agreement_url, redirect_url, price_ore, interval_unit, interval_count, checked_at, created_at, updated_at) VALUES {}",
             (0..chunk.len())
                 .map(|r| {
                     let b = r * 5;
                     format!("(${}, ${}, ${}, 'Active', 'ACTIVE', ${}, ${}, 'Monthly gift', 'https://example.org/agreements', \
-                             'https://example.org/return', 10000, 'MONTH', 1, ${}, ${})", b + 1, b + 2, b + 3, b + 1, b + 4, b + 5, b + 5)
+                             'https://example.org/return', 10000, 'MONTH', 1, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 1, b + 4, b + 5, b + 5, b + 5)
                 })
                 .collect::<Vec<_>>()
                 .join(", ")

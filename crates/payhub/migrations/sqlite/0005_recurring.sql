@@ -21,10 +21,12 @@ CREATE TABLE mandates (
     interval_count         INTEGER NOT NULL,
     initial_installment_id TEXT,
     last_error             TEXT,
+    checked_at             TEXT,
     created_at             TEXT NOT NULL,
     updated_at             TEXT NOT NULL
 );
 CREATE INDEX mandates_status ON mandates (vipps_status);
+CREATE INDEX mandates_checked ON mandates (status, checked_at);
 
 CREATE TABLE recurring_payments (
     id                         TEXT PRIMARY KEY,

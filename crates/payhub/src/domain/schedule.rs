@@ -10,6 +10,11 @@ use std::str::FromStr;
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 
+/// The date in Norway at `at`: due dates, collection dates and "today" follow Vipps' (Norwegian) calendar.
+pub fn oslo_date(at: chrono::DateTime<chrono::Utc>) -> NaiveDate {
+    at.with_timezone(&chrono_tz::Europe::Oslo).date_naive()
+}
+
 /// How often a recurring payment is collected (FinDock's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Frequency {

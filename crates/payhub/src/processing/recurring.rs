@@ -58,10 +58,7 @@ impl Default for RecurringSettings {
 /// charged late (after downtime or a pause).
 const LATE_GRACE_DAYS: u64 = 7;
 
-/// The date in Norway at `at`: due dates and "today" follow Vipps' (Norwegian) calendar.
-pub fn oslo_date(at: DateTime<Utc>) -> NaiveDate {
-    at.with_timezone(&chrono_tz::Europe::Oslo).date_naive()
-}
+pub use crate::domain::schedule::oslo_date;
 
 fn key(text: &str) -> ServiceResult<RecurringIdempotencyKey> {
     RecurringIdempotencyKey::parse(text).map_err(|e| ServiceError::Internal(e.into()))
@@ -582,6 +579,10 @@ impl Payments {
             }
             Err(error) => return Err(ServiceError::Internal(anyhow::anyhow!(describe(&error)))),
         };
+        {
+            let mut conn = self.store.pool().acquire().await?;
+            rec::mark_checked(&mut conn, &mandate.id, self.now()).await?;
+        }
         if agreement.status.to_string() != mandate.vipps_status {
             // What Vipps did with the charges before the agreement changed (an initial charge is charged or fails
             // at acceptance) is recorded first: their own outcome, not the agreement's, decides their installments.
@@ -1246,7 +1247,11 @@ impl Payments {
     pub async fn sync_recurring(&self, limit: i64) -> ServiceResult<BeatCounts> {
         let (mandates, charges) = {
             let mut conn = self.store.pool().acquire().await?;
-            let mandates = rec::pending_mandates(&mut conn, limit).await?;
+            let mut mandates = rec::pending_mandates(&mut conn, limit).await?;
+            // Active agreements are re-read once a day, a few per poll: a payer's stop whose webhook was lost
+            // is found before the next charge is created.
+            let a_day_ago = self.now() - chrono::Duration::days(1);
+            mandates.extend(rec::unchecked_active_mandates(&mut conn, a_day_ago, (limit / 10).max(1)).await?);
             let charges =
                 rec::charges_to_poll(&mut conn, self.today(), self.now() - chrono::Duration::seconds(60), limit)
                     .await?;

@@ -434,6 +434,34 @@ pub async fn set_mandate_price(
     Ok(())
 }
 
+/// Records that the mandate's agreement was just read from Vipps.
+pub async fn mark_checked(conn: &mut AnyConnection, id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query("UPDATE mandates SET checked_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(timestamp(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Active mandates whose agreement was last read before `before` (or never), least recently read first: the
+/// poll re-reads them so a stop whose webhook was lost is found before the next charge.
+pub async fn unchecked_active_mandates(
+    conn: &mut AnyConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM mandates WHERE status = 'Active' AND COALESCE(checked_at, '') < $1 \
+         ORDER BY COALESCE(checked_at, ''), id LIMIT $2",
+    )
+    .bind(timestamp(before))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
 /// Mandates whose agreement is not settled yet (draft unconfirmed, or waiting for the payer), oldest first.
 pub async fn pending_mandates(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<String>> {
     let rows = sqlx::query(
