@@ -912,26 +912,23 @@ impl Payments {
         let horizon = i64::from(self.recurring.horizon.max(1));
         let oldest = today.checked_sub_days(Days::new(LATE_GRACE_DAYS)).unwrap_or(today);
         let mut counts = BeatCounts::default();
-        let mut after = String::new();
-        loop {
-            let page = {
+        let mut after = Some(String::new());
+        while let Some(cursor) = after.take() {
+            let page: Vec<RecurringRow> = {
                 let mut conn = self.store.pool().acquire().await?;
                 match mandate_id {
-                    Some(id) => {
-                        if !after.is_empty() {
-                            break;
-                        }
-                        rec::recurring_of_mandate(&mut conn, id)
-                            .await?
-                            .into_iter()
-                            .filter(|r| r.status.is_open())
-                            .collect()
+                    Some(id) => rec::recurring_of_mandate(&mut conn, id)
+                        .await?
+                        .into_iter()
+                        .filter(|r| r.status.is_open())
+                        .collect(),
+                    None => {
+                        let (page, next) = rec::generation_page(&mut conn, &cursor, 1000).await?;
+                        after = next;
+                        page
                     }
-                    None => rec::generation_page(&mut conn, &after, 500).await?,
                 }
             };
-            let Some(last) = page.last() else { break };
-            after = last.id.clone();
             counts.looked_at += page.len();
             let mut items = Vec::new();
             let mut moves: Vec<(String, i64, Option<NaiveDate>)> = Vec::new();
@@ -1040,15 +1037,21 @@ impl Payments {
             counts.changed += self.send_charges(&account_id, &charges).await?;
         }
         let mut retry_days: BTreeMap<String, i64> = BTreeMap::new();
-        let mut after = String::new();
+        let mut after = Some(String::new());
         loop {
+            let Some(cursor) = after.take() else { break };
             let page = {
                 let mut conn = self.store.pool().acquire().await?;
-                rec::chargeable_page(&mut conn, until, &after, self.recurring.batch_size.clamp(1, 2000) as i64 * 4)
-                    .await?
+                let (page, next) = rec::chargeable_page(
+                    &mut conn,
+                    until,
+                    &cursor,
+                    self.recurring.batch_size.clamp(1, 2000) as i64 * 4,
+                )
+                .await?;
+                after = next;
+                page
             };
-            let Some(last) = page.last() else { break };
-            after = last.installment_id.clone();
             counts.looked_at += page.len();
             let mut new = Vec::with_capacity(page.len());
             for item in &page {

@@ -633,29 +633,50 @@ pub async fn recurring_of_mandate(conn: &mut AnyConnection, mandate_id: &str) ->
     rows.iter().map(recurring_from_row).collect()
 }
 
-/// Open (Active or Paused) recurring payments whose mandate is Active, after `after_id` in id order: the
-/// installment generator walks them page by page, so memory stays flat in their number. Each status is read
-/// along its `(status, id)` index, so a page costs its own rows, not a scan of all.
-pub async fn generation_page(conn: &mut AnyConnection, after_id: &str, limit: i64) -> StoreResult<Vec<RecurringRow>> {
-    let mut page = Vec::new();
-    for status in ["Active", "Paused"] {
-        let rows = sqlx::query(
+/// Ids of rows with `status` after `after_id`, in id order, read along the table's `(status, id)` index (a
+/// pure range scan on both backends, whatever share of the table has that status).
+async fn ids_page(
+    conn: &mut AnyConnection,
+    table: &str,
+    status: &str,
+    after_id: &str,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    let sql = format!("SELECT id FROM {table} WHERE status = $1 AND id > $2 ORDER BY status, id LIMIT $3");
+    let rows = sqlx::query(&sql).bind(status).bind(after_id).bind(limit).fetch_all(conn).await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// A page of open (Active or Paused) recurring payments whose mandate is Active, after `after_id` in id order,
+/// and the cursor of the next page (`None`: this was the last). The generator walks them page by page, so
+/// memory and each query's cost stay flat in their number.
+pub async fn generation_page(
+    conn: &mut AnyConnection,
+    after_id: &str,
+    limit: i64,
+) -> StoreResult<(Vec<RecurringRow>, Option<String>)> {
+    let mut ids = ids_page(&mut *conn, "recurring_payments", "Active", after_id, limit).await?;
+    ids.extend(ids_page(&mut *conn, "recurring_payments", "Paused", after_id, limit).await?);
+    ids.sort();
+    ids.truncate(usize::try_from(limit).unwrap_or(0));
+    let cursor = (ids.len() as i64 == limit).then(|| ids.last().cloned()).flatten();
+    let mut page = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK * 5) {
+        let sql = format!(
             "SELECT r.*, pi.webhook_url FROM recurring_payments r JOIN mandates m ON m.id = r.mandate_id \
              LEFT JOIN payment_intents pi ON pi.id = r.intent_id \
-             WHERE r.status = $1 AND m.status = 'Active' AND r.id > $2 ORDER BY r.id LIMIT $3",
-        )
-        .bind(status)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in &rows {
-            page.push(recurring_from_row(row)?);
+             WHERE m.status = 'Active' AND r.status IN ('Active', 'Paused') AND r.id IN ({}) ORDER BY r.id",
+            list(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            page.push(recurring_from_row(&row)?);
         }
     }
-    page.sort_by(|a, b| a.id.cmp(&b.id));
-    page.truncate(usize::try_from(limit).unwrap_or(0));
-    Ok(page)
+    Ok((page, cursor))
 }
 
 /// Sets a recurring payment's status (only while it is open: Cancelled and Ended are final); returns whether
@@ -948,43 +969,47 @@ pub struct Chargeable {
 }
 
 /// Outstanding installments of Active recurring payments with Active mandates, due on or before `until`,
-/// with no charge yet, after `after_id` in id order.
+/// with no charge yet, after `after_id` in id order; and the cursor of the next page (`None`: the last).
 pub async fn chargeable_page(
     conn: &mut AnyConnection,
     until: NaiveDate,
     after_id: &str,
     limit: i64,
-) -> StoreResult<Vec<Chargeable>> {
-    let rows = sqlx::query(
-        "SELECT i.id, i.payment_reference, i.amount_ore, i.due_date, i.bank_statement_description, m.product_name, \
-         m.id AS mandate_id, m.agreement_id, i.account_id, pi.webhook_url \
-         FROM installments i JOIN recurring_payments r ON r.id = i.recurring_payment_id \
-         JOIN mandates m ON m.id = i.mandate_id LEFT JOIN payment_intents pi ON pi.id = i.intent_id \
-         WHERE i.status = 'Outstanding' AND i.id > $2 AND i.due_date <= $1 AND r.status = 'Active' \
-         AND m.status = 'Active' AND m.agreement_id IS NOT NULL \
-         AND NOT EXISTS (SELECT 1 FROM vipps_charges c WHERE c.installment_id = i.id) ORDER BY i.id LIMIT $3",
-    )
-    .bind(until.to_string())
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Chargeable {
+) -> StoreResult<(Vec<Chargeable>, Option<String>)> {
+    let ids = ids_page(&mut *conn, "installments", "Outstanding", after_id, limit).await?;
+    let cursor = (ids.len() as i64 == limit).then(|| ids.last().cloned()).flatten();
+    let mut page = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK * 5) {
+        let sql = format!(
+            "SELECT i.id, i.payment_reference, i.amount_ore, i.due_date, i.bank_statement_description, m.product_name, \
+             m.id AS mandate_id, m.agreement_id, i.account_id, pi.webhook_url \
+             FROM installments i JOIN recurring_payments r ON r.id = i.recurring_payment_id \
+             JOIN mandates m ON m.id = i.mandate_id LEFT JOIN payment_intents pi ON pi.id = i.intent_id \
+             WHERE i.status = 'Outstanding' AND i.due_date <= $1 AND r.status = 'Active' \
+             AND m.status = 'Active' AND m.agreement_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM vipps_charges c WHERE c.installment_id = i.id) AND i.id IN ({}) ORDER BY i.id",
+            list(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(until.to_string());
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            page.push(Chargeable {
                 installment_id: row.try_get(0)?,
                 payment_reference: row.try_get(1)?,
                 amount_ore: row.try_get(2)?,
-                due_date: date(row, "due_date")?,
+                due_date: date(&row, "due_date")?,
                 description: row.try_get(4)?,
                 product_name: row.try_get(5)?,
                 mandate_id: row.try_get(6)?,
                 agreement_id: row.try_get(7)?,
                 account_id: row.try_get(8)?,
                 webhook_url: row.try_get(9)?,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok((page, cursor))
 }
 
 /// A charge to record before it is sent to Vipps.
