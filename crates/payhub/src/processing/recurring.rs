@@ -903,7 +903,14 @@ impl Payments {
     /// of the coming periods up to the horizon (exactly one per period, whatever runs twice), skipping periods
     /// while paused, and resumes payments whose pause is over.
     pub async fn generate_installments(&self) -> ServiceResult<BeatCounts> {
-        self.generate_for(None).await
+        let counts = self.generate_for(None).await?;
+        if counts.changed >= 10_000 && self.store.backend() == crate::store::Backend::Postgres {
+            // Many new installments at once: refresh PostgreSQL's statistics now rather than at autovacuum's next
+            // round, so CollectRecurring's queries are planned for the table as it is.
+            let mut conn = self.store.pool().acquire().await?;
+            sqlx::query("ANALYZE installments").execute(&mut *conn).await.map_err(crate::store::StoreError::from)?;
+        }
+        Ok(counts)
     }
 
     async fn generate_for(&self, mandate_id: Option<&str>) -> ServiceResult<BeatCounts> {
