@@ -23,6 +23,14 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
         Ok(accounts) => accounts,
         Err(error) => return super::internal_error(&error.into()),
     };
+    // Admins see each beat's last run (the API and `payhub heartbeat run` run them now).
+    let mut beats = Vec::new();
+    if who.role == Role::Admin {
+        for (name, period) in state.jobs.heartbeat.beats() {
+            let last = state.jobs.heartbeat.runs(Some(&name), 1).await.ok().and_then(|runs| runs.into_iter().next());
+            beats.push((name, period.as_secs(), last));
+        }
+    }
     page(
         "Dashboard",
         Some(&who),
@@ -37,6 +45,30 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
                     p { (account.name) " · MSN " (account.merchant_serial_number)
                         @if account.is_default { " " span.badge.default { "Default" } }
                         @if account.is_test { " " span.badge { "Test" } } }
+                }
+            }
+            @if !beats.is_empty() {
+                div.card {
+                    h2 { "Heartbeat" }
+                    table {
+                        thead { tr { th { "Beat" } th { "Every" } th { "Last run" } th { "Duration" } th { "Outcome" } } }
+                        tbody {
+                            @for (name, seconds, last) in &beats {
+                                tr {
+                                    td { (name) }
+                                    td { (seconds) " s" }
+                                    @match last {
+                                        Some(run) => {
+                                            td { (run.started_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "waiting".into())) }
+                                            td { (run.duration_ms.map(|ms| format!("{ms} ms")).unwrap_or_default()) }
+                                            td { (run.status) @if let Some(error) = &run.error { ": " (error) } }
+                                        }
+                                        None => { td { "never" } td {} td {} }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },

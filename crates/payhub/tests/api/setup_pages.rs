@@ -169,4 +169,18 @@ on_both_backends! {
         let (status, _) = Browser::new(&app).get(&format!("/first-run?token={token}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "the link works once");
     }
+
+    async fn the_dashboard_shows_admins_each_beats_last_run(app) {
+        app.state.jobs.heartbeat.run_now("recurring.collect").await.unwrap();
+        app.state.jobs.run_until_idle().await.unwrap();
+        let admin = app.browser(Role::Admin).await;
+        let (status, page) = admin.get("/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Heartbeat") && page.contains("recurring.generate_installments"), "{page}");
+        let row = page.split("<td>recurring.collect</td>").nth(1).unwrap_or_default();
+        assert!(row.split("</tr>").next().unwrap_or_default().contains("succeeded"), "{row}");
+        let finance = app.browser(Role::Finance).await;
+        let (_, page) = finance.get("/").await;
+        assert!(!page.contains("Heartbeat"), "only admins see the heartbeat");
+    }
 }
