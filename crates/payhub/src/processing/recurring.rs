@@ -1045,8 +1045,7 @@ impl Payments {
         }
         let mut retry_days: BTreeMap<String, i64> = BTreeMap::new();
         let mut after = Some(String::new());
-        loop {
-            let Some(cursor) = after.take() else { break };
+        while let Some(cursor) = after.take() {
             let page = {
                 let mut conn = self.store.pool().acquire().await?;
                 let (page, next) = rec::chargeable_page(
