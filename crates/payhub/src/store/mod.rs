@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod batch;
 pub mod idempotency;
 pub mod records;
 pub mod recurring;
