@@ -162,6 +162,9 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
+                    // A file in this process cannot drop the connection; the ping before each use would cost a
+                    // round trip to the connection's thread per statement batch for nothing.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
