@@ -11,57 +11,14 @@
 //! When a batch fails (e.g. a payment reference collision, or a payer created concurrently elsewhere), it is
 //! rolled back and each of its intents is written alone, so one failing intent never fails the others.
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
 
 use super::events::{self, Listeners};
+use crate::batcher::Batcher;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
 use crate::store::{batch, Store, StoreError, StoreResult};
-
-/// The most intents one transaction writes.
-const MAX_BATCH: usize = 64;
-
-/// A writer task that runs `run` over everything queued, one batch at a time.
-pub(crate) struct Batcher<I, O> {
-    sender: mpsc::UnboundedSender<(I, oneshot::Sender<O>)>,
-}
-
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Starts the writer task (on the current tokio runtime). `run` answers every item of its batch, in order.
-    /// It ends when the last handle is dropped.
-    pub(crate) fn spawn<F, Fut>(run: F) -> Self
-    where
-        F: Fn(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<O>> + Send + 'static,
-    {
-        let (sender, mut receiver) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
-        tokio::spawn(async move {
-            let mut queued = Vec::with_capacity(MAX_BATCH);
-            while receiver.recv_many(&mut queued, MAX_BATCH).await > 0 {
-                let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) = queued.drain(..).unzip();
-                // Its own task, so that a panic fails this batch's callers (their channels close) and not the
-                // writer.
-                if let Ok(outputs) = tokio::spawn(run(items)).await {
-                    for (answer, output) in answers.into_iter().zip(outputs) {
-                        let _ = answer.send(output);
-                    }
-                }
-            }
-        });
-        Self { sender }
-    }
-
-    /// Queues `item` and waits for its answer; `None` when the writer failed before answering.
-    pub(crate) async fn submit(&self, item: I) -> Option<O> {
-        let (answer, answered) = oneshot::channel();
-        self.sender.send((item, answer)).ok()?;
-        answered.await.ok()
-    }
-}
 
 /// The writers of one [`super::Payments`].
 pub(crate) struct Writers {

@@ -55,6 +55,21 @@ fn list(first: usize, count: usize) -> String {
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
+/// The length an `IN (…)` list of `n` values is padded to (by repeating its last value, which changes nothing):
+/// a power of two, so that a few statement texts serve every batch size and stay in the statement cache.
+fn padded(n: usize) -> usize {
+    n.next_power_of_two()
+}
+
+/// `chunk` padded to [`padded`] length by repeating its last item.
+fn pad<T: Copy>(chunk: &[T]) -> Vec<T> {
+    let mut out = chunk.to_vec();
+    if let Some(last) = chunk.last() {
+        out.resize(padded(chunk.len()), *last);
+    }
+    out
+}
+
 /// Stores messages (as [`records::insert_message`] does one); returns their ids in order.
 pub async fn insert_messages(
     conn: &mut AnyConnection,
@@ -215,10 +230,11 @@ pub async fn find_payers(conn: &mut AnyConnection, payers: &[&PayerInput]) -> St
     phones.dedup();
     let mut by_email: HashMap<String, String> = HashMap::new();
     for chunk in emails.chunks(ROWS_PER_STATEMENT * 4) {
+        let chunk = pad(&chunk.iter().map(String::as_str).collect::<Vec<_>>());
         let sql = format!("SELECT id, lower(email) FROM payers WHERE lower(email) IN ({})", list(1, chunk.len()));
         let mut query: AnyQuery<'_> = sqlx::query(&sql);
         for email in chunk {
-            query = query.bind(email.as_str());
+            query = query.bind(email);
         }
         for row in query.fetch_all(&mut *conn).await? {
             by_email.insert(row.try_get(1)?, row.try_get(0)?);
@@ -226,12 +242,13 @@ pub async fn find_payers(conn: &mut AnyConnection, payers: &[&PayerInput]) -> St
     }
     let mut by_phone: HashMap<String, String> = HashMap::new();
     for chunk in phones.chunks(ROWS_PER_STATEMENT * 4) {
+        let chunk = pad(chunk);
         // The oldest payer with the phone, as the single lookup orders.
         let sql =
             format!("SELECT id, phone FROM payers WHERE phone IN ({}) ORDER BY created_at DESC", list(1, chunk.len()));
         let mut query: AnyQuery<'_> = sqlx::query(&sql);
         for phone in chunk {
-            query = query.bind(*phone);
+            query = query.bind(phone);
         }
         for row in query.fetch_all(&mut *conn).await? {
             by_phone.insert(row.try_get(1)?, row.try_get(0)?);
@@ -260,13 +277,14 @@ pub async fn find_profiles(
     payer_ids.dedup();
     let mut by_key: HashMap<(String, String), String> = HashMap::new();
     for chunk in payer_ids.chunks(ROWS_PER_STATEMENT * 4) {
+        let chunk = pad(chunk);
         let sql = format!(
             "SELECT id, payer_id, identifier FROM payment_profiles WHERE wallet_type = 'Vipps' AND payer_id IN ({})",
             list(1, chunk.len())
         );
         let mut query: AnyQuery<'_> = sqlx::query(&sql);
         for id in chunk {
-            query = query.bind(*id);
+            query = query.bind(id);
         }
         for row in query.fetch_all(&mut *conn).await? {
             by_key.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
@@ -287,6 +305,7 @@ pub async fn mark_created(
 ) -> StoreResult<()> {
     let at = timestamp(now);
     for chunk in created.chunks(ROWS_PER_STATEMENT * 2) {
+        let chunk = pad(chunk);
         let cases = values("WHEN {0} THEN {1}", 2, 1, chunk.len()).replace(", WHEN", " WHEN");
         let references: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 2 + 2 * i)).collect();
         let sql = format!(
@@ -296,7 +315,7 @@ pub async fn mark_created(
         );
         let mut query: AnyQuery<'_> = sqlx::query(&sql).bind(at.as_str());
         for (reference, redirect_url) in chunk {
-            query = query.bind(*reference).bind(*redirect_url);
+            query = query.bind(reference).bind(redirect_url);
         }
         query.execute(&mut *conn).await?;
     }
@@ -319,6 +338,7 @@ pub async fn advance_installments(
     }
     let mut moved = 0;
     for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
+        let chunk = pad(chunk);
         let sql = format!(
             "UPDATE installments SET status = $1, updated_at = $2 WHERE id IN ({}) AND status IN ({})",
             list(3, chunk.len()),
@@ -326,7 +346,7 @@ pub async fn advance_installments(
         );
         let mut query: AnyQuery<'_> = sqlx::query(&sql).bind(next.as_str()).bind(timestamp(now));
         for id in chunk {
-            query = query.bind(*id);
+            query = query.bind(id);
         }
         moved += query.execute(&mut *conn).await?.rows_affected();
     }
@@ -341,11 +361,12 @@ pub async fn set_intents_status(
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
+        let chunk = pad(chunk);
         let sql =
             format!("UPDATE payment_intents SET status = $1, updated_at = $2 WHERE id IN ({})", list(3, chunk.len()));
         let mut query: AnyQuery<'_> = sqlx::query(&sql).bind(status.as_str()).bind(timestamp(now));
         for id in chunk {
-            query = query.bind(*id);
+            query = query.bind(id);
         }
         query.execute(&mut *conn).await?;
     }
