@@ -144,25 +144,31 @@ async fn record_together(store: &Store, items: &[PendingIntent]) -> StoreResult<
     let any_endpoint =
         if items.iter().any(|i| i.webhook_url.is_none()) { events::any_endpoint(&mut tx).await? } else { false };
     let payers: Vec<&PayerInput> = items.iter().map(|i| &i.payer).collect();
-    let mut payer_ids = Vec::with_capacity(items.len());
-    for (item, found) in items.iter().zip(batch::find_payers(&mut tx, &payers).await?) {
-        payer_ids.push(match found {
-            Some(id) => id,
-            // Safe against a concurrent creation (and a second intent of the same payer in this batch).
-            None => records::create_payer(&mut tx, &item.payer, item.now).await?,
-        });
+    let mut payer_ids = batch::find_payers(&mut tx, &payers).await?;
+    // New payers and profiles are created in a fixed order (by their keys), so that the batches of two payhub
+    // instances on one PostgreSQL never wait for each other's rows in opposite orders (a deadlock). Each creation is safe against a concurrent
+    // one (and a second intent of the same payer in this batch): it reads the winner back.
+    let mut missing: Vec<usize> = (0..items.len()).filter(|&i| payer_ids[i].is_none()).collect();
+    missing.sort_by_key(|&i| {
+        (
+            items[i].payer.email.as_ref().map(|e| e.to_lowercase()),
+            items[i].payer.phone.as_ref().map(|p| p.as_str().to_owned()),
+        )
+    });
+    for i in missing {
+        payer_ids[i] = Some(records::create_payer(&mut tx, &items[i].payer, items[i].now).await?);
     }
+    let payer_ids: Vec<String> = payer_ids.into_iter().map(Option::unwrap_or_default).collect();
     let wanted: Vec<(&str, Option<&str>)> =
         items.iter().zip(&payer_ids).map(|(i, payer)| (payer.as_str(), i.profile_phone.as_deref())).collect();
-    let mut profile_ids = Vec::with_capacity(items.len());
-    for ((item, found), (payer_id, phone)) in
-        items.iter().zip(batch::find_profiles(&mut tx, &wanted).await?).zip(&wanted)
-    {
-        profile_ids.push(match found {
-            Some(id) => id,
-            None => records::create_profile(&mut tx, payer_id, *phone, item.now).await?,
-        });
+    let mut profile_ids = batch::find_profiles(&mut tx, &wanted).await?;
+    let mut missing: Vec<usize> = (0..items.len()).filter(|&i| profile_ids[i].is_none()).collect();
+    missing.sort_by_key(|&i| wanted[i]);
+    for i in missing {
+        let (payer_id, phone) = wanted[i];
+        profile_ids[i] = Some(records::create_profile(&mut tx, payer_id, phone, items[i].now).await?);
     }
+    let profile_ids: Vec<String> = profile_ids.into_iter().map(Option::unwrap_or_default).collect();
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
     let message_ids = batch::insert_messages(&mut tx, &messages).await?;
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m, &i.reference), i.now)).collect();
