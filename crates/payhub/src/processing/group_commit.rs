@@ -351,3 +351,57 @@ pub(crate) async fn created_alone(store: &Store, item: &CreatedAtVipps) -> Store
     tx.commit().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(n: usize, reference: &str) -> PendingIntent {
+        PendingIntent {
+            intent_id: format!("pi_test{n}"),
+            installment_id: format!("ins_test{n}"),
+            reference: reference.to_owned(),
+            raw_body: "{}".into(),
+            account_id: "acc_test".into(),
+            payer: PayerInput { email: Some("Same@Example.org".into()), ..PayerInput::default() },
+            profile_phone: None,
+            amount_ore: 3600,
+            description: None,
+            product: None,
+            success_url: "https://example.org/thanks".into(),
+            failure_url: "https://example.org/sorry".into(),
+            webhook_url: None,
+            customer_phone: None,
+            origin: None,
+            campaign_id: None,
+            now: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_is_written_one_by_one_and_a_taken_reference_is_drawn_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        // Three intents of one new payer; two drew the same payment reference, so the shared transaction fails.
+        let items = vec![pending(1, "pi-100000000001"), pending(2, "pi-100000000001"), pending(3, "pi-100000000003")];
+        let answers = record_batch(store.clone(), items).await;
+        let references: Vec<String> = answers.into_iter().map(|a| a.unwrap().reference).collect();
+        assert_eq!(references[0], "pi-100000000001");
+        assert_ne!(references[1], "pi-100000000001", "the second drew another reference");
+        assert_eq!(references[2], "pi-100000000003");
+        let mut conn = store.pool().acquire().await.unwrap();
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        assert_eq!(count("SELECT COUNT(*) FROM payers").fetch_one(&mut *conn).await.unwrap(), 1);
+        assert_eq!(count("SELECT COUNT(*) FROM installments").fetch_one(&mut *conn).await.unwrap(), 3);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM vipps_payments WHERE state = 'CREATING'").fetch_one(&mut *conn).await.unwrap(),
+            3
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM messages").fetch_one(&mut *conn).await.unwrap(),
+            3,
+            "nothing of the failed batch stayed"
+        );
+    }
+}
