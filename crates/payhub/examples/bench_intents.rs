@@ -10,6 +10,10 @@
 //! Options (environment): `BENCH_SECONDS` (default 10), `BENCH_CONCURRENCY` (default 32).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+/// The allocator the `payhub` binary uses (see its `main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+mod batcher;
 pub mod cli;
 pub mod cli_recurring;
 pub mod config;

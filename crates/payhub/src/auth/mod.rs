@@ -195,9 +195,12 @@ pub async fn revoke_api_key(store: &Store, id: &str, actor: &Actor) -> ServiceRe
 }
 
 /// The active key that `secret` is, if any.
+/// Requests that arrive together share the reads (one per distinct key, on one connection); every read starts
+/// after its requests arrived, so a revocation is seen at once as before.
 pub async fn authenticate_key(store: &Store, secret: &str) -> ServiceResult<Option<ApiKeyRecord>> {
-    let mut conn = store.pool().acquire().await?;
-    Ok(user_store::active_key_by_hash(&mut conn, &tokens::hash_token(secret)).await?)
+    user_store::active_key_coalesced(store, tokens::hash_token(secret))
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
 }
 
 /// Checks a password sign-in and opens a session; returns the cookie value. Wrong email and wrong password

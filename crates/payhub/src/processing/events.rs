@@ -63,9 +63,20 @@ impl Listeners {
         if url.is_some() {
             return Ok(Listeners { url, anyone: true });
         }
-        let endpoints = sqlx::query("SELECT 1 FROM webhook_endpoints LIMIT 1").fetch_optional(conn).await?;
-        Ok(Listeners { url: None, anyone: endpoints.is_some() })
+        Ok(Listeners { url: None, anyone: any_endpoint(conn).await? })
     }
+
+    /// The listeners of an intent with this WebhookURL when whether any endpoint is configured is known (read
+    /// once for a batch, see [`any_endpoint`]).
+    pub fn known(url: Option<String>, any_endpoint: bool) -> Listeners {
+        let anyone = url.is_some() || any_endpoint;
+        Listeners { url, anyone }
+    }
+}
+
+/// Whether any webhook endpoint is configured.
+pub async fn any_endpoint(conn: &mut AnyConnection) -> StoreResult<bool> {
+    Ok(sqlx::query("SELECT 1 FROM webhook_endpoints LIMIT 1").fetch_optional(conn).await?.is_some())
 }
 
 /// `installment.created` or `installment.status_change` for the installment as it now stands.

@@ -7,6 +7,7 @@
 //! a refund. A retry after any crash therefore repeats the same operation at Vipps instead of adding one.
 
 pub mod events;
+mod group_commit;
 pub mod recurring;
 pub mod refunds;
 pub mod vipps_payment;
@@ -21,7 +22,7 @@ use crate::domain::ids::new_id;
 use crate::domain::intent::{OneTimeIntent, VippsParameters};
 use crate::domain::phone::Phone;
 use crate::error::ServiceError;
-use crate::store::records::{self, NewMessage, NewOneTime, NewReport, VippsPaymentRow};
+use crate::store::records::VippsPaymentRow;
 use crate::store::{Store, StoreError};
 use crate::vipps::accounts::Accounts;
 use crate::vipps::client::VippsClients;
@@ -36,6 +37,7 @@ pub struct Payments {
     pub(crate) locks: vipps_payment::ReferenceLocks,
     pub(crate) clock: crate::jobs::Clock,
     pub(crate) recurring: recurring::RecurringSettings,
+    writers: std::sync::Arc<std::sync::OnceLock<group_commit::Writers>>,
 }
 
 /// A recorded intent whose Vipps payment was created: the intent is `Matched`, its installment `Pending`.
@@ -152,7 +154,7 @@ fn with_defaults(
     Ok(parameters)
 }
 
-fn new_payment_reference() -> String {
+pub(crate) fn new_payment_reference() -> String {
     format!("pi-{}", rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000u64))
 }
 
@@ -167,6 +169,7 @@ impl Payments {
             locks: vipps_payment::ReferenceLocks::default(),
             clock: crate::jobs::system_clock(),
             recurring: recurring::RecurringSettings::default(),
+            writers: std::sync::Arc::default(),
         }
     }
 
@@ -180,6 +183,11 @@ impl Payments {
     pub fn with_recurring(mut self, settings: recurring::RecurringSettings) -> Self {
         self.recurring = settings;
         self
+    }
+
+    /// The group-commit writers, started on first use (on the runtime of that use).
+    pub(crate) fn writers(&self) -> &group_commit::Writers {
+        self.writers.get_or_init(|| group_commit::Writers::spawn(&self.store))
     }
 
     /// The account an intent's Target names, or the default account.
@@ -210,95 +218,32 @@ impl Payments {
         let phone = parameters.mobile_number.as_ref().map(|p| p.as_str().to_owned());
         let description = parameters.transaction_text.clone();
 
-        // Reads first, outside the write lock: who the payer is, their profile, who listens to events.
-        let profile_phone = phone.clone().or_else(|| intent.payer.phone.as_ref().map(|p| p.as_str().to_owned()));
-        let (known_payer, known_profile, listeners) = {
-            let mut conn = self.store.pool().acquire().await?;
-            let payer = records::find_payer(&mut conn, &intent.payer).await?;
-            let profile = match &payer {
-                Some(id) => records::find_profile(&mut conn, id, profile_phone.as_deref()).await?,
-                None => None,
-            };
-            let listeners =
-                events::Listeners::with_url(&mut conn, intent.webhook_url.as_ref().map(|u| u.to_string())).await?;
-            (payer, profile, listeners)
+        // Recorded with the other intents waiting to be written, in one transaction (see `group_commit`).
+        let pending = group_commit::PendingIntent {
+            intent_id: intent_id.clone(),
+            installment_id: installment_id.clone(),
+            reference: new_payment_reference(),
+            raw_body: raw_body.to_owned(),
+            account_id: account.id.clone(),
+            payer: intent.payer.clone(),
+            profile_phone: phone.clone().or_else(|| intent.payer.phone.as_ref().map(|p| p.as_str().to_owned())),
+            amount_ore: intent.amount.ore(),
+            description: description.clone(),
+            product: parameters.description.clone(),
+            success_url: intent.success_url.to_string(),
+            failure_url: intent.failure_url.to_string(),
+            webhook_url: intent.webhook_url.as_ref().map(|u| u.to_string()),
+            customer_phone: phone.clone(),
+            origin: intent.origin.clone(),
+            campaign_id: intent.campaign_id.clone(),
+            now,
         };
-
-        let mut attempt = 0;
-        let reference = loop {
-            attempt += 1;
-            let reference = new_payment_reference();
-            let mut tx = self.store.begin_write().await?;
-            let message_id = records::insert_message(
-                &mut tx,
-                &NewMessage {
-                    direction: "inbound",
-                    channel: "api",
-                    subject: Some(&intent_id),
-                    body: raw_body,
-                    status: "Processed",
-                },
-                now,
-            )
-            .await?;
-            let report_id = records::insert_report(
-                &mut tx,
-                &NewReport {
-                    message_id: &message_id,
-                    report_type: "PaymentIntent",
-                    sub_type: "Default",
-                    amount_ore: Some(intent.amount.ore()),
-                    reference: Some(&reference),
-                    status: "Matched",
-                    installment_id: Some(&installment_id),
-                    intent_id: Some(&intent_id),
-                    detail: None,
-                },
-                now,
-            )
-            .await?;
-            let payer_id = match &known_payer {
-                Some(id) => id.clone(),
-                None => records::create_payer(&mut tx, &intent.payer, now).await?,
-            };
-            let profile_id = match (&known_profile, &known_payer) {
-                (Some(id), Some(_)) => id.clone(),
-                // Looked up just before: create it (a concurrent creation is taken care of).
-                _ => records::create_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?,
-            };
-            let inserted = records::insert_one_time(
-                &mut tx,
-                &NewOneTime {
-                    intent_id: &intent_id,
-                    installment_id: &installment_id,
-                    payment_reference: &reference,
-                    report_id: &report_id,
-                    account_id: &account.id,
-                    payer_id: &payer_id,
-                    profile_id: &profile_id,
-                    amount_ore: intent.amount.ore(),
-                    bank_statement_description: description.as_deref(),
-                    product: parameters.description.as_deref(),
-                    success_url: intent.success_url.as_str(),
-                    failure_url: intent.failure_url.as_str(),
-                    webhook_url: intent.webhook_url.as_ref().map(Url::as_str),
-                    customer_phone: phone.as_deref(),
-                    origin: intent.origin.as_deref(),
-                    campaign_id: intent.campaign_id.as_deref(),
-                },
-                now,
-            )
-            .await;
-            match inserted {
-                // A payment reference collision (1 in 10^12): draw another.
-                Err(StoreError::Conflict(_)) if attempt < 3 => continue,
-                other => other?,
-            }
-            events::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
-            events::installment(&mut tx, &listeners, "installment.created", &installment_id, now).await?;
-            tx.commit().await?;
-            break reference;
-        };
+        let group_commit::Recorded { reference, listeners } = self
+            .writers()
+            .record
+            .submit(pending)
+            .await
+            .ok_or_else(|| IntentError::Internal(anyhow::anyhow!("the intent writer stopped")))??;
 
         let row = VippsPaymentRow {
             reference: reference.clone(),

@@ -14,6 +14,7 @@ use super::{events, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::records::{self, NewMessage, NewReport, VippsPaymentRow};
+use crate::store::StoreError;
 
 /// One async lock per payment reference, so two syncs of the same payment (a webhook and the poll) never
 /// interleave in this process. Other processes are kept apart by the schema's guards.
@@ -151,67 +152,24 @@ impl Payments {
             Ok(created) => {
                 let body = json!({"reference": created.reference, "redirectUrl": created.redirect_url}).to_string();
                 let redirect_url = created.redirect_url.clone();
-                let result: ServiceResult<()> = async {
-                    let mut tx = self.store.begin_write().await?;
-                    let listeners = match known {
-                        Some(known) => known.listeners.clone(),
-                        None => events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?,
-                    };
-                    let message_id = records::insert_message(
-                        &mut tx,
-                        &NewMessage {
-                            direction: "inbound",
-                            channel: "vipps_call",
-                            subject: Some(reference),
-                            body: &body,
-                            status: "Processed",
-                        },
-                        now,
-                    )
-                    .await?;
-                    records::insert_report(
-                        &mut tx,
-                        &NewReport {
-                            message_id: &message_id,
-                            report_type: "Vipps",
-                            sub_type: "payment.created",
-                            amount_ore: Some(row.amount_ore),
-                            reference: Some(reference),
-                            status: "Matched",
-                            installment_id: Some(&row.installment_id),
-                            intent_id: Some(&intent_id),
-                            detail: None,
-                        },
-                        now,
-                    )
-                    .await?;
-                    records::update_vipps_payment(
-                        &mut tx,
-                        reference,
-                        "CREATED",
-                        created.redirect_url.as_deref(),
-                        None,
-                        None,
-                        None,
-                        now,
-                    )
-                    .await?;
-                    events::move_installment(
-                        &mut tx,
-                        &listeners,
-                        &row.installment_id,
-                        InstallmentStatus::Pending,
-                        None,
-                        None,
-                        now,
-                    )
-                    .await?;
-                    records::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
-                    events::intent(&mut tx, &listeners, "paymentIntent.processed", &intent_id, now).await?;
-                    tx.commit().await?;
-                    Ok(())
-                }
-                .await;
+                let answer = super::group_commit::CreatedAtVipps {
+                    reference: reference.to_owned(),
+                    installment_id: row.installment_id.clone(),
+                    intent_id: intent_id.clone(),
+                    amount_ore: row.amount_ore,
+                    redirect_url: created.redirect_url,
+                    body,
+                    listeners: known.map(|k| k.listeners.clone()),
+                    now,
+                };
+                // A fresh intent's answer is written with the others waiting (one transaction); a re-sent
+                // create (the poll) on its own.
+                let result = match known {
+                    Some(_) => self.writers().created.submit(answer).await.unwrap_or_else(|| {
+                        Err(StoreError::Database(sqlx::Error::Protocol("the answer writer stopped".into())))
+                    }),
+                    None => super::group_commit::created_alone(&self.store, &answer).await,
+                };
                 result.map_err(|e| internal(&e))?;
                 Ok(redirect_url)
             }

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod batch;
 pub mod idempotency;
 pub mod records;
 pub mod recurring;
@@ -63,9 +64,16 @@ impl Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the one connection write transactions use, so that its page and statement caches stay warm (a
+    /// connection's page cache is dropped whenever another connection wrote). PostgreSQL: the pool.
+    writer: AnyPool,
     backend: Backend,
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// API key lookups of requests arriving together (see [`users::active_key_coalesced`]).
+    key_reads: std::sync::Arc<std::sync::OnceLock<KeyReads>>,
 }
+
+type KeyReads = crate::batcher::Batcher<String, Result<Option<users::ApiKeyRecord>, String>>;
 
 /// A write transaction; on SQLite it also holds this process's writer slot until it ends.
 pub struct WriteTx {
@@ -147,7 +155,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 if url.contains("mode=rwc") {
                     if let Some(parent) =
@@ -158,31 +166,38 @@ impl Store {
                         }
                     }
                 }
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;",
-                            )
-                            .await?;
-                            Ok(())
+                let sqlite_pool = |connections: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(connections)
+                        .acquire_timeout(Duration::from_secs(10))
+                        // A file in this process cannot drop the connection; the ping before each use would cost a
+                        // round trip to the connection's thread for nothing.
+                        .test_before_acquire(false)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .connect_with(options)
-                    .await?
+                };
+                let pool = sqlite_pool(8).connect_with(options.clone()).await?;
+                let writer = sqlite_pool(1).connect_with(options).await?;
+                (pool, writer)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        Ok(Store { pool, backend, write_lock: std::sync::Arc::default() })
+        Ok(Store { pool, writer, backend, write_lock: std::sync::Arc::default(), key_reads: std::sync::Arc::default() })
     }
 
     /// The backend this store talks to.
@@ -208,7 +223,7 @@ impl Store {
         Ok(match self.backend {
             Backend::Sqlite => {
                 let guard = self.write_lock.clone().lock_owned().await;
-                WriteTx { tx: self.pool.begin_with("BEGIN IMMEDIATE").await?, _guard: Some(guard) }
+                WriteTx { tx: self.writer.begin_with("BEGIN IMMEDIATE").await?, _guard: Some(guard) }
             }
             Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _guard: None },
         })
@@ -280,6 +295,7 @@ impl Store {
     /// Closes every connection (at shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

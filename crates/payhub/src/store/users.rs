@@ -165,6 +165,33 @@ pub async fn active_key_by_hash(conn: &mut AnyConnection, key_hash: &str) -> Sto
         .transpose()
 }
 
+/// [`active_key_by_hash`] for every request waiting at once: one read per distinct hash, on one connection.
+pub(crate) async fn active_key_coalesced(
+    store: &super::Store,
+    key_hash: String,
+) -> Result<Option<ApiKeyRecord>, String> {
+    let reader = store.key_reads.get_or_init(|| {
+        let store = store.clone();
+        crate::batcher::Batcher::spawn(move |hashes: Vec<String>| {
+            let store = store.clone();
+            async move {
+                let mut found = std::collections::HashMap::new();
+                match store.pool().acquire().await {
+                    Ok(mut conn) => {
+                        for hash in crate::batcher::distinct(&hashes) {
+                            let key = active_key_by_hash(&mut conn, &hash).await.map_err(|e| e.to_string());
+                            found.insert(hash, key);
+                        }
+                    }
+                    Err(error) => return hashes.iter().map(|_| Err(error.to_string())).collect(),
+                }
+                crate::batcher::answer(&hashes, &found)
+            }
+        })
+    });
+    reader.submit(key_hash).await.unwrap_or_else(|| Err("the key reader stopped".into()))
+}
+
 /// Every key, newest first (hashes are not read).
 pub async fn list_keys(conn: &mut AnyConnection) -> StoreResult<Vec<ApiKeyRecord>> {
     sqlx::query("SELECT * FROM api_keys ORDER BY created_at DESC, id")

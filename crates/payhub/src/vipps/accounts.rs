@@ -104,7 +104,11 @@ pub struct Credentials {
 pub struct Accounts {
     store: Store,
     key: MasterKey,
+    /// Resolves Targets for every request waiting at once (started on first use).
+    resolver: std::sync::Arc<std::sync::OnceLock<Resolver>>,
 }
+
+type Resolver = crate::batcher::Batcher<Option<String>, Result<Option<AccountView>, String>>;
 
 fn context(id: &str, field: &str) -> String {
     format!("account:{id}:{field}")
@@ -155,7 +159,7 @@ fn name_taken(error: StoreError, name: &str) -> ServiceError {
 impl Accounts {
     /// A registry over `store`, sealing with `key`.
     pub fn new(store: Store, key: MasterKey) -> Self {
-        Self { store, key }
+        Self { store, key, resolver: std::sync::Arc::default() }
     }
 
     /// Every account, the default first.
@@ -175,13 +179,36 @@ impl Accounts {
     }
 
     /// The account a Payment API `Target` names, or the default account when `target` is `None`.
+    /// Requests that arrive together share the reads (one per distinct Target, on one connection).
     pub async fn resolve(&self, target: Option<&str>) -> ServiceResult<Option<AccountView>> {
-        let mut conn = self.store.pool().acquire().await?;
-        let found = match target {
-            Some(name) => account_store::get_by_name(&mut conn, name).await?,
-            None => account_store::get_default(&mut conn).await?,
-        };
-        Ok(found.as_ref().map(AccountView::from))
+        let resolver = self.resolver.get_or_init(|| {
+            let store = self.store.clone();
+            crate::batcher::Batcher::spawn(move |targets: Vec<Option<String>>| {
+                let store = store.clone();
+                async move {
+                    let mut found = std::collections::HashMap::new();
+                    match store.pool().acquire().await {
+                        Ok(mut conn) => {
+                            for target in crate::batcher::distinct(&targets) {
+                                let record = match &target {
+                                    Some(name) => account_store::get_by_name(&mut conn, name).await,
+                                    None => account_store::get_default(&mut conn).await,
+                                };
+                                let view = record.map(|r| r.as_ref().map(AccountView::from)).map_err(|e| e.to_string());
+                                found.insert(target, view);
+                            }
+                        }
+                        Err(error) => return targets.iter().map(|_| Err(error.to_string())).collect(),
+                    }
+                    crate::batcher::answer(&targets, &found)
+                }
+            })
+        });
+        resolver
+            .submit(target.map(str::to_owned))
+            .await
+            .unwrap_or_else(|| Err("the account resolver stopped".into()))
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
     }
 
     /// Opens an account's secrets for a call to Vipps.

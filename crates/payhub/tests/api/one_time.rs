@@ -412,3 +412,58 @@ on_both_backends! {
         assert_eq!(count(&app, "payers").await, 1, "deduplicated by email, also under a race");
     }
 }
+
+on_both_backends! {
+    async fn intents_sent_at_once_are_each_recorded_once_with_their_payer_and_events(app) {
+        // Many intents arrive together, so they are written in shared transactions (group commit): three new
+        // payers among them are each created once, and every intent with a WebhookURL announces each step.
+        let vipps = app.with_vipps().await;
+        let (url, seen) = event_receiver().await;
+        let bodies: Vec<Value> = (0..24)
+            .map(|i| {
+                let payer = json!({"Contact": {"SalesforceFields": {"FirstName": "Many", "LastName": "At Once",
+                    "Email": format!("Payer{}@Example.org", i % 3)}}});
+                let body = with(seed_intent(), json!({"Payer": payer}));
+                if i % 2 == 0 { with(body, json!({"WebhookURL": url})) } else { body }
+            })
+            .collect();
+        let answers = futures::future::join_all(bodies.iter().map(|body| app.intent(&vipps, body))).await;
+        let mut references = std::collections::HashSet::new();
+        for (status, created) in &answers {
+            assert_eq!(*status, StatusCode::OK, "{created}");
+            assert_eq!(created["Status"], "Matched", "{created}");
+            assert_eq!(created["OneTime"]["Status"], "Pending", "{created}");
+            references.insert(created["OneTime"]["PaymentReference"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(references.len(), 24, "every intent has its own payment");
+        assert_eq!(count(&app, "payers").await, 3, "a payer sent many times at once is created once");
+        assert_eq!(count(&app, "payment_profiles").await, 3);
+        assert_eq!(count(&app, "payment_intents WHERE status = 'Matched'").await, 24);
+        assert_eq!(count(&app, "installments WHERE status = 'Pending'").await, 24);
+        assert_eq!(count(&app, "vipps_payments WHERE state = 'CREATED' AND redirect_url IS NOT NULL").await, 24);
+        assert_eq!(count(&app, "messages").await, 48, "the intent and Vipps' answer, each");
+        assert_eq!(count(&app, "inbound_reports").await, 48);
+        for (_, created) in &answers {
+            let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{}", created["Id"].as_str().unwrap())).await;
+            assert_eq!(intent["Status"], "Matched", "{intent}");
+        }
+        app.state.jobs.run_until_idle().await.unwrap();
+        let events = seen.lock().unwrap().clone();
+        let mut per_intent: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for event in &events {
+            let intent = event["data"]["PaymentIntentId"].as_str().or(event["data"]["Id"].as_str()).unwrap_or_default();
+            let step = format!("{} {}", event["type"].as_str().unwrap(), event["data"]["Status"].as_str().unwrap_or_default());
+            per_intent.entry(intent.to_owned()).or_default().push(step);
+        }
+        assert_eq!(per_intent.len(), 12, "only the intents with a WebhookURL are heard: {events:?}");
+        for steps in per_intent.values_mut() {
+            steps.sort();
+            assert_eq!(steps, &[
+                "installment.created Outstanding",
+                "installment.status_change Pending",
+                "paymentIntent.created Processing",
+                "paymentIntent.processed Matched",
+            ]);
+        }
+    }
+}
