@@ -56,7 +56,9 @@ impl Clock {
         }
         let delta = (to - self.now()).num_microseconds().unwrap_or(i64::MAX / 4);
         if delta > 0 {
-            self.offset_us.fetch_add(delta, Ordering::Relaxed);
+            // One microsecond more: the difference was cut to whole microseconds, and the clock must not read
+            // a moment before `to` afterwards.
+            self.offset_us.fetch_add(delta + 1, Ordering::Relaxed);
             true
         } else {
             false
