@@ -56,9 +56,10 @@ impl Clock {
         }
         let delta = (to - self.now()).num_microseconds().unwrap_or(i64::MAX / 4);
         if delta > 0 {
-            // One microsecond more: the difference was cut to whole microseconds, and the clock must not read
-            // a moment before `to` afterwards.
-            self.offset_us.fetch_add(delta + 1, Ordering::Relaxed);
+            // A running clock's reading has nanoseconds, cut from the difference: one microsecond more, so it
+            // never reads a moment before `to` afterwards. A frozen clock lands on `to` exactly.
+            let rounding = i64::from(self.frozen_base.is_none());
+            self.offset_us.fetch_add(delta + rounding, Ordering::Relaxed);
             true
         } else {
             false
