@@ -257,7 +257,7 @@ impl Payments {
         };
 
         let mut attempt = 0;
-        let initial_reference = loop {
+        loop {
             attempt += 1;
             let initial_reference = initial_id.as_ref().map(|_| super::new_payment_reference());
             let mut tx = self.store.begin_write().await?;
@@ -297,9 +297,9 @@ impl Payments {
                 (Some(id), Some(_)) => id.clone(),
                 _ => records::create_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?,
             };
-            rec::insert_intent(
+            records::insert_intent(
                 &mut tx,
-                &rec::NewIntentRow {
+                &records::NewIntentRow {
                     id: &intent_id,
                     report_id: &report_id,
                     account_id: &account.id,
@@ -382,9 +382,8 @@ impl Payments {
                 events::installment(&mut tx, &listeners, "installment.created", id, now).await?;
             }
             tx.commit().await?;
-            break initial_reference;
-        };
-        let _ = initial_reference;
+            break;
+        }
         match self.draft_agreement(&mandate_id).await {
             Ok(mandate) => Ok(RecurringCreated {
                 intent_id,
@@ -1414,7 +1413,7 @@ impl Payments {
         .await?;
         rec::set_recurring_terms(&mut tx, &recurring.id, None, Some(day), now).await?;
         for installment in rec::open_installments(&mut tx, &mandate.id, Some(&recurring.id)).await? {
-            if let Some((_, period)) = rec::installment_period(&mut tx, &installment).await? {
+            if let Some(period) = rec::installment_period(&mut tx, &installment).await? {
                 let due = schedule.period_date_of(u32::try_from(period).unwrap_or(0)).map(|d| {
                     let d = d.max(recurring.start_date);
                     recurring.end_date.map_or(d, |end| d.min(end)).max(tomorrow)

@@ -256,16 +256,39 @@ pub struct NewOneTime<'a> {
     pub campaign_id: Option<&'a str>,
 }
 
-/// Records the intent, its installment (Outstanding) and the Vipps payment to create, with its idempotency key,
-/// before anything is sent to Vipps.
-pub async fn insert_one_time(conn: &mut AnyConnection, new: &NewOneTime<'_>, now: DateTime<Utc>) -> StoreResult<()> {
-    let at = timestamp(now);
+/// A payment intent row to record (one-time or recurring).
+#[derive(Debug, Clone)]
+pub struct NewIntentRow<'a> {
+    /// `pi_…`
+    pub id: &'a str,
+    /// Its inbound report.
+    pub report_id: &'a str,
+    /// The account.
+    pub account_id: &'a str,
+    /// The payer.
+    pub payer_id: &'a str,
+    /// The initial payment's installment.
+    pub installment_id: Option<&'a str>,
+    /// SuccessURL.
+    pub success_url: &'a str,
+    /// FailureURL.
+    pub failure_url: &'a str,
+    /// WebhookURL.
+    pub webhook_url: Option<&'a str>,
+    /// Origin.
+    pub origin: Option<&'a str>,
+    /// CampaignId.
+    pub campaign_id: Option<&'a str>,
+}
+
+/// Records a (Processing) intent.
+pub async fn insert_intent(conn: &mut AnyConnection, new: &NewIntentRow<'_>, now: DateTime<Utc>) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, success_url, \
          failure_url, webhook_url, origin, campaign_id, created_at, updated_at) \
          VALUES ($1, $2, 'Processing', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
     )
-    .bind(new.intent_id)
+    .bind(new.id)
     .bind(new.report_id)
     .bind(new.account_id)
     .bind(new.payer_id)
@@ -275,8 +298,32 @@ pub async fn insert_one_time(conn: &mut AnyConnection, new: &NewOneTime<'_>, now
     .bind(new.webhook_url)
     .bind(new.origin)
     .bind(new.campaign_id)
-    .bind(&at)
-    .execute(&mut *conn)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the intent, its installment (Outstanding) and the Vipps payment to create, with its idempotency key,
+/// before anything is sent to Vipps.
+pub async fn insert_one_time(conn: &mut AnyConnection, new: &NewOneTime<'_>, now: DateTime<Utc>) -> StoreResult<()> {
+    let at = timestamp(now);
+    insert_intent(
+        &mut *conn,
+        &NewIntentRow {
+            id: new.intent_id,
+            report_id: new.report_id,
+            account_id: new.account_id,
+            payer_id: new.payer_id,
+            installment_id: Some(new.installment_id),
+            success_url: new.success_url,
+            failure_url: new.failure_url,
+            webhook_url: new.webhook_url,
+            origin: new.origin,
+            campaign_id: new.campaign_id,
+        },
+        now,
+    )
     .await?;
     sqlx::query(
         "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, amount_open_ore, \

@@ -58,54 +58,6 @@ fn list(from: usize, n: usize) -> String {
 // ---------------------------------------------------------------------------------------------------------
 // Intents and the initial payment
 
-/// The intent row of a recurring intent.
-#[derive(Debug, Clone)]
-pub struct NewIntentRow<'a> {
-    /// `pi_…`
-    pub id: &'a str,
-    /// Its inbound report.
-    pub report_id: &'a str,
-    /// The account.
-    pub account_id: &'a str,
-    /// The payer.
-    pub payer_id: &'a str,
-    /// The initial payment's installment.
-    pub installment_id: Option<&'a str>,
-    /// SuccessURL.
-    pub success_url: &'a str,
-    /// FailureURL.
-    pub failure_url: &'a str,
-    /// WebhookURL.
-    pub webhook_url: Option<&'a str>,
-    /// Origin.
-    pub origin: Option<&'a str>,
-    /// CampaignId.
-    pub campaign_id: Option<&'a str>,
-}
-
-/// Records a (Processing) intent.
-pub async fn insert_intent(conn: &mut AnyConnection, new: &NewIntentRow<'_>, now: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, success_url, \
-         failure_url, webhook_url, origin, campaign_id, created_at, updated_at) \
-         VALUES ($1, $2, 'Processing', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-    )
-    .bind(new.id)
-    .bind(new.report_id)
-    .bind(new.account_id)
-    .bind(new.payer_id)
-    .bind(new.installment_id)
-    .bind(new.success_url)
-    .bind(new.failure_url)
-    .bind(new.webhook_url)
-    .bind(new.origin)
-    .bind(new.campaign_id)
-    .bind(timestamp(now))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// An installment under a mandate outside the schedule: the initial payment.
 #[derive(Debug, Clone)]
 pub struct NewMandateInstallment<'a> {
@@ -879,19 +831,6 @@ pub async fn installments_of(
         .collect()
 }
 
-/// Number of a recurring payment's installments due on or after `date` that are not final.
-pub async fn upcoming_count(conn: &mut AnyConnection, recurring_id: &str, date: NaiveDate) -> StoreResult<i64> {
-    Ok(sqlx::query(
-        "SELECT COUNT(*) FROM installments WHERE recurring_payment_id = $1 AND due_date >= $2 \
-         AND status IN ('Outstanding', 'Pending')",
-    )
-    .bind(recurring_id)
-    .bind(date.to_string())
-    .fetch_one(conn)
-    .await?
-    .try_get::<i64, _>(0)?)
-}
-
 /// Open installments (Outstanding or Pending) of a mandate, or of one recurring payment.
 pub async fn open_installments(
     conn: &mut AnyConnection,
@@ -931,13 +870,13 @@ pub async fn reshape_outstanding(
     Ok(done.rows_affected() == 1)
 }
 
-/// The period and status of an installment of a recurring payment.
-pub async fn installment_period(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<(String, i64)>> {
-    let row = sqlx::query("SELECT recurring_payment_id, period FROM installments WHERE id = $1 AND period IS NOT NULL")
+/// The schedule period of an installment of a recurring payment (`None` for one outside the schedule).
+pub async fn installment_period(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<i64>> {
+    let row = sqlx::query("SELECT period FROM installments WHERE id = $1 AND period IS NOT NULL")
         .bind(id)
         .fetch_optional(conn)
         .await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    row.map(|r| Ok(r.try_get(0)?)).transpose()
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -332,19 +332,6 @@ pub fn parse(body: &Value, today: NaiveDate) -> Result<ParsedIntent, Vec<ErrorIt
     }
 }
 
-/// Parses the body of a one-time `POST /v2/PaymentIntent` (a `Recurring` part is refused).
-pub fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
-    match parse(body, NaiveDate::MIN) {
-        Ok(ParsedIntent::OneTime(intent)) => Ok(intent),
-        Ok(ParsedIntent::Recurring(_)) => Err(vec![ErrorItem {
-            error_code: "200",
-            error_message: "A one-time intent was expected".into(),
-            field: Some("Recurring".into()),
-        }]),
-        Err(errors) => Err(errors),
-    }
-}
-
 /// Everything but `Recurring`: the intent with its one-time amount (the initial payment of a recurring
 /// intent, where it is optional; a placeholder amount when absent).
 fn parse_common(body: &Value, recurring: bool, errors: &mut Errors) -> Option<(OneTimeIntent, Option<Money>)> {
@@ -481,6 +468,19 @@ fn parse_common(body: &Value, recurring: bool, errors: &mut Errors) -> Option<(O
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A one-time intent parsed as the API does (with no date constraint).
+    fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
+        match parse(body, NaiveDate::MIN) {
+            Ok(ParsedIntent::OneTime(intent)) => Ok(intent),
+            Ok(ParsedIntent::Recurring(_)) => Err(vec![ErrorItem {
+                error_code: "200",
+                error_message: "A one-time intent was expected".into(),
+                field: Some("Recurring".into()),
+            }]),
+            Err(errors) => Err(errors),
+        }
+    }
 
     fn seed() -> Value {
         json!({"SuccessURL": "https://example.org/ok", "FailureURL": "https://example.org/fail",
