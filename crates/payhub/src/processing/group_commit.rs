@@ -1,15 +1,18 @@
-//! Group commit of one-time intents. Each intent needs two write transactions: one that records it (message,
-//! report, payer, profile, intent, installment, the Vipps payment to create with its idempotency key) before
-//! Vipps is called, and one that records Vipps' answer. A writer task per kind gathers every intent waiting to
-//! be written into one transaction with one multi-row statement per table and one commit, and answers each
-//! caller on its own channel. Nobody waits on a timer: a batch is whatever queued while the previous one was
-//! being written, so one client alone is written at once and many clients share the writer's time.
+//! Group commit of one-time intents. Each intent needs two writes: one that records it (message, report, payer,
+//! profile, intent, installment, the Vipps payment to create with its idempotency key) before Vipps is called,
+//! and one that records Vipps' answer. One writer task gathers every write waiting, of both kinds, into one
+//! transaction with one multi-row statement per table and one commit, and answers each caller on its own
+//! channel. Nobody waits on a timer: a batch is whatever queued while the previous one was being written, so one
+//! client alone is written at once and many clients share the writer's time.
 //!
 //! The guarantees are those of the one-intent transactions: everything of an intent (and the outbox events
 //! that announce it) commits together or not at all, the idempotency key is stored before the Vipps call, and
 //! a crash at any point loses nothing (a payment left `CREATING` is re-sent with the same key by the poll).
 //! When a batch fails (e.g. a payment reference collision, or a payer created concurrently elsewhere), it is
-//! rolled back and each of its intents is written alone, so one failing intent never fails the others.
+//! rolled back and each of its writes is done alone, so one failing intent never fails the others.
+//!
+//! On SQLite the writer runs on a thread of its own: every statement is a round trip to the database's thread,
+//! and on the shared runtime each of those waited behind the HTTP work queued there.
 
 use chrono::{DateTime, Utc};
 
@@ -18,26 +21,79 @@ use crate::batcher::Batcher;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
-use crate::store::{batch, Store, StoreError, StoreResult};
+use crate::store::{batch, Backend, Store, StoreError, StoreResult};
 
-/// The writers of one [`super::Payments`].
+/// A write for the writer: a new intent, or Vipps' answer to the create of one.
+pub(crate) enum Write {
+    /// Record a new intent (before Vipps is called).
+    Record(Box<PendingIntent>),
+    /// Record Vipps' answer to its create.
+    Created(Box<CreatedAtVipps>),
+}
+
+/// The writer's answer to a [`Write`] of the same kind.
+pub(crate) enum Written {
+    /// The intent was recorded.
+    Record(StoreResult<Recorded>),
+    /// The answer was recorded.
+    Created(StoreResult<()>),
+}
+
+/// The group-commit writer of one [`super::Payments`].
 pub(crate) struct Writers {
-    /// Records new intents (the first transaction).
-    pub record: Batcher<PendingIntent, StoreResult<Recorded>>,
-    /// Records Vipps' answers to their creates (the second transaction).
-    pub created: Batcher<CreatedAtVipps, StoreResult<()>>,
+    writer: Batcher<Write, Written>,
+    /// Ends the writer's own thread (SQLite) when the writers are dropped.
+    _thread: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol("the intent writer stopped".into()))
 }
 
 impl Writers {
-    /// Starts both writer tasks over `store`.
+    /// Starts the writer task over `store`: on a thread of its own for SQLite, on the current runtime otherwise.
     pub(crate) fn spawn(store: &Store) -> Writers {
-        let for_record = store.clone();
-        let for_created = store.clone();
-        Writers {
-            record: Batcher::spawn(move |items| record_batch(for_record.clone(), items)),
-            created: Batcher::spawn(move |items| created_batch(for_created.clone(), items)),
+        let for_writer = store.clone();
+        let (runtime, thread) = match store.backend() {
+            Backend::Sqlite => own_thread().map_or((None, None), |(runtime, stop)| (Some(runtime), Some(stop))),
+            Backend::Postgres => (None, None),
+        };
+        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+        Writers { writer: Batcher::spawn(move |items| write_batch(for_writer.clone(), items)), _thread: thread }
+    }
+
+    /// Records a new intent with whatever else is waiting to be written.
+    pub(crate) async fn record(&self, intent: PendingIntent) -> StoreResult<Recorded> {
+        match self.writer.submit(Write::Record(Box::new(intent))).await {
+            Some(Written::Record(result)) => result,
+            _ => Err(stopped()),
         }
     }
+
+    /// Records Vipps' answer to a create with whatever else is waiting to be written.
+    pub(crate) async fn created(&self, answer: CreatedAtVipps) -> StoreResult<()> {
+        match self.writer.submit(Write::Created(Box::new(answer))).await {
+            Some(Written::Created(result)) => result,
+            _ => Err(stopped()),
+        }
+    }
+}
+
+/// A thread of its own for the SQLite writer, with a runtime that serves nothing else. It ends when the
+/// returned sender is dropped (and with it the writer task).
+fn own_thread() -> Option<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let handle = runtime.handle().clone();
+    let (stop, stop_received) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("payhub-writer".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = stop_received.await;
+            })
+        })
+        .ok()?;
+    Some((handle, stop))
 }
 
 /// An intent to record, everything owned (it travels to the writer task).
@@ -122,29 +178,56 @@ impl PendingIntent {
     }
 }
 
-async fn record_batch(store: Store, items: Vec<PendingIntent>) -> Vec<StoreResult<Recorded>> {
-    match record_together(&store, &items).await {
-        Ok(recorded) => recorded.into_iter().map(Ok).collect(),
+/// Writes a batch in one transaction; when that fails, each write alone.
+async fn write_batch(store: Store, items: Vec<Write>) -> Vec<Written> {
+    let records: Vec<&PendingIntent> =
+        items.iter().filter_map(|w| if let Write::Record(i) = w { Some(&**i) } else { None }).collect();
+    let answers: Vec<&CreatedAtVipps> =
+        items.iter().filter_map(|w| if let Write::Created(a) = w { Some(&**a) } else { None }).collect();
+    let together = async {
+        let mut tx = store.begin_write().await?;
+        created_together(&mut tx, &answers).await?;
+        let recorded = record_together(&mut tx, &records).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(recorded)
+    }
+    .await;
+    match together {
+        Ok(recorded) => {
+            let mut recorded = recorded.into_iter();
+            items
+                .iter()
+                .map(|w| match w {
+                    Write::Record(_) => Written::Record(recorded.next().ok_or_else(stopped)),
+                    Write::Created(_) => Written::Created(Ok(())),
+                })
+                .collect()
+        }
         Err(error) => {
             if items.len() > 1 {
-                tracing::info!(%error, intents = items.len(), "group commit failed; recording each intent alone");
+                tracing::info!(%error, writes = items.len(), "group commit failed; writing each alone");
             }
-            let mut answers = Vec::with_capacity(items.len());
+            let mut written = Vec::with_capacity(items.len());
             for item in &items {
-                answers.push(record_alone(&store, item).await);
+                written.push(match item {
+                    Write::Record(intent) => Written::Record(record_alone(&store, intent).await),
+                    Write::Created(answer) => Written::Created(created_alone(&store, answer).await),
+                });
             }
-            answers
+            written
         }
     }
 }
 
-/// Records every intent of the batch in one transaction.
-async fn record_together(store: &Store, items: &[PendingIntent]) -> StoreResult<Vec<Recorded>> {
-    let mut tx = store.begin_write().await?;
+/// Records every intent of the batch in the writer's transaction.
+async fn record_together(tx: &mut sqlx::AnyConnection, items: &[&PendingIntent]) -> StoreResult<Vec<Recorded>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     let any_endpoint =
-        if items.iter().any(|i| i.webhook_url.is_none()) { events::any_endpoint(&mut tx).await? } else { false };
+        if items.iter().any(|i| i.webhook_url.is_none()) { events::any_endpoint(&mut *tx).await? } else { false };
     let payers: Vec<&PayerInput> = items.iter().map(|i| &i.payer).collect();
-    let mut payer_ids = batch::find_payers(&mut tx, &payers).await?;
+    let mut payer_ids = batch::find_payers(&mut *tx, &payers).await?;
     // New payers and profiles are created in a fixed order (by their keys), so that the batches of two payhub
     // instances on one PostgreSQL never wait for each other's rows in opposite orders (a deadlock). Each creation is safe against a concurrent
     // one (and a second intent of the same payer in this batch): it reads the winner back.
@@ -156,40 +239,39 @@ async fn record_together(store: &Store, items: &[PendingIntent]) -> StoreResult<
         )
     });
     for i in missing {
-        payer_ids[i] = Some(records::create_payer(&mut tx, &items[i].payer, items[i].now).await?);
+        payer_ids[i] = Some(records::create_payer(&mut *tx, &items[i].payer, items[i].now).await?);
     }
     let payer_ids: Vec<String> = payer_ids.into_iter().map(Option::unwrap_or_default).collect();
     let wanted: Vec<(&str, Option<&str>)> =
         items.iter().zip(&payer_ids).map(|(i, payer)| (payer.as_str(), i.profile_phone.as_deref())).collect();
-    let mut profile_ids = batch::find_profiles(&mut tx, &wanted).await?;
+    let mut profile_ids = batch::find_profiles(&mut *tx, &wanted).await?;
     let mut missing: Vec<usize> = (0..items.len()).filter(|&i| profile_ids[i].is_none()).collect();
     missing.sort_by_key(|&i| wanted[i]);
     for i in missing {
         let (payer_id, phone) = wanted[i];
-        profile_ids[i] = Some(records::create_profile(&mut tx, payer_id, phone, items[i].now).await?);
+        profile_ids[i] = Some(records::create_profile(&mut *tx, payer_id, phone, items[i].now).await?);
     }
     let profile_ids: Vec<String> = profile_ids.into_iter().map(Option::unwrap_or_default).collect();
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
-    let message_ids = batch::insert_messages(&mut tx, &messages).await?;
+    let message_ids = batch::insert_messages(&mut *tx, &messages).await?;
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m, &i.reference), i.now)).collect();
-    let report_ids = batch::insert_reports(&mut tx, &reports).await?;
+    let report_ids = batch::insert_reports(&mut *tx, &reports).await?;
     let one_times: Vec<_> = items
         .iter()
         .zip(&report_ids)
         .zip(payer_ids.iter().zip(&profile_ids))
         .map(|((i, report), (payer, profile))| (i.one_time(&i.reference, report, payer, profile), i.now))
         .collect();
-    batch::insert_one_times(&mut tx, &one_times).await?;
+    batch::insert_one_times(&mut *tx, &one_times).await?;
     let mut recorded = Vec::with_capacity(items.len());
     for item in items {
         let listeners = Listeners::known(item.webhook_url.clone(), any_endpoint);
         if listeners.anyone() {
-            events::intent(&mut tx, &listeners, "paymentIntent.created", &item.intent_id, item.now).await?;
-            events::installment(&mut tx, &listeners, "installment.created", &item.installment_id, item.now).await?;
+            events::intent(&mut *tx, &listeners, "paymentIntent.created", &item.intent_id, item.now).await?;
+            events::installment(&mut *tx, &listeners, "installment.created", &item.installment_id, item.now).await?;
         }
         recorded.push(Recorded { reference: item.reference.clone(), listeners });
     }
-    tx.commit().await?;
     Ok(recorded)
 }
 
@@ -270,43 +352,28 @@ impl CreatedAtVipps {
     }
 }
 
-async fn created_batch(store: Store, items: Vec<CreatedAtVipps>) -> Vec<StoreResult<()>> {
-    match created_together(&store, &items).await {
-        Ok(()) => items.iter().map(|_| Ok(())).collect(),
-        Err(error) => {
-            if items.len() > 1 {
-                tracing::info!(%error, answers = items.len(), "group commit failed; recording each answer alone");
-            }
-            let mut answers = Vec::with_capacity(items.len());
-            for item in &items {
-                answers.push(created_alone(&store, item).await);
-            }
-            answers
-        }
+/// Records every answer of the batch in the writer's transaction: the payments become `CREATED`, their
+/// installments `Pending` and their intents `Matched`, each traced by a message and a report.
+async fn created_together(tx: &mut sqlx::AnyConnection, items: &[&CreatedAtVipps]) -> StoreResult<()> {
+    if items.is_empty() {
+        return Ok(());
     }
-}
-
-/// Records every answer of the batch in one transaction: the payments become `CREATED`, their installments
-/// `Pending` and their intents `Matched`, each traced by a message and a report.
-async fn created_together(store: &Store, items: &[CreatedAtVipps]) -> StoreResult<()> {
     let now = Utc::now();
-    let mut tx = store.begin_write().await?;
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
-    let message_ids = batch::insert_messages(&mut tx, &messages).await?;
+    let message_ids = batch::insert_messages(&mut *tx, &messages).await?;
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m), i.now)).collect();
-    batch::insert_reports(&mut tx, &reports).await?;
+    batch::insert_reports(&mut *tx, &reports).await?;
     let created: Vec<_> = items.iter().map(|i| (i.reference.as_str(), i.redirect_url.as_deref())).collect();
-    batch::mark_created(&mut tx, &created, now).await?;
-    let (quiet, heard): (Vec<&CreatedAtVipps>, Vec<&CreatedAtVipps>) =
+    batch::mark_created(&mut *tx, &created, now).await?;
+    let (quiet, heard): (Vec<&&CreatedAtVipps>, Vec<&&CreatedAtVipps>) =
         items.iter().partition(|i| i.listeners.as_ref().is_some_and(|l| !l.anyone()));
     let installments: Vec<&str> = quiet.iter().map(|i| i.installment_id.as_str()).collect();
-    batch::advance_installments(&mut tx, &installments, InstallmentStatus::Pending, now).await?;
+    batch::advance_installments(&mut *tx, &installments, InstallmentStatus::Pending, now).await?;
     let intents: Vec<&str> = quiet.iter().map(|i| i.intent_id.as_str()).collect();
-    batch::set_intents_status(&mut tx, &intents, IntentStatus::Matched, now).await?;
+    batch::set_intents_status(&mut *tx, &intents, IntentStatus::Matched, now).await?;
     for item in heard {
-        announce_created(&mut tx, item).await?;
+        announce_created(&mut *tx, item).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -385,8 +452,15 @@ mod tests {
         store.migrate().await.unwrap();
         // Three intents of one new payer; two drew the same payment reference, so the shared transaction fails.
         let items = vec![pending(1, "pi-100000000001"), pending(2, "pi-100000000001"), pending(3, "pi-100000000003")];
-        let answers = record_batch(store.clone(), items).await;
-        let references: Vec<String> = answers.into_iter().map(|a| a.unwrap().reference).collect();
+        let items = items.into_iter().map(|i| Write::Record(Box::new(i))).collect();
+        let answers = write_batch(store.clone(), items).await;
+        let references: Vec<String> = answers
+            .into_iter()
+            .map(|a| match a {
+                Written::Record(recorded) => recorded.unwrap().reference,
+                Written::Created(_) => panic!("a record was answered as an answer"),
+            })
+            .collect();
         assert_eq!(references[0], "pi-100000000001");
         assert_ne!(references[1], "pi-100000000001", "the second drew another reference");
         assert_eq!(references[2], "pi-100000000003");

@@ -14,7 +14,6 @@ use super::{events, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::records::{self, NewMessage, NewReport, VippsPaymentRow};
-use crate::store::StoreError;
 
 /// One async lock per payment reference, so two syncs of the same payment (a webhook and the poll) never
 /// interleave in this process. Other processes are kept apart by the schema's guards.
@@ -165,9 +164,7 @@ impl Payments {
                 // A fresh intent's answer is written with the others waiting (one transaction); a re-sent
                 // create (the poll) on its own.
                 let result = match known {
-                    Some(_) => self.writers().created.submit(answer).await.unwrap_or_else(|| {
-                        Err(StoreError::Database(sqlx::Error::Protocol("the answer writer stopped".into())))
-                    }),
+                    Some(_) => self.writers().created(answer).await,
                     None => super::group_commit::created_alone(&self.store, &answer).await,
                 };
                 result.map_err(|e| internal(&e))?;
