@@ -31,6 +31,18 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// CPU time this process has used so far (all threads: payhub, the simulator and the load generator), from
+/// `/proc/self/stat`; zero where that file does not exist.
+fn cpu_used() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100 on Linux.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -146,12 +158,19 @@ async fn main() -> anyhow::Result<()> {
     };
     // Warm up (connections, token, SQLite cache).
     drive(concurrency, 1, intent.clone()).await;
+    let cpu_before = cpu_used();
     let (count, errors, latencies) = drive(concurrency, seconds, intent).await;
+    let cpu = cpu_used().saturating_sub(cpu_before);
     println!(
         "payhub ({backend}): {} intents/s over {seconds} s with {concurrency} clients, p50 {:.1} ms, p99 {:.1} ms, errors {errors}",
         count as f64 / seconds as f64,
         percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+    );
+    println!(
+        "CPU (payhub, simulator and load generator together): {:.3} ms per intent, {:.2} cores busy",
+        cpu.as_secs_f64() * 1000.0 / count.max(1) as f64,
+        cpu.as_secs_f64() / seconds as f64,
     );
 
     // The simulator alone, through the same kind of client, in the same run.

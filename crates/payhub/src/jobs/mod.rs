@@ -263,7 +263,7 @@ impl Queue {
 
     /// A write transaction on the queue's database (SQLite takes its write lock at once), for callers outside
     /// this crate that enqueue together with other writes.
-    pub async fn begin(&self) -> StoreResult<crate::store::WriteTx> {
+    pub async fn begin(&self) -> StoreResult<crate::store::WriteTx<'static>> {
         self.store.begin_write().await
     }
 
@@ -366,7 +366,7 @@ impl Queue {
     /// A transaction for the queue's own bookkeeping. On PostgreSQL it commits without waiting for the disk
     /// (`synchronous_commit = off`): a crash may forget the last claims and completions, which only means those
     /// jobs run again — the at-least-once promise every handler is written for.
-    async fn bookkeeping(&self) -> StoreResult<crate::store::WriteTx> {
+    async fn bookkeeping(&self) -> StoreResult<crate::store::WriteTx<'static>> {
         let mut tx = self.store.begin_write().await?;
         if self.store.backend() == Backend::Postgres {
             sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;

@@ -21,7 +21,7 @@ use crate::batcher::Batcher;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
-use crate::store::{batch, Backend, Store, StoreError, StoreResult};
+use crate::store::{batch, Backend, HeldWriter, Store, StoreError, StoreResult};
 
 /// A write for the writer: a new intent, or Vipps' answer to the create of one.
 pub(crate) enum Write {
@@ -54,12 +54,16 @@ impl Writers {
     /// Starts the writer task over `store`: on a thread of its own for SQLite, on the current runtime otherwise.
     pub(crate) fn spawn(store: &Store) -> Writers {
         let for_writer = store.clone();
+        let held = std::sync::Arc::new(tokio::sync::Mutex::new(HeldWriter::new(store)));
         let (runtime, thread) = match store.backend() {
             Backend::Sqlite => own_thread().map_or((None, None), |(runtime, stop)| (Some(runtime), Some(stop))),
             Backend::Postgres => (None, None),
         };
         let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
-        Writers { writer: Batcher::spawn(move |items| write_batch(for_writer.clone(), items)), _thread: thread }
+        Writers {
+            writer: Batcher::spawn(move |items| write_batch(for_writer.clone(), held.clone(), items)),
+            _thread: thread,
+        }
     }
 
     /// Records a new intent with whatever else is waiting to be written.
@@ -178,20 +182,29 @@ impl PendingIntent {
     }
 }
 
-/// Writes a batch in one transaction; when that fails, each write alone.
-async fn write_batch(store: Store, items: Vec<Write>) -> Vec<Written> {
+/// Writes a batch in one transaction on the writer's own connection; when that fails, each write alone.
+async fn write_batch(
+    store: Store,
+    held: std::sync::Arc<tokio::sync::Mutex<HeldWriter>>,
+    items: Vec<Write>,
+) -> Vec<Written> {
     let records: Vec<&PendingIntent> =
         items.iter().filter_map(|w| if let Write::Record(i) = w { Some(&**i) } else { None }).collect();
     let answers: Vec<&CreatedAtVipps> =
         items.iter().filter_map(|w| if let Write::Created(a) = w { Some(&**a) } else { None }).collect();
+    let mut held = held.lock().await;
     let together = async {
-        let mut tx = store.begin_write().await?;
+        let mut tx = held.begin().await?;
         created_together(&mut tx, &answers).await?;
         let recorded = record_together(&mut tx, &records).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(recorded)
     }
     .await;
+    if together.is_err() {
+        held.discard();
+    }
+    drop(held);
     match together {
         Ok(recorded) => {
             let mut recorded = recorded.into_iter();
@@ -453,7 +466,8 @@ mod tests {
         // Three intents of one new payer; two drew the same payment reference, so the shared transaction fails.
         let items = vec![pending(1, "pi-100000000001"), pending(2, "pi-100000000001"), pending(3, "pi-100000000003")];
         let items = items.into_iter().map(|i| Write::Record(Box::new(i))).collect();
-        let answers = write_batch(store.clone(), items).await;
+        let held = std::sync::Arc::new(tokio::sync::Mutex::new(HeldWriter::new(&store)));
+        let answers = write_batch(store.clone(), held, items).await;
         let references: Vec<String> = answers
             .into_iter()
             .map(|a| match a {

@@ -75,13 +75,14 @@ pub struct Store {
 
 type KeyReads = crate::batcher::Batcher<String, Result<Option<users::ApiKeyRecord>, String>>;
 
-/// A write transaction; on SQLite it also holds this process's writer slot until it ends.
-pub struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+/// A write transaction; on SQLite it also holds this process's writer slot until it ends. `'c` is the connection
+/// it runs on when that is borrowed ([`HeldWriter`]); a transaction on a pooled connection is `'static`.
+pub struct WriteTx<'c> {
+    tx: sqlx::Transaction<'c, sqlx::Any>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// Commits.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
@@ -93,7 +94,7 @@ impl WriteTx {
     }
 }
 
-impl std::ops::Deref for WriteTx {
+impl std::ops::Deref for WriteTx<'_> {
     type Target = sqlx::AnyConnection;
 
     fn deref(&self) -> &Self::Target {
@@ -101,9 +102,48 @@ impl std::ops::Deref for WriteTx {
     }
 }
 
-impl std::ops::DerefMut for WriteTx {
+impl std::ops::DerefMut for WriteTx<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.tx
+    }
+}
+
+/// A write connection one task keeps for itself across its transactions (the group-commit writer): it skips the
+/// pool's checkout and the ping sqlx sends on every return to the pool, two round trips to the database per
+/// transaction. Its transactions queue on the same in-process lock as [`Store::begin_write`]'s.
+pub(crate) struct HeldWriter {
+    store: Store,
+    conn: Option<sqlx::AnyConnection>,
+}
+
+impl HeldWriter {
+    /// A held writer for `store`; the connection is opened by the first transaction.
+    pub(crate) fn new(store: &Store) -> Self {
+        HeldWriter { store: store.clone(), conn: None }
+    }
+
+    /// Starts a write transaction on the held connection, opening one first if there is none.
+    pub(crate) async fn begin(&mut self) -> StoreResult<WriteTx<'_>> {
+        let store = &self.store;
+        let guard = match store.backend {
+            Backend::Sqlite => Some(store.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            empty => {
+                let pool = if store.backend == Backend::Sqlite { &store.writer } else { &store.pool };
+                empty.insert(pool.acquire().await?.detach())
+            }
+        };
+        let begin = if store.backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        Ok(WriteTx { tx: sqlx::Connection::begin_with(conn, begin).await?, _guard: guard })
+    }
+
+    /// Lets the connection go after a failed transaction: the next one opens a fresh connection, so a broken
+    /// connection is never used twice.
+    pub(crate) fn discard(&mut self) {
+        self.conn = None;
     }
 }
 
@@ -219,7 +259,7 @@ impl Store {
     /// (SQLite has one writer; waiting in its busy handler sleeps in steps of up to 100 ms, queueing here costs
     /// nothing), then take the database's write lock at once (`BEGIN IMMEDIATE`), so another process still
     /// waits on the busy timeout instead of failing when it upgrades a read lock.
-    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx<'static>> {
         Ok(match self.backend {
             Backend::Sqlite => {
                 let guard = self.write_lock.clone().lock_owned().await;
