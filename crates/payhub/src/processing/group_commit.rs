@@ -39,9 +39,13 @@ pub(crate) enum Written {
     Created(StoreResult<()>),
 }
 
-/// The group-commit writer of one [`super::Payments`].
+/// The group-commit writers of one [`super::Payments`]. On SQLite one writer takes both kinds of write (the
+/// database has one writer anyway, and one transaction for both costs one commit). On PostgreSQL new intents and
+/// answers have a writer each, so that two transactions (and their WAL flushes) are in flight at once.
 pub(crate) struct Writers {
-    writer: Batcher<Write, Written>,
+    record: Batcher<Write, Written>,
+    /// The writer of answers, where it is not `record`'s.
+    created: Option<Batcher<Write, Written>>,
     /// Ends the writer's own thread (SQLite) when the writers are dropped.
     _thread: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -50,25 +54,31 @@ fn stopped() -> StoreError {
     StoreError::Database(sqlx::Error::Protocol("the intent writer stopped".into()))
 }
 
+/// A writer task over its own held connection.
+fn writer(store: &Store) -> Batcher<Write, Written> {
+    let store = store.clone();
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(HeldWriter::new(&store)));
+    Batcher::spawn(move |items| write_batch(store.clone(), held.clone(), items))
+}
+
 impl Writers {
-    /// Starts the writer task over `store`: on a thread of its own for SQLite, on the current runtime otherwise.
+    /// Starts the writer tasks over `store`: on SQLite one, on a thread of its own; on PostgreSQL two, on the
+    /// current runtime.
     pub(crate) fn spawn(store: &Store) -> Writers {
-        let for_writer = store.clone();
-        let held = std::sync::Arc::new(tokio::sync::Mutex::new(HeldWriter::new(store)));
-        let (runtime, thread) = match store.backend() {
-            Backend::Sqlite => own_thread().map_or((None, None), |(runtime, stop)| (Some(runtime), Some(stop))),
-            Backend::Postgres => (None, None),
-        };
-        let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
-        Writers {
-            writer: Batcher::spawn(move |items| write_batch(for_writer.clone(), held.clone(), items)),
-            _thread: thread,
+        match store.backend() {
+            Backend::Sqlite => {
+                let (runtime, thread) =
+                    own_thread().map_or((None, None), |(runtime, stop)| (Some(runtime), Some(stop)));
+                let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                Writers { record: writer(store), created: None, _thread: thread }
+            }
+            Backend::Postgres => Writers { record: writer(store), created: Some(writer(store)), _thread: None },
         }
     }
 
     /// Records a new intent with whatever else is waiting to be written.
     pub(crate) async fn record(&self, intent: PendingIntent) -> StoreResult<Recorded> {
-        match self.writer.submit(Write::Record(Box::new(intent))).await {
+        match self.record.submit(Write::Record(Box::new(intent))).await {
             Some(Written::Record(result)) => result,
             _ => Err(stopped()),
         }
@@ -76,7 +86,8 @@ impl Writers {
 
     /// Records Vipps' answer to a create with whatever else is waiting to be written.
     pub(crate) async fn created(&self, answer: CreatedAtVipps) -> StoreResult<()> {
-        match self.writer.submit(Write::Created(Box::new(answer))).await {
+        let writer = self.created.as_ref().unwrap_or(&self.record);
+        match writer.submit(Write::Created(Box::new(answer))).await {
             Some(Written::Created(result)) => result,
             _ => Err(stopped()),
         }
@@ -265,17 +276,19 @@ async fn record_together(tx: &mut sqlx::AnyConnection, items: &[&PendingIntent])
         profile_ids[i] = Some(records::create_profile(&mut *tx, payer_id, phone, items[i].now).await?);
     }
     let profile_ids: Vec<String> = profile_ids.into_iter().map(Option::unwrap_or_default).collect();
+    let mut steps = batch::Steps::default();
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
-    let message_ids = batch::insert_messages(&mut *tx, &messages).await?;
+    let message_ids = steps.insert_messages(&messages);
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m, &i.reference), i.now)).collect();
-    let report_ids = batch::insert_reports(&mut *tx, &reports).await?;
+    let report_ids = steps.insert_reports(&reports);
     let one_times: Vec<_> = items
         .iter()
         .zip(&report_ids)
         .zip(payer_ids.iter().zip(&profile_ids))
         .map(|((i, report), (payer, profile))| (i.one_time(&i.reference, report, payer, profile), i.now))
         .collect();
-    batch::insert_one_times(&mut *tx, &one_times).await?;
+    steps.insert_one_times(&one_times);
+    steps.run(&mut *tx).await?;
     let mut recorded = Vec::with_capacity(items.len());
     for item in items {
         let listeners = Listeners::known(item.webhook_url.clone(), any_endpoint);
@@ -372,18 +385,20 @@ async fn created_together(tx: &mut sqlx::AnyConnection, items: &[&CreatedAtVipps
         return Ok(());
     }
     let now = Utc::now();
+    let mut steps = batch::Steps::default();
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
-    let message_ids = batch::insert_messages(&mut *tx, &messages).await?;
+    let message_ids = steps.insert_messages(&messages);
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m), i.now)).collect();
-    batch::insert_reports(&mut *tx, &reports).await?;
+    steps.insert_reports(&reports);
     let created: Vec<_> = items.iter().map(|i| (i.reference.as_str(), i.redirect_url.as_deref())).collect();
-    batch::mark_created(&mut *tx, &created, now).await?;
+    steps.mark_created(&created, now);
     let (quiet, heard): (Vec<&&CreatedAtVipps>, Vec<&&CreatedAtVipps>) =
         items.iter().partition(|i| i.listeners.as_ref().is_some_and(|l| !l.anyone()));
     let installments: Vec<&str> = quiet.iter().map(|i| i.installment_id.as_str()).collect();
-    batch::advance_installments(&mut *tx, &installments, InstallmentStatus::Pending, now).await?;
+    steps.advance_installments(&installments, InstallmentStatus::Pending, now);
     let intents: Vec<&str> = quiet.iter().map(|i| i.intent_id.as_str()).collect();
-    batch::set_intents_status(&mut *tx, &intents, IntentStatus::Matched, now).await?;
+    steps.set_intents_status(&intents, IntentStatus::Matched, now);
+    steps.run(&mut *tx).await?;
     for item in heard {
         announce_created(&mut *tx, item).await?;
     }

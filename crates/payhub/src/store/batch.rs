@@ -1,12 +1,15 @@
-//! Multi-row statements for group commit: the rows of many one-time intents (or of Vipps' answers to their
-//! creates) written by one statement per table inside one transaction, instead of one statement per row.
+//! Batch statements for group commit: the rows of many one-time intents (or of Vipps' answers to their creates)
+//! written by one statement per table inside one transaction, instead of one statement per row.
 //!
-//! Each statement carries at most [`ROWS_PER_STATEMENT`] rows: sqlx's SQLite binding costs grow with the square
-//! of a statement's parameter count, so a larger batch is split into several statements.
+//! Writes go through [`Steps`]: every statement takes its rows as one JSON parameter, so its text never depends
+//! on the batch size (prepared once, no per-value binding, whose cost in sqlx's SQLite driver grows with the
+//! square of a statement's parameter count), and on SQLite all statements of a step go to the database's thread
+//! as one script. Reads look rows up with `IN` lists of at most [`IN_LIST`] values.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
@@ -17,36 +20,8 @@ use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 
-/// The most rows one multi-row statement carries.
-pub const ROWS_PER_STATEMENT: usize = 32;
-
-/// `rows` copies of `template` joined by commas, where `{i}` in the template stands for the row's i-th own
-/// parameter (numbered after `shared` parameters common to every row, which the template names as `$1`…).
-fn values(template: &str, per_row: usize, shared: usize, rows: usize) -> String {
-    let mut out = String::with_capacity(rows * (template.len() + 8));
-    for row in 0..rows {
-        if row > 0 {
-            out.push_str(", ");
-        }
-        let base = shared + row * per_row + 1;
-        let mut chars = template.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '{' {
-                let mut digits = String::new();
-                while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                    digits.push(d);
-                }
-                chars.next_if_eq(&'}');
-                let index: usize = digits.parse().unwrap_or_default();
-                out.push('$');
-                out.push_str(&(base + index).to_string());
-            } else {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
+/// The most values one `IN (…)` list of a batch read carries.
+pub const IN_LIST: usize = 128;
 
 /// `$first, $first+1, …` for `count` parameters.
 fn list(first: usize, count: usize) -> String {
@@ -70,142 +45,259 @@ fn pad<T: Copy>(chunk: &[T]) -> Vec<T> {
     out
 }
 
-/// Stores messages (as [`records::insert_message`] does one); returns their ids in order.
-pub async fn insert_messages(
-    conn: &mut AnyConnection,
-    messages: &[(NewMessage<'_>, DateTime<Utc>)],
-) -> StoreResult<Vec<String>> {
-    let ids: Vec<String> = messages.iter().map(|_| new_id("msg")).collect();
-    for (chunk, chunk_ids) in messages.chunks(ROWS_PER_STATEMENT).zip(ids.chunks(ROWS_PER_STATEMENT)) {
-        let sql = format!(
-            "INSERT INTO messages (id, direction, channel, subject, body, status, received_at, processed_at) VALUES {}",
-            values(
-                "({0}, {1}, {2}, {3}, {4}, {5}, {6}, CASE WHEN {5} = 'New' THEN NULL ELSE {6} END)",
-                7,
-                0,
-                chunk.len()
-            )
-        );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for ((message, at), id) in chunk.iter().zip(chunk_ids) {
-            query = query
-                .bind(id.as_str())
-                .bind(message.direction)
-                .bind(message.channel)
-                .bind(message.subject)
-                .bind(message.body)
-                .bind(message.status)
-                .bind(timestamp(*at));
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(ids)
+/// Statements of a batch, collected and then sent together by [`Steps::run`]. Each statement reads its rows from
+/// one JSON parameter (an array with one array per row), so its text is the same for every batch size: it is
+/// prepared once and stays in the statement cache, and binding costs one parameter instead of one per value.
+#[derive(Default)]
+pub struct Steps {
+    steps: Vec<Step>,
 }
 
-/// Stores inbound reports (as [`records::insert_report`] does one); returns their ids in order.
-pub async fn insert_reports(
-    conn: &mut AnyConnection,
-    reports: &[(NewReport<'_>, DateTime<Utc>)],
-) -> StoreResult<Vec<String>> {
-    let ids: Vec<String> = reports.iter().map(|_| new_id("ir")).collect();
-    for (chunk, chunk_ids) in reports.chunks(ROWS_PER_STATEMENT).zip(ids.chunks(ROWS_PER_STATEMENT)) {
-        let sql = format!(
-            "INSERT INTO inbound_reports (id, message_id, report_type, sub_type, amount_ore, report_date, reference, status, \
-             installment_id, intent_id, detail, created_at, updated_at) VALUES {}",
-            values("({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {11})", 12, 0, chunk.len())
-        );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for ((report, at), id) in chunk.iter().zip(chunk_ids) {
-            query = query
-                .bind(id.as_str())
-                .bind(report.message_id)
-                .bind(report.report_type)
-                .bind(report.sub_type)
-                .bind(report.amount_ore)
-                .bind(at.date_naive().to_string())
-                .bind(report.reference)
-                .bind(report.status)
-                .bind(report.installment_id)
-                .bind(report.intent_id)
-                .bind(report.detail)
-                .bind(timestamp(*at));
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(ids)
+/// One statement in both dialects, with its parameters (`$1` = the rows, then any shared values).
+struct Step {
+    sqlite: String,
+    postgres: String,
+    params: Vec<String>,
 }
 
-/// Records many one-time intents (as [`records::insert_one_time`] does one): the intents, their installments
-/// (Outstanding) and the Vipps payments to create with their idempotency keys. A payment reference that is
-/// taken fails the whole call with [`super::StoreError::Conflict`].
-pub async fn insert_one_times(conn: &mut AnyConnection, new: &[(NewOneTime<'_>, DateTime<Utc>)]) -> StoreResult<()> {
-    let stamps: Vec<String> = new.iter().map(|(_, now)| timestamp(*now)).collect();
-    let dates: Vec<String> = new.iter().map(|(_, now)| now.date_naive().to_string()).collect();
-    for (start, chunk) in (0..).step_by(ROWS_PER_STATEMENT).zip(new.chunks(ROWS_PER_STATEMENT)) {
-        let at = &stamps[start..start + chunk.len()];
-        let sql = format!(
-            "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, success_url, \
-             failure_url, webhook_url, origin, campaign_id, created_at, updated_at) VALUES {}",
-            values("({0}, {1}, 'Processing', {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {10})", 11, 0, chunk.len())
-        );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for ((n, _), at) in chunk.iter().zip(at) {
-            query = query
-                .bind(n.intent_id)
-                .bind(n.report_id)
-                .bind(n.account_id)
-                .bind(n.payer_id)
-                .bind(n.installment_id)
-                .bind(n.success_url)
-                .bind(n.failure_url)
-                .bind(n.webhook_url)
-                .bind(n.origin)
-                .bind(n.campaign_id)
-                .bind(at.as_str());
-        }
-        query.execute(&mut *conn).await?;
+/// The row source of a statement template in each dialect: `{rows}` is the set of rows (from `$1`), `{r}` one
+/// row, `{r}->>N` its N-th value as text (or as a number on SQLite, where the JSON holds one).
+fn dialects(template: &str) -> (String, String) {
+    let sqlite = template.replace("{rows}", "json_each($1)").replace("{r}", "value");
+    let postgres = template.replace("{rows}", "jsonb_array_elements($1::jsonb) AS t(v)").replace("{r}", "v");
+    (sqlite, postgres)
+}
 
-        let sql = format!(
-            "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, amount_open_ore, \
-             due_date, status, payment_reference, bank_statement_description, product, created_at, updated_at) VALUES {}",
-            values("({0}, {1}, {2}, {3}, {4}, {5}, {5}, {6}, 'Outstanding', {7}, {8}, {9}, {10}, {10})", 11, 0, chunk.len())
-        );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for (((n, _), at), date) in chunk.iter().zip(at).zip(&dates[start..]) {
-            query = query
-                .bind(n.installment_id)
-                .bind(n.intent_id)
-                .bind(n.payer_id)
-                .bind(n.profile_id)
-                .bind(n.account_id)
-                .bind(n.amount_ore)
-                .bind(date.as_str())
-                .bind(n.payment_reference)
-                .bind(n.bank_statement_description)
-                .bind(n.product)
-                .bind(at.as_str());
+/// `$N` renumbered to `$(N + offset)`, for a statement joined after others into one SQLite script.
+fn renumbered(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' {
+            let mut digits = String::new();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                digits.push(d);
+            }
+            match digits.parse::<usize>() {
+                Ok(n) => out.push_str(&(n + offset).to_string()),
+                Err(_) => out.push_str(&digits),
+            }
         }
-        query.execute(&mut *conn).await.map_err(map_conflict)?;
+    }
+    out
+}
 
-        let sql = format!(
+impl Steps {
+    fn push(&mut self, template: &str, rows: Vec<serde_json::Value>, shared: Vec<String>) {
+        if rows.is_empty() {
+            return;
+        }
+        let (sqlite, postgres) = dialects(template);
+        let mut params = vec![serde_json::Value::Array(rows).to_string()];
+        params.extend(shared);
+        self.steps.push(Step { sqlite, postgres, params });
+    }
+
+    /// Sends the statements in order: on SQLite as one script (one round trip to the database's thread), on
+    /// PostgreSQL one after the other (its protocol takes one statement with parameters at a time). A unique
+    /// violation (a taken payment reference) is [`super::StoreError::Conflict`].
+    pub async fn run(self, conn: &mut AnyConnection) -> StoreResult<()> {
+        if self.steps.is_empty() {
+            return Ok(());
+        }
+        if conn.backend_name() == "SQLite" {
+            let mut script = String::new();
+            let mut offset = 0;
+            for step in &self.steps {
+                script.push_str(&renumbered(&step.sqlite, offset));
+                script.push_str(";\n");
+                offset += step.params.len();
+            }
+            let mut query: AnyQuery<'_> = sqlx::query(&script);
+            for param in self.steps.iter().flat_map(|s| &s.params) {
+                query = query.bind(param.as_str());
+            }
+            query.execute(&mut *conn).await.map_err(map_conflict)?;
+        } else {
+            for step in &self.steps {
+                let mut query: AnyQuery<'_> = sqlx::query(&step.postgres);
+                for param in &step.params {
+                    query = query.bind(param.as_str());
+                }
+                query.execute(&mut *conn).await.map_err(map_conflict)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores messages (as [`records::insert_message`] does one); returns their ids in order.
+    pub fn insert_messages(&mut self, messages: &[(NewMessage<'_>, DateTime<Utc>)]) -> Vec<String> {
+        let ids: Vec<String> = messages.iter().map(|_| new_id("msg")).collect();
+        let rows = messages
+            .iter()
+            .zip(&ids)
+            .map(|((m, at), id)| json!([id, m.direction, m.channel, m.subject, m.body, m.status, timestamp(*at)]))
+            .collect();
+        self.push(
+            "INSERT INTO messages (id, direction, channel, subject, body, status, received_at, processed_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, {r}->>5, {r}->>6, \
+             CASE WHEN {r}->>5 = 'New' THEN NULL ELSE {r}->>6 END FROM {rows}",
+            rows,
+            Vec::new(),
+        );
+        ids
+    }
+
+    /// Stores inbound reports (as [`records::insert_report`] does one); returns their ids in order.
+    pub fn insert_reports(&mut self, reports: &[(NewReport<'_>, DateTime<Utc>)]) -> Vec<String> {
+        let ids: Vec<String> = reports.iter().map(|_| new_id("ir")).collect();
+        let rows = reports
+            .iter()
+            .zip(&ids)
+            .map(|((r, at), id)| {
+                json!([
+                    id,
+                    r.message_id,
+                    r.report_type,
+                    r.sub_type,
+                    r.amount_ore,
+                    at.date_naive().to_string(),
+                    r.reference,
+                    r.status,
+                    r.installment_id,
+                    r.intent_id,
+                    r.detail,
+                    timestamp(*at)
+                ])
+            })
+            .collect();
+        self.push(
+            "INSERT INTO inbound_reports (id, message_id, report_type, sub_type, amount_ore, report_date, reference, \
+             status, installment_id, intent_id, detail, created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, CAST({r}->>4 AS BIGINT), {r}->>5, {r}->>6, {r}->>7, {r}->>8, \
+             {r}->>9, {r}->>10, {r}->>11, {r}->>11 FROM {rows}",
+            rows,
+            Vec::new(),
+        );
+        ids
+    }
+
+    /// Records many one-time intents (as [`records::insert_one_time`] does one): the intents, their
+    /// installments (Outstanding) and the Vipps payments to create with their idempotency keys. A payment
+    /// reference that is taken fails [`Steps::run`] with [`super::StoreError::Conflict`].
+    pub fn insert_one_times(&mut self, new: &[(NewOneTime<'_>, DateTime<Utc>)]) {
+        let rows = |f: &dyn Fn(&NewOneTime<'_>, String, String) -> serde_json::Value| {
+            new.iter().map(|(n, at)| f(n, timestamp(*at), at.date_naive().to_string())).collect::<Vec<_>>()
+        };
+        self.push(
+            "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, \
+             success_url, failure_url, webhook_url, origin, campaign_id, created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, 'Processing', {r}->>2, {r}->>3, {r}->>4, {r}->>5, {r}->>6, {r}->>7, {r}->>8, \
+             {r}->>9, {r}->>10, {r}->>10 FROM {rows}",
+            rows(&|n, at, _| {
+                json!([
+                    n.intent_id,
+                    n.report_id,
+                    n.account_id,
+                    n.payer_id,
+                    n.installment_id,
+                    n.success_url,
+                    n.failure_url,
+                    n.webhook_url,
+                    n.origin,
+                    n.campaign_id,
+                    at
+                ])
+            }),
+            Vec::new(),
+        );
+        self.push(
+            "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, \
+             amount_open_ore, due_date, status, payment_reference, bank_statement_description, product, created_at, \
+             updated_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, CAST({r}->>5 AS BIGINT), CAST({r}->>5 AS BIGINT), \
+             {r}->>6, 'Outstanding', {r}->>7, {r}->>8, {r}->>9, {r}->>10, {r}->>10 FROM {rows}",
+            rows(&|n, at, date| {
+                json!([
+                    n.installment_id,
+                    n.intent_id,
+                    n.payer_id,
+                    n.profile_id,
+                    n.account_id,
+                    n.amount_ore,
+                    date,
+                    n.payment_reference,
+                    n.bank_statement_description,
+                    n.product,
+                    at
+                ])
+            }),
+            Vec::new(),
+        );
+        self.push(
             "INSERT INTO vipps_payments (reference, installment_id, account_id, idempotency_key, amount_ore, state, \
-             customer_phone, description, created_at, updated_at) VALUES {}",
-            values("({0}, {1}, {2}, {1}, {3}, 'CREATING', {4}, {5}, {6}, {6})", 7, 0, chunk.len())
+             customer_phone, description, created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>1, CAST({r}->>3 AS BIGINT), 'CREATING', {r}->>4, {r}->>5, \
+             {r}->>6, {r}->>6 FROM {rows}",
+            rows(&|n, at, _| {
+                json!([
+                    n.payment_reference,
+                    n.installment_id,
+                    n.account_id,
+                    n.amount_ore,
+                    n.customer_phone,
+                    n.bank_statement_description,
+                    at
+                ])
+            }),
+            Vec::new(),
         );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for ((n, _), at) in chunk.iter().zip(at) {
-            query = query
-                .bind(n.payment_reference)
-                .bind(n.installment_id)
-                .bind(n.account_id)
-                .bind(n.amount_ore)
-                .bind(n.customer_phone)
-                .bind(n.bank_statement_description)
-                .bind(at.as_str());
-        }
-        query.execute(&mut *conn).await?;
     }
-    Ok(())
+
+    /// Records Vipps' answers to creates: each payment becomes `CREATED` with its landing page (as
+    /// [`records::update_vipps_payment`] does one, with no error).
+    pub fn mark_created(&mut self, created: &[(&str, Option<&str>)], now: DateTime<Utc>) {
+        let rows = created.iter().map(|(reference, url)| json!([reference, url])).collect();
+        self.push(
+            "UPDATE vipps_payments SET state = 'CREATED', \
+             redirect_url = COALESCE((SELECT {r}->>1 FROM {rows} WHERE {r}->>0 = vipps_payments.reference), redirect_url), \
+             last_error = NULL, updated_at = $2 WHERE reference IN (SELECT {r}->>0 FROM {rows})",
+            rows,
+            vec![timestamp(now)],
+        );
+    }
+
+    /// Moves installments to `next` where that is a move forward (as [`records::advance_installment`] does one,
+    /// with no reason and no change of the open amount).
+    pub fn advance_installments(&mut self, ids: &[&str], next: InstallmentStatus, now: DateTime<Utc>) {
+        // The list holds our own constants.
+        let from: Vec<String> =
+            InstallmentStatus::ALL.iter().filter(|s| s.can_become(next)).map(|s| format!("'{}'", s.as_str())).collect();
+        if from.is_empty() {
+            return;
+        }
+        let rows = ids.iter().map(|id| json!([id])).collect();
+        self.push(
+            &format!(
+                "UPDATE installments SET status = $2, updated_at = $3 WHERE id IN (SELECT {{r}}->>0 FROM {{rows}}) \
+                 AND status IN ({})",
+                from.join(", ")
+            ),
+            rows,
+            vec![next.as_str().to_owned(), timestamp(now)],
+        );
+    }
+
+    /// Sets the status of many intents (as [`records::set_intent_status`] does one).
+    pub fn set_intents_status(&mut self, ids: &[&str], status: IntentStatus, now: DateTime<Utc>) {
+        let rows = ids.iter().map(|id| json!([id])).collect();
+        self.push(
+            "UPDATE payment_intents SET status = $2, updated_at = $3 WHERE id IN (SELECT {r}->>0 FROM {rows})",
+            rows,
+            vec![status.as_str().to_owned(), timestamp(now)],
+        );
+    }
 }
 
 /// [`records::find_payer`] for many payers at once, in order. Emails are compared lower-cased as the unique
@@ -229,7 +321,7 @@ pub async fn find_payers(conn: &mut AnyConnection, payers: &[&PayerInput]) -> St
     phones.sort_unstable();
     phones.dedup();
     let mut by_email: HashMap<String, String> = HashMap::new();
-    for chunk in emails.chunks(ROWS_PER_STATEMENT * 4) {
+    for chunk in emails.chunks(IN_LIST) {
         let chunk = pad(&chunk.iter().map(String::as_str).collect::<Vec<_>>());
         let sql = format!("SELECT id, lower(email) FROM payers WHERE lower(email) IN ({})", list(1, chunk.len()));
         let mut query: AnyQuery<'_> = sqlx::query(&sql);
@@ -241,7 +333,7 @@ pub async fn find_payers(conn: &mut AnyConnection, payers: &[&PayerInput]) -> St
         }
     }
     let mut by_phone: HashMap<String, String> = HashMap::new();
-    for chunk in phones.chunks(ROWS_PER_STATEMENT * 4) {
+    for chunk in phones.chunks(IN_LIST) {
         let chunk = pad(chunk);
         // The oldest payer with the phone, as the single lookup orders.
         let sql =
@@ -276,7 +368,7 @@ pub async fn find_profiles(
     payer_ids.sort_unstable();
     payer_ids.dedup();
     let mut by_key: HashMap<(String, String), String> = HashMap::new();
-    for chunk in payer_ids.chunks(ROWS_PER_STATEMENT * 4) {
+    for chunk in payer_ids.chunks(IN_LIST) {
         let chunk = pad(chunk);
         let sql = format!(
             "SELECT id, payer_id, identifier FROM payment_profiles WHERE wallet_type = 'Vipps' AND payer_id IN ({})",
@@ -296,91 +388,19 @@ pub async fn find_profiles(
         .collect())
 }
 
-/// Records Vipps' answers to creates: each payment becomes `CREATED` with its landing page (as
-/// [`records::update_vipps_payment`] does one, with no error).
-pub async fn mark_created(
-    conn: &mut AnyConnection,
-    created: &[(&str, Option<&str>)],
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    let at = timestamp(now);
-    for chunk in created.chunks(ROWS_PER_STATEMENT * 2) {
-        let chunk = pad(chunk);
-        let cases = values("WHEN {0} THEN {1}", 2, 1, chunk.len()).replace(", WHEN", " WHEN");
-        let references: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 2 + 2 * i)).collect();
-        let sql = format!(
-            "UPDATE vipps_payments SET state = 'CREATED', redirect_url = COALESCE(CASE reference {cases} END, redirect_url), \
-             last_error = NULL, updated_at = $1 WHERE reference IN ({})",
-            references.join(", ")
-        );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql).bind(at.as_str());
-        for (reference, redirect_url) in chunk {
-            query = query.bind(reference).bind(redirect_url);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Moves installments to `next` where that is a move forward (as [`records::advance_installment`] does one,
-/// with no reason and no change of the open amount); returns how many moved.
-pub async fn advance_installments(
-    conn: &mut AnyConnection,
-    ids: &[&str],
-    next: InstallmentStatus,
-    now: DateTime<Utc>,
-) -> StoreResult<u64> {
-    // The list holds our own constants.
-    let from: Vec<String> =
-        InstallmentStatus::ALL.iter().filter(|s| s.can_become(next)).map(|s| format!("'{}'", s.as_str())).collect();
-    if from.is_empty() {
-        return Ok(0);
-    }
-    let mut moved = 0;
-    for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
-        let chunk = pad(chunk);
-        let sql = format!(
-            "UPDATE installments SET status = $1, updated_at = $2 WHERE id IN ({}) AND status IN ({})",
-            list(3, chunk.len()),
-            from.join(", ")
-        );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql).bind(next.as_str()).bind(timestamp(now));
-        for id in chunk {
-            query = query.bind(id);
-        }
-        moved += query.execute(&mut *conn).await?.rows_affected();
-    }
-    Ok(moved)
-}
-
-/// Sets the status of many intents (as [`records::set_intent_status`] does one).
-pub async fn set_intents_status(
-    conn: &mut AnyConnection,
-    ids: &[&str],
-    status: IntentStatus,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
-        let chunk = pad(chunk);
-        let sql =
-            format!("UPDATE payment_intents SET status = $1, updated_at = $2 WHERE id IN ({})", list(3, chunk.len()));
-        let mut query: AnyQuery<'_> = sqlx::query(&sql).bind(status.as_str()).bind(timestamp(now));
-        for id in chunk {
-            query = query.bind(id);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn values_number_each_row_after_the_shared_parameters() {
-        assert_eq!(values("({0}, 'x', {1}, {0})", 2, 0, 2), "($1, 'x', $2, $1), ($3, 'x', $4, $3)");
-        assert_eq!(values("WHEN {0} THEN {1}", 2, 1, 2), "WHEN $2 THEN $3, WHEN $4 THEN $5");
+    fn lists_and_renumbering_count_parameters_from_where_they_start() {
         assert_eq!(list(3, 3), "$3, $4, $5");
+        assert_eq!(
+            renumbered("SELECT $1, $2 FROM t WHERE a = $12 AND b = '$'", 3),
+            "SELECT $4, $5 FROM t WHERE a = $15 AND b = '$'"
+        );
+        let (sqlite, postgres) = dialects("SELECT {r}->>0 FROM {rows}");
+        assert_eq!(sqlite, "SELECT value->>0 FROM json_each($1)");
+        assert_eq!(postgres, "SELECT v->>0 FROM jsonb_array_elements($1::jsonb) AS t(v)");
     }
 }
