@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most items one batch holds.
@@ -55,18 +56,31 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
-/// The distinct keys of a batch, in first-seen order: concurrent requests for the same record (the same API
-/// key, the default account) share one read. The read starts after its callers queued, so no caller sees older
-/// data than a read of its own would have.
-pub(crate) fn distinct<K: Eq + Hash + Clone>(keys: &[K]) -> Vec<K> {
-    let mut seen = std::collections::HashSet::new();
-    keys.iter().filter(|k| seen.insert((*k).clone())).cloned().collect()
-}
-
-/// Each key's answer from the results read per distinct key.
-pub(crate) fn answer<K: Eq + Hash, V: Clone>(
-    keys: &[K],
-    found: &HashMap<K, Result<V, String>>,
-) -> Vec<Result<V, String>> {
-    keys.iter().map(|key| found.get(key).cloned().unwrap_or_else(|| Err("not read".into()))).collect()
+/// A reader over `pool`: requests that arrive together for records by key share one connection and one read
+/// per distinct key (the same API key, the default account). Each read starts after its callers queued, so no
+/// caller sees older data than a read of its own would have. `read` looks up one key.
+pub(crate) fn reader<K, V, F>(pool: sqlx::AnyPool, read: F) -> Batcher<K, Result<V, String>>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + 'static,
+    F: for<'c> Fn(&'c mut sqlx::AnyConnection, &'c K) -> BoxFuture<'c, Result<V, String>> + Send + Sync + 'static,
+{
+    let read = std::sync::Arc::new(read);
+    Batcher::spawn(move |keys: Vec<K>| {
+        let (pool, read) = (pool.clone(), read.clone());
+        async move {
+            let mut conn = match pool.acquire().await {
+                Ok(conn) => conn,
+                Err(error) => return keys.iter().map(|_| Err(error.to_string())).collect(),
+            };
+            let mut found: HashMap<K, Result<V, String>> = HashMap::new();
+            for key in &keys {
+                if !found.contains_key(key) {
+                    let value = read(&mut conn, key).await;
+                    found.insert(key.clone(), value);
+                }
+            }
+            keys.iter().map(|key| found[key].clone()).collect()
+        }
+    })
 }

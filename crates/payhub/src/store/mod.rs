@@ -49,6 +49,14 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl Backend {
+    /// The statement that starts a write transaction: on SQLite it takes the write lock at once.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
     /// The backend a database URL asks for; an unknown scheme is an error, never a silent default.
     pub fn from_url(url: &str) -> StoreResult<Backend> {
         let scheme = url.split(':').next().unwrap_or_default();
@@ -124,20 +132,12 @@ impl HeldWriter {
 
     /// Starts a write transaction on the held connection, opening one first if there is none.
     pub(crate) async fn begin(&mut self) -> StoreResult<WriteTx<'_>> {
-        let store = &self.store;
-        let guard = match store.backend {
-            Backend::Sqlite => Some(store.write_lock.clone().lock_owned().await),
-            Backend::Postgres => None,
-        };
+        let guard = self.store.write_slot().await;
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            empty => {
-                let pool = if store.backend == Backend::Sqlite { &store.writer } else { &store.pool };
-                empty.insert(pool.acquire().await?.detach())
-            }
+            empty => empty.insert(self.store.writer.acquire().await?.detach()),
         };
-        let begin = if store.backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
-        Ok(WriteTx { tx: sqlx::Connection::begin_with(conn, begin).await?, _guard: guard })
+        Ok(WriteTx { tx: sqlx::Connection::begin_with(conn, self.store.backend.begin_write()).await?, _guard: guard })
     }
 
     /// Lets the connection go after a failed transaction: the next one opens a fresh connection, so a broken
@@ -260,13 +260,16 @@ impl Store {
     /// nothing), then take the database's write lock at once (`BEGIN IMMEDIATE`), so another process still
     /// waits on the busy timeout instead of failing when it upgrades a read lock.
     pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx<'static>> {
-        Ok(match self.backend {
-            Backend::Sqlite => {
-                let guard = self.write_lock.clone().lock_owned().await;
-                WriteTx { tx: self.writer.begin_with("BEGIN IMMEDIATE").await?, _guard: Some(guard) }
-            }
-            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _guard: None },
-        })
+        let guard = self.write_slot().await;
+        Ok(WriteTx { tx: self.writer.begin_with(self.backend.begin_write()).await?, _guard: guard })
+    }
+
+    /// This process's writer slot on SQLite (see [`Store::begin_write`]); PostgreSQL needs none.
+    async fn write_slot(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run from several

@@ -171,22 +171,8 @@ pub(crate) async fn active_key_coalesced(
     key_hash: String,
 ) -> Result<Option<ApiKeyRecord>, String> {
     let reader = store.key_reads.get_or_init(|| {
-        let store = store.clone();
-        crate::batcher::Batcher::spawn(move |hashes: Vec<String>| {
-            let store = store.clone();
-            async move {
-                let mut found = std::collections::HashMap::new();
-                match store.pool().acquire().await {
-                    Ok(mut conn) => {
-                        for hash in crate::batcher::distinct(&hashes) {
-                            let key = active_key_by_hash(&mut conn, &hash).await.map_err(|e| e.to_string());
-                            found.insert(hash, key);
-                        }
-                    }
-                    Err(error) => return hashes.iter().map(|_| Err(error.to_string())).collect(),
-                }
-                crate::batcher::answer(&hashes, &found)
-            }
+        crate::batcher::reader(store.pool().clone(), |conn, hash: &String| {
+            Box::pin(async move { active_key_by_hash(conn, hash).await.map_err(|e| e.to_string()) })
         })
     });
     reader.submit(key_hash).await.unwrap_or_else(|| Err("the key reader stopped".into()))

@@ -182,26 +182,14 @@ impl Accounts {
     /// Requests that arrive together share the reads (one per distinct Target, on one connection).
     pub async fn resolve(&self, target: Option<&str>) -> ServiceResult<Option<AccountView>> {
         let resolver = self.resolver.get_or_init(|| {
-            let store = self.store.clone();
-            crate::batcher::Batcher::spawn(move |targets: Vec<Option<String>>| {
-                let store = store.clone();
-                async move {
-                    let mut found = std::collections::HashMap::new();
-                    match store.pool().acquire().await {
-                        Ok(mut conn) => {
-                            for target in crate::batcher::distinct(&targets) {
-                                let record = match &target {
-                                    Some(name) => account_store::get_by_name(&mut conn, name).await,
-                                    None => account_store::get_default(&mut conn).await,
-                                };
-                                let view = record.map(|r| r.as_ref().map(AccountView::from)).map_err(|e| e.to_string());
-                                found.insert(target, view);
-                            }
-                        }
-                        Err(error) => return targets.iter().map(|_| Err(error.to_string())).collect(),
-                    }
-                    crate::batcher::answer(&targets, &found)
-                }
+            crate::batcher::reader(self.store.pool().clone(), |conn, target: &Option<String>| {
+                Box::pin(async move {
+                    let record = match target {
+                        Some(name) => account_store::get_by_name(conn, name).await,
+                        None => account_store::get_default(conn).await,
+                    };
+                    record.map(|r| r.as_ref().map(AccountView::from)).map_err(|e| e.to_string())
+                })
             })
         });
         resolver
