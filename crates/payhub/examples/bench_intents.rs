@@ -172,6 +172,11 @@ async fn main() -> anyhow::Result<()> {
         cpu.as_secs_f64() * 1000.0 / count.max(1) as f64,
         cpu.as_secs_f64() / seconds as f64,
     );
+    if let Ok(wal) = std::fs::metadata(data_dir.path().join("bench.db-wal")) {
+        // The file keeps the size of the longest the log was; checkpoints let the log start again from its
+        // beginning, so under steady load this stays flat.
+        println!("SQLite write-ahead log at its longest: {:.1} MiB", wal.len() as f64 / (1024.0 * 1024.0));
+    }
 
     // The simulator alone, through the same kind of client, in the same run.
     let token: serde_json::Value = http

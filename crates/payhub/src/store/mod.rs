@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod batch;
+pub mod checkpoint;
 pub mod idempotency;
 pub mod records;
 pub mod recurring;
@@ -79,6 +80,8 @@ pub struct Store {
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// API key lookups of requests arriving together (see [`users::active_key_coalesced`]).
     key_reads: std::sync::Arc<std::sync::OnceLock<KeyReads>>,
+    /// SQLite: the task that checkpoints the write-ahead log off the writer's path ([`checkpoint`]).
+    checkpoints: Option<std::sync::Arc<checkpoint::Checkpoints>>,
 }
 
 type KeyReads = crate::batcher::Batcher<String, Result<Option<users::ApiKeyRecord>, String>>;
@@ -216,8 +219,13 @@ impl Store {
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 conn.execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;",
+                                    format!(
+                                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                                         PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = {};",
+                                        checkpoint::BACKSTOP_FRAMES
+                                    )
+                                    .as_str(),
                                 )
                                 .await?;
                                 Ok(())
@@ -225,19 +233,22 @@ impl Store {
                         })
                 };
                 let pool = sqlite_pool(8).connect_with(options.clone()).await?;
-                let writer = sqlite_pool(1).connect_with(options).await?;
+                let writer = sqlite_pool(1).connect_with(options.clone()).await?;
                 (pool, writer)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?;
                 (pool.clone(), pool)
             }
         };
-        Ok(Store { pool, writer, backend, write_lock: std::sync::Arc::default(), key_reads: std::sync::Arc::default() })
+        let write_lock = std::sync::Arc::default();
+        let checkpoints = (backend == Backend::Sqlite)
+            .then(|| std::sync::Arc::new(checkpoint::spawn(options, std::sync::Arc::clone(&write_lock))));
+        Ok(Store { pool, writer, backend, write_lock, key_reads: std::sync::Arc::default(), checkpoints })
     }
 
     /// The backend this store talks to.
@@ -337,6 +348,9 @@ impl Store {
 
     /// Closes every connection (at shutdown).
     pub async fn close(&self) {
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.stop();
+        }
         self.pool.close().await;
         self.writer.close().await;
     }

@@ -1,0 +1,153 @@
+//! SQLite WAL checkpoints, off the writer's path.
+//!
+//! In WAL mode every commit appends pages to the write-ahead log, and a checkpoint copies them back into the
+//! database file and syncs both files. SQLite's own automatic checkpoint runs inside the commit that crosses
+//! its threshold, so the writer (and every request waiting for it) stalls for the copy and two `fsync`s, a few
+//! times a second under load. Here a task with a connection of its own does that work instead:
+//!
+//! - every [`PERIOD`] it runs a `PASSIVE` checkpoint, which copies what is in the log without taking the write
+//!   lock, so the writer goes on appending meanwhile;
+//! - when the log has grown past [`CATCH_UP_FRAMES`], it takes this process's writer slot (see
+//!   [`super::Store::begin_write`]) for a second `PASSIVE` checkpoint, which then has only the few pages written
+//!   during the first one to copy. With the log fully copied, the writer's next commit starts the log again from
+//!   its beginning, so it stays small.
+//!
+//! Connections that write keep an automatic checkpoint at [`BACKSTOP_FRAMES`], far above what the task lets the
+//! log reach, so that the log stays bounded if the task falls behind or is not running. Checkpoints change
+//! nothing a transaction can see and take nothing from durability: a commit is in the log before it is
+//! acknowledged either way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions, Executor, Row};
+
+/// How often the checkpoint task copies the log into the database file.
+pub const PERIOD: Duration = Duration::from_millis(50);
+
+/// Log size (pages) above which the task takes the writer slot to copy the rest and let the log start again.
+pub const CATCH_UP_FRAMES: i64 = 1_000;
+
+/// The automatic checkpoint threshold (pages) of connections that write: a backstop for when the task is behind.
+pub const BACKSTOP_FRAMES: i64 = 20_000;
+
+/// The running checkpoint task of a [`super::Store`]; it stops when the store is closed or its last clone is
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct Checkpoints {
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Checkpoints {
+    /// Stops the task (its connection closes after the checkpoint in progress, if any).
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// One `PASSIVE` checkpoint: the pages in the log and how many of them are now in the database file.
+async fn checkpoint(conn: &mut AnyConnection) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?;
+    Ok((row.try_get(1)?, row.try_get(2)?))
+}
+
+async fn connect(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Error> {
+    let mut conn = options.connect().await?;
+    conn.execute("PRAGMA busy_timeout = 5000").await?;
+
+    Ok(conn)
+}
+
+/// Starts the checkpoint task for the SQLite database at `options`. `write_slot` is the store's writer slot.
+pub(crate) fn spawn(options: AnyConnectOptions, write_slot: Arc<tokio::sync::Mutex<()>>) -> Checkpoints {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut conn: Option<AnyConnection> = None;
+        loop {
+            tokio::select! {
+                // A change (closed) or no sender left (dropped): either way, stop.
+                _ = stopped.changed() => break,
+                () = tokio::time::sleep(PERIOD) => {}
+            }
+            if conn.is_none() {
+                match connect(&options).await {
+                    Ok(new) => conn = Some(new),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot open the checkpoint connection; SQLite checkpoints itself");
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let outcome = async {
+                let (log, _) = checkpoint(c).await?;
+                if log >= CATCH_UP_FRAMES {
+                    let _slot = write_slot.lock().await;
+                    checkpoint(c).await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            }
+            .await;
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "WAL checkpoint failed; reconnecting");
+                conn = None;
+            }
+        }
+    });
+    Checkpoints { stop }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Bytes of one page in the log (a 4 KiB page and its frame header).
+    const FRAME_BYTES: u64 = 4096 + 24;
+
+    /// Commits `commits` small write transactions (a page or two of log each) on a new database, with the
+    /// checkpoint task running or stopped, and returns the log file's size: the longest the log ever was.
+    async fn log_high_water_mark(task: bool, commits: usize) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        if !task {
+            if let Some(checkpoints) = &store.checkpoints {
+                checkpoints.stop();
+            }
+        }
+        sqlx::query("CREATE TABLE filler (n BIGINT NOT NULL, pad TEXT NOT NULL)").execute(store.pool()).await.unwrap();
+        for n in 0..commits {
+            let mut tx = store.begin_write().await.unwrap();
+            sqlx::query("INSERT INTO filler (n, pad) VALUES ($1, $2)")
+                .bind(n as i64)
+                .bind("x".repeat(200))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM filler").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(rows, commits as i64, "every committed row is there");
+        let size = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
+        store.close().await;
+        size
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_task_keeps_the_log_short_while_writes_go_on() {
+        let commits = 6 * CATCH_UP_FRAMES as usize;
+        // The control: the connections' own threshold is far above this volume, so without the task the log
+        // only grows (one page or more per commit).
+        let alone = log_high_water_mark(false, commits).await;
+        assert!(alone >= commits as u64 * FRAME_BYTES, "without the task the log grew to {alone} bytes");
+        // With the task the log is copied and starts again whenever it passes the catch-up size; between two
+        // rounds of the task a few hundred commits at most are added.
+        let with_task = log_high_water_mark(true, commits).await;
+        assert!(
+            with_task < 3 * CATCH_UP_FRAMES as u64 * FRAME_BYTES,
+            "with the task the log still grew to {with_task} bytes (alone: {alone})"
+        );
+    }
+}
