@@ -7,7 +7,9 @@
 //! PAYHUB_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 //!   cargo run --release -p payhub --example bench_intents                # PostgreSQL (a fresh database)
 //! ```
-//! Options (environment): `BENCH_SECONDS` (default 10), `BENCH_CONCURRENCY` (default 32).
+//! Options (environment): `BENCH_SECONDS` (default 10), `BENCH_CONCURRENCY` (default 32), `BENCH_RATE`: instead
+//! of a fixed number of clients each waiting for its answer (closed loop), start this many intents per second
+//! (open loop) and count each latency from when its request was due.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 /// The allocator the `payhub` binary uses (see its `main.rs`).
@@ -90,10 +92,45 @@ where
     (all.len(), errors, all)
 }
 
+/// Open loop: requests start at `rate` per second whatever the answers do (at most 4,096 in flight), and each
+/// latency counts from the moment its request was due, so a stall is not hidden by requests that were never sent.
+async fn drive_at_rate<F, Fut>(rate: u64, seconds: u64, request: F) -> (usize, usize, Vec<Duration>)
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(4096));
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..(rate * seconds) as usize {
+        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        let permit = in_flight.clone().acquire_owned().await.unwrap();
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let ok = request(n).await;
+            drop(permit);
+            (due.elapsed(), ok)
+        }));
+    }
+    let mut all = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for task in tasks {
+        let (latency, ok) = task.await.unwrap();
+        all.push(latency);
+        if !ok {
+            errors += 1;
+        }
+    }
+    all.sort();
+    (all.len(), errors, all)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let concurrency = env_or("BENCH_CONCURRENCY", 32) as usize;
+    let rate = env_or("BENCH_RATE", 0);
     let data_dir = tempfile::tempdir()?;
     let database_url = match std::env::var("PAYHUB_BENCH_DATABASE_URL") {
         Ok(server) => {
@@ -137,7 +174,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let (_, key) = auth::create_api_key(&state.store, "bench", Role::Integrator, &actor).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    // Keep every connection the load opens (the open loop may have many requests in flight at once): a new
+    // connection per request would measure TCP set-up, not payhub.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build()?;
 
     let intent = {
         let http = http.clone();
@@ -159,11 +198,19 @@ async fn main() -> anyhow::Result<()> {
     // Warm up (connections, token, SQLite cache).
     drive(concurrency, 1, intent.clone()).await;
     let cpu_before = cpu_used();
-    let (count, errors, latencies) = drive(concurrency, seconds, intent).await;
+    let wall = Instant::now();
+    let (count, errors, latencies) =
+        if rate > 0 { drive_at_rate(rate, seconds, intent).await } else { drive(concurrency, seconds, intent).await };
     let cpu = cpu_used().saturating_sub(cpu_before);
+    let how = if rate > 0 {
+        format!("{rate} intents/s offered for {seconds} s (open loop)")
+    } else {
+        format!("over {seconds} s with {concurrency} clients")
+    };
     println!(
-        "payhub ({backend}): {} intents/s over {seconds} s with {concurrency} clients, p50 {:.1} ms, p99 {:.1} ms, errors {errors}",
-        count as f64 / seconds as f64,
+        "payhub ({backend}): {:.0} intents/s {how}, p50 {:.1} ms, p99 {:.1} ms, errors {errors}",
+        // Open loop: over the time until the last answer came, so a backlog shows as a lower rate.
+        count as f64 / if rate > 0 { wall.elapsed().as_secs_f64() } else { seconds as f64 },
         percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
     );
