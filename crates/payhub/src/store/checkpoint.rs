@@ -46,43 +46,42 @@ impl Checkpoints {
     }
 }
 
-/// One `PASSIVE` checkpoint: the pages in the log and how many of them are now in the database file.
-async fn checkpoint(conn: &mut AnyConnection) -> Result<(i64, i64), sqlx::Error> {
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?;
-    Ok((row.try_get(1)?, row.try_get(2)?))
+/// One `PASSIVE` checkpoint; returns the pages in the log.
+async fn checkpoint(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
+    // The row is (busy, pages in the log, pages of it now in the database file).
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?.try_get(1)
 }
 
+/// The task's own connection. Its checkpoints wait on the busy timeout for another process's checkpoint.
 async fn connect(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Error> {
     let mut conn = options.connect().await?;
     conn.execute("PRAGMA busy_timeout = 5000").await?;
-
     Ok(conn)
 }
+
+/// How long the task waits after a failure before it opens a new connection (meanwhile SQLite's own checkpoint
+/// at [`BACKSTOP_FRAMES`] keeps the log bounded).
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Starts the checkpoint task for the SQLite database at `options`. `write_slot` is the store's writer slot.
 pub(crate) fn spawn(options: AnyConnectOptions, write_slot: Arc<tokio::sync::Mutex<()>>) -> Checkpoints {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut conn: Option<AnyConnection> = None;
+        let mut wait = PERIOD;
         loop {
             tokio::select! {
                 // A change (closed) or no sender left (dropped): either way, stop.
                 _ = stopped.changed() => break,
-                () = tokio::time::sleep(PERIOD) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            if conn.is_none() {
-                match connect(&options).await {
-                    Ok(new) => conn = Some(new),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot open the checkpoint connection; SQLite checkpoints itself");
-                        continue;
-                    }
-                }
-            }
-            let Some(c) = conn.as_mut() else { continue };
+            wait = PERIOD;
             let outcome = async {
-                let (log, _) = checkpoint(c).await?;
-                if log >= CATCH_UP_FRAMES {
+                let c = match &mut conn {
+                    Some(c) => c,
+                    empty => empty.insert(connect(&options).await?),
+                };
+                if checkpoint(c).await? >= CATCH_UP_FRAMES {
                     let _slot = write_slot.lock().await;
                     checkpoint(c).await?;
                 }
@@ -90,8 +89,9 @@ pub(crate) fn spawn(options: AnyConnectOptions, write_slot: Arc<tokio::sync::Mut
             }
             .await;
             if let Err(error) = outcome {
-                tracing::warn!(%error, "WAL checkpoint failed; reconnecting");
+                tracing::warn!(%error, "WAL checkpoint failed; trying again with a new connection in 5 s");
                 conn = None;
+                wait = RETRY_AFTER;
             }
         }
     });
