@@ -45,15 +45,47 @@ fn cpu_used() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
+/// Every request's latency (sorted) and how many failed.
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: usize,
 }
 
-async fn drive<F, Fut>(concurrency: usize, seconds: u64, request: F) -> (usize, usize, Vec<Duration>)
+impl Outcome {
+    fn of(results: impl IntoIterator<Item = (Duration, bool)>) -> Outcome {
+        let mut outcome = Outcome { latencies: Vec::new(), errors: 0 };
+        for (latency, ok) in results {
+            outcome.latencies.push(latency);
+            outcome.errors += usize::from(!ok);
+        }
+        outcome.latencies.sort();
+        outcome
+    }
+
+    fn count(&self) -> usize {
+        self.latencies.len()
+    }
+
+    /// The latency at `p` (0–1), in milliseconds.
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let Some(last) = self.latencies.len().checked_sub(1) else { return 0.0 };
+        let index = ((last as f64 * p).round() as usize).min(last);
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+
+    /// "p50 … ms, p99 … ms, errors …".
+    fn summary(&self) -> String {
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, errors {}",
+            self.percentile_ms(0.50),
+            self.percentile_ms(0.99),
+            self.errors
+        )
+    }
+}
+
+/// Closed loop: `concurrency` clients, each sending its next request when its last is answered.
+async fn drive<F, Fut>(concurrency: usize, seconds: u64, request: F) -> Outcome
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -64,37 +96,27 @@ where
         let stop = stop.clone();
         let request = request.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            let mut n = 0;
+            let mut results = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let ok = request(worker * 1_000_000 + n).await;
-                latencies.push(started.elapsed());
-                if !ok {
-                    errors += 1;
-                }
-                n += 1;
+                let ok = request(worker * 1_000_000 + results.len()).await;
+                results.push((started.elapsed(), ok));
             }
-            (latencies, errors)
+            results
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
-    let mut errors = 0;
     for task in tasks {
-        let (latencies, e) = task.await.unwrap();
-        all.extend(latencies);
-        errors += e;
+        all.extend(task.await.unwrap());
     }
-    all.sort();
-    (all.len(), errors, all)
+    Outcome::of(all)
 }
 
 /// Open loop: requests start at `rate` per second whatever the answers do (at most 4,096 in flight), and each
 /// latency counts from the moment its request was due, so a stall is not hidden by requests that were never sent.
-async fn drive_at_rate<F, Fut>(rate: u64, seconds: u64, request: F) -> (usize, usize, Vec<Duration>)
+async fn drive_at_rate<F, Fut>(rate: u64, seconds: u64, request: F) -> Outcome
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -114,16 +136,10 @@ where
         }));
     }
     let mut all = Vec::with_capacity(tasks.len());
-    let mut errors = 0;
     for task in tasks {
-        let (latency, ok) = task.await.unwrap();
-        all.push(latency);
-        if !ok {
-            errors += 1;
-        }
+        all.push(task.await.unwrap());
     }
-    all.sort();
-    (all.len(), errors, all)
+    Outcome::of(all)
 }
 
 #[tokio::main]
@@ -199,25 +215,21 @@ async fn main() -> anyhow::Result<()> {
     drive(concurrency, 1, intent.clone()).await;
     let cpu_before = cpu_used();
     let wall = Instant::now();
-    let (count, errors, latencies) =
+    let outcome =
         if rate > 0 { drive_at_rate(rate, seconds, intent).await } else { drive(concurrency, seconds, intent).await };
+    let elapsed = wall.elapsed().as_secs_f64();
     let cpu = cpu_used().saturating_sub(cpu_before);
-    let how = if rate > 0 {
-        format!("{rate} intents/s offered for {seconds} s (open loop)")
+    let (how, over) = if rate > 0 {
+        // Over the time until the last answer came, so a backlog shows as a lower rate.
+        (format!("{rate} intents/s offered for {seconds} s (open loop)"), elapsed)
     } else {
-        format!("over {seconds} s with {concurrency} clients")
+        (format!("over {seconds} s with {concurrency} clients"), seconds as f64)
     };
-    println!(
-        "payhub ({backend}): {:.0} intents/s {how}, p50 {:.1} ms, p99 {:.1} ms, errors {errors}",
-        // Open loop: over the time until the last answer came, so a backlog shows as a lower rate.
-        count as f64 / if rate > 0 { wall.elapsed().as_secs_f64() } else { seconds as f64 },
-        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-    );
+    println!("payhub ({backend}): {:.0} intents/s {how}, {}", outcome.count() as f64 / over, outcome.summary());
     println!(
         "CPU (payhub, simulator and load generator together): {:.3} ms per intent, {:.2} cores busy",
-        cpu.as_secs_f64() * 1000.0 / count.max(1) as f64,
-        cpu.as_secs_f64() / seconds as f64,
+        cpu.as_secs_f64() * 1000.0 / outcome.count().max(1) as f64,
+        cpu.as_secs_f64() / elapsed,
     );
     if let Ok(wal) = std::fs::metadata(data_dir.path().join("bench.db-wal")) {
         // The file keeps the size of the longest the log was; checkpoints let the log start again from its
@@ -254,12 +266,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let sim_seconds = seconds.min(5);
-    let (sim_count, sim_errors, sim_latencies) = drive(concurrency, sim_seconds, create).await;
-    println!(
-        "vipps-sim alone: {} creates/s, p50 {:.1} ms, p99 {:.1} ms, errors {sim_errors}",
-        sim_count as f64 / sim_seconds as f64,
-        percentile(&sim_latencies, 0.50).as_secs_f64() * 1000.0,
-        percentile(&sim_latencies, 0.99).as_secs_f64() * 1000.0,
-    );
+    let sim = drive(concurrency, sim_seconds, create).await;
+    println!("vipps-sim alone: {:.0} creates/s, {}", sim.count() as f64 / sim_seconds as f64, sim.summary());
     Ok(())
 }

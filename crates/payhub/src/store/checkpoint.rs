@@ -3,9 +3,9 @@
 //! In WAL mode every commit appends pages to the write-ahead log, and a checkpoint copies them back into the
 //! database file and syncs both files. SQLite's own automatic checkpoint runs inside the commit that crosses
 //! its threshold, so the writer (and every request waiting for it) stalls for the copy and two `fsync`s, a few
-//! times a second under load. Here a task with a connection of its own does that work instead:
+//! times a second under load. Here a task of the store does that work instead:
 //!
-//! - every [`PERIOD`] it runs a `PASSIVE` checkpoint, which copies what is in the log without taking the write
+//! - every [`PERIOD`] it runs, on a connection of the store's pool, a `PASSIVE` checkpoint, which copies what is in the log without taking the write
 //!   lock, so the writer goes on appending meanwhile;
 //! - when the log has grown past [`CATCH_UP_FRAMES`], it takes this process's writer slot (see
 //!   [`super::Store::begin_write`]) for a second `PASSIVE` checkpoint, which then has only the few pages written
@@ -20,8 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, ConnectOptions, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 /// How often the checkpoint task copies the log into the database file.
 pub const PERIOD: Duration = Duration::from_millis(50);
@@ -40,7 +39,7 @@ pub(crate) struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Stops the task (its connection closes after the checkpoint in progress, if any).
+    /// Stops the task (after the checkpoint in progress, if any).
     pub(crate) fn stop(&self) {
         self.stop.send_replace(true);
     }
@@ -52,22 +51,15 @@ async fn checkpoint(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?.try_get(1)
 }
 
-/// The task's own connection. Its checkpoints wait on the busy timeout for another process's checkpoint.
-async fn connect(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Error> {
-    let mut conn = options.connect().await?;
-    conn.execute("PRAGMA busy_timeout = 5000").await?;
-    Ok(conn)
-}
-
-/// How long the task waits after a failure before it opens a new connection (meanwhile SQLite's own checkpoint
-/// at [`BACKSTOP_FRAMES`] keeps the log bounded).
+/// How long the task waits after a failure before it tries again (meanwhile SQLite's own checkpoint at
+/// [`BACKSTOP_FRAMES`] keeps the log bounded).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// Starts the checkpoint task for the SQLite database at `options`. `write_slot` is the store's writer slot.
-pub(crate) fn spawn(options: AnyConnectOptions, write_slot: Arc<tokio::sync::Mutex<()>>) -> Checkpoints {
+/// Starts the checkpoint task on `pool` (the store's, whose connections wait on the busy timeout for another
+/// process's checkpoint). `write_slot` is the store's writer slot.
+pub(crate) fn spawn(pool: AnyPool, write_slot: Arc<tokio::sync::Mutex<()>>) -> Checkpoints {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut conn: Option<AnyConnection> = None;
         let mut wait = PERIOD;
         loop {
             tokio::select! {
@@ -75,24 +67,22 @@ pub(crate) fn spawn(options: AnyConnectOptions, write_slot: Arc<tokio::sync::Mut
                 _ = stopped.changed() => break,
                 () = tokio::time::sleep(wait) => {}
             }
-            wait = PERIOD;
             let outcome = async {
-                let c = match &mut conn {
-                    Some(c) => c,
-                    empty => empty.insert(connect(&options).await?),
-                };
-                if checkpoint(c).await? >= CATCH_UP_FRAMES {
+                let mut conn = pool.acquire().await?;
+                if checkpoint(&mut conn).await? >= CATCH_UP_FRAMES {
                     let _slot = write_slot.lock().await;
-                    checkpoint(c).await?;
+                    checkpoint(&mut conn).await?;
                 }
                 Ok::<_, sqlx::Error>(())
             }
             .await;
-            if let Err(error) = outcome {
-                tracing::warn!(%error, "WAL checkpoint failed; trying again with a new connection in 5 s");
-                conn = None;
-                wait = RETRY_AFTER;
-            }
+            wait = match outcome {
+                Ok(()) => PERIOD,
+                Err(error) => {
+                    tracing::warn!(%error, "WAL checkpoint failed; trying again in 5 s");
+                    RETRY_AFTER
+                }
+            };
         }
     });
     Checkpoints { stop }

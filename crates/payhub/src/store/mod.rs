@@ -233,21 +233,21 @@ impl Store {
                         })
                 };
                 let pool = sqlite_pool(8).connect_with(options.clone()).await?;
-                let writer = sqlite_pool(1).connect_with(options.clone()).await?;
+                let writer = sqlite_pool(1).connect_with(options).await?;
                 (pool, writer)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options.clone())
+                    .connect_with(options)
                     .await?;
                 (pool.clone(), pool)
             }
         };
         let write_lock = std::sync::Arc::default();
         let checkpoints = (backend == Backend::Sqlite)
-            .then(|| std::sync::Arc::new(checkpoint::spawn(options, std::sync::Arc::clone(&write_lock))));
+            .then(|| std::sync::Arc::new(checkpoint::spawn(pool.clone(), std::sync::Arc::clone(&write_lock))));
         Ok(Store { pool, writer, backend, write_lock, key_reads: std::sync::Arc::default(), checkpoints })
     }
 
@@ -314,8 +314,7 @@ impl Store {
                 Backend::Sqlite => migration.sqlite,
                 Backend::Postgres => migration.postgres,
             };
-            let begin = if self.backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
-            conn.execute(begin).await?;
+            conn.execute(self.backend.begin_write()).await?;
             let outcome = async {
                 conn.execute(sql).await?;
                 sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
