@@ -84,6 +84,20 @@ impl NewJob {
         self.max_attempts = Some(n.max(1));
         self
     }
+
+    /// The job as a row for a batch insert ([`crate::store::batch::Steps::insert_deliveries`]): kind, payload,
+    /// dedupe key, ordering key, max attempts, run at, created at; enqueued at `now`, as [`enqueue`] would.
+    pub(crate) fn row(&self, now: DateTime<Utc>) -> serde_json::Value {
+        serde_json::json!([
+            self.kind,
+            self.payload.to_string(),
+            self.dedupe_key,
+            self.ordering_key,
+            self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            timestamp(self.run_at.unwrap_or(now)),
+            timestamp(now)
+        ])
+    }
 }
 
 /// Default number of attempts of a job that does not say.

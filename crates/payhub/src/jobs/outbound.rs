@@ -29,6 +29,7 @@ use crate::domain::ids::new_id;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
 use crate::secrets::MasterKey;
+use crate::store::batch::{Endpoint, Steps};
 use crate::store::{map_conflict, parse_timestamp, timestamp, StoreResult};
 
 /// The job kind of one delivery attempt.
@@ -139,31 +140,24 @@ pub async fn emit_at(
     extra_url: Option<&str>,
     at: DateTime<Utc>,
 ) -> StoreResult<Vec<String>> {
-    let body = serde_json::json!({ "type": event_type, "timestamp": timestamp(at), "data": data }).to_string();
-    let endpoints =
-        sqlx::query("SELECT id, url, event_types FROM webhook_endpoints ORDER BY id").fetch_all(&mut *conn).await?;
-    let mut targets: Vec<(Option<String>, String)> = Vec::new();
-    for row in &endpoints {
-        let types: String = row.try_get("event_types")?;
-        let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
-        if types.is_empty() || types.iter().any(|t| t == event_type || t == "*") {
-            targets.push((Some(row.try_get("id")?), row.try_get("url")?));
-        }
-    }
-    if let Some(url) = extra_url.filter(|u| !u.is_empty()) {
-        targets.push((None, url.to_owned()));
-    }
+    let body = event_body(event_type, data, at);
+    let endpoints: Vec<Endpoint> = sqlx::query("SELECT id, url, event_types FROM webhook_endpoints ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok(Endpoint { id: row.try_get(0)?, url: row.try_get(1)?, event_types: row.try_get(2)? }))
+        .collect::<Result<_, sqlx::Error>>()?;
     let now = timestamp(at);
-    let mut ids = Vec::with_capacity(targets.len());
-    for (endpoint_id, url) in targets {
+    let mut ids = Vec::new();
+    for (endpoint_id, url) in targets(&endpoints, event_type, extra_url) {
         let id = new_id("msg");
         sqlx::query(
             "INSERT INTO webhook_deliveries (id, endpoint_id, url, event_type, body, status, attempts, created_at, \
              updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
         )
         .bind(&id)
-        .bind(endpoint_id.as_deref())
-        .bind(&url)
+        .bind(endpoint_id)
+        .bind(url)
         .bind(event_type)
         .bind(&body)
         .bind(&now)
@@ -174,6 +168,55 @@ pub async fn emit_at(
         ids.push(id);
     }
     Ok(ids)
+}
+
+/// An event's body as delivered.
+fn event_body(event_type: &str, data: serde_json::Value, at: DateTime<Utc>) -> String {
+    serde_json::json!({ "type": event_type, "timestamp": timestamp(at), "data": data }).to_string()
+}
+
+/// Where an event of `event_type` goes: every endpoint that takes it (with its id), then `extra_url`.
+fn targets<'e>(
+    endpoints: &'e [Endpoint],
+    event_type: &'e str,
+    extra_url: Option<&'e str>,
+) -> impl Iterator<Item = (Option<&'e str>, &'e str)> {
+    let endpoints =
+        endpoints.iter().filter(move |e| e.takes(event_type)).map(|e| (Some(e.id.as_str()), e.url.as_str()));
+    endpoints.chain(extra_url.filter(|u| !u.is_empty()).map(|url| (None, url)))
+}
+
+/// Events of a batch ([`crate::store::batch`]), addressed to their targets as [`emit_at`] addresses one, and
+/// written with the batch's other rows by [`Outbox::write_to`].
+#[derive(Default)]
+pub(crate) struct Outbox {
+    deliveries: Vec<serde_json::Value>,
+    jobs: Vec<serde_json::Value>,
+}
+
+impl Outbox {
+    /// Adds the deliveries of one event to `endpoints` (the installation's, read once for the batch) and
+    /// `extra_url`.
+    pub(crate) fn emit(
+        &mut self,
+        endpoints: &[Endpoint],
+        event_type: &str,
+        data: serde_json::Value,
+        extra_url: Option<&str>,
+        at: DateTime<Utc>,
+    ) {
+        let body = event_body(event_type, data, at);
+        for (endpoint_id, url) in targets(endpoints, event_type, extra_url) {
+            let id = new_id("msg");
+            self.deliveries.push(serde_json::json!([id, endpoint_id, url, event_type, body, timestamp(at)]));
+            self.jobs.push(delivery_job(&id).row(at.min(Utc::now())));
+        }
+    }
+
+    /// Adds the deliveries and their jobs to `steps`.
+    pub(crate) fn write_to(self, steps: &mut Steps) {
+        steps.insert_deliveries(self.deliveries, self.jobs);
+    }
 }
 
 fn delivery_job(delivery_id: &str) -> NewJob {

@@ -6,11 +6,13 @@ use serde_json::{json, Value};
 use sqlx::AnyConnection;
 
 use crate::domain::money::{signed_json_kroner, Money};
+use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::jobs::outbound;
 use crate::store::records::{self, InstallmentRow};
 use crate::store::StoreResult;
 
-fn installment_data(installment: &InstallmentRow, payments: &[records::PaymentRow]) -> Value {
+/// An installment's event data, FinDock's shape.
+pub(crate) fn installment_data(installment: &InstallmentRow, payments: &[records::PaymentRow]) -> Value {
     json!({
         "Id": installment.id,
         "Status": installment.status.as_str(),
@@ -50,6 +52,11 @@ impl Listeners {
     /// Whether anyone listens at all.
     pub fn anyone(&self) -> bool {
         self.anyone
+    }
+
+    /// The intent's `WebhookURL`, if it has one.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
     }
 
     /// The listeners of `intent_id`'s events (its WebhookURL is read from the intent).
@@ -126,20 +133,30 @@ pub async fn intent(
         return Ok(());
     }
     let Some(intent) = records::intent(&mut *conn, intent_id).await? else { return Ok(()) };
-    let one_time = match &intent.installment_id {
-        Some(id) => records::installment(&mut *conn, id)
-            .await?
-            .map(|i| json!({"Id": i.id, "Type": "Installment", "Status": i.status.as_str()})),
+    let installment = match &intent.installment_id {
+        Some(id) => records::installment(&mut *conn, id).await?,
         None => None,
     };
-    let data = json!({
-        "Id": intent.id,
-        "Status": intent.status.as_str(),
-        "Payer": {"Contact": {"Id": intent.payer_id}},
-        "OneTime": one_time,
-    });
+    let one_time = installment.as_ref().map(|i| (i.id.as_str(), i.status));
+    let data = intent_data(&intent.id, intent.status, &intent.payer_id, one_time);
     outbound::emit_at(conn, event, data, listeners.url.as_deref(), at).await?;
     Ok(())
+}
+
+/// An intent's event data, FinDock's shape: its status, payer, and the installment it made with that
+/// installment's status.
+pub(crate) fn intent_data(
+    id: &str,
+    status: IntentStatus,
+    payer_id: &str,
+    installment: Option<(&str, InstallmentStatus)>,
+) -> Value {
+    json!({
+        "Id": id,
+        "Status": status.as_str(),
+        "Payer": {"Contact": {"Id": payer_id}},
+        "OneTime": installment.map(|(id, status)| json!({"Id": id, "Type": "Installment", "Status": status.as_str()})),
+    })
 }
 
 /// `mandate.status_change` for a mandate as it now stands.

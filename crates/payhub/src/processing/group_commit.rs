@@ -11,17 +11,26 @@
 //! When a batch fails (e.g. a payment reference collision, or a payer created concurrently elsewhere), it is
 //! rolled back and each of its writes is done alone, so one failing intent never fails the others.
 //!
-//! On SQLite the writer runs on a thread of its own: every statement is a round trip to the database's thread,
-//! and on the shared runtime each of those waited behind the HTTP work queued there.
+//! A batch reads first (who listens to events, which payers and profiles exist, how the answered installments
+//! stand), then sends every row it writes as a few multi-row statements ([`batch::Steps`]). The events it
+//! announces are composed from what it wrote and read, not read back row by row.
+//!
+//! On SQLite the writer runs on a thread of its own with a connection of its own that it drives directly
+//! ([`SqliteWriter`]): a batch is one stretch of work on one thread, where sqlx would hand each statement to the
+//! connection's thread and back.
 
 use chrono::{DateTime, Utc};
 
 use super::events::{self, Listeners};
 use crate::batcher::Batcher;
+use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
+use crate::jobs::outbound::Outbox;
+use crate::store::batch::{self, BatchConn, Endpoint};
 use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
-use crate::store::{batch, Backend, HeldWriter, Store, StoreError, StoreResult};
+use crate::store::sqlite_writer::SqliteWriter;
+use crate::store::{Backend, HeldWriter, Store, StoreError, StoreResult};
 
 /// A write for the writer: a new intent, or Vipps' answer to the create of one.
 pub(crate) enum Write {
@@ -57,8 +66,53 @@ fn stopped() -> StoreError {
 /// A writer task over its own held connection.
 fn writer(store: &Store) -> Batcher<Write, Written> {
     let store = store.clone();
-    let held = std::sync::Arc::new(tokio::sync::Mutex::new(HeldWriter::new(&store)));
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(Held::new(&store)));
     Batcher::spawn(move |items| write_batch(store.clone(), held.clone(), items))
+}
+
+/// The connection a writer keeps across its batches.
+enum Held {
+    /// SQLite with a database file: a connection of its own, driven on the writer's thread.
+    Sqlite(SqliteWriter),
+    /// PostgreSQL, or SQLite in memory: a connection of sqlx's.
+    Sqlx(HeldWriter),
+}
+
+impl Held {
+    fn new(store: &Store) -> Held {
+        SqliteWriter::new(store).map_or_else(|| Held::Sqlx(HeldWriter::new(store)), Held::Sqlite)
+    }
+
+    /// Writes a batch in one transaction; after a failure the connection is let go.
+    async fn write(&mut self, answers: &[&CreatedAtVipps], records: &[&PendingIntent]) -> StoreResult<Vec<Recorded>> {
+        let written = match self {
+            Held::Sqlite(writer) => {
+                async {
+                    let mut tx = writer.begin().await?;
+                    let recorded = together(&mut tx, answers, records).await?;
+                    tx.commit()?;
+                    Ok(recorded)
+                }
+                .await
+            }
+            Held::Sqlx(writer) => {
+                async {
+                    let mut tx = writer.begin().await?;
+                    let recorded = together(&mut *tx, answers, records).await?;
+                    tx.commit().await?;
+                    Ok(recorded)
+                }
+                .await
+            }
+        };
+        if written.is_err() {
+            match self {
+                Held::Sqlite(writer) => writer.discard(),
+                Held::Sqlx(writer) => writer.discard(),
+            }
+        }
+        written
+    }
 }
 
 impl Writers {
@@ -194,28 +248,12 @@ impl PendingIntent {
 }
 
 /// Writes a batch in one transaction on the writer's own connection; when that fails, each write alone.
-async fn write_batch(
-    store: Store,
-    held: std::sync::Arc<tokio::sync::Mutex<HeldWriter>>,
-    items: Vec<Write>,
-) -> Vec<Written> {
+async fn write_batch(store: Store, held: std::sync::Arc<tokio::sync::Mutex<Held>>, items: Vec<Write>) -> Vec<Written> {
     let records: Vec<&PendingIntent> =
         items.iter().filter_map(|w| if let Write::Record(i) = w { Some(&**i) } else { None }).collect();
     let answers: Vec<&CreatedAtVipps> =
         items.iter().filter_map(|w| if let Write::Created(a) = w { Some(&**a) } else { None }).collect();
-    let mut held = held.lock().await;
-    let together = async {
-        let mut tx = held.begin().await?;
-        created_together(&mut tx, &answers).await?;
-        let recorded = record_together(&mut tx, &records).await?;
-        tx.commit().await?;
-        Ok::<_, StoreError>(recorded)
-    }
-    .await;
-    if together.is_err() {
-        held.discard();
-    }
-    drop(held);
+    let together = held.lock().await.write(&answers, &records).await;
     match together {
         Ok(recorded) => {
             let mut recorded = recorded.into_iter();
@@ -243,40 +281,118 @@ async fn write_batch(
     }
 }
 
-/// Records every intent of the batch in the writer's transaction.
-async fn record_together(tx: &mut sqlx::AnyConnection, items: &[&PendingIntent]) -> StoreResult<Vec<Recorded>> {
+/// The answers, then the new intents, of a batch in the caller's transaction. Returns what each intent was
+/// recorded as, in order.
+async fn together<C: BatchConn>(
+    conn: &mut C,
+    answers: &[&CreatedAtVipps],
+    records: &[&PendingIntent],
+) -> StoreResult<Vec<Recorded>> {
+    // The endpoints, read once: every new intent needs them (to know who listens), and so does an answer that
+    // someone may hear.
+    let endpoints = if !records.is_empty() || answers.iter().any(|a| a.listeners.as_ref().is_none_or(Listeners::anyone))
+    {
+        batch::endpoints(&mut *conn).await?
+    } else {
+        Vec::new()
+    };
+    let mut steps = batch::Steps::default();
+    let mut outbox = Outbox::default();
+    created_together(&mut *conn, &mut steps, &mut outbox, &endpoints, answers).await?;
+    let recorded = record_together(&mut *conn, &mut steps, &mut outbox, &endpoints, records).await?;
+    outbox.write_to(&mut steps);
+    conn.write(steps).await?;
+    Ok(recorded)
+}
+
+/// The key under which the database keeps a payer unique (lower-cased email, else phone); `None` for a payer
+/// with neither, who is always new.
+fn payer_key(payer: &PayerInput) -> Option<(bool, String)> {
+    match (&payer.email, &payer.phone) {
+        (Some(email), _) => Some((true, email.to_lowercase())),
+        (None, Some(phone)) => Some((false, phone.as_str().to_owned())),
+        (None, None) => None,
+    }
+}
+
+/// The payers of the batch's intents, in order: found, or created (one per key, in the order of their keys, so
+/// that the batches of two payhub instances on one PostgreSQL never wait for each other's rows in opposite
+/// orders). A payer created meanwhile by someone else is read back.
+async fn payers_of<C: BatchConn>(conn: &mut C, items: &[&PendingIntent]) -> StoreResult<Vec<String>> {
+    let payers: Vec<&PayerInput> = items.iter().map(|i| &i.payer).collect();
+    let mut found = batch::find_payers(&mut *conn, &payers).await?;
+    let mut missing: Vec<usize> = (0..items.len()).filter(|&i| found[i].is_none()).collect();
+    if !missing.is_empty() {
+        missing.sort_by_key(|&i| payer_key(&items[i].payer));
+        let mut new: Vec<(String, usize)> = Vec::new();
+        let mut previous = None;
+        for &i in &missing {
+            let key = payer_key(&items[i].payer);
+            if key.is_none() {
+                let id = new_id("pay");
+                found[i] = Some(id.clone());
+                new.push((id, i));
+            } else if key != previous {
+                new.push((new_id("pay"), i));
+            }
+            previous = key;
+        }
+        let rows: Vec<_> = new.iter().map(|(id, i)| (id.as_str(), &items[*i].payer, items[*i].now)).collect();
+        let mut steps = batch::Steps::default();
+        steps.insert_payers(&rows);
+        conn.write(steps).await?;
+        let keyed: Vec<usize> = missing.into_iter().filter(|&i| found[i].is_none()).collect();
+        let payers: Vec<&PayerInput> = keyed.iter().map(|&i| &items[i].payer).collect();
+        for (i, id) in keyed.iter().zip(batch::find_payers(&mut *conn, &payers).await?) {
+            found[*i] = Some(id.ok_or_else(|| StoreError::Conflict("payers".into()))?);
+        }
+    }
+    Ok(found.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// The Vipps wallet profiles of the batch's intents (by payer and phone), in order: found, or created as
+/// [`payers_of`] creates payers.
+async fn profiles_of<C: BatchConn>(
+    conn: &mut C,
+    items: &[&PendingIntent],
+    payer_ids: &[String],
+) -> StoreResult<Vec<String>> {
+    let wanted: Vec<(&str, Option<&str>)> =
+        items.iter().zip(payer_ids).map(|(i, payer)| (payer.as_str(), i.profile_phone.as_deref())).collect();
+    let mut found = batch::find_profiles(&mut *conn, &wanted).await?;
+    let mut missing: Vec<usize> = (0..items.len()).filter(|&i| found[i].is_none()).collect();
+    if !missing.is_empty() {
+        missing.sort_by_key(|&i| wanted[i]);
+        missing.dedup_by_key(|i| wanted[*i]);
+        let ids: Vec<String> = missing.iter().map(|_| new_id("pp")).collect();
+        let rows: Vec<_> =
+            missing.iter().zip(&ids).map(|(&i, id)| (id.as_str(), wanted[i].0, wanted[i].1, items[i].now)).collect();
+        let mut steps = batch::Steps::default();
+        steps.insert_profiles(&rows);
+        conn.write(steps).await?;
+        let again: Vec<usize> = (0..items.len()).filter(|&i| found[i].is_none()).collect();
+        let pairs: Vec<(&str, Option<&str>)> = again.iter().map(|&i| wanted[i]).collect();
+        for (i, id) in again.iter().zip(batch::find_profiles(&mut *conn, &pairs).await?) {
+            found[*i] = Some(id.ok_or_else(|| StoreError::Conflict("payment_profiles".into()))?);
+        }
+    }
+    Ok(found.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Adds the rows of every new intent of the batch to `steps` (its payers and profiles are found or created at
+/// once), with the events that announce them.
+async fn record_together<C: BatchConn>(
+    conn: &mut C,
+    steps: &mut batch::Steps,
+    outbox: &mut Outbox,
+    endpoints: &[Endpoint],
+    items: &[&PendingIntent],
+) -> StoreResult<Vec<Recorded>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let any_endpoint =
-        if items.iter().any(|i| i.webhook_url.is_none()) { events::any_endpoint(&mut *tx).await? } else { false };
-    let payers: Vec<&PayerInput> = items.iter().map(|i| &i.payer).collect();
-    let mut payer_ids = batch::find_payers(&mut *tx, &payers).await?;
-    // New payers and profiles are created in a fixed order (by their keys), so that the batches of two payhub
-    // instances on one PostgreSQL never wait for each other's rows in opposite orders (a deadlock). Each creation is safe against a concurrent
-    // one (and a second intent of the same payer in this batch): it reads the winner back.
-    let mut missing: Vec<usize> = (0..items.len()).filter(|&i| payer_ids[i].is_none()).collect();
-    missing.sort_by_key(|&i| {
-        (
-            items[i].payer.email.as_ref().map(|e| e.to_lowercase()),
-            items[i].payer.phone.as_ref().map(|p| p.as_str().to_owned()),
-        )
-    });
-    for i in missing {
-        payer_ids[i] = Some(records::create_payer(&mut *tx, &items[i].payer, items[i].now).await?);
-    }
-    let payer_ids: Vec<String> = payer_ids.into_iter().map(Option::unwrap_or_default).collect();
-    let wanted: Vec<(&str, Option<&str>)> =
-        items.iter().zip(&payer_ids).map(|(i, payer)| (payer.as_str(), i.profile_phone.as_deref())).collect();
-    let mut profile_ids = batch::find_profiles(&mut *tx, &wanted).await?;
-    let mut missing: Vec<usize> = (0..items.len()).filter(|&i| profile_ids[i].is_none()).collect();
-    missing.sort_by_key(|&i| wanted[i]);
-    for i in missing {
-        let (payer_id, phone) = wanted[i];
-        profile_ids[i] = Some(records::create_profile(&mut *tx, payer_id, phone, items[i].now).await?);
-    }
-    let profile_ids: Vec<String> = profile_ids.into_iter().map(Option::unwrap_or_default).collect();
-    let mut steps = batch::Steps::default();
+    let payer_ids = payers_of(&mut *conn, items).await?;
+    let profile_ids = profiles_of(&mut *conn, items, &payer_ids).await?;
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
     let message_ids = steps.insert_messages(&messages);
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m, &i.reference), i.now)).collect();
@@ -288,13 +404,20 @@ async fn record_together(tx: &mut sqlx::AnyConnection, items: &[&PendingIntent])
         .map(|((i, report), (payer, profile))| (i.one_time(&i.reference, report, payer, profile), i.now))
         .collect();
     steps.insert_one_times(&one_times);
-    steps.run(&mut *tx).await?;
     let mut recorded = Vec::with_capacity(items.len());
-    for item in items {
-        let listeners = Listeners::known(item.webhook_url.clone(), any_endpoint);
+    for ((item, payer_id), (one_time, _)) in items.iter().zip(&payer_ids).zip(&one_times) {
+        let listeners = Listeners::known(item.webhook_url.clone(), !endpoints.is_empty());
         if listeners.anyone() {
-            events::intent(&mut *tx, &listeners, "paymentIntent.created", &item.intent_id, item.now).await?;
-            events::installment(&mut *tx, &listeners, "installment.created", &item.installment_id, item.now).await?;
+            // The intent and its installment as just written.
+            let data = events::intent_data(
+                &item.intent_id,
+                IntentStatus::Processing,
+                payer_id,
+                Some((&item.installment_id, InstallmentStatus::Outstanding)),
+            );
+            outbox.emit(endpoints, "paymentIntent.created", data, listeners.url(), item.now);
+            let data = events::installment_data(&one_time.installment_row(item.now), &[]);
+            outbox.emit(endpoints, "installment.created", data, listeners.url(), item.now);
         }
         recorded.push(Recorded { reference: item.reference.clone(), listeners });
     }
@@ -378,29 +501,56 @@ impl CreatedAtVipps {
     }
 }
 
-/// Records every answer of the batch in the writer's transaction: the payments become `CREATED`, their
-/// installments `Pending` and their intents `Matched`, each traced by a message and a report.
-async fn created_together(tx: &mut sqlx::AnyConnection, items: &[&CreatedAtVipps]) -> StoreResult<()> {
+/// Adds every answer of the batch to `steps`: the payments become `CREATED`, their installments `Pending` and
+/// their intents `Matched`, each traced by a message and a report, with the events of those moves.
+async fn created_together<C: BatchConn>(
+    conn: &mut C,
+    steps: &mut batch::Steps,
+    outbox: &mut Outbox,
+    endpoints: &[Endpoint],
+    items: &[&CreatedAtVipps],
+) -> StoreResult<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let now = Utc::now();
-    let mut steps = batch::Steps::default();
+    // How the installments that someone may hear about stand before the moves.
+    let heard: Vec<&&CreatedAtVipps> =
+        items.iter().filter(|i| i.listeners.as_ref().is_none_or(Listeners::anyone)).collect();
+    let ids: Vec<&str> = heard.iter().map(|i| i.installment_id.as_str()).collect();
+    let mut standing =
+        if ids.is_empty() { Default::default() } else { batch::installments_for_events(&mut *conn, &ids).await? };
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
     let message_ids = steps.insert_messages(&messages);
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m), i.now)).collect();
     steps.insert_reports(&reports);
-    let created: Vec<_> = items.iter().map(|i| (i.reference.as_str(), i.redirect_url.as_deref())).collect();
-    steps.mark_created(&created, now);
-    let (quiet, heard): (Vec<&&CreatedAtVipps>, Vec<&&CreatedAtVipps>) =
-        items.iter().partition(|i| i.listeners.as_ref().is_some_and(|l| !l.anyone()));
-    let installments: Vec<&str> = quiet.iter().map(|i| i.installment_id.as_str()).collect();
-    steps.advance_installments(&installments, InstallmentStatus::Pending, now);
-    let intents: Vec<&str> = quiet.iter().map(|i| i.intent_id.as_str()).collect();
-    steps.set_intents_status(&intents, IntentStatus::Matched, now);
-    steps.run(&mut *tx).await?;
+    let created: Vec<_> = items.iter().map(|i| (i.reference.as_str(), i.redirect_url.as_deref(), i.now)).collect();
+    steps.mark_created(&created);
+    let moves: Vec<_> = items.iter().map(|i| (i.installment_id.as_str(), i.now)).collect();
+    steps.advance_installments(&moves, InstallmentStatus::Pending);
+    let intents: Vec<_> = items.iter().map(|i| (i.intent_id.as_str(), i.now)).collect();
+    steps.set_intents_status(&intents, IntentStatus::Matched);
     for item in heard {
-        announce_created(&mut *tx, item).await?;
+        let Some(events) = standing.get_mut(&item.installment_id) else { continue };
+        let listeners = match &item.listeners {
+            Some(listeners) => listeners.clone(),
+            None => Listeners::known(events.webhook_url.clone(), !endpoints.is_empty()),
+        };
+        if !listeners.anyone() {
+            continue;
+        }
+        let installment = &mut events.installment;
+        if installment.status.can_become(InstallmentStatus::Pending) {
+            installment.status = InstallmentStatus::Pending;
+            let data = events::installment_data(installment, &events.payments);
+            outbox.emit(endpoints, "installment.status_change", data, listeners.url(), item.now);
+        }
+        let data = events::intent_data(
+            &item.intent_id,
+            IntentStatus::Matched,
+            &events.intent_payer_id,
+            Some((&installment.id, installment.status)),
+        );
+        outbox.emit(endpoints, "paymentIntent.processed", data, listeners.url(), item.now);
     }
     Ok(())
 }
@@ -481,7 +631,8 @@ mod tests {
         // Three intents of one new payer; two drew the same payment reference, so the shared transaction fails.
         let items = vec![pending(1, "pi-100000000001"), pending(2, "pi-100000000001"), pending(3, "pi-100000000003")];
         let items = items.into_iter().map(|i| Write::Record(Box::new(i))).collect();
-        let held = std::sync::Arc::new(tokio::sync::Mutex::new(HeldWriter::new(&store)));
+        let held = std::sync::Arc::new(tokio::sync::Mutex::new(Held::new(&store)));
+        assert!(matches!(*held.lock().await, Held::Sqlite(_)), "a database file gets the writer's own connection");
         let answers = write_batch(store.clone(), held, items).await;
         let references: Vec<String> = answers
             .into_iter()
@@ -505,6 +656,125 @@ mod tests {
             count("SELECT COUNT(*) FROM messages").fetch_one(&mut *conn).await.unwrap(),
             3,
             "nothing of the failed batch stayed"
+        );
+    }
+
+    fn answer(item: &PendingIntent, reference: &str, listeners: Option<Listeners>) -> CreatedAtVipps {
+        CreatedAtVipps {
+            reference: reference.to_owned(),
+            installment_id: item.installment_id.clone(),
+            intent_id: item.intent_id.clone(),
+            amount_ore: item.amount_ore,
+            redirect_url: Some(format!("https://landing.example/{reference}")),
+            body: "{}".into(),
+            listeners,
+            now: item.now,
+        }
+    }
+
+    /// The events announced about `item`, in the order their jobs run, with its own ids replaced so that two
+    /// intents' events compare.
+    async fn events_of(store: &Store, item: &PendingIntent, reference: &str) -> Vec<String> {
+        let mut conn = store.pool().acquire().await.unwrap();
+        let payer: String = sqlx::query_scalar("SELECT payer_id FROM payment_intents WHERE id = $1")
+            .bind(&item.intent_id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT d.event_type, d.url, d.body FROM webhook_deliveries d \
+             JOIN jobs j ON json_extract(j.payload, '$.delivery_id') = d.id ORDER BY j.id",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .filter(|(_, _, body)| body.contains(&item.intent_id))
+            .map(|(event, url, body)| {
+                let mut body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                body["timestamp"] = serde_json::Value::Null;
+                let body = body
+                    .to_string()
+                    .replace(&item.intent_id, "INTENT")
+                    .replace(&item.installment_id, "INSTALLMENT")
+                    .replace(&payer, "PAYER")
+                    .replace(reference, "REFERENCE");
+                format!("{event} {url} {body}")
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_and_announces_what_one_by_one_writes_and_announces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, url, description, event_types, secret_sealed, created_at) \
+             VALUES ('whe_1', 'http://127.0.0.1:9/erp', '', '[]', 'sealed', '2026-01-01T00:00:00Z')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let phone = |n: &str| crate::domain::phone::Phone::parse(n).unwrap();
+        let own_url = Some("http://127.0.0.1:9/own".to_owned());
+        // Written together: a new payer twice (the email in two cases), and a payer known by phone alone with a
+        // WebhookURL of its own.
+        let a = pending(1, "pi-100000000001");
+        let mut b = pending(2, "pi-100000000002");
+        b.payer.email = Some("same@example.org".into());
+        let mut c = pending(3, "pi-100000000003");
+        c.payer = PayerInput { phone: Some(phone("4791234567")), ..PayerInput::default() };
+        c.profile_phone = Some("4791234567".into());
+        c.webhook_url = own_url.clone();
+        let mut held = Held::new(&store);
+        assert!(matches!(held, Held::Sqlite(_)), "a database file gets the writer's own connection");
+        let recorded = held.write(&[], &[&a, &b, &c]).await.expect("the batch is written together");
+        assert_eq!(recorded.len(), 3);
+        assert!(recorded.iter().all(|r| r.listeners.anyone()));
+        // Answers: one whose listeners are known, one read from its intent.
+        let (answer_a, answer_c) =
+            (answer(&a, &a.reference, Some(recorded[0].listeners.clone())), answer(&c, &c.reference, None));
+        held.write(&[&answer_a, &answer_c], &[]).await.expect("the answers are written together");
+
+        // Written one by one: the same kinds of intent.
+        let mut d = pending(4, "pi-100000000004");
+        d.payer.email = Some("other@example.org".into());
+        let mut e = pending(5, "pi-100000000005");
+        e.payer = PayerInput { phone: Some(phone("4798765432")), ..PayerInput::default() };
+        e.profile_phone = Some("4798765432".into());
+        e.webhook_url = own_url;
+        let recorded_d = record_alone(&store, &d).await.unwrap();
+        record_alone(&store, &e).await.unwrap();
+        created_alone(&store, &answer(&d, &d.reference, Some(recorded_d.listeners))).await.unwrap();
+        created_alone(&store, &answer(&e, &e.reference, None)).await.unwrap();
+
+        let together = events_of(&store, &a, &a.reference).await;
+        assert_eq!(together.len(), 4, "created twice, then status change and processed: {together:?}");
+        assert_eq!(together, events_of(&store, &d, &d.reference).await);
+        let together = events_of(&store, &c, &c.reference).await;
+        assert_eq!(together.len(), 8, "to the endpoint and the WebhookURL: {together:?}");
+        assert_eq!(together, events_of(&store, &e, &e.reference).await);
+
+        let mut conn = store.pool().acquire().await.unwrap();
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        assert_eq!(count("SELECT COUNT(*) FROM payers").fetch_one(&mut *conn).await.unwrap(), 4);
+        assert_eq!(count("SELECT COUNT(*) FROM payment_profiles").fetch_one(&mut *conn).await.unwrap(), 4);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM installments WHERE status = 'Pending'").fetch_one(&mut *conn).await.unwrap(),
+            4,
+            "all but b, which was not answered"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM vipps_payments WHERE state = 'CREATED' AND redirect_url IS NOT NULL")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM jobs").fetch_one(&mut *conn).await.unwrap(),
+            count("SELECT COUNT(*) FROM webhook_deliveries").fetch_one(&mut *conn).await.unwrap(),
         );
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! Writes go through [`Steps`]: every statement takes its rows as one JSON parameter, so its text never depends
 //! on the batch size (prepared once, no per-value binding, whose cost in sqlx's SQLite driver grows with the
-//! square of a statement's parameter count), and on SQLite all statements of a step go to the database's thread
-//! as one script. Reads look rows up with `IN` lists of at most [`IN_LIST`] values.
+//! square of a statement's parameter count). Reads look rows up with `IN` lists of at most [`IN_LIST`] values.
+//!
+//! Reads and writes run on a [`BatchConn`]: a sqlx connection (PostgreSQL; SQLite in memory, where the steps go
+//! to the database's thread as one script) or the SQLite writer's own connection ([`super::sqlite_writer`]).
+//! Every column a read returns is text, so one row type serves both.
 
 use std::collections::HashMap;
 
@@ -14,11 +17,100 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
-use super::records::{self, NewMessage, NewOneTime, NewReport};
-use super::{map_conflict, timestamp, StoreResult};
+use super::records::{self, InstallmentRow, NewMessage, NewOneTime, NewReport, PaymentRow};
+use super::{map_conflict, timestamp, Backend, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
+
+/// The rows of a read, every column as text (`None` for NULL).
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
+
+/// A connection a batch runs on, inside the batch's transaction.
+pub(crate) trait BatchConn {
+    /// The SQL dialect it speaks.
+    fn backend(&self) -> Backend;
+
+    /// Runs one read with text parameters (`$1`, `$2`, …); every column it selects must be text (or `CAST` to
+    /// it).
+    async fn read(&mut self, sql: &str, params: &[String]) -> StoreResult<Rows>;
+
+    /// Runs the steps in order. A unique violation is [`StoreError::Conflict`].
+    async fn write(&mut self, steps: Steps) -> StoreResult<()>;
+}
+
+impl BatchConn for AnyConnection {
+    fn backend(&self) -> Backend {
+        if self.backend_name() == "SQLite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    async fn read(&mut self, sql: &str, params: &[String]) -> StoreResult<Rows> {
+        let mut query: AnyQuery<'_> = sqlx::query(sql);
+        for param in params {
+            query = query.bind(param.as_str());
+        }
+        let rows = query.fetch_all(&mut *self).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push((0..row.len()).map(|i| row.try_get::<Option<String>, _>(i)).collect::<Result<_, _>>()?);
+        }
+        Ok(out)
+    }
+
+    /// On SQLite the steps go to the database's thread as one script (one round trip); on PostgreSQL one after
+    /// the other (its protocol takes one statement with parameters at a time).
+    async fn write(&mut self, steps: Steps) -> StoreResult<()> {
+        if steps.steps.is_empty() {
+            return Ok(());
+        }
+        if BatchConn::backend(self) == Backend::Sqlite {
+            let mut script = String::new();
+            let mut offset = 0;
+            for (sql, params) in steps.sqlite() {
+                script.push_str(&renumbered(sql, offset));
+                script.push_str(";\n");
+                offset += params.len();
+            }
+            let mut query: AnyQuery<'_> = sqlx::query(&script);
+            for param in steps.steps.iter().flat_map(|s| &s.params) {
+                query = query.bind(param.as_str());
+            }
+            query.execute(&mut *self).await.map_err(map_conflict)?;
+        } else {
+            for step in &steps.steps {
+                let mut query: AnyQuery<'_> = sqlx::query(&step.postgres);
+                for param in &step.params {
+                    query = query.bind(param.as_str());
+                }
+                query.execute(&mut *self).await.map_err(map_conflict)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The text of column `i` of a read's row; a missing value is a decode error naming `what`.
+fn text<'r>(row: &'r [Option<String>], i: usize, what: &str) -> StoreResult<&'r str> {
+    row.get(i).and_then(Option::as_deref).ok_or_else(|| decode_error(format!("{what} is missing")))
+}
+
+/// Column `i` of a read's row, if it is not NULL.
+fn optional(row: &[Option<String>], i: usize) -> Option<String> {
+    row.get(i).cloned().flatten()
+}
+
+/// Column `i` of a read's row as an integer.
+fn integer(row: &[Option<String>], i: usize, what: &str) -> StoreResult<i64> {
+    text(row, i, what)?.parse().map_err(|_| decode_error(format!("{what} is not an integer")))
+}
+
+fn decode_error(message: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(message.into()))
+}
 
 /// The most values one `IN (…)` list of a batch read carries.
 pub const IN_LIST: usize = 128;
@@ -99,36 +191,14 @@ impl Steps {
         self.steps.push(Step { sqlite, postgres, params });
     }
 
-    /// Sends the statements in order: on SQLite as one script (one round trip to the database's thread), on
-    /// PostgreSQL one after the other (its protocol takes one statement with parameters at a time). A unique
-    /// violation (a taken payment reference) is [`super::StoreError::Conflict`].
-    pub async fn run(self, conn: &mut AnyConnection) -> StoreResult<()> {
-        if self.steps.is_empty() {
-            return Ok(());
-        }
-        if conn.backend_name() == "SQLite" {
-            let mut script = String::new();
-            let mut offset = 0;
-            for step in &self.steps {
-                script.push_str(&renumbered(&step.sqlite, offset));
-                script.push_str(";\n");
-                offset += step.params.len();
-            }
-            let mut query: AnyQuery<'_> = sqlx::query(&script);
-            for param in self.steps.iter().flat_map(|s| &s.params) {
-                query = query.bind(param.as_str());
-            }
-            query.execute(&mut *conn).await.map_err(map_conflict)?;
-        } else {
-            for step in &self.steps {
-                let mut query: AnyQuery<'_> = sqlx::query(&step.postgres);
-                for param in &step.params {
-                    query = query.bind(param.as_str());
-                }
-                query.execute(&mut *conn).await.map_err(map_conflict)?;
-            }
-        }
-        Ok(())
+    /// The statements in SQLite's dialect, in order, each with its parameters.
+    pub(crate) fn sqlite(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.steps.iter().map(|step| (step.sqlite.as_str(), step.params.as_slice()))
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
     }
 
     /// Stores messages (as [`records::insert_message`] does one); returns their ids in order.
@@ -255,56 +325,159 @@ impl Steps {
         );
     }
 
-    /// Records Vipps' answers to creates: each payment becomes `CREATED` with its landing page (as
-    /// [`records::update_vipps_payment`] does one, with no error).
-    pub fn mark_created(&mut self, created: &[(&str, Option<&str>)], now: DateTime<Utc>) {
-        let rows = created.iter().map(|(reference, url)| json!([reference, url])).collect();
+    /// Records Vipps' answers to creates, each at its own time: each payment becomes `CREATED` with its landing
+    /// page (as [`super::records::update_vipps_payment`] does one, with no error).
+    pub fn mark_created(&mut self, created: &[(&str, Option<&str>, DateTime<Utc>)]) {
+        let rows = created.iter().map(|(reference, url, at)| json!([reference, url, timestamp(*at)])).collect();
         self.push(
             "UPDATE vipps_payments SET state = 'CREATED', \
-             redirect_url = COALESCE((SELECT {r}->>1 FROM {rows} WHERE {r}->>0 = vipps_payments.reference), redirect_url), \
-             last_error = NULL, updated_at = $2 WHERE reference IN (SELECT {r}->>0 FROM {rows})",
+             redirect_url = COALESCE(answer.url, vipps_payments.redirect_url), last_error = NULL, \
+             updated_at = answer.at \
+             FROM (SELECT {r}->>0 AS reference, {r}->>1 AS url, {r}->>2 AS at FROM {rows}) AS answer \
+             WHERE vipps_payments.reference = answer.reference",
             rows,
-            vec![timestamp(now)],
+            Vec::new(),
         );
     }
 
-    /// Moves installments to `next` where that is a move forward (as [`records::advance_installment`] does one,
-    /// with no reason and no change of the open amount).
-    pub fn advance_installments(&mut self, ids: &[&str], next: InstallmentStatus, now: DateTime<Utc>) {
+    /// Moves installments to `next` where that is a move forward, each at its own time (as
+    /// [`super::records::advance_installment`] does one, with no reason and no change of the open amount).
+    pub fn advance_installments(&mut self, moves: &[(&str, DateTime<Utc>)], next: InstallmentStatus) {
         // The list holds our own constants.
         let from: Vec<String> =
             InstallmentStatus::ALL.iter().filter(|s| s.can_become(next)).map(|s| format!("'{}'", s.as_str())).collect();
         if from.is_empty() {
             return;
         }
-        let rows = ids.iter().map(|id| json!([id])).collect();
+        let rows = moves.iter().map(|(id, at)| json!([id, timestamp(*at)])).collect();
         self.push(
             &format!(
-                "UPDATE installments SET status = $2, updated_at = $3 WHERE id IN (SELECT {{r}}->>0 FROM {{rows}}) \
-                 AND status IN ({})",
+                "UPDATE installments SET status = $2, updated_at = moved.at \
+                 FROM (SELECT {{r}}->>0 AS id, {{r}}->>1 AS at FROM {{rows}}) AS moved \
+                 WHERE installments.id = moved.id AND installments.status IN ({})",
                 from.join(", ")
             ),
             rows,
-            vec![next.as_str().to_owned(), timestamp(now)],
+            vec![next.as_str().to_owned()],
         );
     }
 
-    /// Sets the status of many intents (as [`records::set_intent_status`] does one).
-    pub fn set_intents_status(&mut self, ids: &[&str], status: IntentStatus, now: DateTime<Utc>) {
-        let rows = ids.iter().map(|id| json!([id])).collect();
+    /// Sets the status of many intents, each at its own time (as [`super::records::set_intent_status`] does one).
+    pub fn set_intents_status(&mut self, changes: &[(&str, DateTime<Utc>)], status: IntentStatus) {
+        let rows = changes.iter().map(|(id, at)| json!([id, timestamp(*at)])).collect();
         self.push(
-            "UPDATE payment_intents SET status = $2, updated_at = $3 WHERE id IN (SELECT {r}->>0 FROM {rows})",
+            "UPDATE payment_intents SET status = $2, updated_at = changed.at \
+             FROM (SELECT {r}->>0 AS id, {r}->>1 AS at FROM {rows}) AS changed \
+             WHERE payment_intents.id = changed.id",
             rows,
-            vec![status.as_str().to_owned(), timestamp(now)],
+            vec![status.as_str().to_owned()],
+        );
+    }
+
+    /// Creates payers (as [`super::records::create_payer`] does one); a payer whose email or phone is taken
+    /// meanwhile is skipped, and is found by reading again.
+    pub fn insert_payers(&mut self, payers: &[(&str, &PayerInput, DateTime<Utc>)]) {
+        let rows = payers
+            .iter()
+            .map(|(id, payer, at)| {
+                json!([
+                    id,
+                    payer.first_name,
+                    payer.last_name,
+                    payer.email,
+                    payer.phone.as_ref().map(|p| p.as_str()),
+                    serde_json::to_string(&payer.fields).unwrap_or_else(|_| "{}".into()),
+                    timestamp(*at)
+                ])
+            })
+            .collect();
+        self.push(
+            "INSERT INTO payers (id, first_name, last_name, email, phone, fields, created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, {r}->>5, {r}->>6, {r}->>6 FROM {rows} \
+             WHERE true ON CONFLICT DO NOTHING",
+            rows,
+            Vec::new(),
+        );
+    }
+
+    /// Creates Vipps wallet profiles (as [`super::records::create_profile`] does one); one that exists
+    /// meanwhile is skipped, and is found by reading again.
+    pub fn insert_profiles(&mut self, profiles: &[(&str, &str, Option<&str>, DateTime<Utc>)]) {
+        let rows = profiles
+            .iter()
+            .map(|(id, payer_id, phone, at)| json!([id, payer_id, phone.unwrap_or_default(), timestamp(*at)]))
+            .collect();
+        self.push(
+            "INSERT INTO payment_profiles (id, payer_id, record_type, wallet_type, identifier, created_at) \
+             SELECT {r}->>0, {r}->>1, 'Wallet', 'Vipps', {r}->>2, {r}->>3 FROM {rows} WHERE true \
+             ON CONFLICT DO NOTHING",
+            rows,
+            Vec::new(),
+        );
+    }
+
+    /// Writes outbound webhook deliveries and the jobs that send them (as
+    /// [`crate::jobs::outbound::emit_at`] does for one event). Each job row is
+    /// [`crate::jobs::NewJob::row`]'s.
+    pub fn insert_deliveries(&mut self, deliveries: Vec<serde_json::Value>, jobs: Vec<serde_json::Value>) {
+        self.push(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, url, event_type, body, status, attempts, created_at, \
+             updated_at) SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, 'pending', 0, {r}->>5, {r}->>5 \
+             FROM {rows}",
+            deliveries,
+            Vec::new(),
+        );
+        self.push(
+            "INSERT INTO jobs (kind, payload, status, dedupe_key, ordering_key, attempts, max_attempts, run_at, \
+             created_at) SELECT {r}->>0, {r}->>1, 'queued', {r}->>2, {r}->>3, 0, CAST({r}->>4 AS BIGINT), {r}->>5, \
+             {r}->>6 FROM {rows} WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
+            jobs,
+            Vec::new(),
         );
     }
 }
 
-/// [`records::find_payer`] for many payers at once, in order. Emails are compared lower-cased as the unique
-/// index does; an email that is not plain ASCII (where case rules could differ between Rust and the database)
-/// is looked up on its own.
-pub async fn find_payers(conn: &mut AnyConnection, payers: &[&PayerInput]) -> StoreResult<Vec<Option<String>>> {
-    let mut found: Vec<Option<String>> = vec![None; payers.len()];
+/// Looks up each value of `keys` with `sql` (which names `{list}` where the `IN` list goes), in chunks of at
+/// most [`IN_LIST`] values, and returns every row found.
+async fn read_in<C: BatchConn>(conn: &mut C, sql: &str, keys: &[&str]) -> StoreResult<Rows> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(IN_LIST) {
+        let chunk = pad(chunk);
+        let params: Vec<String> = chunk.iter().map(|k| (*k).to_owned()).collect();
+        found.extend(conn.read(&sql.replace("{list}", &list(1, params.len())), &params).await?);
+    }
+    Ok(found)
+}
+
+/// Payers by lower-cased email (`{list}` is the `IN` list). `email IS NOT NULL` lets the partial unique index
+/// serve the lookup; without it SQLite scans every payer.
+const PAYERS_BY_EMAIL: &str =
+    "SELECT id, lower(email) FROM payers WHERE email IS NOT NULL AND lower(email) IN ({list})";
+
+/// Payers by phone, newest first.
+const PAYERS_BY_PHONE: &str = "SELECT id, phone FROM payers WHERE phone IN ({list}) ORDER BY created_at DESC";
+
+/// The Vipps wallet profiles of payers.
+const PROFILES_OF_PAYERS: &str =
+    "SELECT id, payer_id, identifier FROM payment_profiles WHERE wallet_type = 'Vipps' AND payer_id IN ({list})";
+
+/// Installments with their intents' payer and `WebhookURL`, as [`installments_for_events`] reads them.
+const INSTALLMENTS_FOR_EVENTS: &str = "SELECT i.id, i.intent_id, i.payer_id, i.account_id, \
+    CAST(i.amount_ore AS TEXT), CAST(i.amount_open_ore AS TEXT), i.due_date, i.status, i.status_reason, \
+    i.payment_reference, i.bank_statement_description, i.product, i.recurring_payment_id, i.mandate_id, p.payer_id, \
+    p.webhook_url FROM installments i JOIN payment_intents p ON p.id = i.intent_id WHERE i.id IN ({list})";
+
+/// The payments of installments, oldest first.
+const PAYMENTS_FOR_EVENTS: &str = "SELECT id, installment_id, CAST(amount_ore AS TEXT), collection_date, \
+    psp_reference, kind, inbound_report_id FROM payments WHERE installment_id IN ({list}) ORDER BY created_at, id";
+
+/// [`super::records::find_payer`] for many payers at once, in order. Emails are compared lower-cased as the
+/// unique index does; an email that is not plain ASCII (where case rules could differ between Rust and the
+/// database) is looked up on its own.
+pub(crate) async fn find_payers<C: BatchConn>(
+    conn: &mut C,
+    payers: &[&PayerInput],
+) -> StoreResult<Vec<Option<String>>> {
     let mut emails: Vec<String> = Vec::new();
     let mut phones: Vec<&str> = Vec::new();
     let mut alone: Vec<usize> = Vec::new();
@@ -320,67 +493,46 @@ pub async fn find_payers(conn: &mut AnyConnection, payers: &[&PayerInput]) -> St
     emails.dedup();
     phones.sort_unstable();
     phones.dedup();
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
     let mut by_email: HashMap<String, String> = HashMap::new();
-    for chunk in emails.chunks(IN_LIST) {
-        let chunk = pad(&chunk.iter().map(String::as_str).collect::<Vec<_>>());
-        let sql = format!("SELECT id, lower(email) FROM payers WHERE lower(email) IN ({})", list(1, chunk.len()));
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for email in chunk {
-            query = query.bind(email);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            by_email.insert(row.try_get(1)?, row.try_get(0)?);
-        }
+    for row in
+        read_in(&mut *conn, PAYERS_BY_EMAIL, &emails).await?
+    {
+        by_email.insert(text(&row, 1, "payer email")?.to_owned(), text(&row, 0, "payer id")?.to_owned());
     }
     let mut by_phone: HashMap<String, String> = HashMap::new();
-    for chunk in phones.chunks(IN_LIST) {
-        let chunk = pad(chunk);
-        // The oldest payer with the phone, as the single lookup orders.
-        let sql =
-            format!("SELECT id, phone FROM payers WHERE phone IN ({}) ORDER BY created_at DESC", list(1, chunk.len()));
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for phone in chunk {
-            query = query.bind(phone);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            by_phone.insert(row.try_get(1)?, row.try_get(0)?);
-        }
+    // Newest first, so that the oldest payer with the phone is the one kept, as the single lookup orders.
+    for row in read_in(&mut *conn, PAYERS_BY_PHONE, &phones).await? {
+        by_phone.insert(text(&row, 1, "payer phone")?.to_owned(), text(&row, 0, "payer id")?.to_owned());
     }
-    for (i, payer) in payers.iter().enumerate() {
-        found[i] = match (&payer.email, &payer.phone) {
+    let mut found: Vec<Option<String>> = payers
+        .iter()
+        .map(|payer| match (&payer.email, &payer.phone) {
             (Some(email), _) if email.is_ascii() => by_email.get(&email.to_ascii_lowercase()).cloned(),
             (None, Some(phone)) => by_phone.get(phone.as_str()).cloned(),
             _ => None,
-        };
-    }
+        })
+        .collect();
     for i in alone {
-        found[i] = records::find_payer(&mut *conn, payers[i]).await?;
+        let email = payers[i].email.clone().unwrap_or_default();
+        let rows = conn.read(records::PAYER_BY_EMAIL, &[email]).await?;
+        found[i] = rows.first().map(|row| text(row, 0, "payer id").map(str::to_owned)).transpose()?;
     }
     Ok(found)
 }
 
-/// [`records::find_profile`] for many (payer, phone) pairs at once, in order.
-pub async fn find_profiles(
-    conn: &mut AnyConnection,
+/// [`super::records::find_profile`] for many (payer, phone) pairs at once, in order.
+pub(crate) async fn find_profiles<C: BatchConn>(
+    conn: &mut C,
     wanted: &[(&str, Option<&str>)],
 ) -> StoreResult<Vec<Option<String>>> {
     let mut payer_ids: Vec<&str> = wanted.iter().map(|(payer, _)| *payer).collect();
     payer_ids.sort_unstable();
     payer_ids.dedup();
     let mut by_key: HashMap<(String, String), String> = HashMap::new();
-    for chunk in payer_ids.chunks(IN_LIST) {
-        let chunk = pad(chunk);
-        let sql = format!(
-            "SELECT id, payer_id, identifier FROM payment_profiles WHERE wallet_type = 'Vipps' AND payer_id IN ({})",
-            list(1, chunk.len())
-        );
-        let mut query: AnyQuery<'_> = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            by_key.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
-        }
+    for row in read_in(&mut *conn, PROFILES_OF_PAYERS, &payer_ids).await? {
+        let key = (text(&row, 1, "profile payer")?.to_owned(), text(&row, 2, "profile identifier")?.to_owned());
+        by_key.insert(key, text(&row, 0, "profile id")?.to_owned());
     }
     Ok(wanted
         .iter()
@@ -388,9 +540,149 @@ pub async fn find_profiles(
         .collect())
 }
 
+/// A configured webhook endpoint, as events are addressed to it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `whe_…`
+    pub id: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event types it takes, as stored (a JSON array; empty takes every type).
+    pub event_types: String,
+}
+
+impl Endpoint {
+    /// Whether the endpoint takes events of `event_type`.
+    pub fn takes(&self, event_type: &str) -> bool {
+        let types: Vec<String> = serde_json::from_str(&self.event_types).unwrap_or_default();
+        types.is_empty() || types.iter().any(|t| t == event_type || t == "*")
+    }
+}
+
+/// Every configured webhook endpoint, in id order.
+pub(crate) async fn endpoints<C: BatchConn>(conn: &mut C) -> StoreResult<Vec<Endpoint>> {
+    let rows = conn.read("SELECT id, url, event_types FROM webhook_endpoints ORDER BY id", &[]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Endpoint {
+                id: text(row, 0, "endpoint id")?.to_owned(),
+                url: text(row, 1, "endpoint url")?.to_owned(),
+                event_types: text(row, 2, "endpoint event types")?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// An installment as its events describe it, with its intent's payer and `WebhookURL`.
+pub(crate) struct InstallmentForEvents {
+    /// The installment as it stands.
+    pub installment: InstallmentRow,
+    /// Its payments, oldest first.
+    pub payments: Vec<PaymentRow>,
+    /// The payer of the intent that made it.
+    pub intent_payer_id: String,
+    /// That intent's `WebhookURL`.
+    pub webhook_url: Option<String>,
+}
+
+/// The installments of one-time intents with `ids`, as their events describe them, by id (an id with no such
+/// installment is absent).
+pub(crate) async fn installments_for_events<C: BatchConn>(
+    conn: &mut C,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, InstallmentForEvents>> {
+    let mut found = HashMap::new();
+    for row in read_in(&mut *conn, INSTALLMENTS_FOR_EVENTS, ids).await? {
+        let status = text(&row, 7, "installment status")?;
+        let due = text(&row, 6, "installment due date")?;
+        let installment = InstallmentRow {
+            id: text(&row, 0, "installment id")?.to_owned(),
+            intent_id: optional(&row, 1),
+            payer_id: text(&row, 2, "installment payer")?.to_owned(),
+            account_id: text(&row, 3, "installment account")?.to_owned(),
+            amount_ore: integer(&row, 4, "installment amount")?,
+            amount_open_ore: integer(&row, 5, "installment open amount")?,
+            due_date: chrono::NaiveDate::parse_from_str(due, "%Y-%m-%d")
+                .map_err(|_| decode_error(format!("installment due date {due}")))?,
+            status: status.parse().map_err(|_| decode_error(format!("installment status {status}")))?,
+            status_reason: optional(&row, 8),
+            payment_reference: text(&row, 9, "installment reference")?.to_owned(),
+            bank_statement_description: optional(&row, 10),
+            product: optional(&row, 11),
+            recurring_payment_id: optional(&row, 12),
+            mandate_id: optional(&row, 13),
+        };
+        let events = InstallmentForEvents {
+            installment,
+            payments: Vec::new(),
+            intent_payer_id: text(&row, 14, "intent payer")?.to_owned(),
+            webhook_url: optional(&row, 15),
+        };
+        found.insert(events.installment.id.clone(), events);
+    }
+    if found.is_empty() {
+        return Ok(found);
+    }
+    for row in read_in(&mut *conn, PAYMENTS_FOR_EVENTS, ids).await? {
+        let date = text(&row, 3, "payment collection date")?;
+        let payment = PaymentRow {
+            id: text(&row, 0, "payment id")?.to_owned(),
+            amount_ore: integer(&row, 2, "payment amount")?,
+            collection_date: chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| decode_error(format!("payment collection date {date}")))?,
+            psp_reference: text(&row, 4, "payment psp reference")?.to_owned(),
+            kind: text(&row, 5, "payment kind")?.to_owned(),
+            inbound_report_id: optional(&row, 6),
+        };
+        if let Some(events) = found.get_mut(text(&row, 1, "payment installment")?) {
+            events.payments.push(payment);
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SQLite's plan for `sql` with `params`, one line per step.
+    async fn plan(store: &super::super::Store, sql: &str, params: &[String]) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query: AnyQuery<'_> = sqlx::query(&explain);
+        for param in params {
+            query = query.bind(param.as_str());
+        }
+        let rows = query.fetch_all(store.pool()).await.unwrap();
+        rows.iter().map(|row| row.try_get::<String, _>(3).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn every_read_and_write_of_a_batch_finds_its_rows_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plan.db").display());
+        let store = super::super::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let tables = ["payers", "payment_profiles", "installments", "payments", "payment_intents", "vipps_payments"];
+        let scans = |plan: &[String]| -> Vec<String> {
+            plan.iter().filter(|step| tables.iter().any(|t| step.starts_with(&format!("SCAN {t}")))).cloned().collect()
+        };
+        for read in [PAYERS_BY_EMAIL, PAYERS_BY_PHONE, PROFILES_OF_PAYERS, INSTALLMENTS_FOR_EVENTS, PAYMENTS_FOR_EVENTS] {
+            let sql = read.replace("{list}", "$1, $2");
+            let steps = plan(&store, &sql, &["a".into(), "b".into()]).await;
+            assert!(scans(&steps).is_empty(), "{read}: {steps:?}");
+        }
+        let single = plan(&store, records::PAYER_BY_EMAIL, &["a@example.org".into()]).await;
+        assert!(scans(&single).is_empty(), "{single:?}");
+        let now = chrono::Utc::now();
+        let mut steps = Steps::default();
+        steps.mark_created(&[("pi-1", None, now)]);
+        steps.advance_installments(&[("ins_1", now)], InstallmentStatus::Pending);
+        steps.set_intents_status(&[("pi_1", now)], IntentStatus::Matched);
+        for (sql, params) in steps.sqlite() {
+            let steps = plan(&store, sql, params).await;
+            assert!(scans(&steps).is_empty(), "{sql}: {steps:?}");
+        }
+    }
 
     #[test]
     fn lists_and_renumbering_count_parameters_from_where_they_start() {

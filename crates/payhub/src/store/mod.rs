@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod idempotency;
 pub mod records;
 pub mod recurring;
+pub(crate) mod sqlite_writer;
 pub mod users;
 
 use std::str::FromStr;
@@ -44,6 +45,9 @@ pub enum StoreError {
     /// Anything else the driver reported.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// Anything else SQLite reported to the group-commit writer's own connection ([`sqlite_writer`]).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 /// Result of a storage call.
@@ -82,6 +86,8 @@ pub struct Store {
     key_reads: std::sync::Arc<std::sync::OnceLock<KeyReads>>,
     /// SQLite: the task that checkpoints the write-ahead log off the writer's path ([`checkpoint`]).
     checkpoints: Option<std::sync::Arc<checkpoint::Checkpoints>>,
+    /// SQLite: the database file, for connections opened outside sqlx ([`sqlite_writer`]); `None` in memory.
+    sqlite_file: Option<std::sync::Arc<str>>,
 }
 
 type KeyReads = crate::batcher::Batcher<String, Result<Option<users::ApiKeyRecord>, String>>;
@@ -218,16 +224,7 @@ impl Store {
                         .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
-                                conn.execute(
-                                    format!(
-                                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                                         PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = {};",
-                                        checkpoint::BACKSTOP_FRAMES
-                                    )
-                                    .as_str(),
-                                )
-                                .await?;
+                                conn.execute(sqlite_pragmas().as_str()).await?;
                                 Ok(())
                             })
                         })
@@ -248,7 +245,10 @@ impl Store {
         let write_lock = std::sync::Arc::default();
         let checkpoints = (backend == Backend::Sqlite)
             .then(|| std::sync::Arc::new(checkpoint::spawn(pool.clone(), std::sync::Arc::clone(&write_lock))));
-        Ok(Store { pool, writer, backend, write_lock, key_reads: std::sync::Arc::default(), checkpoints })
+        let sqlite_file = (backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory"))
+            .then(|| sqlite_path(url).map(std::sync::Arc::from))
+            .flatten();
+        Ok(Store { pool, writer, backend, write_lock, key_reads: std::sync::Arc::default(), checkpoints, sqlite_file })
     }
 
     /// The backend this store talks to.
@@ -353,6 +353,17 @@ impl Store {
         self.pool.close().await;
         self.writer.close().await;
     }
+}
+
+/// The settings of every SQLite connection: WAL, a busy timeout, foreign keys, `NORMAL` sync (in WAL mode the
+/// log is synced at checkpoints, not at each commit), an 8 MiB page cache, and the automatic checkpoint as a
+/// backstop only ([`checkpoint`]).
+fn sqlite_pragmas() -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+         PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = {};",
+        checkpoint::BACKSTOP_FRAMES
+    )
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {

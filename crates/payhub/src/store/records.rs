@@ -10,10 +10,14 @@ use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 
+/// The payer with an email (`$1`), compared lower-cased. `email IS NOT NULL` lets the partial unique index serve
+/// the lookup; without it SQLite scans every payer.
+pub(crate) const PAYER_BY_EMAIL: &str = "SELECT id FROM payers WHERE email IS NOT NULL AND lower(email) = lower($1)";
+
 /// The payer with the same email (first) or, when no email is given, the same phone.
 pub async fn find_payer(conn: &mut AnyConnection, payer: &PayerInput) -> StoreResult<Option<String>> {
     let row = if let Some(email) = &payer.email {
-        sqlx::query("SELECT id FROM payers WHERE lower(email) = lower($1)")
+        sqlx::query(PAYER_BY_EMAIL)
             .bind(email)
             .fetch_optional(&mut *conn)
             .await?
@@ -254,6 +258,28 @@ pub struct NewOneTime<'a> {
     pub origin: Option<&'a str>,
     /// CampaignId.
     pub campaign_id: Option<&'a str>,
+}
+
+impl NewOneTime<'_> {
+    /// The installment as [`insert_one_time`] writes it at `now`.
+    pub fn installment_row(&self, now: DateTime<Utc>) -> InstallmentRow {
+        InstallmentRow {
+            id: self.installment_id.to_owned(),
+            intent_id: Some(self.intent_id.to_owned()),
+            payer_id: self.payer_id.to_owned(),
+            account_id: self.account_id.to_owned(),
+            amount_ore: self.amount_ore,
+            amount_open_ore: self.amount_ore,
+            due_date: now.date_naive(),
+            status: InstallmentStatus::Outstanding,
+            status_reason: None,
+            payment_reference: self.payment_reference.to_owned(),
+            bank_statement_description: self.bank_statement_description.map(str::to_owned),
+            product: self.product.map(str::to_owned),
+            recurring_payment_id: None,
+            mandate_id: None,
+        }
+    }
 }
 
 /// A payment intent row to record (one-time or recurring).
