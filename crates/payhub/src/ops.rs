@@ -150,7 +150,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: Prometheus scrape endpoint.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    let mut text = state.metrics.render();
+    text.push_str(&format!(
+        "# HELP payhub_group_commit_fallbacks_total Group-commit batches written one intent at a time after \
+         failing together.\n# TYPE payhub_group_commit_fallbacks_total counter\npayhub_group_commit_fallbacks_total {}\n",
+        state.payments.group_commit_fallbacks()
+    ));
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Sets up `tracing` output: human-readable lines or JSON, filtered by `RUST_LOG` (default `info`).

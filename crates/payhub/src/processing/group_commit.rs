@@ -57,17 +57,22 @@ pub(crate) struct Writers {
     created: Option<Batcher<Write, Written>>,
     /// Ends the writer's own thread (SQLite) when the writers are dropped.
     _thread: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Batches that failed together and were written one by one.
+    fallbacks: Fallbacks,
 }
+
+/// A count of batches written one by one after failing together.
+type Fallbacks = std::sync::Arc<std::sync::atomic::AtomicU64>;
 
 fn stopped() -> StoreError {
     StoreError::Database(sqlx::Error::Protocol("the intent writer stopped".into()))
 }
 
 /// A writer task over its own held connection.
-fn writer(store: &Store) -> Batcher<Write, Written> {
-    let store = store.clone();
+fn writer(store: &Store, fallbacks: &Fallbacks) -> Batcher<Write, Written> {
+    let (store, fallbacks) = (store.clone(), fallbacks.clone());
     let held = std::sync::Arc::new(tokio::sync::Mutex::new(Held::new(&store)));
-    Batcher::spawn(move |items| write_batch(store.clone(), held.clone(), items))
+    Batcher::spawn(move |items| write_batch(store.clone(), held.clone(), fallbacks.clone(), items))
 }
 
 /// The connection a writer keeps across its batches.
@@ -119,15 +124,26 @@ impl Writers {
     /// Starts the writer tasks over `store`: on SQLite one, on a thread of its own; on PostgreSQL two, on the
     /// current runtime.
     pub(crate) fn spawn(store: &Store) -> Writers {
+        let fallbacks = Fallbacks::default();
         match store.backend() {
             Backend::Sqlite => {
                 let (runtime, thread) =
                     own_thread().map_or((None, None), |(runtime, stop)| (Some(runtime), Some(stop)));
                 let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
-                Writers { record: writer(store), created: None, _thread: thread }
+                Writers { record: writer(store, &fallbacks), created: None, _thread: thread, fallbacks }
             }
-            Backend::Postgres => Writers { record: writer(store), created: Some(writer(store)), _thread: None },
+            Backend::Postgres => Writers {
+                record: writer(store, &fallbacks),
+                created: Some(writer(store, &fallbacks)),
+                _thread: None,
+                fallbacks,
+            },
         }
+    }
+
+    /// How many batches failed together and were written one by one since the writers started.
+    pub(crate) fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records a new intent with whatever else is waiting to be written.
@@ -248,7 +264,12 @@ impl PendingIntent {
 }
 
 /// Writes a batch in one transaction on the writer's own connection; when that fails, each write alone.
-async fn write_batch(store: Store, held: std::sync::Arc<tokio::sync::Mutex<Held>>, items: Vec<Write>) -> Vec<Written> {
+async fn write_batch(
+    store: Store,
+    held: std::sync::Arc<tokio::sync::Mutex<Held>>,
+    fallbacks: Fallbacks,
+    items: Vec<Write>,
+) -> Vec<Written> {
     let records: Vec<&PendingIntent> =
         items.iter().filter_map(|w| if let Write::Record(i) = w { Some(&**i) } else { None }).collect();
     let answers: Vec<&CreatedAtVipps> =
@@ -266,6 +287,7 @@ async fn write_batch(store: Store, held: std::sync::Arc<tokio::sync::Mutex<Held>
                 .collect()
         }
         Err(error) => {
+            fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if items.len() > 1 {
                 tracing::info!(%error, writes = items.len(), "group commit failed; writing each alone");
             }
@@ -633,7 +655,9 @@ mod tests {
         let items = items.into_iter().map(|i| Write::Record(Box::new(i))).collect();
         let held = std::sync::Arc::new(tokio::sync::Mutex::new(Held::new(&store)));
         assert!(matches!(*held.lock().await, Held::Sqlite(_)), "a database file gets the writer's own connection");
-        let answers = write_batch(store.clone(), held, items).await;
+        let fallbacks = Fallbacks::default();
+        let answers = write_batch(store.clone(), held, fallbacks.clone(), items).await;
+        assert_eq!(fallbacks.load(std::sync::atomic::Ordering::Relaxed), 1);
         let references: Vec<String> = answers
             .into_iter()
             .map(|a| match a {

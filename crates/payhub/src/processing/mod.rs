@@ -203,6 +203,12 @@ impl Payments {
         self
     }
 
+    /// How many group-commit batches failed together and were written one intent at a time (each write still
+    /// succeeds or fails on its own; a count that grows points at a bug or a database in trouble).
+    pub fn group_commit_fallbacks(&self) -> u64 {
+        self.writers.get().map_or(0, group_commit::Writers::fallbacks)
+    }
+
     /// The group-commit writers, started on first use (on the runtime of that use).
     pub(crate) fn writers(&self) -> &group_commit::Writers {
         self.writers.get_or_init(|| group_commit::Writers::spawn(&self.store))

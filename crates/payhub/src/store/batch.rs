@@ -495,9 +495,7 @@ pub(crate) async fn find_payers<C: BatchConn>(
     phones.dedup();
     let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
     let mut by_email: HashMap<String, String> = HashMap::new();
-    for row in
-        read_in(&mut *conn, PAYERS_BY_EMAIL, &emails).await?
-    {
+    for row in read_in(&mut *conn, PAYERS_BY_EMAIL, &emails).await? {
         by_email.insert(text(&row, 1, "payer email")?.to_owned(), text(&row, 0, "payer id")?.to_owned());
     }
     let mut by_phone: HashMap<String, String> = HashMap::new();
@@ -666,7 +664,8 @@ mod tests {
         let scans = |plan: &[String]| -> Vec<String> {
             plan.iter().filter(|step| tables.iter().any(|t| step.starts_with(&format!("SCAN {t}")))).cloned().collect()
         };
-        for read in [PAYERS_BY_EMAIL, PAYERS_BY_PHONE, PROFILES_OF_PAYERS, INSTALLMENTS_FOR_EVENTS, PAYMENTS_FOR_EVENTS] {
+        for read in [PAYERS_BY_EMAIL, PAYERS_BY_PHONE, PROFILES_OF_PAYERS, INSTALLMENTS_FOR_EVENTS, PAYMENTS_FOR_EVENTS]
+        {
             let sql = read.replace("{list}", "$1, $2");
             let steps = plan(&store, &sql, &["a".into(), "b".into()]).await;
             assert!(scans(&steps).is_empty(), "{read}: {steps:?}");

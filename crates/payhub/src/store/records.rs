@@ -17,10 +17,7 @@ pub(crate) const PAYER_BY_EMAIL: &str = "SELECT id FROM payers WHERE email IS NO
 /// The payer with the same email (first) or, when no email is given, the same phone.
 pub async fn find_payer(conn: &mut AnyConnection, payer: &PayerInput) -> StoreResult<Option<String>> {
     let row = if let Some(email) = &payer.email {
-        sqlx::query(PAYER_BY_EMAIL)
-            .bind(email)
-            .fetch_optional(&mut *conn)
-            .await?
+        sqlx::query(PAYER_BY_EMAIL).bind(email).fetch_optional(&mut *conn).await?
     } else if let Some(phone) = &payer.phone {
         sqlx::query("SELECT id FROM payers WHERE phone = $1 ORDER BY created_at LIMIT 1")
             .bind(phone.as_str())

@@ -467,3 +467,78 @@ on_both_backends! {
         }
     }
 }
+
+on_both_backends! {
+    async fn concurrent_intents_are_written_together_and_every_one_is_announced(app) {
+        let vipps = app.with_vipps().await;
+        let (endpoint_url, at_endpoint) = event_receiver().await;
+        let (own_url, at_own_url) = event_receiver().await;
+        let response = app
+            .admin(reqwest::Method::POST, "/admin/api/webhook-endpoints")
+            .json(&json!({"url": endpoint_url}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        // Arriving together: one new payer many times (the email in varying case), payers known by phone alone,
+        // payers with neither, and intents with a WebhookURL of their own.
+        let bodies: Vec<Value> = (0..24)
+            .map(|n| {
+                let fields = match n % 4 {
+                    0 => json!({"LastName": "Same", "Email": if n % 8 == 0 { "Same@Example.org" } else { "same@example.org" }}),
+                    1 => json!({"LastName": "Phone", "MobilePhone": format!("+47 9{:07}", n)}),
+                    2 => json!({"LastName": "Nobody"}),
+                    _ => json!({"LastName": "Own", "Email": format!("own{n}@example.org")}),
+                };
+                let mut body = with(seed_intent(), json!({"Payer": {"Contact": {"SalesforceFields": fields}}}));
+                if n % 4 == 3 {
+                    body["WebhookURL"] = json!(own_url);
+                }
+                body
+            })
+            .collect();
+        let answers = futures::future::join_all(bodies.iter().map(|body| app.intent(&vipps, body))).await;
+        let mut references = std::collections::HashSet::new();
+        for (status, created) in &answers {
+            assert_eq!(*status, StatusCode::OK, "{created}");
+            assert!(created["RedirectURL"].is_string(), "{created}");
+            references.insert(created["OneTime"]["PaymentReference"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(references.len(), 24);
+        assert_eq!(app.state.payments.group_commit_fallbacks(), 0, "no batch had to be written one by one");
+        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("payhub_group_commit_fallbacks_total 0"), "{metrics}");
+
+        app.state.jobs.run_until_idle().await.unwrap();
+        let count = |events: &[Value], intent: &str| {
+            let mut types: Vec<String> = events
+                .iter()
+                .filter(|e| e.to_string().contains(intent))
+                .map(|e| format!("{} {}", e["type"].as_str().unwrap(), e["data"]["Status"].as_str().unwrap()))
+                .collect();
+            types.sort();
+            types
+        };
+        let expected =
+            ["installment.created Outstanding", "installment.status_change Pending", "paymentIntent.created Processing", "paymentIntent.processed Matched"];
+        let at_endpoint = at_endpoint.lock().unwrap().clone();
+        let at_own_url = at_own_url.lock().unwrap().clone();
+        for (n, (_, created)) in answers.iter().enumerate() {
+            let intent = created["Id"].as_str().unwrap();
+            assert_eq!(count(&at_endpoint, intent), expected, "intent {n} at the endpoint");
+            let own: &[&str] = if n % 4 == 3 { &expected } else { &[] };
+            assert_eq!(count(&at_own_url, intent), own, "intent {n} at its WebhookURL");
+        }
+        let payers: Vec<String> = answers
+            .iter()
+            .step_by(4)
+            .map(|(_, created)| created["Payer"]["Contact"]["Id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+        let same: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payers WHERE lower(email) = 'same@example.org'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(same, 1, "one payer for one email: {payers:?}");
+    }
+}
