@@ -318,13 +318,27 @@ async fn together<C: BatchConn>(
     } else {
         Vec::new()
     };
-    let mut steps = batch::Steps::default();
-    let mut outbox = Outbox::default();
-    created_together(&mut *conn, &mut steps, &mut outbox, &endpoints, answers).await?;
-    let recorded = record_together(&mut *conn, &mut steps, &mut outbox, &endpoints, records).await?;
+    let mut out = Out { steps: batch::Steps::default(), outbox: Outbox::default(), endpoints: &endpoints };
+    created_together(&mut *conn, &mut out, answers).await?;
+    let recorded = record_together(&mut *conn, &mut out, records).await?;
+    let Out { mut steps, outbox, .. } = out;
     outbox.write_to(&mut steps);
     conn.write(steps).await?;
     Ok(recorded)
+}
+
+/// What a batch will write: its statements, and its events addressed to the installation's `endpoints`.
+struct Out<'e> {
+    steps: batch::Steps,
+    outbox: Outbox,
+    endpoints: &'e [Endpoint],
+}
+
+impl Out<'_> {
+    /// Announces `event_type` to the endpoints and `listeners`' own URL.
+    fn emit(&mut self, listeners: &Listeners, event_type: &str, data: serde_json::Value, at: DateTime<Utc>) {
+        self.outbox.emit(self.endpoints, event_type, data, listeners.url(), at);
+    }
 }
 
 /// The key under which the database keeps a payer unique (lower-cased email, else phone); `None` for a payer
@@ -405,9 +419,7 @@ async fn profiles_of<C: BatchConn>(
 /// once), with the events that announce them.
 async fn record_together<C: BatchConn>(
     conn: &mut C,
-    steps: &mut batch::Steps,
-    outbox: &mut Outbox,
-    endpoints: &[Endpoint],
+    out: &mut Out<'_>,
     items: &[&PendingIntent],
 ) -> StoreResult<Vec<Recorded>> {
     if items.is_empty() {
@@ -416,19 +428,19 @@ async fn record_together<C: BatchConn>(
     let payer_ids = payers_of(&mut *conn, items).await?;
     let profile_ids = profiles_of(&mut *conn, items, &payer_ids).await?;
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
-    let message_ids = steps.insert_messages(&messages);
+    let message_ids = out.steps.insert_messages(&messages);
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m, &i.reference), i.now)).collect();
-    let report_ids = steps.insert_reports(&reports);
+    let report_ids = out.steps.insert_reports(&reports);
     let one_times: Vec<_> = items
         .iter()
         .zip(&report_ids)
         .zip(payer_ids.iter().zip(&profile_ids))
         .map(|((i, report), (payer, profile))| (i.one_time(&i.reference, report, payer, profile), i.now))
         .collect();
-    steps.insert_one_times(&one_times);
+    out.steps.insert_one_times(&one_times);
     let mut recorded = Vec::with_capacity(items.len());
     for ((item, payer_id), (one_time, _)) in items.iter().zip(&payer_ids).zip(&one_times) {
-        let listeners = Listeners::known(item.webhook_url.clone(), !endpoints.is_empty());
+        let listeners = Listeners::known(item.webhook_url.clone(), !out.endpoints.is_empty());
         if listeners.anyone() {
             // The intent and its installment as just written.
             let data = events::intent_data(
@@ -437,9 +449,9 @@ async fn record_together<C: BatchConn>(
                 payer_id,
                 Some((&item.installment_id, InstallmentStatus::Outstanding)),
             );
-            outbox.emit(endpoints, "paymentIntent.created", data, listeners.url(), item.now);
+            out.emit(&listeners, "paymentIntent.created", data, item.now);
             let data = events::installment_data(&one_time.installment_row(item.now), &[]);
-            outbox.emit(endpoints, "installment.created", data, listeners.url(), item.now);
+            out.emit(&listeners, "installment.created", data, item.now);
         }
         recorded.push(Recorded { reference: item.reference.clone(), listeners });
     }
@@ -525,13 +537,7 @@ impl CreatedAtVipps {
 
 /// Adds every answer of the batch to `steps`: the payments become `CREATED`, their installments `Pending` and
 /// their intents `Matched`, each traced by a message and a report, with the events of those moves.
-async fn created_together<C: BatchConn>(
-    conn: &mut C,
-    steps: &mut batch::Steps,
-    outbox: &mut Outbox,
-    endpoints: &[Endpoint],
-    items: &[&CreatedAtVipps],
-) -> StoreResult<()> {
+async fn created_together<C: BatchConn>(conn: &mut C, out: &mut Out<'_>, items: &[&CreatedAtVipps]) -> StoreResult<()> {
     if items.is_empty() {
         return Ok(());
     }
@@ -542,20 +548,20 @@ async fn created_together<C: BatchConn>(
     let mut standing =
         if ids.is_empty() { Default::default() } else { batch::installments_for_events(&mut *conn, &ids).await? };
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
-    let message_ids = steps.insert_messages(&messages);
+    let message_ids = out.steps.insert_messages(&messages);
     let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m), i.now)).collect();
-    steps.insert_reports(&reports);
+    out.steps.insert_reports(&reports);
     let created: Vec<_> = items.iter().map(|i| (i.reference.as_str(), i.redirect_url.as_deref(), i.now)).collect();
-    steps.mark_created(&created);
+    out.steps.mark_created(&created);
     let moves: Vec<_> = items.iter().map(|i| (i.installment_id.as_str(), i.now)).collect();
-    steps.advance_installments(&moves, InstallmentStatus::Pending);
+    out.steps.advance_installments(&moves, InstallmentStatus::Pending);
     let intents: Vec<_> = items.iter().map(|i| (i.intent_id.as_str(), i.now)).collect();
-    steps.set_intents_status(&intents, IntentStatus::Matched);
+    out.steps.set_intents_status(&intents, IntentStatus::Matched);
     for item in heard {
         let Some(events) = standing.get_mut(&item.installment_id) else { continue };
         let listeners = match &item.listeners {
             Some(listeners) => listeners.clone(),
-            None => Listeners::known(events.webhook_url.clone(), !endpoints.is_empty()),
+            None => Listeners::known(events.webhook_url.clone(), !out.endpoints.is_empty()),
         };
         if !listeners.anyone() {
             continue;
@@ -564,7 +570,7 @@ async fn created_together<C: BatchConn>(
         if installment.status.can_become(InstallmentStatus::Pending) {
             installment.status = InstallmentStatus::Pending;
             let data = events::installment_data(installment, &events.payments);
-            outbox.emit(endpoints, "installment.status_change", data, listeners.url(), item.now);
+            out.emit(&listeners, "installment.status_change", data, item.now);
         }
         let data = events::intent_data(
             &item.intent_id,
@@ -572,7 +578,7 @@ async fn created_together<C: BatchConn>(
             &events.intent_payer_id,
             Some((&installment.id, installment.status)),
         );
-        outbox.emit(endpoints, "paymentIntent.processed", data, listeners.url(), item.now);
+        out.emit(&listeners, "paymentIntent.processed", data, item.now);
     }
     Ok(())
 }
