@@ -145,7 +145,7 @@ pub async fn emit_at(
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|row| Ok(Endpoint { id: row.try_get(0)?, url: row.try_get(1)?, event_types: row.try_get(2)? }))
+        .map(|row| Ok(Endpoint::new(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
         .collect::<Result<_, sqlx::Error>>()?;
     let now = timestamp(at);
     let mut ids = Vec::new();

@@ -28,7 +28,7 @@ use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::jobs::outbound::Outbox;
 use crate::store::batch::{self, BatchConn, Endpoint};
-use crate::store::records::{self, NewMessage, NewOneTime, NewReport};
+use crate::store::records::{NewMessage, NewOneTime, NewReport};
 use crate::store::sqlite_writer::SqliteWriter;
 use crate::store::{Backend, HeldWriter, Store, StoreError, StoreResult};
 
@@ -182,6 +182,7 @@ fn own_thread() -> Option<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<
 }
 
 /// An intent to record, everything owned (it travels to the writer task).
+#[derive(Clone)]
 pub(crate) struct PendingIntent {
     pub intent_id: String,
     pub installment_id: String,
@@ -458,40 +459,28 @@ async fn record_together<C: BatchConn>(
     Ok(recorded)
 }
 
-/// Records one intent in its own transaction; a taken payment reference draws another (twice at most).
+/// Records one intent in its own transaction (the batch's code, for a batch of one); a taken payment reference
+/// draws another (twice at most).
 async fn record_alone(store: &Store, item: &PendingIntent) -> StoreResult<Recorded> {
-    let mut reference = item.reference.clone();
+    let mut redrawn: PendingIntent;
+    let mut item = item;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut tx = store.begin_write().await?;
-        let listeners = Listeners::with_url(&mut tx, item.webhook_url.clone()).await?;
-        let payer_id = match records::find_payer(&mut tx, &item.payer).await? {
-            Some(id) => id,
-            None => records::create_payer(&mut tx, &item.payer, item.now).await?,
-        };
-        let profile_id = match records::find_profile(&mut tx, &payer_id, item.profile_phone.as_deref()).await? {
-            Some(id) => id,
-            None => records::create_profile(&mut tx, &payer_id, item.profile_phone.as_deref(), item.now).await?,
-        };
-        let message_id = records::insert_message(&mut tx, &item.message(), item.now).await?;
-        let report_id = records::insert_report(&mut tx, &item.report(&message_id, &reference), item.now).await?;
-        let inserted =
-            records::insert_one_time(&mut tx, &item.one_time(&reference, &report_id, &payer_id, &profile_id), item.now)
-                .await;
-        match inserted {
+        match together(&mut *tx, &[], &[item]).await {
+            Ok(mut recorded) => {
+                tx.commit().await?;
+                return recorded.pop().ok_or_else(stopped);
+            }
             // A payment reference collision (1 in 10^12): draw another.
             Err(StoreError::Conflict(_)) if attempt < 3 => {
                 drop(tx);
-                reference = super::new_payment_reference();
-                continue;
+                redrawn = PendingIntent { reference: super::new_payment_reference(), ..item.clone() };
+                item = &redrawn;
             }
-            other => other?,
+            Err(error) => return Err(error),
         }
-        events::intent(&mut tx, &listeners, "paymentIntent.created", &item.intent_id, item.now).await?;
-        events::installment(&mut tx, &listeners, "installment.created", &item.installment_id, item.now).await?;
-        tx.commit().await?;
-        return Ok(Recorded { reference, listeners });
     }
 }
 
@@ -583,44 +572,10 @@ async fn created_together<C: BatchConn>(conn: &mut C, out: &mut Out<'_>, items: 
     Ok(())
 }
 
-/// The installment and intent moves of one answer, with their events.
-async fn announce_created(tx: &mut sqlx::AnyConnection, item: &CreatedAtVipps) -> StoreResult<()> {
-    let listeners = match &item.listeners {
-        Some(listeners) => listeners.clone(),
-        None => Listeners::of_intent(&mut *tx, Some(&item.intent_id)).await?,
-    };
-    events::move_installment(
-        &mut *tx,
-        &listeners,
-        &item.installment_id,
-        InstallmentStatus::Pending,
-        None,
-        None,
-        item.now,
-    )
-    .await?;
-    records::set_intent_status(&mut *tx, &item.intent_id, IntentStatus::Matched, item.now).await?;
-    events::intent(&mut *tx, &listeners, "paymentIntent.processed", &item.intent_id, item.now).await?;
-    Ok(())
-}
-
-/// Records one answer in its own transaction.
+/// Records one answer in its own transaction (the batch's code, for a batch of one).
 pub(crate) async fn created_alone(store: &Store, item: &CreatedAtVipps) -> StoreResult<()> {
     let mut tx = store.begin_write().await?;
-    let message_id = records::insert_message(&mut tx, &item.message(), item.now).await?;
-    records::insert_report(&mut tx, &item.report(&message_id), item.now).await?;
-    records::update_vipps_payment(
-        &mut tx,
-        &item.reference,
-        "CREATED",
-        item.redirect_url.as_deref(),
-        None,
-        None,
-        None,
-        item.now,
-    )
-    .await?;
-    announce_created(&mut tx, item).await?;
+    together(&mut *tx, &[item], &[]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -734,8 +689,27 @@ mod tests {
             .collect()
     }
 
+    /// `paymentIntent.*` and `installment.*` as the per-row helpers announce them from the stored rows, for
+    /// comparison with what a batch composed.
+    async fn announce_from_rows(store: &Store, items: &[(&PendingIntent, &Listeners)], answered: bool) {
+        let mut tx = store.begin_write().await.unwrap();
+        for (item, listeners) in items {
+            let (intent, installment) = (&item.intent_id, &item.installment_id);
+            if answered {
+                events::installment(&mut tx, listeners, "installment.status_change", installment, item.now)
+                    .await
+                    .unwrap();
+                events::intent(&mut tx, listeners, "paymentIntent.processed", intent, item.now).await.unwrap();
+            } else {
+                events::intent(&mut tx, listeners, "paymentIntent.created", intent, item.now).await.unwrap();
+                events::installment(&mut tx, listeners, "installment.created", installment, item.now).await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+
     #[tokio::test]
-    async fn a_batch_writes_and_announces_what_one_by_one_writes_and_announces() {
+    async fn a_batch_announces_what_the_rows_it_wrote_say() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())).await.unwrap();
         store.migrate().await.unwrap();
@@ -746,62 +720,60 @@ mod tests {
         .execute(store.pool())
         .await
         .unwrap();
-        let phone = |n: &str| crate::domain::phone::Phone::parse(n).unwrap();
-        let own_url = Some("http://127.0.0.1:9/own".to_owned());
-        // Written together: a new payer twice (the email in two cases), and a payer known by phone alone with a
-        // WebhookURL of its own.
-        let a = pending(1, "pi-100000000001");
+        // Written together: a new payer twice (the email in two cases), the first at half past midnight in Oslo,
+        // and a payer known by phone alone with a WebhookURL of its own.
+        let mut a = pending(1, "pi-100000000001");
+        a.now = "2026-11-23T23:30:00Z".parse().unwrap();
         let mut b = pending(2, "pi-100000000002");
         b.payer.email = Some("same@example.org".into());
         let mut c = pending(3, "pi-100000000003");
-        c.payer = PayerInput { phone: Some(phone("4791234567")), ..PayerInput::default() };
+        c.payer = PayerInput {
+            phone: Some(crate::domain::phone::Phone::parse("4791234567").unwrap()),
+            ..PayerInput::default()
+        };
         c.profile_phone = Some("4791234567".into());
-        c.webhook_url = own_url.clone();
+        c.webhook_url = Some("http://127.0.0.1:9/own".to_owned());
         let mut held = Held::new(&store);
         assert!(matches!(held, Held::Sqlite(_)), "a database file gets the writer's own connection");
         let recorded = held.write(&[], &[&a, &b, &c]).await.expect("the batch is written together");
         assert_eq!(recorded.len(), 3);
         assert!(recorded.iter().all(|r| r.listeners.anyone()));
+        let heard = [(&a, &recorded[0].listeners), (&c, &recorded[2].listeners)];
+        announce_from_rows(&store, &heard, false).await;
         // Answers: one whose listeners are known, one read from its intent.
         let (answer_a, answer_c) =
             (answer(&a, &a.reference, Some(recorded[0].listeners.clone())), answer(&c, &c.reference, None));
         held.write(&[&answer_a, &answer_c], &[]).await.expect("the answers are written together");
+        announce_from_rows(&store, &heard, true).await;
 
-        // Written one by one: the same kinds of intent.
-        let mut d = pending(4, "pi-100000000004");
-        d.payer.email = Some("other@example.org".into());
-        let mut e = pending(5, "pi-100000000005");
-        e.payer = PayerInput { phone: Some(phone("4798765432")), ..PayerInput::default() };
-        e.profile_phone = Some("4798765432".into());
-        e.webhook_url = own_url;
-        let recorded_d = record_alone(&store, &d).await.unwrap();
-        record_alone(&store, &e).await.unwrap();
-        created_alone(&store, &answer(&d, &d.reference, Some(recorded_d.listeners))).await.unwrap();
-        created_alone(&store, &answer(&e, &e.reference, None)).await.unwrap();
-
-        let together = events_of(&store, &a, &a.reference).await;
-        assert_eq!(together.len(), 4, "created twice, then status change and processed: {together:?}");
-        assert_eq!(together, events_of(&store, &d, &d.reference).await);
-        let together = events_of(&store, &c, &c.reference).await;
-        assert_eq!(together.len(), 8, "to the endpoint and the WebhookURL: {together:?}");
-        assert_eq!(together, events_of(&store, &e, &e.reference).await);
+        // Each intent's deliveries, in the order of their jobs: the batch's created events, the same read from the
+        // rows, the batch's answered events, the same read from the rows.
+        for (item, targets) in [(&a, 1), (&c, 2)] {
+            let events = events_of(&store, item, &item.reference).await;
+            assert_eq!(events.len(), 8 * targets, "{events:?}");
+            let phase = |n: usize| events[n * 2 * targets..(n + 1) * 2 * targets].to_vec();
+            assert_eq!(phase(0), phase(1), "created: the batch's, then from the rows");
+            assert_eq!(phase(2), phase(3), "answered: the batch's, then from the rows");
+        }
 
         let mut conn = store.pool().acquire().await.unwrap();
         let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
-        assert_eq!(count("SELECT COUNT(*) FROM payers").fetch_one(&mut *conn).await.unwrap(), 4);
-        assert_eq!(count("SELECT COUNT(*) FROM payment_profiles").fetch_one(&mut *conn).await.unwrap(), 4);
+        assert_eq!(count("SELECT COUNT(*) FROM payers").fetch_one(&mut *conn).await.unwrap(), 2);
+        assert_eq!(count("SELECT COUNT(*) FROM payment_profiles").fetch_one(&mut *conn).await.unwrap(), 2);
         assert_eq!(
             count("SELECT COUNT(*) FROM installments WHERE status = 'Pending'").fetch_one(&mut *conn).await.unwrap(),
-            4,
-            "all but b, which was not answered"
+            2,
+            "a and c were answered"
         );
-        assert_eq!(
-            count("SELECT COUNT(*) FROM vipps_payments WHERE state = 'CREATED' AND redirect_url IS NOT NULL")
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap(),
-            4
-        );
+        let dates: (String, String) = sqlx::query_as(
+            "SELECT i.due_date, r.report_date FROM installments i JOIN inbound_reports r ON r.installment_id = i.id \
+             AND r.report_type = 'PaymentIntent' WHERE i.id = $1",
+        )
+        .bind(&a.installment_id)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(dates, ("2026-11-24".into(), "2026-11-24".into()), "the Oslo date, not the UTC one");
         assert_eq!(
             count("SELECT COUNT(*) FROM jobs").fetch_one(&mut *conn).await.unwrap(),
             count("SELECT COUNT(*) FROM webhook_deliveries").fetch_one(&mut *conn).await.unwrap(),

@@ -5,9 +5,9 @@
 //! on the batch size (prepared once, no per-value binding, whose cost in sqlx's SQLite driver grows with the
 //! square of a statement's parameter count). Reads look rows up with `IN` lists of at most [`IN_LIST`] values.
 //!
-//! Reads and writes run on a [`BatchConn`]: a sqlx connection (PostgreSQL; SQLite in memory, where the steps go
-//! to the database's thread as one script) or the SQLite writer's own connection ([`super::sqlite_writer`]).
-//! Every column a read returns is text, so one row type serves both.
+//! Reads and writes run on a `BatchConn`: a sqlx connection (PostgreSQL's writers; on SQLite, a batch of one
+//! written alone) or the SQLite writer's own connection (`store::sqlite_writer`). Every column a read returns
+//! is text, so one row type serves both.
 
 use std::collections::HashMap;
 
@@ -18,9 +18,10 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
 use super::records::{self, InstallmentRow, NewMessage, NewOneTime, NewReport, PaymentRow};
-use super::{map_conflict, timestamp, Backend, StoreError, StoreResult};
+use super::{map_conflict, timestamp, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
+use crate::domain::schedule::oslo_date;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 
 /// The rows of a read, every column as text (`None` for NULL).
@@ -28,9 +29,6 @@ pub(crate) type Rows = Vec<Vec<Option<String>>>;
 
 /// A connection a batch runs on, inside the batch's transaction.
 pub(crate) trait BatchConn {
-    /// The SQL dialect it speaks.
-    fn backend(&self) -> Backend;
-
     /// Runs one read with text parameters (`$1`, `$2`, …); every column it selects must be text (or `CAST` to
     /// it).
     async fn read(&mut self, sql: &str, params: &[String]) -> StoreResult<Rows>;
@@ -40,14 +38,6 @@ pub(crate) trait BatchConn {
 }
 
 impl BatchConn for AnyConnection {
-    fn backend(&self) -> Backend {
-        if self.backend_name() == "SQLite" {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        }
-    }
-
     async fn read(&mut self, sql: &str, params: &[String]) -> StoreResult<Rows> {
         let mut query: AnyQuery<'_> = sqlx::query(sql);
         for param in params {
@@ -61,33 +51,14 @@ impl BatchConn for AnyConnection {
         Ok(out)
     }
 
-    /// On SQLite the steps go to the database's thread as one script (one round trip); on PostgreSQL one after
-    /// the other (its protocol takes one statement with parameters at a time).
     async fn write(&mut self, steps: Steps) -> StoreResult<()> {
-        if steps.steps.is_empty() {
-            return Ok(());
-        }
-        if BatchConn::backend(self) == Backend::Sqlite {
-            let mut script = String::new();
-            let mut offset = 0;
-            for (sql, params) in steps.sqlite() {
-                script.push_str(&renumbered(sql, offset));
-                script.push_str(";\n");
-                offset += params.len();
-            }
-            let mut query: AnyQuery<'_> = sqlx::query(&script);
-            for param in steps.steps.iter().flat_map(|s| &s.params) {
+        let sqlite = self.backend_name() == "SQLite";
+        for step in &steps.steps {
+            let mut query: AnyQuery<'_> = sqlx::query(if sqlite { &step.sqlite } else { &step.postgres });
+            for param in &step.params {
                 query = query.bind(param.as_str());
             }
             query.execute(&mut *self).await.map_err(map_conflict)?;
-        } else {
-            for step in &steps.steps {
-                let mut query: AnyQuery<'_> = sqlx::query(&step.postgres);
-                for param in &step.params {
-                    query = query.bind(param.as_str());
-                }
-                query.execute(&mut *self).await.map_err(map_conflict)?;
-            }
         }
         Ok(())
     }
@@ -137,7 +108,7 @@ fn pad<T: Copy>(chunk: &[T]) -> Vec<T> {
     out
 }
 
-/// Statements of a batch, collected and then sent together by [`Steps::run`]. Each statement reads its rows from
+/// Statements of a batch, collected and then sent together by `BatchConn::write`. Each statement reads its rows from
 /// one JSON parameter (an array with one array per row), so its text is the same for every batch size: it is
 /// prepared once and stays in the statement cache, and binding costs one parameter instead of one per value.
 #[derive(Default)]
@@ -160,26 +131,6 @@ fn dialects(template: &str) -> (String, String) {
     (sqlite, postgres)
 }
 
-/// `$N` renumbered to `$(N + offset)`, for a statement joined after others into one SQLite script.
-fn renumbered(sql: &str, offset: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '$' {
-            let mut digits = String::new();
-            while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                digits.push(d);
-            }
-            match digits.parse::<usize>() {
-                Ok(n) => out.push_str(&(n + offset).to_string()),
-                Err(_) => out.push_str(&digits),
-            }
-        }
-    }
-    out
-}
-
 impl Steps {
     fn push(&mut self, template: &str, rows: Vec<serde_json::Value>, shared: Vec<String>) {
         if rows.is_empty() {
@@ -194,11 +145,6 @@ impl Steps {
     /// The statements in SQLite's dialect, in order, each with its parameters.
     pub(crate) fn sqlite(&self) -> impl Iterator<Item = (&str, &[String])> {
         self.steps.iter().map(|step| (step.sqlite.as_str(), step.params.as_slice()))
-    }
-
-    /// Whether there is nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
     }
 
     /// Stores messages (as [`records::insert_message`] does one); returns their ids in order.
@@ -232,7 +178,7 @@ impl Steps {
                     r.report_type,
                     r.sub_type,
                     r.amount_ore,
-                    at.date_naive().to_string(),
+                    oslo_date(*at).to_string(),
                     r.reference,
                     r.status,
                     r.installment_id,
@@ -253,12 +199,12 @@ impl Steps {
         ids
     }
 
-    /// Records many one-time intents (as [`records::insert_one_time`] does one): the intents, their
-    /// installments (Outstanding) and the Vipps payments to create with their idempotency keys. A payment
-    /// reference that is taken fails [`Steps::run`] with [`super::StoreError::Conflict`].
+    /// Records one-time intents before anything is sent to Vipps: the intents, their installments (Outstanding,
+    /// due on the Oslo date) and the Vipps payments to create with their idempotency keys. A payment reference
+    /// that is taken fails `BatchConn::write` with [`super::StoreError::Conflict`].
     pub fn insert_one_times(&mut self, new: &[(NewOneTime<'_>, DateTime<Utc>)]) {
         let rows = |f: &dyn Fn(&NewOneTime<'_>, String, String) -> serde_json::Value| {
-            new.iter().map(|(n, at)| f(n, timestamp(*at), at.date_naive().to_string())).collect::<Vec<_>>()
+            new.iter().map(|(n, at)| f(n, timestamp(*at), oslo_date(*at).to_string())).collect::<Vec<_>>()
         };
         self.push(
             "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, \
@@ -418,7 +364,7 @@ impl Steps {
 
     /// Writes outbound webhook deliveries and the jobs that send them (as
     /// [`crate::jobs::outbound::emit_at`] does for one event). Each job row is
-    /// [`crate::jobs::NewJob::row`]'s.
+    /// `NewJob::row`'s.
     pub fn insert_deliveries(&mut self, deliveries: Vec<serde_json::Value>, jobs: Vec<serde_json::Value>) {
         self.push(
             "INSERT INTO webhook_deliveries (id, endpoint_id, url, event_type, body, status, attempts, created_at, \
@@ -545,15 +491,19 @@ pub struct Endpoint {
     pub id: String,
     /// Where deliveries go.
     pub url: String,
-    /// The event types it takes, as stored (a JSON array; empty takes every type).
-    pub event_types: String,
+    /// The event types it takes (empty takes every type).
+    event_types: Vec<String>,
 }
 
 impl Endpoint {
+    /// An endpoint as stored: `event_types` is its JSON array of types (unreadable counts as empty).
+    pub fn new(id: String, url: String, event_types: &str) -> Endpoint {
+        Endpoint { id, url, event_types: serde_json::from_str(event_types).unwrap_or_default() }
+    }
+
     /// Whether the endpoint takes events of `event_type`.
     pub fn takes(&self, event_type: &str) -> bool {
-        let types: Vec<String> = serde_json::from_str(&self.event_types).unwrap_or_default();
-        types.is_empty() || types.iter().any(|t| t == event_type || t == "*")
+        self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type || t == "*")
     }
 }
 
@@ -562,11 +512,11 @@ pub(crate) async fn endpoints<C: BatchConn>(conn: &mut C) -> StoreResult<Vec<End
     let rows = conn.read("SELECT id, url, event_types FROM webhook_endpoints ORDER BY id", &[]).await?;
     rows.iter()
         .map(|row| {
-            Ok(Endpoint {
-                id: text(row, 0, "endpoint id")?.to_owned(),
-                url: text(row, 1, "endpoint url")?.to_owned(),
-                event_types: text(row, 2, "endpoint event types")?.to_owned(),
-            })
+            Ok(Endpoint::new(
+                text(row, 0, "endpoint id")?.to_owned(),
+                text(row, 1, "endpoint url")?.to_owned(),
+                text(row, 2, "endpoint event types")?,
+            ))
         })
         .collect()
 }
@@ -684,12 +634,8 @@ mod tests {
     }
 
     #[test]
-    fn lists_and_renumbering_count_parameters_from_where_they_start() {
+    fn lists_count_parameters_from_where_they_start_and_templates_become_both_dialects() {
         assert_eq!(list(3, 3), "$3, $4, $5");
-        assert_eq!(
-            renumbered("SELECT $1, $2 FROM t WHERE a = $12 AND b = '$'", 3),
-            "SELECT $4, $5 FROM t WHERE a = $15 AND b = '$'"
-        );
         let (sqlite, postgres) = dialects("SELECT {r}->>0 FROM {rows}");
         assert_eq!(sqlite, "SELECT value->>0 FROM json_each($1)");
         assert_eq!(postgres, "SELECT v->>0 FROM jsonb_array_elements($1::jsonb) AS t(v)");

@@ -8,7 +8,7 @@
 //! - every [`PERIOD`] it runs, on a connection of the store's pool, a `PASSIVE` checkpoint, which copies what is in the log without taking the write
 //!   lock, so the writer goes on appending meanwhile;
 //! - when the log has grown past [`CATCH_UP_FRAMES`], it takes this process's writer slot (see
-//!   [`super::Store::begin_write`]) for a second `PASSIVE` checkpoint, which then has only the few pages written
+//!   `Store::begin_write`) for a second `PASSIVE` checkpoint, which then has only the few pages written
 //!   during the first one to copy. With the log fully copied, the writer's next commit starts the log again from
 //!   its beginning, so it stays small.
 //!

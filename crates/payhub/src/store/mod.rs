@@ -45,7 +45,7 @@ pub enum StoreError {
     /// Anything else the driver reported.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    /// Anything else SQLite reported to the group-commit writer's own connection ([`sqlite_writer`]).
+    /// Anything else SQLite reported to the group-commit writer's own connection (`sqlite_writer`).
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -93,7 +93,7 @@ pub struct Store {
 type KeyReads = crate::batcher::Batcher<String, Result<Option<users::ApiKeyRecord>, String>>;
 
 /// A write transaction; on SQLite it also holds this process's writer slot until it ends. `'c` is the connection
-/// it runs on when that is borrowed ([`HeldWriter`]); a transaction on a pooled connection is `'static`.
+/// it runs on when that is borrowed (`HeldWriter`); a transaction on a pooled connection is `'static`.
 pub struct WriteTx<'c> {
     tx: sqlx::Transaction<'c, sqlx::Any>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{map_conflict, timestamp, Backend, StoreError, StoreResult};
+use super::{timestamp, Backend, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
@@ -258,7 +258,7 @@ pub struct NewOneTime<'a> {
 }
 
 impl NewOneTime<'_> {
-    /// The installment as [`insert_one_time`] writes it at `now`.
+    /// The installment as [`super::batch::Steps::insert_one_times`] writes it at `now`.
     pub fn installment_row(&self, now: DateTime<Utc>) -> InstallmentRow {
         InstallmentRow {
             id: self.installment_id.to_owned(),
@@ -267,7 +267,7 @@ impl NewOneTime<'_> {
             account_id: self.account_id.to_owned(),
             amount_ore: self.amount_ore,
             amount_open_ore: self.amount_ore,
-            due_date: now.date_naive(),
+            due_date: crate::domain::schedule::oslo_date(now),
             status: InstallmentStatus::Outstanding,
             status_reason: None,
             payment_reference: self.payment_reference.to_owned(),
@@ -322,63 +322,6 @@ pub async fn insert_intent(conn: &mut AnyConnection, new: &NewIntentRow<'_>, now
     .bind(new.origin)
     .bind(new.campaign_id)
     .bind(timestamp(now))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Records the intent, its installment (Outstanding) and the Vipps payment to create, with its idempotency key,
-/// before anything is sent to Vipps.
-pub async fn insert_one_time(conn: &mut AnyConnection, new: &NewOneTime<'_>, now: DateTime<Utc>) -> StoreResult<()> {
-    let at = timestamp(now);
-    insert_intent(
-        &mut *conn,
-        &NewIntentRow {
-            id: new.intent_id,
-            report_id: new.report_id,
-            account_id: new.account_id,
-            payer_id: new.payer_id,
-            installment_id: Some(new.installment_id),
-            success_url: new.success_url,
-            failure_url: new.failure_url,
-            webhook_url: new.webhook_url,
-            origin: new.origin,
-            campaign_id: new.campaign_id,
-        },
-        now,
-    )
-    .await?;
-    sqlx::query(
-        "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, amount_open_ore, \
-         due_date, status, payment_reference, bank_statement_description, product, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 'Outstanding', $8, $9, $10, $11, $11)",
-    )
-    .bind(new.installment_id)
-    .bind(new.intent_id)
-    .bind(new.payer_id)
-    .bind(new.profile_id)
-    .bind(new.account_id)
-    .bind(new.amount_ore)
-    .bind(crate::domain::schedule::oslo_date(now).to_string())
-    .bind(new.payment_reference)
-    .bind(new.bank_statement_description)
-    .bind(new.product)
-    .bind(&at)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_conflict)?;
-    sqlx::query(
-        "INSERT INTO vipps_payments (reference, installment_id, account_id, idempotency_key, amount_ore, state, customer_phone, \
-         description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'CREATING', $6, $7, $8, $8)",
-    )
-    .bind(new.payment_reference)
-    .bind(new.installment_id)
-    .bind(new.account_id)
-    .bind(new.installment_id)
-    .bind(new.amount_ore)
-    .bind(new.customer_phone)
-    .bind(new.bank_statement_description)
-    .bind(&at)
     .execute(conn)
     .await?;
     Ok(())

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use rusqlite::types::ValueRef;
 
 use super::batch::{BatchConn, Rows, Steps};
-use super::{Backend, Store, StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult};
 
 /// Statements the connection keeps prepared (a batch uses about twenty distinct texts).
 const STATEMENT_CACHE: usize = 128;
@@ -104,10 +104,6 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[String]) -> StoreResu
 }
 
 impl BatchConn for SqliteTx<'_> {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
     async fn read(&mut self, sql: &str, params: &[String]) -> StoreResult<Rows> {
         let mut statement = self.conn.prepare_cached(sql).map_err(sqlite_error)?;
         bind(&mut statement, params)?;
