@@ -203,8 +203,11 @@ impl Steps {
     /// due on the Oslo date) and the Vipps payments to create with their idempotency keys. A payment reference
     /// that is taken fails `BatchConn::write` with [`super::StoreError::Conflict`].
     pub fn insert_one_times(&mut self, new: &[(NewOneTime<'_>, DateTime<Utc>)]) {
-        let rows = |f: &dyn Fn(&NewOneTime<'_>, String, String) -> serde_json::Value| {
-            new.iter().map(|(n, at)| f(n, timestamp(*at), oslo_date(*at).to_string())).collect::<Vec<_>>()
+        // Each intent's time as stored and its Oslo date, worked out once for the three tables.
+        let stamps: Vec<(String, String)> =
+            new.iter().map(|(_, at)| (timestamp(*at), oslo_date(*at).to_string())).collect();
+        let rows = |f: &dyn Fn(&NewOneTime<'_>, &str, &str) -> serde_json::Value| {
+            new.iter().zip(&stamps).map(|((n, _), (at, date))| f(n, at, date)).collect::<Vec<_>>()
         };
         self.push(
             "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, \
