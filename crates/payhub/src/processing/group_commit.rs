@@ -584,6 +584,11 @@ pub(crate) async fn created_alone(store: &Store, item: &CreatedAtVipps) -> Store
 mod tests {
     use super::*;
 
+    /// The single number `sql` selects.
+    async fn count(store: &Store, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(store.pool()).await.unwrap()
+    }
+
     fn pending(n: usize, reference: &str) -> PendingIntent {
         PendingIntent {
             intent_id: format!("pi_test{n}"),
@@ -629,19 +634,10 @@ mod tests {
         assert_eq!(references[0], "pi-100000000001");
         assert_ne!(references[1], "pi-100000000001", "the second drew another reference");
         assert_eq!(references[2], "pi-100000000003");
-        let mut conn = store.pool().acquire().await.unwrap();
-        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
-        assert_eq!(count("SELECT COUNT(*) FROM payers").fetch_one(&mut *conn).await.unwrap(), 1);
-        assert_eq!(count("SELECT COUNT(*) FROM installments").fetch_one(&mut *conn).await.unwrap(), 3);
-        assert_eq!(
-            count("SELECT COUNT(*) FROM vipps_payments WHERE state = 'CREATING'").fetch_one(&mut *conn).await.unwrap(),
-            3
-        );
-        assert_eq!(
-            count("SELECT COUNT(*) FROM messages").fetch_one(&mut *conn).await.unwrap(),
-            3,
-            "nothing of the failed batch stayed"
-        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM payers").await, 1);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM installments").await, 3);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM vipps_payments WHERE state = 'CREATING'").await, 3);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM messages").await, 3, "nothing of the failed batch stayed");
     }
 
     fn answer(item: &PendingIntent, reference: &str, listeners: Option<Listeners>) -> CreatedAtVipps {
@@ -756,12 +752,10 @@ mod tests {
             assert_eq!(phase(2), phase(3), "answered: the batch's, then from the rows");
         }
 
-        let mut conn = store.pool().acquire().await.unwrap();
-        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
-        assert_eq!(count("SELECT COUNT(*) FROM payers").fetch_one(&mut *conn).await.unwrap(), 2);
-        assert_eq!(count("SELECT COUNT(*) FROM payment_profiles").fetch_one(&mut *conn).await.unwrap(), 2);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM payers").await, 2);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM payment_profiles").await, 2);
         assert_eq!(
-            count("SELECT COUNT(*) FROM installments WHERE status = 'Pending'").fetch_one(&mut *conn).await.unwrap(),
+            count(&store, "SELECT COUNT(*) FROM installments WHERE status = 'Pending'").await,
             2,
             "a and c were answered"
         );
@@ -770,13 +764,13 @@ mod tests {
              AND r.report_type = 'PaymentIntent' WHERE i.id = $1",
         )
         .bind(&a.installment_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(store.pool())
         .await
         .unwrap();
         assert_eq!(dates, ("2026-11-24".into(), "2026-11-24".into()), "the Oslo date, not the UTC one");
         assert_eq!(
-            count("SELECT COUNT(*) FROM jobs").fetch_one(&mut *conn).await.unwrap(),
-            count("SELECT COUNT(*) FROM webhook_deliveries").fetch_one(&mut *conn).await.unwrap(),
+            count(&store, "SELECT COUNT(*) FROM jobs").await,
+            count(&store, "SELECT COUNT(*) FROM webhook_deliveries").await,
         );
     }
 }
