@@ -341,7 +341,7 @@ async fn serve(mut config: Config, sandbox: bool) -> anyhow::Result<()> {
 
 /// Points the "Sandbox" account at the in-process simulator (created or updated), and prints an integrator API
 /// key and the simulator's URL, also as `PAYHUB_SANDBOX_*=` lines for scripts.
-async fn provision_sandbox(state: &crate::app::AppState, simulator: &vipps_sim::Simulator) -> anyhow::Result<()> {
+async fn provision_sandbox(state: &crate::state::AppState, simulator: &vipps_sim::Simulator) -> anyhow::Result<()> {
     let merchant = simulator.merchants().first().cloned().context("the simulator has no merchant")?;
     let input = AccountInput {
         name: Some("Sandbox".into()),

@@ -6,10 +6,11 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 
-use crate::app::{AppState, Application};
+use crate::app::Application;
 use crate::auth::Actor;
 use crate::config::Config;
 use crate::domain::money::Money;
+use crate::state::AppState;
 
 /// `payhub recurring …`
 #[derive(Debug, Subcommand)]

@@ -39,5 +39,18 @@ impl From<sqlx::Error> for ServiceError {
     }
 }
 
+/// One entry of the error envelope the APIs answer with; the flows use it for problems they find in an
+/// intent while resolving it (an unknown Target, say), which the API then answers as they are.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct ErrorItem {
+    /// FinDock-style code, see the module docs.
+    pub error_code: &'static str,
+    /// What went wrong, safe to show.
+    pub error_message: String,
+    /// The offending field's path, when one field is at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 /// Result of a service operation.
 pub type ServiceResult<T> = Result<T, ServiceError>;

@@ -27,6 +27,7 @@ pub mod jobs;
 pub mod ops;
 pub mod processing;
 pub mod secrets;
+pub mod state;
 pub mod store;
 pub mod vipps;
 pub mod web;

@@ -1,16 +1,10 @@
-//! Operations: request ids, Prometheus metrics, health and readiness, and log set-up.
+//! Operations' leaf: the current request's id, the request metrics, and log set-up. The middleware that sets
+//! them is in `app`, the endpoints that show them in `api::ops`; everything below may read them.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::app::AppState;
 use crate::config::LogFormat;
 
 tokio::task_local! {
@@ -25,39 +19,9 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-/// Gives every request an id (the caller's `x-request-id` when it is sane, else a new one), makes it
-/// available to error bodies and logs, echoes it on the response, and records metrics.
-pub async fn request_context(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route =
-        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = request.method().clone();
-    let api = crate::auth::http::is_api_path(request.uri().path());
-    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
-    let started = Instant::now();
-    let mut response = REQUEST_ID
-        .scope(id.clone(), async move {
-            let response = tracing::Instrument::instrument(next.run(request), span).await;
-            if api {
-                crate::api::error::envelope_framework_errors(response).await
-            } else {
-                response
-            }
-        })
-        .await;
-    state.metrics.observe(method.as_str(), &route, response.status().as_u16(), started.elapsed().as_secs_f64());
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    response
+/// Runs `work` as the request with this id: [`current_request_id`] answers it inside.
+pub async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
 }
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
@@ -130,33 +94,6 @@ impl Metrics {
 
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// `GET /readyz`: the database answers.
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
-        }
-    }
-}
-
-/// `GET /metrics`: Prometheus scrape endpoint.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut text = state.metrics.render();
-    text.push_str(&format!(
-        "# HELP payhub_group_commit_fallbacks_total Group-commit batches written one intent at a time after \
-         failing together.\n# TYPE payhub_group_commit_fallbacks_total counter\npayhub_group_commit_fallbacks_total {}\n",
-        state.payments.group_commit_fallbacks()
-    ));
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Sets up `tracing` output: human-readable lines or JSON, filtered by `RUST_LOG` (default `info`).

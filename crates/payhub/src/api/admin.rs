@@ -10,11 +10,11 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::json::ApiJson;
-use crate::app::AppState;
 use crate::auth::{self, Principal};
 use crate::domain::account::AccountInput;
 use crate::domain::role::Role;
 use crate::secrets::Secret;
+use crate::state::AppState;
 use crate::store::audit;
 
 /// `GET /admin/api/accounts`

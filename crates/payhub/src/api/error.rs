@@ -15,17 +15,7 @@ use crate::domain::FieldError;
 use crate::error::ServiceError;
 use crate::ops::current_request_id;
 
-/// One entry of the error envelope.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ErrorItem {
-    /// FinDock-style code, see the module docs.
-    pub error_code: &'static str,
-    /// What went wrong, safe to show.
-    pub error_message: String,
-    /// The offending field's path, when one field is at fault.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
+pub use crate::error::ErrorItem;
 
 /// An error answer of a JSON API.
 #[derive(Debug)]

@@ -11,10 +11,10 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::json::ApiJson;
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::FieldError;
 use crate::jobs::outbound::NewEndpoint;
+use crate::state::AppState;
 
 /// `GET /admin/api/webhook-endpoints`: every endpoint (without secrets), and the installation secret that
 /// signs deliveries to payment intents' own `WebhookURL`s (created on first need).

@@ -7,6 +7,12 @@ use url::Url;
 use super::money::Money;
 use super::phone::Phone;
 
+/// The processor name payhub answers to (in intents, events and answers alike), and FinDock's, accepted as an
+/// alias.
+pub const PROCESSOR: &str = "PayHub-Vipps";
+/// FinDock's name for the Vipps processor.
+pub const FINDOCK_PROCESSOR: &str = "FinDock-Vipps";
+
 /// The person or organisation paying, as the intent describes them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PayerInput {

@@ -20,7 +20,7 @@ pub(crate) fn installment_data(installment: &InstallmentRow, payments: &[records
         "Amount": Money::from_ore(installment.amount_ore).to_json_kroner(),
         "AmountOpen": Money::from_ore(installment.amount_open_ore.max(0)).to_json_kroner(),
         "PaymentMethod": "Vipps",
-        "PaymentProcessor": crate::api::v2::request::PROCESSOR,
+        "PaymentProcessor": crate::domain::intent::PROCESSOR,
         "PaymentIntentId": installment.intent_id,
         "PaymentReference": installment.payment_reference,
         "Payments": payments.iter().map(|p| json!({
@@ -28,7 +28,7 @@ pub(crate) fn installment_data(installment: &InstallmentRow, payments: &[records
             "Amount": signed_json_kroner(p.amount_ore),
             "CollectionDate": p.collection_date.to_string(),
             "PaymentMethod": "Vipps",
-            "PaymentProcessor": crate::api::v2::request::PROCESSOR,
+            "PaymentProcessor": crate::domain::intent::PROCESSOR,
         })).collect::<Vec<_>>(),
     })
 }
@@ -176,7 +176,7 @@ pub async fn mandate(
         "Status": mandate.status.as_str(),
         "Active": mandate.status.is_active(),
         "PaymentMethod": "Vipps",
-        "PaymentProcessor": crate::api::v2::request::PROCESSOR,
+        "PaymentProcessor": crate::domain::intent::PROCESSOR,
         "PaymentIntentId": mandate.intent_id,
     });
     outbound::emit_at(conn, "mandate.status_change", data, listeners.url.as_deref(), at).await?;

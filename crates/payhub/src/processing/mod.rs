@@ -6,8 +6,10 @@
 //! before the call: the installment id for the create, `cap-<installment>` for its capture, the refund's id for
 //! a refund. A retry after any crash therefore repeats the same operation at Vipps instead of adding one.
 
+pub mod background;
 pub mod events;
 mod group_commit;
+pub mod payer_return;
 pub mod recurring;
 pub mod refunds;
 pub mod vipps_payment;
@@ -16,11 +18,11 @@ use chrono::Utc;
 use rand::Rng;
 use url::Url;
 
-use crate::api::error::ErrorItem;
 use crate::domain::account::ParameterDefault;
 use crate::domain::ids::new_id;
 use crate::domain::intent::{OneTimeIntent, VippsParameters};
 use crate::domain::phone::Phone;
+use crate::error::ErrorItem;
 use crate::error::ServiceError;
 use crate::store::records::VippsPaymentRow;
 use crate::store::{Store, StoreError};

@@ -20,7 +20,6 @@ use vipps_client::{Currency, ErrorKind, RecurringIdempotencyKey, RecurringProble
 
 use super::vipps_payment::{describe, is_transient};
 use super::{events, with_defaults, IntentError, Payments};
-use crate::api::error::ErrorItem;
 use crate::auth::Actor;
 use crate::domain::ids::new_id;
 use crate::domain::money::Money;
@@ -29,6 +28,7 @@ use crate::domain::recurring::{
 };
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::domain::FieldError;
+use crate::error::ErrorItem;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::records::{self, NewMessage, NewReport};

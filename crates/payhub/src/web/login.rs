@@ -10,10 +10,10 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{page, text_field};
-use crate::app::AppState;
 use crate::auth::http::{client_source, cookie, SESSION_COOKIE};
 use crate::auth::{self, tokens, Principal, SESSION_HOURS};
 use crate::error::ServiceError;
+use crate::state::AppState;
 
 const FORM_COOKIE: &str = "payhub_form";
 

@@ -9,13 +9,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{check_field, csrf_field, page, text_field};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::account::{AccountInput, AccountSettings, DEFAULT_RETRY_DAYS};
 use crate::domain::role::Role;
 use crate::domain::FieldError;
 use crate::error::ServiceError;
 use crate::secrets::Secret;
+use crate::state::AppState;
 
 /// `GET /`: the dashboard.
 pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Response {

@@ -9,11 +9,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{csrf_field, page, text_field};
-use crate::app::AppState;
 use crate::auth::{self, Principal};
 use crate::domain::role::Role;
 use crate::domain::FieldError;
 use crate::error::ServiceError;
+use crate::state::AppState;
 use crate::store::{audit as audit_store, users as user_store};
 
 fn role_select(selected: Option<Role>) -> Markup {

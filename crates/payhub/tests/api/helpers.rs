@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use payhub::app::{AppState, Application};
+use payhub::app::Application;
+use payhub::state::AppState;
 use payhub::auth::{self, Actor};
 use payhub::config::Config;
 use payhub::domain::role::Role;

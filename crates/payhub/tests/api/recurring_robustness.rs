@@ -144,7 +144,7 @@ async fn race_generate(instances: &[payhub::processing::Payments]) {
 }
 
 /// A second payhub instance on the same database: its own pool, queue and Vipps clients, the same clock.
-async fn second_instance(app: &TestApp, vipps: &Vipps) -> payhub::app::AppState {
+async fn second_instance(app: &TestApp, vipps: &Vipps) -> payhub::state::AppState {
     let config = (*app.state.config).clone();
     payhub::app::Application::build_state(config, std::sync::Arc::new(vipps.sim.clock_fn()))
         .await

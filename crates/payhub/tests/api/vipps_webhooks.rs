@@ -15,9 +15,7 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
 
 async fn registered(app: &TestApp) -> (String, String) {
     let account = app.state.accounts.list().await.unwrap().remove(0);
-    payhub::vipps::webhooks::ensure_registered(&app.state, &account.id)
-        .await
-        .expect("webhook registered at the simulator");
+    app.state.registrar().ensure_registered(&account.id).await.expect("webhook registered at the simulator");
     let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
     let row = sqlx::query("SELECT url, secret_sealed FROM vipps_webhooks").fetch_one(&mut *conn).await.unwrap();
     let sealed: String = row.try_get(1).unwrap();
@@ -159,7 +157,7 @@ on_both_backends! {
         app.state.jobs.run_until_idle().await.unwrap();
         assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 1);
         // Registering again (start-up, the beat) keeps the one registration.
-        payhub::vipps::webhooks::register_all(&app.state).await;
+        app.state.registrar().register_all().await;
         assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 1);
     }
 }

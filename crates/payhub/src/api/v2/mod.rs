@@ -1,5 +1,5 @@
 //! The Payment API v2, FinDock-compatible (PascalCase): payment intents, payment methods, installments,
-//! refunds, and the page Vipps sends the payer back to.
+//! refunds.
 
 pub mod recurring;
 pub mod request;
@@ -7,19 +7,19 @@ pub mod request;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ErrorItem};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::money::{signed_json_kroner, Money};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::ServiceError;
 use crate::processing::refunds::RefundRequest;
 use crate::processing::IntentError;
+use crate::state::AppState;
 use crate::store::idempotency::{self, Claim};
 use crate::store::records;
 
@@ -453,53 +453,4 @@ async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, A
         Some(installment_id) if items.is_empty() => Ok(RefundRequest { installment_id, amount_ore: amount, reason }),
         _ => Err(ApiError::items(StatusCode::BAD_REQUEST, items)),
     }
-}
-
-/// `GET /v2/return/{intent}`: where Vipps sends the payer back. Reads the payment from Vipps (so the record is
-/// current even if no webhook came) and forwards to the intent's SuccessURL or FailureURL.
-pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let intent = {
-        let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-        match records::intent(&mut conn, &id).await {
-            Ok(Some(intent)) => intent,
-            _ => return crate::web::not_found(),
-        }
-    };
-    let mut success = false;
-    let mandate = {
-        let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-        crate::store::recurring::recurring_of_intent(&mut conn, &id).await.ok().flatten().map(|(_, m)| m)
-    };
-    if let Some(mandate_id) = mandate {
-        if let Err(error) = state.payments.sync_agreement(&mandate_id, None).await {
-            tracing::warn!(mandate = %mandate_id, %error, "agreement sync on the payer's return failed");
-        }
-        let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-        let active = crate::store::recurring::mandate(&mut conn, &mandate_id)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|m| m.status.is_active());
-        return Redirect::to(if active { &intent.success_url } else { &intent.failure_url }).into_response();
-    }
-    if let Some(installment_id) = &intent.installment_id {
-        let reference = {
-            let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-            records::vipps_payment_of(&mut conn, installment_id).await.ok().flatten().map(|v| v.reference)
-        };
-        if let Some(reference) = reference {
-            if let Err(error) = state.payments.sync(&reference, None).await {
-                tracing::warn!(%reference, %error, "sync on the payer's return failed");
-            }
-            let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-            let status = records::installment(&mut conn, installment_id).await.ok().flatten().map(|i| i.status);
-            let authorized = records::vipps_payment(&mut conn, &reference)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|v| v.state == "AUTHORIZED");
-            success = authorized || status.is_some_and(InstallmentStatus::is_collected);
-        }
-    }
-    Redirect::to(if success { &intent.success_url } else { &intent.failure_url }).into_response()
 }

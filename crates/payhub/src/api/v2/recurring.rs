@@ -12,11 +12,11 @@ use serde_json::{json, Map, Value};
 
 use super::{internal, parse_json, request};
 use crate::api::error::{ApiError, ErrorItem};
-use crate::app::AppState;
 use crate::auth::Principal;
 use crate::domain::money::Money;
 use crate::error::ServiceError;
 use crate::processing::recurring::CancelOutcome;
+use crate::state::AppState;
 use crate::store::recurring::{self as rec, MandateRow, RecurringRow};
 
 fn brief_json(installments: &[rec::InstallmentBrief]) -> Vec<Value> {

@@ -26,10 +26,7 @@ pub enum ParsedIntent {
     Recurring(RecurringIntent),
 }
 
-/// The processor name payhub answers to, and FinDock's, accepted as an alias.
-pub const PROCESSOR: &str = "PayHub-Vipps";
-/// FinDock's name for the Vipps processor.
-pub const FINDOCK_PROCESSOR: &str = "FinDock-Vipps";
+pub use crate::domain::intent::{FINDOCK_PROCESSOR, PROCESSOR};
 
 /// The Vipps parameters an intent may carry (`PaymentMethod.Parameters`).
 pub const PARAMETERS: [&str; 5] =

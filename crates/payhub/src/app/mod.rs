@@ -1,11 +1,14 @@
-//! The application: shared state, the one list of routes, and start-up.
+//! The application: the one list of routes, the access guard, the request middleware, and start-up. The top
+//! floor: the only module that names handlers.
 //!
 //! [`Application::build`] connects the database, applies migrations, loads the master key and binds the
 //! listener (port 0 in tests); [`Application::run_until`] serves until the given signal, then drains.
 
+mod guard;
+mod middleware;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -19,34 +22,16 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::api::{self, error::ApiError};
-use crate::auth::http::{
-    is_api_path, require_admin, require_finance, require_payment_api, require_refunds, require_signed_in,
-};
 use crate::config::Config;
 use crate::domain::role::Access;
-use crate::ops::{self, Metrics};
-use crate::processing::Payments;
-use crate::secrets::MasterKey;
-use crate::store::Store;
-use crate::vipps::accounts::Accounts;
-use crate::vipps::client::VippsClients;
+use crate::jobs::Clock;
+use crate::state::AppState;
 use crate::web;
+use guard::{require_admin, require_finance, require_payment_api, require_refunds, require_signed_in};
 
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Store,
-    /// The merchant account registry.
-    pub accounts: Accounts,
-    /// The configuration the server runs with.
-    pub config: Arc<Config>,
-    /// Request metrics.
-    pub metrics: Arc<Metrics>,
-    /// The payment pipeline.
-    pub payments: Payments,
-    /// The job queue, its handlers, the heartbeat and outbound webhooks.
-    pub jobs: crate::jobs::Jobs,
+/// Whether a path belongs to a JSON API (bearer keys, JSON errors) rather than the pages.
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with("/admin/api/") || path.starts_with("/v2/") || path == "/admin/api"
 }
 
 /// One route: method, path, who may call it, and its handler.
@@ -82,9 +67,9 @@ pub fn routes() -> Vec<Route> {
     use Method as M;
     vec![
         // Operations
-        route(M::GET, "/healthz", Public, ops::healthz),
-        route(M::GET, "/readyz", Public, ops::readyz),
-        route(M::GET, "/metrics", Public, ops::metrics),
+        route(M::GET, "/healthz", Public, api::ops::healthz),
+        route(M::GET, "/readyz", Public, api::ops::readyz),
+        route(M::GET, "/metrics", Public, api::ops::metrics),
         // Admin API (JSON, bearer keys)
         route(M::GET, "/admin/api/accounts", Admin, api::admin::list_accounts),
         route(M::POST, "/admin/api/accounts", Admin, api::admin::create_account),
@@ -119,9 +104,9 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/v2/Recurring/{id}/Cancel", Refunds, api::v2::recurring::cancel_recurring),
         route(M::GET, "/v2/Mandate/{id}", PaymentApi, api::v2::recurring::get_mandate),
         route(M::POST, "/v2/actions/CancelVippsAgreement", Refunds, api::v2::recurring::cancel_vipps_agreement),
-        route(M::GET, "/v2/return/{id}", Public, api::v2::payer_return),
+        route(M::GET, "/v2/return/{id}", Public, web::payer_return::payer_return),
         // Vipps webhooks (public; every delivery's HMAC signature is verified)
-        route(M::POST, "/webhooks/vipps/{id}", Public, crate::vipps::webhooks::intake),
+        route(M::POST, "/webhooks/vipps/{id}", Public, api::vipps_webhooks::intake),
         // Pages: sign-in and first run
         route(M::GET, "/login", Public, web::login::form),
         route(M::POST, "/login", Public, web::login::submit),
@@ -165,7 +150,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
-        .layer(from_fn_with_state(state.clone(), ops::request_context))
+        .layer(from_fn_with_state(state.clone(), middleware::request_context))
         .with_state(state)
 }
 
@@ -175,60 +160,6 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     } else {
         web::not_found()
     }
-}
-
-/// The beat that generates the installments of recurring payments (FinDock's GenerateInstallments).
-pub const GENERATE_INSTALLMENTS: &str = "recurring.generate_installments";
-
-/// The beat that creates Vipps charges for installments coming due (FinDock's CollectRecurring).
-pub const COLLECT_RECURRING: &str = "recurring.collect";
-
-/// The heartbeat's beats: polling Vipps payments, agreements and charges (`PAYHUB_POLL_SECONDS`), the recurring
-/// beats (`PAYHUB_RECURRING_BEAT_SECONDS`), and webhook registration.
-fn register_beats(state: &AppState) {
-    let payments = state.payments.clone();
-    state.jobs.heartbeat.register("vipps.sync_payments", Duration::from_secs(state.config.poll_seconds), move |_| {
-        let payments = payments.clone();
-        async move {
-            payments.sync_open(500).await?;
-            Ok(())
-        }
-    });
-    let recurring_period = Duration::from_secs(state.config.recurring_beat_seconds);
-    let payments = state.payments.clone();
-    state.jobs.heartbeat.register(GENERATE_INSTALLMENTS, recurring_period, move |_| {
-        let payments = payments.clone();
-        async move {
-            payments.generate_installments().await?;
-            Ok(())
-        }
-    });
-    let payments = state.payments.clone();
-    state.jobs.heartbeat.register(COLLECT_RECURRING, recurring_period, move |_| {
-        let payments = payments.clone();
-        async move {
-            // Generate first, so an installment that just became due is charged in the same run.
-            payments.generate_installments().await?;
-            payments.collect_recurring().await?;
-            Ok(())
-        }
-    });
-    let payments = state.payments.clone();
-    state.jobs.heartbeat.register("vipps.sync_recurring", Duration::from_secs(state.config.poll_seconds), move |_| {
-        let payments = payments.clone();
-        async move {
-            payments.sync_recurring(500).await?;
-            Ok(())
-        }
-    });
-    let registrar = state.clone();
-    state.jobs.heartbeat.register("vipps.register_webhooks", Duration::from_secs(300), move |_| {
-        let state = registrar.clone();
-        async move {
-            crate::vipps::webhooks::register_all(&state).await;
-            Ok(())
-        }
-    });
 }
 
 /// A built application: the database is migrated and the listener bound.
@@ -245,7 +176,7 @@ impl Application {
 
     /// [`Application::build`] on another clock: payhub's time (due dates, beats, job times) follows it. Sandbox
     /// mode and tests pass the simulator's virtual clock.
-    pub async fn build_with_clock(config: Config, clock: crate::jobs::Clock) -> anyhow::Result<Application> {
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Application> {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {} (PAYHUB_LISTEN): {e}", config.listen))?;
@@ -261,38 +192,8 @@ impl Application {
 
     /// The application's state without a listener (for CLI commands that run payhub's work, such as
     /// `payhub heartbeat run`): connects, migrates, loads the master key, registers job handlers and beats.
-    pub async fn build_state(config: Config, clock: crate::jobs::Clock) -> anyhow::Result<AppState> {
-        let store = Store::connect(&config.database_url).await?;
-        store.migrate().await?;
-        let key = match &config.master_key {
-            Some(key) => key.clone(),
-            None => MasterKey::load_or_create(&config.data_dir)?,
-        };
-        let jobs = crate::jobs::Jobs::with_clock(store.clone(), key.clone(), clock.clone());
-        let accounts = Accounts::new(store.clone(), key);
-        let payments = Payments::new(
-            store.clone(),
-            accounts.clone(),
-            VippsClients::new(Duration::from_millis(config.vipps_timeout_ms)),
-            config.public_url.clone(),
-        )
-        .with_clock(clock)
-        .with_recurring(crate::processing::recurring::RecurringSettings {
-            horizon: config.recurring_horizon,
-            lead_days: config.charge_lead_days,
-            ..Default::default()
-        });
-        let state = AppState {
-            accounts,
-            store,
-            config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
-            payments,
-            jobs,
-        };
-        crate::vipps::webhooks::register_handlers(&state);
-        register_beats(&state);
-        Ok(state)
+    pub async fn build_state(config: Config, clock: Clock) -> anyhow::Result<AppState> {
+        AppState::build(config, clock).await
     }
 
     /// The address the server listens on (with the real port when 0 was asked for).
@@ -312,8 +213,8 @@ impl Application {
         workers: usize,
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let state = self.state.clone();
-        tokio::spawn(async move { crate::vipps::webhooks::register_all(&state).await });
+        let registrar = self.state.registrar();
+        tokio::spawn(async move { registrar.register_all().await });
         self.state.jobs.spawn_workers(workers, shutdown)
     }
 

@@ -1,0 +1,91 @@
+//! The wiring every handler receives: the store, the payment flows, the Vipps accounts, the job queue, the
+//! configuration and the metrics, built once at start-up.
+//!
+//! It sits below the edge (`api`, `web`) and above the flows, so handlers can reach every flow while the
+//! flows themselves take only the parts they need ([`Payments`], the [`Store`], the clock), never the whole
+//! state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::jobs::{Clock, Jobs};
+use crate::ops::Metrics;
+use crate::processing::recurring::RecurringSettings;
+use crate::processing::Payments;
+use crate::secrets::MasterKey;
+use crate::store::Store;
+use crate::vipps::accounts::Accounts;
+use crate::vipps::client::VippsClients;
+use crate::vipps::webhooks::Registrar;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The merchant account registry.
+    pub accounts: Accounts,
+    /// The configuration the server runs with.
+    pub config: Arc<Config>,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// The payment flows.
+    pub payments: Payments,
+    /// The job queue, its handlers, the heartbeat and outbound webhooks.
+    pub jobs: Jobs,
+}
+
+impl AppState {
+    /// Connects, migrates, loads the master key, and registers the job handlers and the beats: everything
+    /// `payhub serve` needs except the listener, and everything a CLI command that runs payhub's work needs.
+    pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let key = match &config.master_key {
+            Some(key) => key.clone(),
+            None => MasterKey::load_or_create(&config.data_dir)?,
+        };
+        let jobs = Jobs::with_clock(store.clone(), key.clone(), clock.clone());
+        let accounts = Accounts::new(store.clone(), key);
+        let payments = Payments::new(
+            store.clone(),
+            accounts.clone(),
+            VippsClients::new(Duration::from_millis(config.vipps_timeout_ms)),
+            config.public_url.clone(),
+        )
+        .with_clock(clock)
+        .with_recurring(RecurringSettings {
+            horizon: config.recurring_horizon,
+            lead_days: config.charge_lead_days,
+            ..Default::default()
+        });
+        let state = AppState {
+            accounts,
+            store,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+            payments,
+            jobs,
+        };
+        state.registrar().register_job(&state.jobs.handlers);
+        state.payments.register_jobs(&state.jobs.handlers);
+        state.payments.register_beats(
+            &state.jobs.heartbeat,
+            state.config.poll_seconds,
+            state.config.recurring_beat_seconds,
+        );
+        state.registrar().register_beat(&state.jobs.heartbeat);
+        Ok(state)
+    }
+
+    /// Who registers each account's webhook at Vipps.
+    pub fn registrar(&self) -> Registrar {
+        Registrar::new(
+            self.store.clone(),
+            self.accounts.clone(),
+            self.payments.clients.clone(),
+            self.config.public_url.clone(),
+        )
+    }
+}
