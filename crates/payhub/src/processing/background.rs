@@ -10,7 +10,6 @@ use super::Payments;
 use crate::error::ServiceError;
 use crate::jobs::heartbeat::Heartbeat;
 use crate::jobs::{Handlers, Job};
-use crate::store::records;
 use crate::store::Store;
 use crate::vipps::webhooks::{SYNC_AGREEMENT_JOB, SYNC_CHARGE_JOB, SYNC_PAYMENT_JOB};
 
@@ -120,7 +119,7 @@ impl Payments {
 async fn finish(store: &Store, message: Option<&str>, outcome: Result<(), String>) -> anyhow::Result<()> {
     if let Some(message) = message {
         let mut conn = store.pool().acquire().await?;
-        records::finish_message(&mut conn, message, outcome.err().as_deref(), Utc::now()).await?;
+        super::trail::finish(&mut conn, message, outcome.err().as_deref(), Utc::now()).await?;
     }
     Ok(())
 }

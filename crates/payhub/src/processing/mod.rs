@@ -12,6 +12,7 @@ mod group_commit;
 pub mod payer_return;
 pub mod recurring;
 pub mod refunds;
+pub mod trail;
 pub mod vipps_payment;
 
 use chrono::Utc;

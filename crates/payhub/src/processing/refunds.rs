@@ -7,11 +7,12 @@ use vipps_client::recurring::ChargeAmount;
 use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 
 use super::vipps_payment::{describe, is_transient, totals};
+use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{events, Payments};
 use crate::domain::status::InstallmentStatus;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
-use crate::store::records::{self, NewMessage, NewReport, RefundRow};
+use crate::store::records::{self, RefundRow};
 
 /// What Vipps confirmed of a refund: (psp reference, raw answer, the Vipps reference, ePayment totals).
 type Confirmed = (String, String, String, Option<[i64; 4]>);
@@ -128,31 +129,16 @@ impl Payments {
         let mut payment_id = None;
         match answer {
             Ok((psp_reference, body, vipps_reference, vipps_totals)) => {
-                let message_id = records::insert_message(
+                let sub_type = if charge.is_some() { "charge.refunded" } else { "payment.refunded" };
+                let trail::Recorded { report_id, .. } = trail::record(
                     &mut tx,
-                    &NewMessage {
-                        direction: "inbound",
-                        channel: "vipps_call",
-                        subject: Some(&vipps_reference),
-                        body: &body,
-                        status: "Processed",
-                    },
-                    now,
-                )
-                .await?;
-                let report_id = records::insert_report(
-                    &mut tx,
-                    &NewReport {
-                        message_id: &message_id,
-                        report_type: "Vipps",
-                        sub_type: if charge.is_some() { "charge.refunded" } else { "payment.refunded" },
-                        amount_ore: Some(-refund.amount_ore),
-                        reference: Some(&vipps_reference),
-                        status: "Matched",
-                        installment_id: Some(&installment.id),
-                        intent_id: installment.intent_id.as_deref(),
-                        detail: refund.reason.as_deref(),
-                    },
+                    Said::new(Channel::VippsCall, Some(&vipps_reference), &body),
+                    Means::vipps(sub_type, Outcome::Matched)
+                        .amount(-refund.amount_ore)
+                        .reference(&vipps_reference)
+                        .installment(Some(&installment.id))
+                        .intent(installment.intent_id.as_deref())
+                        .detail(refund.reason.as_deref()),
                     now,
                 )
                 .await?;

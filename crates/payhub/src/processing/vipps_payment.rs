@@ -10,10 +10,11 @@ use serde_json::json;
 use vipps_client::epayment::{CreatePaymentRequest, Customer, Payment, Reference, State};
 use vipps_client::{Amount, ErrorKind, IdempotencyKey};
 
+use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{events, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::{ServiceError, ServiceResult};
-use crate::store::records::{self, NewMessage, NewReport, VippsPaymentRow};
+use crate::store::records::{self, VippsPaymentRow};
 
 /// One async lock per payment reference, so two syncs of the same payment (a webhook and the poll) never
 /// interleave in this process. Other processes are kept apart by the schema's guards.
@@ -261,18 +262,6 @@ impl Payments {
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = snapshot_json(payment);
-        let message_id = records::insert_message(
-            &mut tx,
-            &NewMessage {
-                direction: "inbound",
-                channel: "vipps_poll",
-                subject: Some(&row.reference),
-                body: &body,
-                status: "Processed",
-            },
-            now,
-        )
-        .await?;
         let (sub_type, amount) = match &payment.state {
             State::Authorized => ("payment.authorized", Some(aggregate.authorized_amount.value)),
             other => (
@@ -286,13 +275,13 @@ impl Payments {
                 None,
             ),
         };
-        let mut status = "Matched";
+        let mut status = Outcome::Matched;
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         if let Some((next, reason)) = outcome(&payment.state) {
             let moved =
                 events::move_installment(&mut tx, &listeners, &row.installment_id, next, reason, None, now).await?;
             if !moved && next != installment.status {
-                status = "Ignored";
+                status = Outcome::Ignored;
                 detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
             }
             if next == InstallmentStatus::Failed && moved {
@@ -302,24 +291,17 @@ impl Payments {
             }
         } else if let State::Unknown(name) = &payment.state {
             tracing::warn!(reference = %row.reference, state = %name, "Vipps reported a state payhub does not know; installment left as it is");
-            status = "Ignored";
+            status = Outcome::Ignored;
         }
-        records::insert_report(
-            &mut tx,
-            &NewReport {
-                message_id: &message_id,
-                report_type: "Vipps",
-                sub_type,
-                amount_ore: amount,
-                reference: Some(&row.reference),
-                status,
-                installment_id: Some(&row.installment_id),
-                intent_id: installment.intent_id.as_deref(),
-                detail: detail.as_deref(),
-            },
-            now,
-        )
-        .await?;
+        let mut means = Means::vipps(sub_type, status)
+            .reference(&row.reference)
+            .installment(Some(&row.installment_id))
+            .intent(installment.intent_id.as_deref())
+            .detail(detail.as_deref());
+        if let Some(amount) = amount {
+            means = means.amount(amount);
+        }
+        trail::record(&mut tx, Said::new(Channel::VippsPoll, Some(&row.reference), &body), means, now).await?;
         records::update_vipps_payment(
             &mut tx,
             &row.reference,
@@ -389,31 +371,14 @@ impl Payments {
         let installment =
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
-        let message_id = records::insert_message(
+        let trail::Recorded { report_id, .. } = trail::record(
             &mut tx,
-            &NewMessage {
-                direction: "inbound",
-                channel: "vipps_call",
-                subject: Some(&row.reference),
-                body: &body,
-                status: "Processed",
-            },
-            now,
-        )
-        .await?;
-        let report_id = records::insert_report(
-            &mut tx,
-            &NewReport {
-                message_id: &message_id,
-                report_type: "Vipps",
-                sub_type: "payment.captured",
-                amount_ore: Some(capturable),
-                reference: Some(&row.reference),
-                status: "Matched",
-                installment_id: Some(&row.installment_id),
-                intent_id: installment.intent_id.as_deref(),
-                detail: None,
-            },
+            Said::new(Channel::VippsCall, Some(&row.reference), &body),
+            Means::vipps("payment.captured", Outcome::Matched)
+                .amount(capturable)
+                .reference(&row.reference)
+                .installment(Some(&row.installment_id))
+                .intent(installment.intent_id.as_deref()),
             now,
         )
         .await?;
