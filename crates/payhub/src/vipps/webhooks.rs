@@ -16,8 +16,8 @@ use vipps_client::IdempotencyKey;
 use crate::app::AppState;
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::{enqueue, NewJob};
-use crate::store::records::{self, NewMessage};
 use crate::store::timestamp;
+use crate::store::trail::{self, NewMessage};
 
 /// The job that registers an account's webhook after the account was saved.
 pub const REGISTER_JOB: &str = "vipps.webhook.register";
@@ -222,7 +222,7 @@ async fn accept(state: &AppState, account_id: &str, headers: &HeaderMap, body: &
     };
     let now = Utc::now();
     let mut tx = state.store.begin_write().await?;
-    let message_id = records::insert_message(
+    let message_id = trail::insert_message(
         &mut tx,
         &NewMessage {
             direction: "inbound",
@@ -239,7 +239,7 @@ async fn accept(state: &AppState, account_id: &str, headers: &HeaderMap, body: &
             payload["message"] = json!(message_id);
             enqueue(&mut tx, NewJob::new(kind, payload).ordering_key(ordering)).await?;
         }
-        None => records::finish_message(&mut tx, &message_id, Some("not an event payhub processes"), now).await?,
+        None => trail::finish_message(&mut tx, &message_id, Some("not an event payhub processes"), now).await?,
     }
     tx.commit().await?;
     Ok(())
@@ -273,7 +273,7 @@ pub fn register_handlers(state: &AppState) {
             if let Some(message) = &message {
                 let mut conn = store.pool().acquire().await?;
                 let error = outcome.as_ref().err().map(ToString::to_string);
-                records::finish_message(&mut conn, message, error.as_deref(), Utc::now()).await?;
+                trail::finish_message(&mut conn, message, error.as_deref(), Utc::now()).await?;
             }
             outcome.map_err(Into::into)
         }
@@ -313,7 +313,7 @@ pub fn register_handlers(state: &AppState) {
 async fn finish(store: &crate::store::Store, message: Option<&str>, outcome: Result<(), String>) -> anyhow::Result<()> {
     if let Some(message) = message {
         let mut conn = store.pool().acquire().await?;
-        records::finish_message(&mut conn, message, outcome.err().as_deref(), Utc::now()).await?;
+        trail::finish_message(&mut conn, message, outcome.err().as_deref(), Utc::now()).await?;
     }
     Ok(())
 }

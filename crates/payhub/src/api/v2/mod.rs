@@ -21,7 +21,7 @@ use crate::error::ServiceError;
 use crate::processing::refunds::RefundRequest;
 use crate::processing::IntentError;
 use crate::store::idempotency::{self, Claim};
-use crate::store::records;
+use crate::store::{installments, intents, payments, vipps_payments};
 
 fn internal(error: impl Into<anyhow::Error>) -> ApiError {
     ApiError::internal(&error.into())
@@ -217,15 +217,15 @@ fn intent_error(error: IntentError) -> (StatusCode, Value) {
 /// `GET /v2/PaymentIntent/{Id}`
 pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let intent = records::intent(&mut conn, &id)
+    let intent = intents::intent(&mut conn, &id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("payment intent"))?;
     let mut one_time = Value::Null;
     let mut redirect = Value::Null;
     if let Some(installment_id) = &intent.installment_id {
-        if let Some(installment) = records::installment(&mut conn, installment_id).await.map_err(internal)? {
-            let vipps = records::vipps_payment_of(&mut conn, installment_id).await.map_err(internal)?;
+        if let Some(installment) = installments::installment(&mut conn, installment_id).await.map_err(internal)? {
+            let vipps = vipps_payments::vipps_payment_of(&mut conn, installment_id).await.map_err(internal)?;
             redirect = json!(vipps.as_ref().and_then(|v| v.redirect_url.clone()));
             one_time = json!({
                 "Id": installment.id,
@@ -241,9 +241,9 @@ pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -
     if recurring.is_some() {
         let mut conn = state.store.pool().acquire().await.map_err(internal)?;
         if let Some((_, mandate_id)) =
-            crate::store::recurring::recurring_of_intent(&mut conn, &intent.id).await.map_err(internal)?
+            crate::store::intents::recurring_of_intent(&mut conn, &intent.id).await.map_err(internal)?
         {
-            let mandate = crate::store::recurring::mandate(&mut conn, &mandate_id).await.map_err(internal)?;
+            let mandate = crate::store::mandates::mandate(&mut conn, &mandate_id).await.map_err(internal)?;
             redirect = json!(mandate.and_then(|m| m.confirmation_url));
         }
     }
@@ -291,11 +291,11 @@ pub async fn payment_methods(State(state): State<AppState>) -> Result<Response, 
 
 async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let installment = records::installment(&mut conn, id)
+    let installment = installments::installment(&mut conn, id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("installment"))?;
-    let payments = records::payments_of(&mut conn, id).await.map_err(internal)?;
+    let payments = payments::payments_of(&mut conn, id).await.map_err(internal)?;
     Ok(json!({
         "Id": installment.id,
         "Status": installment.status.as_str(),
@@ -435,7 +435,7 @@ async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, A
         }
         (Some(payment_id), None) => {
             let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-            match records::installment_of_payment(&mut conn, &payment_id).await.map_err(internal)? {
+            match payments::installment_of_payment(&mut conn, &payment_id).await.map_err(internal)? {
                 Some(id) => Some(id),
                 None => {
                     items.push(ErrorItem {
@@ -460,7 +460,7 @@ async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, A
 pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let intent = {
         let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-        match records::intent(&mut conn, &id).await {
+        match intents::intent(&mut conn, &id).await {
             Ok(Some(intent)) => intent,
             _ => return crate::web::not_found(),
         }
@@ -468,14 +468,14 @@ pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>)
     let mut success = false;
     let mandate = {
         let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-        crate::store::recurring::recurring_of_intent(&mut conn, &id).await.ok().flatten().map(|(_, m)| m)
+        crate::store::intents::recurring_of_intent(&mut conn, &id).await.ok().flatten().map(|(_, m)| m)
     };
     if let Some(mandate_id) = mandate {
         if let Err(error) = state.payments.sync_agreement(&mandate_id, None).await {
             tracing::warn!(mandate = %mandate_id, %error, "agreement sync on the payer's return failed");
         }
         let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-        let active = crate::store::recurring::mandate(&mut conn, &mandate_id)
+        let active = crate::store::mandates::mandate(&mut conn, &mandate_id)
             .await
             .ok()
             .flatten()
@@ -485,15 +485,15 @@ pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>)
     if let Some(installment_id) = &intent.installment_id {
         let reference = {
             let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-            records::vipps_payment_of(&mut conn, installment_id).await.ok().flatten().map(|v| v.reference)
+            vipps_payments::vipps_payment_of(&mut conn, installment_id).await.ok().flatten().map(|v| v.reference)
         };
         if let Some(reference) = reference {
             if let Err(error) = state.payments.sync(&reference, None).await {
                 tracing::warn!(%reference, %error, "sync on the payer's return failed");
             }
             let Ok(mut conn) = state.store.pool().acquire().await else { return crate::web::not_found() };
-            let status = records::installment(&mut conn, installment_id).await.ok().flatten().map(|i| i.status);
-            let authorized = records::vipps_payment(&mut conn, &reference)
+            let status = installments::installment(&mut conn, installment_id).await.ok().flatten().map(|i| i.status);
+            let authorized = vipps_payments::vipps_payment(&mut conn, &reference)
                 .await
                 .ok()
                 .flatten()
