@@ -150,7 +150,7 @@ pub async fn agreements(command: AgreementsCommand, config: Config) -> anyhow::R
     };
     let mandate = {
         let mut conn = state.store.pool().acquire().await?;
-        crate::store::recurring::mandate(&mut conn, &reference).await?
+        crate::store::mandates::mandate(&mut conn, &reference).await?
     };
     let known = mandate.is_some_and(|m| {
         if by_mandate {

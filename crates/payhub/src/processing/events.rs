@@ -8,11 +8,13 @@ use sqlx::AnyConnection;
 use crate::domain::money::{signed_json_kroner, Money};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::jobs::outbound;
-use crate::store::records::{self, InstallmentRow};
+use crate::store::installments::{self, InstallmentRow};
+use crate::store::intents;
+use crate::store::payments;
 use crate::store::StoreResult;
 
 /// An installment's event data, FinDock's shape.
-pub(crate) fn installment_data(installment: &InstallmentRow, payments: &[records::PaymentRow]) -> Value {
+pub(crate) fn installment_data(installment: &InstallmentRow, payments: &[payments::PaymentRow]) -> Value {
     json!({
         "Id": installment.id,
         "Status": installment.status.as_str(),
@@ -97,13 +99,13 @@ pub async fn installment(
     if !listeners.anyone {
         return Ok(());
     }
-    let Some(row) = records::installment(&mut *conn, installment_id).await? else { return Ok(()) };
-    let payments = records::payments_of(&mut *conn, installment_id).await?;
+    let Some(row) = installments::installment(&mut *conn, installment_id).await? else { return Ok(()) };
+    let payments = payments::payments_of(&mut *conn, installment_id).await?;
     outbound::emit_at(conn, event, installment_data(&row, &payments), listeners.url.as_deref(), at).await?;
     Ok(())
 }
 
-/// Moves an installment forward (see [`records::advance_installment`]) and, when it moved, announces
+/// Moves an installment forward (see [`installments::advance_installment`]) and, when it moved, announces
 /// `installment.status_change` in the same transaction. Returns whether it moved.
 pub async fn move_installment(
     conn: &mut AnyConnection,
@@ -114,7 +116,7 @@ pub async fn move_installment(
     amount_open_ore: Option<i64>,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let moved = records::advance_installment(&mut *conn, id, next, reason, amount_open_ore, now).await?;
+    let moved = installments::advance_installment(&mut *conn, id, next, reason, amount_open_ore, now).await?;
     if moved {
         installment(conn, listeners, "installment.status_change", id, now).await?;
     }
@@ -132,9 +134,9 @@ pub async fn intent(
     if !listeners.anyone {
         return Ok(());
     }
-    let Some(intent) = records::intent(&mut *conn, intent_id).await? else { return Ok(()) };
+    let Some(intent) = intents::intent(&mut *conn, intent_id).await? else { return Ok(()) };
     let installment = match &intent.installment_id {
-        Some(id) => records::installment(&mut *conn, id).await?,
+        Some(id) => installments::installment(&mut *conn, id).await?,
         None => None,
     };
     let one_time = installment.as_ref().map(|i| (i.id.as_str(), i.status));
@@ -169,7 +171,7 @@ pub async fn mandate(
     if !listeners.anyone {
         return Ok(());
     }
-    let Some(mandate) = crate::store::recurring::mandate(&mut *conn, mandate_id).await? else { return Ok(()) };
+    let Some(mandate) = crate::store::mandates::mandate(&mut *conn, mandate_id).await? else { return Ok(()) };
     let data = json!({
         "Id": mandate.id,
         "MandateId": mandate.agreement_id,

@@ -28,8 +28,9 @@ use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::jobs::outbound::Outbox;
 use crate::store::batch::{self, BatchConn, Endpoint};
-use crate::store::records::{NewMessage, NewOneTime, NewReport};
+use crate::store::intents::NewOneTime;
 use crate::store::sqlite_writer::SqliteWriter;
+use crate::store::trail::{NewMessage, NewReport};
 use crate::store::{Backend, HeldWriter, Store, StoreError, StoreResult};
 
 /// A write for the writer: a new intent, or Vipps' answer to the create of one.

@@ -9,11 +9,11 @@
 pub mod background;
 pub mod events;
 mod group_commit;
+pub mod one_time;
 pub mod payer_return;
 pub mod recurring;
 pub mod refunds;
 pub mod trail;
-pub mod vipps_payment;
 
 use chrono::Utc;
 use rand::Rng;
@@ -25,7 +25,7 @@ use crate::domain::intent::{OneTimeIntent, VippsParameters};
 use crate::domain::phone::Phone;
 use crate::error::ErrorItem;
 use crate::error::ServiceError;
-use crate::store::records::VippsPaymentRow;
+use crate::store::vipps_payments::VippsPaymentRow;
 use crate::store::{Store, StoreError};
 use crate::vipps::accounts::Accounts;
 use crate::vipps::client::VippsClients;
@@ -37,7 +37,7 @@ pub struct Payments {
     pub(crate) accounts: Accounts,
     pub(crate) clients: VippsClients,
     pub(crate) public_url: Url,
-    pub(crate) locks: vipps_payment::ReferenceLocks,
+    pub(crate) locks: one_time::ReferenceLocks,
     pub(crate) clock: crate::jobs::Clock,
     pub(crate) recurring: recurring::RecurringSettings,
     writers: std::sync::Arc<std::sync::OnceLock<group_commit::Writers>>,
@@ -187,7 +187,7 @@ impl Payments {
             accounts,
             clients,
             public_url,
-            locks: vipps_payment::ReferenceLocks::default(),
+            locks: one_time::ReferenceLocks::default(),
             clock: crate::jobs::system_clock(),
             recurring: recurring::RecurringSettings::default(),
             writers: std::sync::Arc::default(),
@@ -282,11 +282,7 @@ impl Payments {
             refunded_ore: 0,
         };
         match self
-            .create_row_at_vipps(
-                &row,
-                &intent_id,
-                Some(vipps_payment::Known { account: &account, listeners: &listeners }),
-            )
+            .create_row_at_vipps(&row, &intent_id, Some(one_time::Known { account: &account, listeners: &listeners }))
             .await
         {
             Ok(redirect_url) => Ok(IntentCreated {

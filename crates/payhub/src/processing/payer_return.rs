@@ -4,7 +4,7 @@
 use super::Payments;
 use crate::domain::status::InstallmentStatus;
 use crate::error::ServiceResult;
-use crate::store::records;
+use crate::store::{installments, intents, vipps_payments};
 
 impl Payments {
     /// Brings the intent's agreement or payment up to date after the payer's return and answers the URL the
@@ -13,8 +13,8 @@ impl Payments {
     pub async fn payer_returned(&self, intent_id: &str) -> ServiceResult<Option<String>> {
         let (intent, mandate) = {
             let mut conn = self.store.pool().acquire().await?;
-            let Some(intent) = records::intent(&mut conn, intent_id).await? else { return Ok(None) };
-            let mandate = crate::store::recurring::recurring_of_intent(&mut conn, intent_id).await?.map(|(_, m)| m);
+            let Some(intent) = intents::intent(&mut conn, intent_id).await? else { return Ok(None) };
+            let mandate = crate::store::intents::recurring_of_intent(&mut conn, intent_id).await?.map(|(_, m)| m);
             (intent, mandate)
         };
         if let Some(mandate_id) = mandate {
@@ -23,23 +23,24 @@ impl Payments {
             }
             let mut conn = self.store.pool().acquire().await?;
             let active =
-                crate::store::recurring::mandate(&mut conn, &mandate_id).await?.is_some_and(|m| m.status.is_active());
+                crate::store::mandates::mandate(&mut conn, &mandate_id).await?.is_some_and(|m| m.status.is_active());
             return Ok(Some(if active { intent.success_url } else { intent.failure_url }));
         }
         let mut success = false;
         if let Some(installment_id) = &intent.installment_id {
             let reference = {
                 let mut conn = self.store.pool().acquire().await?;
-                records::vipps_payment_of(&mut conn, installment_id).await?.map(|v| v.reference)
+                vipps_payments::vipps_payment_of(&mut conn, installment_id).await?.map(|v| v.reference)
             };
             if let Some(reference) = reference {
                 if let Err(error) = self.sync(&reference, None).await {
                     tracing::warn!(%reference, %error, "sync on the payer's return failed");
                 }
                 let mut conn = self.store.pool().acquire().await?;
-                let status = records::installment(&mut conn, installment_id).await?.map(|i| i.status);
-                let authorized =
-                    records::vipps_payment(&mut conn, &reference).await?.is_some_and(|v| v.state == "AUTHORIZED");
+                let status = installments::installment(&mut conn, installment_id).await?.map(|i| i.status);
+                let authorized = vipps_payments::vipps_payment(&mut conn, &reference)
+                    .await?
+                    .is_some_and(|v| v.state == "AUTHORIZED");
                 success = authorized || status.is_some_and(InstallmentStatus::is_collected);
             }
         }

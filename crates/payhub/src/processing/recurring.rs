@@ -18,7 +18,7 @@ use vipps_client::recurring::{
 };
 use vipps_client::{Currency, ErrorKind, RecurringIdempotencyKey, RecurringProblem};
 
-use super::vipps_payment::{describe, is_transient};
+use super::one_time::{describe, is_transient};
 use super::{events, with_defaults, IntentError, Payments};
 use crate::auth::Actor;
 use crate::domain::ids::new_id;
@@ -31,8 +31,15 @@ use crate::domain::FieldError;
 use crate::error::ErrorItem;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::records::{self, NewMessage, NewReport};
-use crate::store::recurring::{self as rec, ChargeRow, MandateRow, NewCharge, NewPeriodInstallment, RecurringRow};
+use crate::store::changes;
+use crate::store::charges::{self, ChargeRow, NewCharge};
+use crate::store::installments::{self, NewPeriodInstallment};
+use crate::store::intents;
+use crate::store::mandates::{self, MandateRow};
+use crate::store::payers;
+use crate::store::payments;
+use crate::store::recurring_payments::{self, RecurringRow};
+use crate::store::trail::{self, NewMessage, NewReport};
 use crate::store::StoreError;
 
 /// Settings of the recurring beats.
@@ -246,9 +253,9 @@ impl Payments {
         let profile_phone = phone.clone().or_else(|| base.payer.phone.as_ref().map(|p| p.as_str().to_owned()));
         let (known_payer, known_profile, listeners) = {
             let mut conn = self.store.pool().acquire().await?;
-            let payer = records::find_payer(&mut conn, &base.payer).await?;
+            let payer = payers::find_payer(&mut conn, &base.payer).await?;
             let profile = match &payer {
-                Some(id) => records::find_profile(&mut conn, id, profile_phone.as_deref()).await?,
+                Some(id) => payers::find_profile(&mut conn, id, profile_phone.as_deref()).await?,
                 None => None,
             };
             let listeners =
@@ -261,7 +268,7 @@ impl Payments {
             attempt += 1;
             let initial_reference = initial_id.as_ref().map(|_| super::new_payment_reference());
             let mut tx = self.store.begin_write().await?;
-            let message_id = records::insert_message(
+            let message_id = trail::insert_message(
                 &mut tx,
                 &NewMessage {
                     direction: "inbound",
@@ -273,7 +280,7 @@ impl Payments {
                 now,
             )
             .await?;
-            let report_id = records::insert_report(
+            let report_id = trail::insert_report(
                 &mut tx,
                 &NewReport {
                     message_id: &message_id,
@@ -291,15 +298,15 @@ impl Payments {
             .await?;
             let payer_id = match &known_payer {
                 Some(id) => id.clone(),
-                None => records::create_payer(&mut tx, &base.payer, now).await?,
+                None => payers::create_payer(&mut tx, &base.payer, now).await?,
             };
             let profile_id = match (&known_profile, &known_payer) {
                 (Some(id), Some(_)) => id.clone(),
-                _ => records::create_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?,
+                _ => payers::create_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?,
             };
-            records::insert_intent(
+            intents::insert_intent(
                 &mut tx,
-                &records::NewIntentRow {
+                &intents::NewIntentRow {
                     id: &intent_id,
                     report_id: &report_id,
                     account_id: &account.id,
@@ -315,9 +322,9 @@ impl Payments {
             )
             .await?;
             if let (Some(id), Some(reference), Some(amount)) = (&initial_id, &initial_reference, intent.initial) {
-                let inserted = rec::insert_mandate_installment(
+                let inserted = installments::insert_mandate_installment(
                     &mut tx,
-                    &rec::NewMandateInstallment {
+                    &installments::NewMandateInstallment {
                         id,
                         intent_id: &intent_id,
                         payer_id: &payer_id,
@@ -338,9 +345,9 @@ impl Payments {
                     other => other?,
                 }
             }
-            rec::insert_mandate(
+            mandates::insert_mandate(
                 &mut tx,
-                &rec::NewMandate {
+                &mandates::NewMandate {
                     id: &mandate_id,
                     account_id: &account.id,
                     payer_id: &payer_id,
@@ -358,9 +365,9 @@ impl Payments {
                 now,
             )
             .await?;
-            rec::insert_recurring(
+            recurring_payments::insert_recurring(
                 &mut tx,
-                &rec::NewRecurring {
+                &recurring_payments::NewRecurring {
                     id: &recurring_id,
                     intent_id: &intent_id,
                     mandate_id: &mandate_id,
@@ -404,9 +411,9 @@ impl Payments {
         let (mandate, initial) = {
             let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
             let mandate =
-                rec::mandate(&mut conn, mandate_id).await.map_err(|e| internal(&e))?.ok_or("unknown mandate")?;
+                mandates::mandate(&mut conn, mandate_id).await.map_err(|e| internal(&e))?.ok_or("unknown mandate")?;
             let initial = match &mandate.initial_installment_id {
-                Some(id) => records::installment(&mut conn, id).await.map_err(|e| internal(&e))?,
+                Some(id) => installments::installment(&mut conn, id).await.map_err(|e| internal(&e))?,
                 None => None,
             };
             (mandate, initial)
@@ -449,13 +456,13 @@ impl Payments {
                     let mut tx = self.store.begin_write().await?;
                     let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     let body = json!({"agreementId": created.agreement_id, "vippsConfirmationUrl": created.vipps_confirmation_url, "chargeId": created.charge_id}).to_string();
-                    let message_id = records::insert_message(
+                    let message_id = trail::insert_message(
                         &mut tx,
                         &NewMessage { direction: "inbound", channel: "vipps_call", subject: Some(&created.agreement_id), body: &body, status: "Processed" },
                         now,
                     )
                     .await?;
-                    records::insert_report(
+                    trail::insert_report(
                         &mut tx,
                         &NewReport {
                             message_id: &message_id,
@@ -471,9 +478,9 @@ impl Payments {
                         now,
                     )
                     .await?;
-                    rec::set_mandate_drafted(&mut tx, &mandate.id, &created.agreement_id, created.vipps_confirmation_url.as_deref(), now).await?;
+                    mandates::set_mandate_drafted(&mut tx, &mandate.id, &created.agreement_id, created.vipps_confirmation_url.as_deref(), now).await?;
                     if let Some(initial) = &initial {
-                        rec::insert_charges(
+                        charges::insert_charges(
                             &mut tx,
                             &[NewCharge {
                                 charge_id: created.charge_id.clone().unwrap_or_else(|| initial.payment_reference.clone()),
@@ -493,11 +500,11 @@ impl Payments {
                         .await?;
                         events::move_installment(&mut tx, &listeners, &initial.id, InstallmentStatus::Pending, None, None, now).await?;
                     }
-                    records::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
+                    intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
                     events::intent(&mut tx, &listeners, "paymentIntent.processed", &intent_id, now).await?;
                     tx.commit().await?;
                     let mut conn = self.store.pool().acquire().await?;
-                    rec::mandate(&mut conn, &mandate.id).await?.ok_or(ServiceError::NotFound("mandate"))
+                    mandates::mandate(&mut conn, &mandate.id).await?.ok_or(ServiceError::NotFound("mandate"))
                 }
                 .await;
                 result.map_err(|e| internal(&e))
@@ -506,7 +513,9 @@ impl Payments {
                 let message = describe(&error);
                 tracing::warn!(mandate = %mandate.id, error = %message, "Vipps did not answer the agreement draft; the poll retries with the same key");
                 let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
-                rec::set_mandate_error(&mut conn, &mandate.id, &message, false, now).await.map_err(|e| internal(&e))?;
+                mandates::set_mandate_error(&mut conn, &mandate.id, &message, false, now)
+                    .await
+                    .map_err(|e| internal(&e))?;
                 Err(format!("{message}. payhub keeps trying; read GET /v2/PaymentIntent/{intent_id} for the outcome."))
             }
             Err(error) => {
@@ -515,10 +524,10 @@ impl Payments {
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
                     let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
-                    rec::set_mandate_error(&mut tx, &mandate.id, &message, true, now).await?;
-                    rec::move_mandate(&mut tx, &mandate.id, MandateStatus::Expired, "REFUSED", now).await?;
-                    for recurring in rec::recurring_of_mandate(&mut tx, &mandate.id).await? {
-                        rec::set_recurring_status(
+                    mandates::set_mandate_error(&mut tx, &mandate.id, &message, true, now).await?;
+                    mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Expired, "REFUSED", now).await?;
+                    for recurring in recurring_payments::recurring_of_mandate(&mut tx, &mandate.id).await? {
+                        recurring_payments::set_recurring_status(
                             &mut tx,
                             &recurring.id,
                             RecurringStatus::Ended,
@@ -540,7 +549,7 @@ impl Payments {
                         )
                         .await?;
                     }
-                    records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
+                    intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
                     events::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
@@ -558,7 +567,7 @@ impl Payments {
     pub async fn sync_agreement(&self, mandate_ref: &str, cause: Option<&str>) -> ServiceResult<()> {
         let mandate = {
             let mut conn = self.store.pool().acquire().await?;
-            rec::mandate(&mut conn, mandate_ref).await?.ok_or(ServiceError::NotFound("mandate"))?
+            mandates::mandate(&mut conn, mandate_ref).await?.ok_or(ServiceError::NotFound("mandate"))?
         };
         if mandate.vipps_status == "CREATING" {
             if let Err(message) = self.draft_agreement(&mandate.id).await {
@@ -580,14 +589,14 @@ impl Payments {
         };
         {
             let mut conn = self.store.pool().acquire().await?;
-            rec::mark_checked(&mut conn, &mandate.id, self.now()).await?;
+            mandates::mark_checked(&mut conn, &mandate.id, self.now()).await?;
         }
         if agreement.status.to_string() != mandate.vipps_status {
             // What Vipps did with the charges before the agreement changed (an initial charge is charged or fails
             // at acceptance) is recorded first: their own outcome, not the agreement's, decides their installments.
             let open = {
                 let mut conn = self.store.pool().acquire().await?;
-                rec::open_charges_of_mandate(&mut conn, &mandate.id).await?
+                charges::open_charges_of_mandate(&mut conn, &mandate.id).await?
             };
             for charge in open.iter().filter(|c| c.state != "CREATING") {
                 if let Err(error) = self.read_charge(&charge.charge_id, cause, false).await {
@@ -602,7 +611,7 @@ impl Payments {
             // The initial charge (processed at acceptance) and any charges Vipps cancelled on a stop.
             let open = {
                 let mut conn = self.store.pool().acquire().await?;
-                rec::open_charges_of_mandate(&mut conn, &mandate.id).await?
+                charges::open_charges_of_mandate(&mut conn, &mandate.id).await?
             };
             for charge in open {
                 if let Err(error) = self.sync_charge(&charge.charge_id, None).await {
@@ -629,13 +638,13 @@ impl Payments {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         // Another sync may have recorded this very status meanwhile.
-        let current = rec::lock_mandate(&mut tx, self.store.backend(), &mandate.id).await?;
+        let current = mandates::lock_mandate(&mut tx, self.store.backend(), &mandate.id).await?;
         if current.is_some_and(|m| m.vipps_status == vipps_status) {
             return Ok(false);
         }
         let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
         let body = json!({"id": agreement.id, "status": vipps_status, "start": agreement.start, "stop": agreement.stop, "pricing": {"amount": agreement.pricing.amount}}).to_string();
-        let message_id = records::insert_message(
+        let message_id = trail::insert_message(
             &mut tx,
             &NewMessage {
                 direction: "inbound",
@@ -651,7 +660,7 @@ impl Payments {
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         match mandate_outcome(&agreement.status) {
             Some(next) => {
-                let moved = rec::move_mandate(&mut tx, &mandate.id, next, &vipps_status, now).await?;
+                let moved = mandates::move_mandate(&mut tx, &mandate.id, next, &vipps_status, now).await?;
                 if moved {
                     events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                     if matches!(next, MandateStatus::Stopped | MandateStatus::Expired) {
@@ -665,14 +674,14 @@ impl Payments {
                 }
             }
             None => {
-                rec::move_mandate(&mut tx, &mandate.id, MandateStatus::Pending, &vipps_status, now).await?;
+                mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Pending, &vipps_status, now).await?;
                 if let AgreementStatus::Unknown(name) = &agreement.status {
                     tracing::warn!(agreement = %agreement.id, status = %name, "Vipps reported an agreement status payhub does not know");
                     status = "Ignored";
                 }
             }
         }
-        records::insert_report(
+        trail::insert_report(
             &mut tx,
             &NewReport {
                 message_id: &message_id,
@@ -702,10 +711,10 @@ impl Payments {
         reason: &str,
         now: DateTime<Utc>,
     ) -> ServiceResult<()> {
-        for recurring in rec::recurring_of_mandate(&mut *tx, &mandate.id).await? {
-            rec::set_recurring_status(&mut *tx, &recurring.id, status, Some(reason), None, now).await?;
+        for recurring in recurring_payments::recurring_of_mandate(&mut *tx, &mandate.id).await? {
+            recurring_payments::set_recurring_status(&mut *tx, &recurring.id, status, Some(reason), None, now).await?;
         }
-        for installment in rec::open_installments(&mut *tx, &mandate.id, None).await? {
+        for installment in installments::open_installments(&mut *tx, &mandate.id, None).await? {
             events::move_installment(
                 &mut *tx,
                 listeners,
@@ -730,7 +739,7 @@ impl Payments {
         let Some(row) = self.read_charge(charge_id, cause, true).await? else { return Ok(()) };
         let mandate_active = {
             let mut conn = self.store.pool().acquire().await?;
-            rec::mandate(&mut conn, &row.mandate_id).await?.is_some_and(|m| m.status == MandateStatus::Active)
+            mandates::mandate(&mut conn, &row.mandate_id).await?.is_some_and(|m| m.status == MandateStatus::Active)
         };
         if mandate_active {
             Box::pin(self.sync_agreement(&row.mandate_id, cause)).await?;
@@ -748,7 +757,7 @@ impl Payments {
     ) -> ServiceResult<Option<ChargeRow>> {
         let row = {
             let mut conn = self.store.pool().acquire().await?;
-            rec::charge(&mut conn, charge_id).await?.ok_or(ServiceError::NotFound("charge"))?
+            charges::charge(&mut conn, charge_id).await?.ok_or(ServiceError::NotFound("charge"))?
         };
         if row.state == "REFUSED" {
             return Ok(None);
@@ -787,12 +796,13 @@ impl Payments {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         // Another sync (a webhook job, the poll, another instance) may have recorded this very answer meanwhile.
-        let current = rec::lock_charge(&mut tx, self.store.backend(), &row.charge_id).await?;
+        let current = charges::lock_charge(&mut tx, self.store.backend(), &row.charge_id).await?;
         if current.is_some_and(|c| c.state == state && c.captured_ore == captured) {
             return Ok(());
         }
-        let installment =
-            records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
+        let installment = installments::installment(&mut tx, &row.installment_id)
+            .await?
+            .ok_or(ServiceError::NotFound("installment"))?;
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = json!({
             "id": charge.id, "agreementId": charge.agreement_id, "status": state, "amount": charge.amount,
@@ -800,7 +810,7 @@ impl Payments {
             "failureDescription": charge.failure_description, "summary": {"captured": charge.summary.captured, "refunded": charge.summary.refunded, "cancelled": charge.summary.cancelled},
         })
         .to_string();
-        let message_id = records::insert_message(
+        let message_id = trail::insert_message(
             &mut tx,
             &NewMessage {
                 direction: "inbound",
@@ -816,7 +826,7 @@ impl Payments {
         let mut status = "Matched";
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         let collected = captured > 0 && matches!(charge_outcome(charge), Some((InstallmentStatus::Collected, _)));
-        let report_id = records::insert_report(
+        let report_id = trail::insert_report(
             &mut tx,
             &NewReport {
                 message_id: &message_id,
@@ -839,8 +849,16 @@ impl Payments {
                     .clone()
                     .filter(|t| !t.is_empty())
                     .unwrap_or_else(|| format!("{}-capture", charge.id));
-                records::insert_payment(&mut tx, &row.installment_id, captured, &psp, "capture", Some(&report_id), now)
-                    .await?;
+                payments::insert_payment(
+                    &mut tx,
+                    &row.installment_id,
+                    captured,
+                    &psp,
+                    "capture",
+                    Some(&report_id),
+                    now,
+                )
+                .await?;
                 let moved = events::move_installment(
                     &mut tx,
                     &listeners,
@@ -878,9 +896,9 @@ impl Payments {
             }
         }
         if status != "Matched" {
-            rec::set_report_outcome(&mut tx, &report_id, status, detail.as_deref()).await?;
+            trail::set_report_outcome(&mut tx, &report_id, status, detail.as_deref()).await?;
         }
-        rec::update_charge(
+        charges::update_charge(
             &mut tx,
             &row.charge_id,
             &state,
@@ -923,13 +941,13 @@ impl Payments {
             let page: Vec<RecurringRow> = {
                 let mut conn = self.store.pool().acquire().await?;
                 match mandate_id {
-                    Some(id) => rec::recurring_of_mandate(&mut conn, id)
+                    Some(id) => recurring_payments::recurring_of_mandate(&mut conn, id)
                         .await?
                         .into_iter()
                         .filter(|r| r.status.is_open())
                         .collect(),
                     None => {
-                        let (page, next) = rec::generation_page(&mut conn, &cursor, 1000).await?;
+                        let (page, next) = recurring_payments::generation_page(&mut conn, &cursor, 1000).await?;
                         after = next;
                         page
                     }
@@ -990,14 +1008,14 @@ impl Payments {
                 continue;
             }
             let mut tx = self.store.begin_write().await?;
-            let inserted = rec::insert_period_installments(&mut tx, &items, now).await?;
+            let inserted = installments::insert_period_installments(&mut tx, &items, now).await?;
             counts.changed += inserted.len();
-            rec::set_next_periods(&mut tx, &moves, now).await?;
+            recurring_payments::set_next_periods(&mut tx, &moves, now).await?;
             for id in &resumed {
-                rec::set_recurring_status(&mut tx, id, RecurringStatus::Active, None, None, now).await?;
+                recurring_payments::set_recurring_status(&mut tx, id, RecurringStatus::Active, None, None, now).await?;
             }
             for id in &ended {
-                rec::set_recurring_status(
+                recurring_payments::set_recurring_status(
                     &mut tx,
                     id,
                     RecurringStatus::Ended,
@@ -1032,7 +1050,7 @@ impl Payments {
         // Unconfirmed charges first (stale: a minute without an answer).
         let stale = {
             let mut conn = self.store.pool().acquire().await?;
-            rec::creating_charges(&mut conn, self.now() - chrono::Duration::seconds(60), 100_000).await?
+            charges::creating_charges(&mut conn, self.now() - chrono::Duration::seconds(60), 100_000).await?
         };
         let mut by_account: BTreeMap<String, Vec<ChargeRow>> = BTreeMap::new();
         for charge in stale {
@@ -1047,7 +1065,7 @@ impl Payments {
         while let Some(cursor) = after.take() {
             let page = {
                 let mut conn = self.store.pool().acquire().await?;
-                let (page, next) = rec::chargeable_page(
+                let (page, next) = charges::chargeable_page(
                     &mut conn,
                     until,
                     &cursor,
@@ -1084,7 +1102,7 @@ impl Payments {
             }
             let inserted = {
                 let mut tx = self.store.begin_write().await?;
-                let inserted = rec::insert_charges(&mut tx, &new, self.now()).await?;
+                let inserted = charges::insert_charges(&mut tx, &new, self.now()).await?;
                 tx.commit().await?;
                 inserted
             };
@@ -1201,14 +1219,14 @@ impl Payments {
         let count = confirmed.len();
         if !confirmed.is_empty() || !refused.is_empty() {
             let mut tx = self.store.begin_write().await?;
-            rec::confirm_charges(&mut tx, &confirmed, "PENDING", now).await?;
+            charges::confirm_charges(&mut tx, &confirmed, "PENDING", now).await?;
             let by_id: BTreeMap<&str, &ChargeRow> = charges.iter().map(|c| (c.charge_id.as_str(), c)).collect();
             let installments: Vec<String> =
                 confirmed.iter().filter_map(|id| by_id.get(id.as_str()).map(|c| c.installment_id.clone())).collect();
             let anyone = events::Listeners::with_url(&mut tx, None).await?;
-            let listened = rec::installments_with_webhook(&mut tx, &installments).await?;
+            let listened = installments::installments_with_webhook(&mut tx, &installments).await?;
             if !anyone.anyone() && listened.is_empty() {
-                rec::installments_pending(&mut tx, &installments, now).await?;
+                installments::installments_pending(&mut tx, &installments, now).await?;
             } else {
                 for id in &installments {
                     let listeners = match listened.get(id) {
@@ -1220,7 +1238,7 @@ impl Payments {
                 }
             }
             for (c, message) in &refused {
-                rec::update_charge(&mut tx, &c.charge_id, "REFUSED", None, None, None, Some(message), now).await?;
+                charges::update_charge(&mut tx, &c.charge_id, "REFUSED", None, None, None, Some(message), now).await?;
                 let listeners = events::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
                 events::move_installment(
                     &mut tx,
@@ -1246,7 +1264,7 @@ impl Payments {
 
     async fn note_charge_error(&self, charge_id: &str, message: &str) -> ServiceResult<()> {
         let mut conn = self.store.pool().acquire().await?;
-        rec::note_charge_error(&mut conn, charge_id, message, self.now()).await?;
+        charges::note_charge_error(&mut conn, charge_id, message, self.now()).await?;
         Ok(())
     }
 
@@ -1255,13 +1273,13 @@ impl Payments {
     pub async fn sync_recurring(&self, limit: i64) -> ServiceResult<BeatCounts> {
         let (mandates, charges) = {
             let mut conn = self.store.pool().acquire().await?;
-            let mut mandates = rec::pending_mandates(&mut conn, limit).await?;
+            let mut mandates = mandates::pending_mandates(&mut conn, limit).await?;
             // Active agreements are re-read once a day, a few per poll: a payer's stop whose webhook was lost
             // is found before the next charge is created.
             let a_day_ago = self.now() - chrono::Duration::days(1);
-            mandates.extend(rec::unchecked_active_mandates(&mut conn, a_day_ago, (limit / 10).max(1)).await?);
+            mandates.extend(mandates::unchecked_active_mandates(&mut conn, a_day_ago, (limit / 10).max(1)).await?);
             let charges =
-                rec::charges_to_poll(&mut conn, self.today(), self.now() - chrono::Duration::seconds(60), limit)
+                charges::charges_to_poll(&mut conn, self.today(), self.now() - chrono::Duration::seconds(60), limit)
                     .await?;
             (mandates, charges)
         };
@@ -1290,8 +1308,10 @@ impl Payments {
 
     async fn open_recurring(&self, id: &str) -> ServiceResult<(RecurringRow, MandateRow)> {
         let mut conn = self.store.pool().acquire().await?;
-        let recurring = rec::recurring(&mut conn, id).await?.ok_or(ServiceError::NotFound("recurring payment"))?;
-        let mandate = rec::mandate(&mut conn, &recurring.mandate_id).await?.ok_or(ServiceError::NotFound("mandate"))?;
+        let recurring =
+            recurring_payments::recurring(&mut conn, id).await?.ok_or(ServiceError::NotFound("recurring payment"))?;
+        let mandate =
+            mandates::mandate(&mut conn, &recurring.mandate_id).await?.ok_or(ServiceError::NotFound("mandate"))?;
         if !recurring.status.is_open() {
             return Err(invalid("Id", format!("The recurring payment is {}; it cannot change", recurring.status)));
         }
@@ -1341,7 +1361,7 @@ impl Payments {
         let details = json!({"from_ore": recurring.amount_ore, "to_ore": amount.ore()});
         let change_id = {
             let mut conn = self.store.pool().acquire().await?;
-            rec::insert_change(
+            changes::insert_change(
                 &mut conn,
                 Some(&mandate.id),
                 Some(&recurring.id),
@@ -1360,7 +1380,7 @@ impl Payments {
             if let Err(error) = client.recurring().update_agreement(agreement_id, &update, &key(&change_id)?).await {
                 let message = describe(&error);
                 let mut conn = self.store.pool().acquire().await?;
-                rec::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
+                changes::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
                 return Err(invalid("Amount", format!("Vipps did not accept the new price: {message}")));
             }
         } else {
@@ -1371,17 +1391,17 @@ impl Payments {
                 other => format!("The mandate is {other}; its agreement cannot change"),
             };
             let mut conn = self.store.pool().acquire().await?;
-            rec::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
+            changes::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
             return Err(invalid("Id", message));
         }
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
-        rec::set_recurring_terms(&mut tx, &recurring.id, Some(amount.ore()), None, now).await?;
-        rec::set_mandate_price(&mut tx, &mandate.id, amount.ore(), now).await?;
-        for installment in rec::open_installments(&mut tx, &mandate.id, Some(&recurring.id)).await? {
-            rec::reshape_outstanding(&mut tx, &installment, Some(amount.ore()), None, now).await?;
+        recurring_payments::set_recurring_terms(&mut tx, &recurring.id, Some(amount.ore()), None, now).await?;
+        mandates::set_mandate_price(&mut tx, &mandate.id, amount.ore(), now).await?;
+        for installment in installments::open_installments(&mut tx, &mandate.id, Some(&recurring.id)).await? {
+            installments::reshape_outstanding(&mut tx, &installment, Some(amount.ore()), None, now).await?;
         }
-        rec::finish_change(&mut tx, &change_id, true, None, now).await?;
+        changes::finish_change(&mut tx, &change_id, true, None, now).await?;
         self.audit(&mut tx, actor, "recurring.change_amount", "recurring_payment", &recurring.id, details).await?;
         tx.commit().await?;
         Ok(())
@@ -1401,7 +1421,7 @@ impl Payments {
         let now = self.now();
         let tomorrow = self.today().checked_add_days(Days::new(1)).unwrap_or(self.today());
         let mut tx = self.store.begin_write().await?;
-        let change_id = rec::insert_change(
+        let change_id = changes::insert_change(
             &mut tx,
             Some(&mandate.id),
             Some(&recurring.id),
@@ -1411,19 +1431,20 @@ impl Payments {
             now,
         )
         .await?;
-        rec::set_recurring_terms(&mut tx, &recurring.id, None, Some(day), now).await?;
-        for installment in rec::open_installments(&mut tx, &mandate.id, Some(&recurring.id)).await? {
-            if let Some(period) = rec::installment_period(&mut tx, &installment).await? {
+        recurring_payments::set_recurring_terms(&mut tx, &recurring.id, None, Some(day), now).await?;
+        for installment in installments::open_installments(&mut tx, &mandate.id, Some(&recurring.id)).await? {
+            if let Some(period) = installments::installment_period(&mut tx, &installment).await? {
                 let due = schedule.period_date_of(u32::try_from(period).unwrap_or(0)).map(|d| {
                     let d = d.max(recurring.start_date);
                     recurring.end_date.map_or(d, |end| d.min(end)).max(tomorrow)
                 });
-                rec::reshape_outstanding(&mut tx, &installment, None, due, now).await?;
+                installments::reshape_outstanding(&mut tx, &installment, None, due, now).await?;
             }
         }
         let next = schedule.period_on_or_after(u32::try_from(recurring.next_period).unwrap_or(u32::MAX));
-        rec::set_next_period(&mut tx, &recurring.id, recurring.next_period, next.map(|(_, d)| d), now).await?;
-        rec::finish_change(&mut tx, &change_id, true, None, now).await?;
+        recurring_payments::set_next_period(&mut tx, &recurring.id, recurring.next_period, next.map(|(_, d)| d), now)
+            .await?;
+        changes::finish_change(&mut tx, &change_id, true, None, now).await?;
         self.audit(&mut tx, actor, "recurring.change_collection_day", "recurring_payment", &recurring.id, details)
             .await?;
         tx.commit().await?;
@@ -1443,11 +1464,26 @@ impl Payments {
         self.cancel_open(&mandate, Some(&recurring.id), &reason, Some(until)).await?;
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
-        let change_id =
-            rec::insert_change(&mut tx, Some(&mandate.id), Some(&recurring.id), "pause", &details, &actor.label, now)
-                .await?;
-        rec::set_recurring_status(&mut tx, &recurring.id, RecurringStatus::Paused, None, Some(until), now).await?;
-        rec::finish_change(&mut tx, &change_id, true, None, now).await?;
+        let change_id = changes::insert_change(
+            &mut tx,
+            Some(&mandate.id),
+            Some(&recurring.id),
+            "pause",
+            &details,
+            &actor.label,
+            now,
+        )
+        .await?;
+        recurring_payments::set_recurring_status(
+            &mut tx,
+            &recurring.id,
+            RecurringStatus::Paused,
+            None,
+            Some(until),
+            now,
+        )
+        .await?;
+        changes::finish_change(&mut tx, &change_id, true, None, now).await?;
         self.audit(&mut tx, actor, "recurring.pause", "recurring_payment", &recurring.id, details).await?;
         tx.commit().await?;
         Ok(())
@@ -1462,7 +1498,7 @@ impl Payments {
         }
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
-        let change_id = rec::insert_change(
+        let change_id = changes::insert_change(
             &mut tx,
             Some(&mandate.id),
             Some(&recurring.id),
@@ -1472,8 +1508,9 @@ impl Payments {
             now,
         )
         .await?;
-        rec::set_recurring_status(&mut tx, &recurring.id, RecurringStatus::Active, None, None, now).await?;
-        rec::finish_change(&mut tx, &change_id, true, None, now).await?;
+        recurring_payments::set_recurring_status(&mut tx, &recurring.id, RecurringStatus::Active, None, None, now)
+            .await?;
+        changes::finish_change(&mut tx, &change_id, true, None, now).await?;
         self.audit(&mut tx, actor, "recurring.resume", "recurring_payment", &recurring.id, json!({})).await?;
         tx.commit().await?;
         self.generate_for(Some(&mandate.id)).await?;
@@ -1494,7 +1531,7 @@ impl Payments {
         let now = self.now();
         {
             let mut tx = self.store.begin_write().await?;
-            let change_id = rec::insert_change(
+            let change_id = changes::insert_change(
                 &mut tx,
                 Some(&mandate.id),
                 Some(&recurring.id),
@@ -1504,9 +1541,16 @@ impl Payments {
                 now,
             )
             .await?;
-            rec::set_recurring_status(&mut tx, &recurring.id, RecurringStatus::Cancelled, Some(&reason), None, now)
-                .await?;
-            rec::finish_change(&mut tx, &change_id, true, None, now).await?;
+            recurring_payments::set_recurring_status(
+                &mut tx,
+                &recurring.id,
+                RecurringStatus::Cancelled,
+                Some(&reason),
+                None,
+                now,
+            )
+            .await?;
+            changes::finish_change(&mut tx, &change_id, true, None, now).await?;
             self.audit(&mut tx, actor, "recurring.cancel", "recurring_payment", &recurring.id, details).await?;
             tx.commit().await?;
         }
@@ -1530,12 +1574,12 @@ impl Payments {
         let installments = {
             let mut conn = self.store.pool().acquire().await?;
             let mut open = Vec::new();
-            for id in rec::open_installments(&mut conn, &mandate.id, recurring_id).await? {
-                let Some(row) = records::installment(&mut conn, &id).await? else { continue };
+            for id in installments::open_installments(&mut conn, &mandate.id, recurring_id).await? {
+                let Some(row) = installments::installment(&mut conn, &id).await? else { continue };
                 if before.is_some_and(|b| row.due_date >= b) {
                     continue;
                 }
-                open.push((row, rec::charge_of_installment(&mut conn, &id).await?));
+                open.push((row, charges::charge_of_installment(&mut conn, &id).await?));
             }
             open
         };
@@ -1558,7 +1602,7 @@ impl Payments {
                     }
                 }
                 let mut conn = self.store.pool().acquire().await?;
-                rec::update_charge(&mut conn, &charge.charge_id, "CANCELLED", None, None, None, None, now).await?;
+                charges::update_charge(&mut conn, &charge.charge_id, "CANCELLED", None, None, None, None, now).await?;
             }
             let mut tx = self.store.begin_write().await?;
             let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
@@ -1584,7 +1628,7 @@ impl Payments {
     pub async fn cancel_agreement(&self, mandate_ref: &str, actor: &Actor) -> ServiceResult<CancelOutcome> {
         let mandate = {
             let mut conn = self.store.pool().acquire().await?;
-            rec::mandate(&mut conn, mandate_ref).await?.ok_or(ServiceError::NotFound("mandate"))?
+            mandates::mandate(&mut conn, mandate_ref).await?.ok_or(ServiceError::NotFound("mandate"))?
         };
         let Some(agreement_id) = mandate.agreement_id.clone() else {
             return Ok(CancelOutcome {
@@ -1594,7 +1638,7 @@ impl Payments {
         };
         let change_id = {
             let mut conn = self.store.pool().acquire().await?;
-            rec::insert_change(
+            changes::insert_change(
                 &mut conn,
                 Some(&mandate.id),
                 None,
@@ -1613,11 +1657,11 @@ impl Payments {
             Ok(_) => {
                 let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                 let message = format!("Agreement {agreement_id} stopped at Vipps");
-                if rec::move_mandate(&mut tx, &mandate.id, MandateStatus::Cancelled, "STOPPED", now).await? {
+                if mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Cancelled, "STOPPED", now).await? {
                     events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                 }
-                for recurring in rec::recurring_of_mandate(&mut tx, &mandate.id).await? {
-                    rec::set_recurring_status(
+                for recurring in recurring_payments::recurring_of_mandate(&mut tx, &mandate.id).await? {
+                    recurring_payments::set_recurring_status(
                         &mut tx,
                         &recurring.id,
                         RecurringStatus::Cancelled,
@@ -1627,7 +1671,7 @@ impl Payments {
                     )
                     .await?;
                 }
-                rec::finish_change(&mut tx, &change_id, true, Some(&message), now).await?;
+                changes::finish_change(&mut tx, &change_id, true, Some(&message), now).await?;
                 CancelOutcome { is_success: true, message }
             }
             Err(error) => {
@@ -1637,7 +1681,7 @@ impl Payments {
                     }
                     None => describe(&error),
                 };
-                rec::finish_change(&mut tx, &change_id, false, Some(&message), now).await?;
+                changes::finish_change(&mut tx, &change_id, false, Some(&message), now).await?;
                 CancelOutcome { is_success: false, message }
             }
         };
@@ -1656,7 +1700,7 @@ impl Payments {
             // Vipps cancels the agreement's pending charges itself; record what it says of them.
             let open = {
                 let mut conn = self.store.pool().acquire().await?;
-                rec::open_charges_of_mandate(&mut conn, &mandate.id).await?
+                charges::open_charges_of_mandate(&mut conn, &mandate.id).await?
             };
             for charge in open {
                 if let Err(error) = self.sync_charge(&charge.charge_id, None).await {

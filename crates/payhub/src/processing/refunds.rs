@@ -6,13 +6,16 @@ use vipps_client::epayment::Reference;
 use vipps_client::recurring::ChargeAmount;
 use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 
-use super::vipps_payment::{describe, is_transient, totals};
+use super::one_time::{describe, is_transient, totals};
 use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{events, Payments};
 use crate::domain::status::InstallmentStatus;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
-use crate::store::records::{self, RefundRow};
+use crate::store::installments;
+use crate::store::payments;
+use crate::store::refunds::{self, RefundRow};
+use crate::store::vipps_payments;
 
 /// What Vipps confirmed of a refund: (psp reference, raw answer, the Vipps reference, ePayment totals).
 type Confirmed = (String, String, String, Option<[i64; 4]>);
@@ -46,7 +49,7 @@ impl Payments {
         let now = self.now();
         let refund = {
             let mut tx = self.store.begin_write().await?;
-            let installment = records::lock_installment(&mut tx, self.store.backend(), &request.installment_id)
+            let installment = installments::lock_installment(&mut tx, self.store.backend(), &request.installment_id)
                 .await?
                 .ok_or(ServiceError::NotFound("installment"))?;
             if !installment.status.is_collected() {
@@ -55,7 +58,7 @@ impl Payments {
                     format!("Only collected installments can be refunded; this one is {}", installment.status),
                 )]));
             }
-            let refundable = records::refundable_ore(&mut tx, &installment.id).await?;
+            let refundable = refunds::refundable_ore(&mut tx, &installment.id).await?;
             let amount = request.amount_ore.unwrap_or(refundable);
             if amount <= 0 || amount > refundable {
                 return Err(ServiceError::Invalid(vec![FieldError::invalid(
@@ -67,7 +70,7 @@ impl Payments {
                 )]));
             }
             let refund =
-                records::insert_refund(&mut tx, &installment.id, amount, request.reason.as_deref(), now).await?;
+                refunds::insert_refund(&mut tx, &installment.id, amount, request.reason.as_deref(), now).await?;
             tx.commit().await?;
             refund
         };
@@ -78,11 +81,11 @@ impl Payments {
     pub(crate) async fn send_refund(&self, refund: &RefundRow) -> ServiceResult<RefundOutcome> {
         let mut conn = self.store.pool().acquire().await?;
         // A one-time installment has an ePayment; a recurring one a charge.
-        let payment = records::vipps_payment_of(&mut conn, &refund.installment_id).await?;
+        let payment = vipps_payments::vipps_payment_of(&mut conn, &refund.installment_id).await?;
         let charge = match &payment {
             Some(_) => None,
             None => Some(
-                crate::store::recurring::charge_of_installment(&mut conn, &refund.installment_id)
+                crate::store::charges::charge_of_installment(&mut conn, &refund.installment_id)
                     .await?
                     .ok_or(ServiceError::NotFound("payment"))?,
             ),
@@ -122,7 +125,7 @@ impl Payments {
             (None, None) => return Err(ServiceError::NotFound("payment")),
         };
         let mut tx = self.store.begin_write().await?;
-        let installment = records::installment(&mut tx, &refund.installment_id)
+        let installment = installments::installment(&mut tx, &refund.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
@@ -142,16 +145,16 @@ impl Payments {
                     now,
                 )
                 .await?;
-                if !records::finish_refund(&mut tx, &refund.id, Some(&psp_reference), None, now).await? {
+                if !refunds::finish_refund(&mut tx, &refund.id, Some(&psp_reference), None, now).await? {
                     // Another attempt (the beat, or a racing retry) recorded this refund already.
                     tx.rollback().await?;
                     let mut conn = self.store.pool().acquire().await?;
                     let refund =
-                        records::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
+                        refunds::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
                     let status = installment.status.to_string();
                     return Ok(RefundOutcome { refund, payment_id: None, installment_status: status });
                 }
-                payment_id = records::insert_payment(
+                payment_id = payments::insert_payment(
                     &mut tx,
                     &installment.id,
                     -refund.amount_ore,
@@ -161,7 +164,7 @@ impl Payments {
                     now,
                 )
                 .await?;
-                let left = records::refundable_ore(&mut tx, &installment.id).await?;
+                let left = refunds::refundable_ore(&mut tx, &installment.id).await?;
                 let next = if left <= 0 { InstallmentStatus::Refunded } else { InstallmentStatus::PartiallyRefunded };
                 let open = installment.amount_open_ore + refund.amount_ore;
                 events::move_installment(
@@ -175,7 +178,7 @@ impl Payments {
                 )
                 .await?;
                 if let Some(vipps_totals) = vipps_totals {
-                    records::update_vipps_payment(
+                    vipps_payments::update_vipps_payment(
                         &mut tx,
                         &vipps_reference,
                         "AUTHORIZED",
@@ -192,13 +195,13 @@ impl Payments {
                 tracing::info!(refund = %refund.id, error = %describe(&error), "refund not confirmed; the beat retries with the same key");
             }
             Err(error) => {
-                records::finish_refund(&mut tx, &refund.id, None, Some(&describe(&error)), now).await?;
+                refunds::finish_refund(&mut tx, &refund.id, None, Some(&describe(&error)), now).await?;
             }
         }
         tx.commit().await?;
         let mut conn = self.store.pool().acquire().await?;
-        let refund = records::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
-        let status = records::installment(&mut conn, &refund.installment_id)
+        let refund = refunds::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
+        let status = installments::installment(&mut conn, &refund.installment_id)
             .await?
             .map(|i| i.status.to_string())
             .unwrap_or_default();
@@ -209,7 +212,7 @@ impl Payments {
     pub(crate) async fn retry_pending_refunds(&self, limit: i64) -> ServiceResult<()> {
         let pending = {
             let mut conn = self.store.pool().acquire().await?;
-            records::pending_refunds(&mut conn, limit).await?
+            refunds::pending_refunds(&mut conn, limit).await?
         };
         for refund in pending {
             if let Err(error) = self.send_refund(&refund).await {

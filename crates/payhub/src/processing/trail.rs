@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
 pub use crate::domain::trail::{Channel, Outcome, ReportType};
-use crate::store::records::{self, NewMessage, NewReport};
+use crate::store::trail::{self as rows, NewMessage, NewReport};
 use crate::store::StoreResult;
 
 /// What a channel said: the raw Message.
@@ -149,12 +149,17 @@ pub async fn record(
     means: Means<'_>,
     now: DateTime<Utc>,
 ) -> StoreResult<Recorded> {
-    let message_id = records::insert_message(conn, &said.message(), now).await?;
-    let report_id = records::insert_report(conn, &means.report(&message_id), now).await?;
+    let message_id = rows::insert_message(conn, &said.message(), now).await?;
+    let report_id = rows::insert_report(conn, &means.report(&message_id), now).await?;
     Ok(Recorded { message_id, report_id })
 }
 
 /// Marks a received Message processed, or failed with why.
-pub async fn finish(conn: &mut AnyConnection, message_id: &str, error: Option<&str>, now: DateTime<Utc>) -> StoreResult<()> {
-    records::finish_message(conn, message_id, error, now).await
+pub async fn finish(
+    conn: &mut AnyConnection,
+    message_id: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    rows::finish_message(conn, message_id, error, now).await
 }

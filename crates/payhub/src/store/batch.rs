@@ -17,7 +17,11 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
-use super::records::{self, InstallmentRow, NewMessage, NewOneTime, NewReport, PaymentRow};
+use super::installments::InstallmentRow;
+use super::intents::NewOneTime;
+use super::payers;
+use super::payments::PaymentRow;
+use super::trail::{NewMessage, NewReport};
 use super::{map_conflict, timestamp, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
@@ -147,7 +151,7 @@ impl Steps {
         self.steps.iter().map(|step| (step.sqlite.as_str(), step.params.as_slice()))
     }
 
-    /// Stores messages (as [`records::insert_message`] does one); returns their ids in order.
+    /// Stores messages (as [`super::trail::insert_message`] does one); returns their ids in order.
     pub fn insert_messages(&mut self, messages: &[(NewMessage<'_>, DateTime<Utc>)]) -> Vec<String> {
         let ids: Vec<String> = messages.iter().map(|_| new_id("msg")).collect();
         let rows = messages
@@ -165,7 +169,7 @@ impl Steps {
         ids
     }
 
-    /// Stores inbound reports (as [`records::insert_report`] does one); returns their ids in order.
+    /// Stores inbound reports (as [`super::trail::insert_report`] does one); returns their ids in order.
     pub fn insert_reports(&mut self, reports: &[(NewReport<'_>, DateTime<Utc>)]) -> Vec<String> {
         let ids: Vec<String> = reports.iter().map(|_| new_id("ir")).collect();
         let rows = reports
@@ -275,7 +279,7 @@ impl Steps {
     }
 
     /// Records Vipps' answers to creates, each at its own time: each payment becomes `CREATED` with its landing
-    /// page (as [`super::records::update_vipps_payment`] does one, with no error).
+    /// page (as [`super::vipps_payments::update_vipps_payment`] does one, with no error).
     pub fn mark_created(&mut self, created: &[(&str, Option<&str>, DateTime<Utc>)]) {
         let rows = created.iter().map(|(reference, url, at)| json!([reference, url, timestamp(*at)])).collect();
         self.push(
@@ -290,7 +294,7 @@ impl Steps {
     }
 
     /// Moves installments to `next` where that is a move forward, each at its own time (as
-    /// [`super::records::advance_installment`] does one, with no reason and no change of the open amount).
+    /// [`super::installments::advance_installment`] does one, with no reason and no change of the open amount).
     pub fn advance_installments(&mut self, moves: &[(&str, DateTime<Utc>)], next: InstallmentStatus) {
         // The list holds our own constants.
         let from: Vec<String> =
@@ -311,7 +315,7 @@ impl Steps {
         );
     }
 
-    /// Sets the status of many intents, each at its own time (as [`super::records::set_intent_status`] does one).
+    /// Sets the status of many intents, each at its own time (as [`super::intents::set_intent_status`] does one).
     pub fn set_intents_status(&mut self, changes: &[(&str, DateTime<Utc>)], status: IntentStatus) {
         let rows = changes.iter().map(|(id, at)| json!([id, timestamp(*at)])).collect();
         self.push(
@@ -323,7 +327,7 @@ impl Steps {
         );
     }
 
-    /// Creates payers (as [`super::records::create_payer`] does one); a payer whose email or phone is taken
+    /// Creates payers (as [`super::payers::create_payer`] does one); a payer whose email or phone is taken
     /// meanwhile is skipped, and is found by reading again.
     pub fn insert_payers(&mut self, payers: &[(&str, &PayerInput, DateTime<Utc>)]) {
         let rows = payers
@@ -349,7 +353,7 @@ impl Steps {
         );
     }
 
-    /// Creates Vipps wallet profiles (as [`super::records::create_profile`] does one); one that exists
+    /// Creates Vipps wallet profiles (as [`super::payers::create_profile`] does one); one that exists
     /// meanwhile is skipped, and is found by reading again.
     pub fn insert_profiles(&mut self, profiles: &[(&str, &str, Option<&str>, DateTime<Utc>)]) {
         let rows = profiles
@@ -420,7 +424,7 @@ const INSTALLMENTS_FOR_EVENTS: &str = "SELECT i.id, i.intent_id, i.payer_id, i.a
 const PAYMENTS_FOR_EVENTS: &str = "SELECT id, installment_id, CAST(amount_ore AS TEXT), collection_date, \
     psp_reference, kind, inbound_report_id FROM payments WHERE installment_id IN ({list}) ORDER BY created_at, id";
 
-/// [`super::records::find_payer`] for many payers at once, in order. Emails are compared lower-cased as the
+/// [`super::payers::find_payer`] for many payers at once, in order. Emails are compared lower-cased as the
 /// unique index does; an email that is not plain ASCII (where case rules could differ between Rust and the
 /// database) is looked up on its own.
 pub(crate) async fn find_payers<C: BatchConn>(
@@ -462,13 +466,13 @@ pub(crate) async fn find_payers<C: BatchConn>(
         .collect();
     for i in alone {
         let email = payers[i].email.clone().unwrap_or_default();
-        let rows = conn.read(records::PAYER_BY_EMAIL, &[email]).await?;
+        let rows = conn.read(payers::PAYER_BY_EMAIL, &[email]).await?;
         found[i] = rows.first().map(|row| text(row, 0, "payer id").map(str::to_owned)).transpose()?;
     }
     Ok(found)
 }
 
-/// [`super::records::find_profile`] for many (payer, phone) pairs at once, in order.
+/// [`super::payers::find_profile`] for many (payer, phone) pairs at once, in order.
 pub(crate) async fn find_profiles<C: BatchConn>(
     conn: &mut C,
     wanted: &[(&str, Option<&str>)],
@@ -623,7 +627,7 @@ mod tests {
             let steps = plan(&store, &sql, &["a".into(), "b".into()]).await;
             assert!(scans(&steps).is_empty(), "{read}: {steps:?}");
         }
-        let single = plan(&store, records::PAYER_BY_EMAIL, &["a@example.org".into()]).await;
+        let single = plan(&store, payers::PAYER_BY_EMAIL, &["a@example.org".into()]).await;
         assert!(scans(&single).is_empty(), "{single:?}");
         let now = chrono::Utc::now();
         let mut steps = Steps::default();

@@ -7,12 +7,22 @@
 pub mod accounts;
 pub mod audit;
 pub mod batch;
+pub mod changes;
+pub mod charges;
 pub mod checkpoint;
 pub mod idempotency;
-pub mod records;
-pub mod recurring;
+pub mod installments;
+pub mod intents;
+pub mod mandates;
+pub mod payers;
+pub mod payments;
+pub mod recurring_payments;
+pub mod refunds;
+mod sql;
 pub(crate) mod sqlite_writer;
+pub mod trail;
 pub mod users;
+pub mod vipps_payments;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -17,7 +17,7 @@ use super::client::VippsClients;
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::heartbeat::Heartbeat;
 use crate::jobs::{enqueue, Handlers, Job, NewJob};
-use crate::store::records::{self, NewMessage};
+use crate::store::trail::{self, NewMessage};
 use crate::store::{timestamp, Store};
 
 /// The job that registers an account's webhook after the account was saved.
@@ -259,7 +259,7 @@ pub async fn accept(
     };
     let now = Utc::now();
     let mut tx = store.begin_write().await?;
-    let message_id = records::insert_message(
+    let message_id = trail::insert_message(
         &mut tx,
         &NewMessage {
             direction: "inbound",
@@ -276,7 +276,7 @@ pub async fn accept(
             payload["message"] = json!(message_id);
             enqueue(&mut tx, NewJob::new(kind, payload).ordering_key(ordering)).await?;
         }
-        None => records::finish_message(&mut tx, &message_id, Some("not an event payhub processes"), now).await?,
+        None => trail::finish_message(&mut tx, &message_id, Some("not an event payhub processes"), now).await?,
     }
     tx.commit().await?;
     Ok(())

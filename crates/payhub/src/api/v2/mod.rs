@@ -21,7 +21,7 @@ use crate::processing::refunds::RefundRequest;
 use crate::processing::IntentError;
 use crate::state::AppState;
 use crate::store::idempotency::{self, Claim};
-use crate::store::records;
+use crate::store::{installments, intents, payments, vipps_payments};
 
 fn internal(error: impl Into<anyhow::Error>) -> ApiError {
     ApiError::internal(&error.into())
@@ -217,15 +217,15 @@ fn intent_error(error: IntentError) -> (StatusCode, Value) {
 /// `GET /v2/PaymentIntent/{Id}`
 pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let intent = records::intent(&mut conn, &id)
+    let intent = intents::intent(&mut conn, &id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("payment intent"))?;
     let mut one_time = Value::Null;
     let mut redirect = Value::Null;
     if let Some(installment_id) = &intent.installment_id {
-        if let Some(installment) = records::installment(&mut conn, installment_id).await.map_err(internal)? {
-            let vipps = records::vipps_payment_of(&mut conn, installment_id).await.map_err(internal)?;
+        if let Some(installment) = installments::installment(&mut conn, installment_id).await.map_err(internal)? {
+            let vipps = vipps_payments::vipps_payment_of(&mut conn, installment_id).await.map_err(internal)?;
             redirect = json!(vipps.as_ref().and_then(|v| v.redirect_url.clone()));
             one_time = json!({
                 "Id": installment.id,
@@ -241,9 +241,9 @@ pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -
     if recurring.is_some() {
         let mut conn = state.store.pool().acquire().await.map_err(internal)?;
         if let Some((_, mandate_id)) =
-            crate::store::recurring::recurring_of_intent(&mut conn, &intent.id).await.map_err(internal)?
+            crate::store::intents::recurring_of_intent(&mut conn, &intent.id).await.map_err(internal)?
         {
-            let mandate = crate::store::recurring::mandate(&mut conn, &mandate_id).await.map_err(internal)?;
+            let mandate = crate::store::mandates::mandate(&mut conn, &mandate_id).await.map_err(internal)?;
             redirect = json!(mandate.and_then(|m| m.confirmation_url));
         }
     }
@@ -291,11 +291,11 @@ pub async fn payment_methods(State(state): State<AppState>) -> Result<Response, 
 
 async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let installment = records::installment(&mut conn, id)
+    let installment = installments::installment(&mut conn, id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("installment"))?;
-    let payments = records::payments_of(&mut conn, id).await.map_err(internal)?;
+    let payments = payments::payments_of(&mut conn, id).await.map_err(internal)?;
     Ok(json!({
         "Id": installment.id,
         "Status": installment.status.as_str(),
@@ -435,7 +435,7 @@ async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, A
         }
         (Some(payment_id), None) => {
             let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-            match records::installment_of_payment(&mut conn, &payment_id).await.map_err(internal)? {
+            match payments::installment_of_payment(&mut conn, &payment_id).await.map_err(internal)? {
                 Some(id) => Some(id),
                 None => {
                     items.push(ErrorItem {

@@ -17,9 +17,13 @@ use crate::domain::money::Money;
 use crate::error::ServiceError;
 use crate::processing::recurring::CancelOutcome;
 use crate::state::AppState;
-use crate::store::recurring::{self as rec, MandateRow, RecurringRow};
+use crate::store::changes;
+use crate::store::installments;
+use crate::store::intents;
+use crate::store::mandates::{self, MandateRow};
+use crate::store::recurring_payments::{self, RecurringRow};
 
-fn brief_json(installments: &[rec::InstallmentBrief]) -> Vec<Value> {
+fn brief_json(installments: &[installments::InstallmentBrief]) -> Vec<Value> {
     installments
         .iter()
         .map(|i| {
@@ -61,7 +65,7 @@ pub(crate) fn mandate_json(mandate: &MandateRow, target: Option<String>) -> Valu
 pub(crate) fn recurring_json(
     recurring: &RecurringRow,
     mandate: &MandateRow,
-    installments: &[rec::InstallmentBrief],
+    installments: &[installments::InstallmentBrief],
 ) -> Value {
     json!({
         "Id": recurring.id,
@@ -87,34 +91,36 @@ pub(crate) fn recurring_json(
 /// The `Recurring` part of an intent's answer, if the intent made a recurring payment.
 pub(crate) async fn of_intent(state: &AppState, intent_id: &str) -> Result<Option<Value>, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let Some((recurring_id, _)) = rec::recurring_of_intent(&mut conn, intent_id).await.map_err(internal)? else {
+    let Some((recurring_id, _)) = intents::recurring_of_intent(&mut conn, intent_id).await.map_err(internal)? else {
         return Ok(None);
     };
-    let recurring = rec::recurring(&mut conn, &recurring_id)
+    let recurring = recurring_payments::recurring(&mut conn, &recurring_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("recurring payment"))?;
-    let mandate = rec::mandate(&mut conn, &recurring.mandate_id)
+    let mandate = mandates::mandate(&mut conn, &recurring.mandate_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("mandate"))?;
-    let installments = rec::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
+    let installments =
+        installments::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
     Ok(Some(recurring_json(&recurring, &mandate, &installments)))
 }
 
 /// `GET /v2/Recurring/{Id}`
 pub async fn get_recurring(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let recurring = rec::recurring(&mut conn, &id)
+    let recurring = recurring_payments::recurring(&mut conn, &id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("recurring payment"))?;
-    let mandate = rec::mandate(&mut conn, &recurring.mandate_id)
+    let mandate = mandates::mandate(&mut conn, &recurring.mandate_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("mandate"))?;
-    let installments = rec::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
-    let changes = rec::changes(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
+    let installments =
+        installments::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
+    let changes = changes::changes(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
     let mut body = recurring_json(&recurring, &mandate, &installments);
     body["Changes"] =
         changes.iter().map(|c| json!({"Id": c.id, "Kind": c.kind, "Status": c.status, "Message": c.message})).collect();
@@ -125,9 +131,9 @@ pub async fn get_recurring(State(state): State<AppState>, Path(id): Path<String>
 pub async fn get_mandate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
     let mandate =
-        rec::mandate(&mut conn, &id).await.map_err(internal)?.ok_or_else(|| ApiError::not_found("mandate"))?;
-    let recurring = rec::recurring_of_mandate(&mut conn, &mandate.id).await.map_err(internal)?;
-    let installments = rec::installments_of(&mut conn, &mandate.id, None).await.map_err(internal)?;
+        mandates::mandate(&mut conn, &id).await.map_err(internal)?.ok_or_else(|| ApiError::not_found("mandate"))?;
+    let recurring = recurring_payments::recurring_of_mandate(&mut conn, &mandate.id).await.map_err(internal)?;
+    let installments = installments::installments_of(&mut conn, &mandate.id, None).await.map_err(internal)?;
     drop(conn);
     let target = state.accounts.get(&mandate.account_id).await.ok().map(|a| a.name);
     let mut body = mandate_json(&mandate, target);
@@ -259,15 +265,16 @@ pub async fn cancel_recurring(
     }
     let stopped = state.payments.cancel_recurring(&id, reason, &caller.actor()).await.map_err(service_error)?;
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let recurring = rec::recurring(&mut conn, &id)
+    let recurring = recurring_payments::recurring(&mut conn, &id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("recurring payment"))?;
-    let mandate = rec::mandate(&mut conn, &recurring.mandate_id)
+    let mandate = mandates::mandate(&mut conn, &recurring.mandate_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("mandate"))?;
-    let installments = rec::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
+    let installments =
+        installments::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
     let mut body = recurring_json(&recurring, &mandate, &installments);
     if let Some(CancelOutcome { is_success, message }) = stopped {
         body["CancelVippsAgreement"] = json!({"IsSuccess": is_success, "Message": message});
@@ -306,7 +313,7 @@ pub async fn cancel_vipps_agreement(
     };
     let known = async {
         let mut conn = state.store.pool().acquire().await?;
-        rec::mandate(&mut conn, &reference).await
+        mandates::mandate(&mut conn, &reference).await
     }
     .await;
     match known {

@@ -14,7 +14,10 @@ use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{events, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::{ServiceError, ServiceResult};
-use crate::store::records::{self, VippsPaymentRow};
+use crate::store::installments;
+use crate::store::intents;
+use crate::store::payments;
+use crate::store::vipps_payments::{self, VippsPaymentRow};
 
 /// One async lock per payment reference, so two syncs of the same payment (a webhook and the poll) never
 /// interleave in this process. Other processes are kept apart by the schema's guards.
@@ -60,7 +63,7 @@ pub(crate) fn is_transient(kind: ErrorKind) -> bool {
     )
 }
 
-/// A Vipps aggregate's totals in the order `records::update_vipps_payment` takes them: authorized,
+/// A Vipps aggregate's totals in the order `vipps_payments::update_vipps_payment` takes them: authorized,
 /// captured, refunded, cancelled.
 pub(crate) fn totals(a: &vipps_client::epayment::Aggregate) -> [i64; 4] {
     [a.authorized_amount.value, a.captured_amount.value, a.refunded_amount.value, a.cancelled_amount.value]
@@ -115,12 +118,14 @@ impl Payments {
     pub(crate) async fn create_at_vipps(&self, reference: &str) -> Result<Option<String>, String> {
         let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
         let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
-        let row =
-            records::vipps_payment(&mut conn, reference).await.map_err(|e| internal(&e))?.ok_or("unknown payment")?;
+        let row = vipps_payments::vipps_payment(&mut conn, reference)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or("unknown payment")?;
         if row.state != "CREATING" {
             return Ok(row.redirect_url);
         }
-        let installment = records::installment(&mut conn, &row.installment_id)
+        let installment = installments::installment(&mut conn, &row.installment_id)
             .await
             .map_err(|e| internal(&e))?
             .ok_or("unknown installment")?;
@@ -175,9 +180,18 @@ impl Payments {
                 let message = describe(&error);
                 tracing::warn!(%reference, error = %message, "Vipps did not answer the create; the poll will retry with the same key");
                 let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
-                records::update_vipps_payment(&mut conn, reference, "CREATING", None, None, None, Some(&message), now)
-                    .await
-                    .map_err(|e| internal(&e))?;
+                vipps_payments::update_vipps_payment(
+                    &mut conn,
+                    reference,
+                    "CREATING",
+                    None,
+                    None,
+                    None,
+                    Some(&message),
+                    now,
+                )
+                .await
+                .map_err(|e| internal(&e))?;
                 Err(format!("{message}. payhub keeps trying; read GET /v2/PaymentIntent/{intent_id} for the outcome."))
             }
             Err(error) => {
@@ -186,8 +200,17 @@ impl Payments {
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
                     let listeners = events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
-                    records::update_vipps_payment(&mut tx, reference, "REFUSED", None, None, None, Some(&message), now)
-                        .await?;
+                    vipps_payments::update_vipps_payment(
+                        &mut tx,
+                        reference,
+                        "REFUSED",
+                        None,
+                        None,
+                        None,
+                        Some(&message),
+                        now,
+                    )
+                    .await?;
                     events::move_installment(
                         &mut tx,
                         &listeners,
@@ -198,7 +221,7 @@ impl Payments {
                         now,
                     )
                     .await?;
-                    records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
+                    intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
                     events::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
@@ -216,7 +239,7 @@ impl Payments {
     pub async fn sync(&self, reference: &str, cause: Option<&str>) -> ServiceResult<()> {
         let row = {
             let mut conn = self.store.pool().acquire().await?;
-            records::vipps_payment(&mut conn, reference).await?.ok_or(ServiceError::NotFound("payment"))?
+            vipps_payments::vipps_payment(&mut conn, reference).await?.ok_or(ServiceError::NotFound("payment"))?
         };
         if row.state == "CREATING" {
             // The create may or may not have reached Vipps; the same key makes a repeat safe.
@@ -258,8 +281,9 @@ impl Payments {
             return Ok(());
         }
         let mut tx = self.store.begin_write().await?;
-        let installment =
-            records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
+        let installment = installments::installment(&mut tx, &row.installment_id)
+            .await?
+            .ok_or(ServiceError::NotFound("installment"))?;
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = snapshot_json(payment);
         let (sub_type, amount) = match &payment.state {
@@ -286,7 +310,7 @@ impl Payments {
             }
             if next == InstallmentStatus::Failed && moved {
                 if let Some(intent_id) = &installment.intent_id {
-                    records::set_intent_status(&mut tx, intent_id, IntentStatus::Matched, now).await?;
+                    intents::set_intent_status(&mut tx, intent_id, IntentStatus::Matched, now).await?;
                 }
             }
         } else if let State::Unknown(name) = &payment.state {
@@ -302,7 +326,7 @@ impl Payments {
             means = means.amount(amount);
         }
         trail::record(&mut tx, Said::new(Channel::VippsPoll, Some(&row.reference), &body), means, now).await?;
-        records::update_vipps_payment(
+        vipps_payments::update_vipps_payment(
             &mut tx,
             &row.reference,
             &state,
@@ -329,7 +353,7 @@ impl Payments {
         let aggregate = &payment.aggregate;
         let capturable = aggregate.authorized_amount.value - aggregate.cancelled_amount.value;
         let mut conn = self.store.pool().acquire().await?;
-        let already = records::payments_of(&mut conn, &row.installment_id).await?.iter().any(|p| p.kind == "capture");
+        let already = payments::payments_of(&mut conn, &row.installment_id).await?.iter().any(|p| p.kind == "capture");
         drop(conn);
         if already || capturable <= 0 {
             return Ok(());
@@ -347,7 +371,7 @@ impl Payments {
                 let message = describe(&error);
                 tracing::warn!(reference = %row.reference, error = %message, "Vipps refused the capture");
                 let mut conn = self.store.pool().acquire().await?;
-                records::update_vipps_payment(
+                vipps_payments::update_vipps_payment(
                     &mut conn,
                     &row.reference,
                     "AUTHORIZED",
@@ -368,8 +392,9 @@ impl Payments {
         })
         .to_string();
         let mut tx = self.store.begin_write().await?;
-        let installment =
-            records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
+        let installment = installments::installment(&mut tx, &row.installment_id)
+            .await?
+            .ok_or(ServiceError::NotFound("installment"))?;
         let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let trail::Recorded { report_id, .. } = trail::record(
             &mut tx,
@@ -382,7 +407,7 @@ impl Payments {
             now,
         )
         .await?;
-        records::insert_payment(
+        payments::insert_payment(
             &mut tx,
             &row.installment_id,
             capturable,
@@ -402,7 +427,7 @@ impl Payments {
             now,
         )
         .await?;
-        records::update_vipps_payment(
+        vipps_payments::update_vipps_payment(
             &mut tx,
             &row.reference,
             "AUTHORIZED",
@@ -421,7 +446,7 @@ impl Payments {
     pub async fn sync_open(&self, limit: i64) -> ServiceResult<usize> {
         let references = {
             let mut conn = self.store.pool().acquire().await?;
-            records::open_vipps_payments(&mut conn, limit).await?
+            vipps_payments::open_vipps_payments(&mut conn, limit).await?
         };
         for reference in &references {
             if let Err(error) = self.sync(reference, None).await {

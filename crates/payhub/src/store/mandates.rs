@@ -1,0 +1,302 @@
+//! Mandates: payhub's side of a Vipps agreement, recorded before the agreement is drafted; their status only
+//! moves forward, and the agreement's Vipps status is kept beside it.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::sql::decode;
+use super::{timestamp, Backend, StoreResult};
+use crate::domain::recurring::MandateStatus;
+
+/// A new mandate, recorded before its agreement is drafted at Vipps.
+#[derive(Debug, Clone)]
+pub struct NewMandate<'a> {
+    /// `mdt_…`; also the Idempotency-Key of the draft call.
+    pub id: &'a str,
+    /// The merchant account.
+    pub account_id: &'a str,
+    /// The payer.
+    pub payer_id: &'a str,
+    /// The payer's Vipps profile.
+    pub profile_id: &'a str,
+    /// The intent that asked for it.
+    pub intent_id: &'a str,
+    /// The agreement's product name.
+    pub product_name: &'a str,
+    /// The merchant's agreement page.
+    pub merchant_agreement_url: &'a str,
+    /// Where Vipps sends the payer after confirming.
+    pub redirect_url: &'a str,
+    /// The phone sent to Vipps.
+    pub customer_phone: Option<&'a str>,
+    /// The agreement price.
+    pub price_ore: i64,
+    /// `WEEK` / `MONTH` / `YEAR`.
+    pub interval_unit: &'a str,
+    /// Units per interval.
+    pub interval_count: i64,
+    /// The installment of the initial payment, if any.
+    pub initial_installment_id: Option<&'a str>,
+}
+
+/// Records a Pending mandate whose agreement is still to be drafted (`vipps_status` `CREATING`).
+pub async fn insert_mandate(conn: &mut AnyConnection, new: &NewMandate<'_>, now: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO mandates (id, account_id, payer_id, payment_profile_id, intent_id, status, vipps_status, idempotency_key, \
+         product_name, merchant_agreement_url, redirect_url, customer_phone, price_ore, interval_unit, interval_count, \
+         initial_installment_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'Pending', 'CREATING', $1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+    )
+    .bind(new.id)
+    .bind(new.account_id)
+    .bind(new.payer_id)
+    .bind(new.profile_id)
+    .bind(new.intent_id)
+    .bind(new.product_name)
+    .bind(new.merchant_agreement_url)
+    .bind(new.redirect_url)
+    .bind(new.customer_phone)
+    .bind(new.price_ore)
+    .bind(new.interval_unit)
+    .bind(new.interval_count)
+    .bind(new.initial_installment_id)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A mandate row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MandateRow {
+    /// `mdt_…`
+    pub id: String,
+    /// The merchant account.
+    pub account_id: String,
+    /// The payer.
+    pub payer_id: String,
+    /// The intent that asked for it.
+    pub intent_id: Option<String>,
+    /// The Vipps agreement id (`agr_…`), once Vipps confirmed the draft.
+    pub agreement_id: Option<String>,
+    /// payhub's status.
+    #[serde(serialize_with = "mandate_status_text")]
+    pub status: MandateStatus,
+    /// `CREATING` (draft not confirmed), `REFUSED`, or the agreement's Vipps status.
+    pub vipps_status: String,
+    /// The Idempotency-Key of the draft call.
+    pub idempotency_key: String,
+    /// Where the payer confirms the agreement.
+    pub confirmation_url: Option<String>,
+    /// Product name.
+    pub product_name: String,
+    /// Merchant agreement page.
+    pub merchant_agreement_url: String,
+    /// Where Vipps sends the payer back.
+    pub redirect_url: String,
+    /// Phone sent to Vipps.
+    pub customer_phone: Option<String>,
+    /// Agreement price in øre.
+    pub price_ore: i64,
+    /// Interval unit.
+    pub interval_unit: String,
+    /// Interval count.
+    pub interval_count: i64,
+    /// The installment of the initial payment.
+    pub initial_installment_id: Option<String>,
+    /// The last error from Vipps.
+    pub last_error: Option<String>,
+}
+
+fn mandate_status_text<S: serde::Serializer>(status: &MandateStatus, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(status.as_str())
+}
+
+fn mandate_from_row(row: &AnyRow) -> StoreResult<MandateRow> {
+    let status: String = row.try_get("status")?;
+    Ok(MandateRow {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        payer_id: row.try_get("payer_id")?,
+        intent_id: row.try_get("intent_id")?,
+        agreement_id: row.try_get("agreement_id")?,
+        status: status.parse().map_err(decode)?,
+        vipps_status: row.try_get("vipps_status")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        confirmation_url: row.try_get("confirmation_url")?,
+        product_name: row.try_get("product_name")?,
+        merchant_agreement_url: row.try_get("merchant_agreement_url")?,
+        redirect_url: row.try_get("redirect_url")?,
+        customer_phone: row.try_get("customer_phone")?,
+        price_ore: row.try_get("price_ore")?,
+        interval_unit: row.try_get("interval_unit")?,
+        interval_count: row.try_get("interval_count")?,
+        initial_installment_id: row.try_get("initial_installment_id")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+/// One mandate by id (`mdt_…`) or by agreement id (`agr_…`).
+pub async fn mandate(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<MandateRow>> {
+    sqlx::query("SELECT * FROM mandates WHERE id = $1 OR agreement_id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(mandate_from_row)
+        .transpose()
+}
+
+/// A mandate by id, locked like [`super::charges::lock_charge`].
+pub async fn lock_mandate(conn: &mut AnyConnection, backend: Backend, id: &str) -> StoreResult<Option<MandateRow>> {
+    let sql = match backend {
+        Backend::Postgres => "SELECT * FROM mandates WHERE id = $1 FOR UPDATE",
+        Backend::Sqlite => "SELECT * FROM mandates WHERE id = $1",
+    };
+    sqlx::query(sql).bind(id).fetch_optional(conn).await?.as_ref().map(mandate_from_row).transpose()
+}
+
+/// Records Vipps' answer to the draft: the agreement id and where the payer confirms it.
+pub async fn set_mandate_drafted(
+    conn: &mut AnyConnection,
+    id: &str,
+    agreement_id: &str,
+    confirmation_url: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE mandates SET agreement_id = $2, confirmation_url = $3, vipps_status = 'PENDING', last_error = NULL, \
+         updated_at = $4 WHERE id = $1 AND vipps_status = 'CREATING'",
+    )
+    .bind(id)
+    .bind(agreement_id)
+    .bind(confirmation_url)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records an error from Vipps on a mandate (the draft keeps `CREATING` unless `refused`).
+pub async fn set_mandate_error(
+    conn: &mut AnyConnection,
+    id: &str,
+    error: &str,
+    refused: bool,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE mandates SET last_error = $2, vipps_status = CASE WHEN $3 = 1 THEN 'REFUSED' ELSE vipps_status END, \
+         updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(i64::from(refused))
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves a mandate to `next` (with the agreement's Vipps status) if that is a move forward; returns whether
+/// it moved. The Vipps status is recorded either way.
+pub async fn move_mandate(
+    conn: &mut AnyConnection,
+    id: &str,
+    next: MandateStatus,
+    vipps_status: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    use MandateStatus::*;
+    let from: Vec<String> = [Pending, Active, Stopped, Expired, Cancelled]
+        .iter()
+        .filter(|s| s.can_become(next))
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let at = timestamp(now);
+    let moved = if from.is_empty() {
+        false
+    } else {
+        let sql = format!(
+            "UPDATE mandates SET status = $2, vipps_status = $3, updated_at = $4 WHERE id = $1 AND status IN ({})",
+            from.join(", ")
+        );
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(next.as_str())
+            .bind(vipps_status)
+            .bind(&at)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            == 1
+    };
+    if !moved {
+        sqlx::query(
+            "UPDATE mandates SET vipps_status = $2, updated_at = $3 WHERE id = $1 AND vipps_status <> 'REFUSED'",
+        )
+        .bind(id)
+        .bind(vipps_status)
+        .bind(&at)
+        .execute(conn)
+        .await?;
+    }
+    Ok(moved)
+}
+
+/// Updates the price recorded for a mandate's agreement.
+pub async fn set_mandate_price(
+    conn: &mut AnyConnection,
+    id: &str,
+    price_ore: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE mandates SET price_ore = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(price_ore)
+        .bind(timestamp(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that the mandate's agreement was just read from Vipps.
+pub async fn mark_checked(conn: &mut AnyConnection, id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query("UPDATE mandates SET checked_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(timestamp(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Active mandates whose agreement was last read before `before` (or never), least recently read first: the
+/// poll re-reads them so a stop whose webhook was lost is found before the next charge.
+pub async fn unchecked_active_mandates(
+    conn: &mut AnyConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM mandates WHERE status = 'Active' AND COALESCE(checked_at, '') < $1 \
+         ORDER BY COALESCE(checked_at, ''), id LIMIT $2",
+    )
+    .bind(timestamp(before))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Mandates whose agreement is not settled yet (draft unconfirmed, or waiting for the payer), oldest first.
+pub async fn pending_mandates(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM mandates WHERE vipps_status IN ('CREATING', 'PENDING') AND status = 'Pending' \
+         ORDER BY updated_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}

@@ -1,0 +1,133 @@
+//! Refund requests: recorded (with the Idempotency-Key derived from their id) before Vipps is asked, then
+//! finished once as Succeeded or Failed.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{timestamp, StoreResult};
+use crate::domain::ids::new_id;
+
+/// A refund request.
+#[derive(Debug, Clone)]
+pub struct RefundRow {
+    /// `rf_…`
+    pub id: String,
+    /// The installment.
+    pub installment_id: String,
+    /// Amount in øre (positive).
+    pub amount_ore: i64,
+    /// `Pending`, `Succeeded`, `Failed`.
+    pub status: String,
+    /// The Idempotency-Key sent to Vipps.
+    pub idempotency_key: String,
+    /// Vipps' reference of the refund.
+    pub psp_reference: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Reason given.
+    pub reason: Option<String>,
+}
+
+fn refund_from_row(row: &AnyRow) -> StoreResult<RefundRow> {
+    Ok(RefundRow {
+        id: row.try_get("id")?,
+        installment_id: row.try_get("installment_id")?,
+        amount_ore: row.try_get("amount_ore")?,
+        status: row.try_get("status")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        psp_reference: row.try_get("psp_reference")?,
+        error: row.try_get("error")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+/// What can still be refunded: captured minus refunds pending or done. (PostgreSQL sums `BIGINT` into
+/// `NUMERIC`, hence the casts.)
+pub async fn refundable_ore(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<i64> {
+    let captured: i64 = sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM payments WHERE installment_id = $1 AND kind = 'capture'")
+        .bind(installment_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    let reserved: i64 = sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM refunds WHERE installment_id = $1 AND status <> 'Failed'")
+        .bind(installment_id)
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?;
+    Ok(captured - reserved)
+}
+
+/// Stores a new pending refund; its Vipps Idempotency-Key is derived from its own id.
+pub async fn insert_refund(
+    conn: &mut AnyConnection,
+    installment_id: &str,
+    amount_ore: i64,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<RefundRow> {
+    let id = new_id("rf");
+    let key = id.clone();
+    sqlx::query(
+        "INSERT INTO refunds (id, installment_id, amount_ore, reason, status, idempotency_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'Pending', $5, $6, $6)",
+    )
+    .bind(&id)
+    .bind(installment_id)
+    .bind(amount_ore)
+    .bind(reason)
+    .bind(&key)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(RefundRow {
+        id,
+        installment_id: installment_id.to_owned(),
+        amount_ore,
+        status: "Pending".into(),
+        idempotency_key: key,
+        psp_reference: None,
+        error: None,
+        reason: reason.map(str::to_owned),
+    })
+}
+
+/// Finishes a pending refund as `Succeeded` (with Vipps' reference) or `Failed` (with the error); false when it
+/// was no longer pending (another attempt finished it).
+pub async fn finish_refund(
+    conn: &mut AnyConnection,
+    id: &str,
+    psp_reference: Option<&str>,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE refunds SET status = $2, psp_reference = $3, error = $4, updated_at = $5 WHERE id = $1 AND status = 'Pending'")
+        .bind(id)
+        .bind(if error.is_some() { "Failed" } else { "Succeeded" })
+        .bind(psp_reference)
+        .bind(error)
+        .bind(timestamp(now))
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// One refund by id.
+pub async fn refund(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<RefundRow>> {
+    sqlx::query("SELECT * FROM refunds WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(refund_from_row)
+        .transpose()
+}
+
+/// Refunds still pending at Vipps (for the polling beat).
+pub async fn pending_refunds(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<RefundRow>> {
+    let rows = sqlx::query("SELECT * FROM refunds WHERE status = 'Pending' ORDER BY created_at LIMIT $1")
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(refund_from_row).collect()
+}

@@ -1,0 +1,130 @@
+//! The trail: every exchange stored raw as a message, and the inbound report each became (what it was about,
+//! the money, and its outcome), so any record can be traced back to what caused it.
+
+use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
+
+use super::{timestamp, StoreResult};
+use crate::domain::ids::new_id;
+
+/// A stored inbound or outbound exchange, raw.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    /// `inbound` or `outbound`.
+    pub direction: &'a str,
+    /// `api`, `vipps_webhook`, `vipps_poll`, `vipps_call`…
+    pub channel: &'a str,
+    /// What it is about (an intent id, a payment reference).
+    pub subject: Option<&'a str>,
+    /// The raw body.
+    pub body: &'a str,
+    /// `New`, `Processed`, `Failed`.
+    pub status: &'a str,
+}
+
+/// Stores a message; returns its id.
+pub async fn insert_message(
+    conn: &mut AnyConnection,
+    message: &NewMessage<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<String> {
+    let id = new_id("msg");
+    sqlx::query(
+        "INSERT INTO messages (id, direction, channel, subject, body, status, received_at, processed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 = 'New' THEN NULL ELSE $7 END)",
+    )
+    .bind(&id)
+    .bind(message.direction)
+    .bind(message.channel)
+    .bind(message.subject)
+    .bind(message.body)
+    .bind(message.status)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Marks a message processed (or failed with an error).
+pub async fn finish_message(
+    conn: &mut AnyConnection,
+    id: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE messages SET status = $2, error = $3, processed_at = $4 WHERE id = $1")
+        .bind(id)
+        .bind(if error.is_some() { "Failed" } else { "Processed" })
+        .bind(error)
+        .bind(timestamp(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A normalised event made from a message.
+#[derive(Debug, Clone)]
+pub struct NewReport<'a> {
+    /// The message it was made from.
+    pub message_id: &'a str,
+    /// `PaymentIntent` or `Vipps`.
+    pub report_type: &'a str,
+    /// `Default`, `payment.authorized`, `payment.captured`, `refund`…
+    pub sub_type: &'a str,
+    /// Amount in øre, when the event has one.
+    pub amount_ore: Option<i64>,
+    /// The payment reference it concerns.
+    pub reference: Option<&'a str>,
+    /// `New`, `Matched`, `Ignored`, `Failed`…
+    pub status: &'a str,
+    /// The installment it matched.
+    pub installment_id: Option<&'a str>,
+    /// The intent it belongs to.
+    pub intent_id: Option<&'a str>,
+    /// Free-form detail (a reason, an error).
+    pub detail: Option<&'a str>,
+}
+
+/// Stores an inbound report; returns its id.
+pub async fn insert_report(
+    conn: &mut AnyConnection,
+    report: &NewReport<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<String> {
+    let id = new_id("ir");
+    sqlx::query(
+        "INSERT INTO inbound_reports (id, message_id, report_type, sub_type, amount_ore, report_date, reference, status, \
+         installment_id, intent_id, detail, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+    )
+    .bind(&id)
+    .bind(report.message_id)
+    .bind(report.report_type)
+    .bind(report.sub_type)
+    .bind(report.amount_ore)
+    .bind(crate::domain::schedule::oslo_date(now).to_string())
+    .bind(report.reference)
+    .bind(report.status)
+    .bind(report.installment_id)
+    .bind(report.intent_id)
+    .bind(report.detail)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Sets an inbound report's outcome after the fact (e.g. `Ignored` with why).
+pub async fn set_report_outcome(
+    conn: &mut AnyConnection,
+    report_id: &str,
+    status: &str,
+    detail: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE inbound_reports SET status = $2, detail = COALESCE($3, detail) WHERE id = $1")
+        .bind(report_id)
+        .bind(status)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

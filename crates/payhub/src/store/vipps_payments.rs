@@ -1,0 +1,120 @@
+//! The Vipps ePayment behind a one-time installment: its key, and what Vipps last said of it.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{timestamp, StoreResult};
+
+/// The Vipps payment behind an installment.
+#[derive(Debug, Clone)]
+pub struct VippsPaymentRow {
+    /// The Vipps reference (`pi-…`).
+    pub reference: String,
+    /// The installment.
+    pub installment_id: String,
+    /// The account.
+    pub account_id: String,
+    /// The Idempotency-Key of the create call (derived from the installment).
+    pub idempotency_key: String,
+    /// Amount in øre.
+    pub amount_ore: i64,
+    /// `CREATING` (not yet confirmed by Vipps), then Vipps' state.
+    pub state: String,
+    /// The phone number sent to Vipps.
+    pub customer_phone: Option<String>,
+    /// The payment description sent to Vipps.
+    pub description: Option<String>,
+    /// The landing page.
+    pub redirect_url: Option<String>,
+    /// Authorized total last seen.
+    pub authorized_ore: i64,
+    /// Captured total last seen.
+    pub captured_ore: i64,
+    /// Refunded total last seen.
+    pub refunded_ore: i64,
+}
+
+fn vipps_payment_from_row(row: &AnyRow) -> StoreResult<VippsPaymentRow> {
+    Ok(VippsPaymentRow {
+        reference: row.try_get("reference")?,
+        installment_id: row.try_get("installment_id")?,
+        account_id: row.try_get("account_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        amount_ore: row.try_get("amount_ore")?,
+        state: row.try_get("state")?,
+        customer_phone: row.try_get("customer_phone")?,
+        description: row.try_get("description")?,
+        redirect_url: row.try_get("redirect_url")?,
+        authorized_ore: row.try_get("authorized_ore")?,
+        captured_ore: row.try_get("captured_ore")?,
+        refunded_ore: row.try_get("refunded_ore")?,
+    })
+}
+
+/// The Vipps payment with this reference.
+pub async fn vipps_payment(conn: &mut AnyConnection, reference: &str) -> StoreResult<Option<VippsPaymentRow>> {
+    sqlx::query("SELECT * FROM vipps_payments WHERE reference = $1")
+        .bind(reference)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(vipps_payment_from_row)
+        .transpose()
+}
+
+/// The Vipps payment of an installment.
+pub async fn vipps_payment_of(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<Option<VippsPaymentRow>> {
+    sqlx::query("SELECT * FROM vipps_payments WHERE installment_id = $1")
+        .bind(installment_id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(vipps_payment_from_row)
+        .transpose()
+}
+
+/// References of Vipps payments that are not settled yet (for the polling beat), oldest first.
+pub async fn open_vipps_payments(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT reference FROM vipps_payments WHERE state IN ('CREATING', 'CREATED') \
+         OR (state = 'AUTHORIZED' AND captured_ore + cancelled_ore < authorized_ore) ORDER BY updated_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Records what Vipps says of a payment.
+#[allow(clippy::too_many_arguments)]
+pub async fn update_vipps_payment(
+    conn: &mut AnyConnection,
+    reference: &str,
+    state: &str,
+    redirect_url: Option<&str>,
+    psp_reference: Option<&str>,
+    totals: Option<[i64; 4]>,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let [authorized, captured, refunded, cancelled] = totals.map_or([None; 4], |t| t.map(Some));
+    sqlx::query(
+        "UPDATE vipps_payments SET state = $2, redirect_url = COALESCE($3, redirect_url), psp_reference = COALESCE($4, psp_reference), \
+         authorized_ore = COALESCE($5, authorized_ore), captured_ore = COALESCE($6, captured_ore), refunded_ore = COALESCE($7, refunded_ore), \
+         cancelled_ore = COALESCE($8, cancelled_ore), last_error = $9, updated_at = $10 WHERE reference = $1",
+    )
+    .bind(reference)
+    .bind(state)
+    .bind(redirect_url)
+    .bind(psp_reference)
+    .bind(authorized)
+    .bind(captured)
+    .bind(refunded)
+    .bind(cancelled)
+    .bind(error)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
