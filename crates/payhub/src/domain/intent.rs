@@ -13,6 +13,16 @@ pub const PROCESSOR: &str = "PayHub-Vipps";
 /// FinDock's name for the Vipps processor.
 pub const FINDOCK_PROCESSOR: &str = "FinDock-Vipps";
 
+/// A payment intent of either kind, as every channel (the Payment API, Giving Pages, PayLinks) hands it to
+/// the intake.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// A one-time payment.
+    OneTime(OneTimeIntent),
+    /// A recurring payment, with an optional initial payment.
+    Recurring(super::recurring::RecurringIntent),
+}
+
 /// The person or organisation paying, as the intent describes them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PayerInput {

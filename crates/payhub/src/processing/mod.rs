@@ -8,6 +8,7 @@
 
 pub mod background;
 pub mod events;
+pub mod intake;
 mod group_commit;
 pub mod one_time;
 pub mod payer_return;

@@ -18,6 +18,7 @@ use crate::domain::money::{signed_json_kroner, Money};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::ServiceError;
 use crate::processing::refunds::RefundRequest;
+use crate::processing::intake::Taken;
 use crate::processing::IntentError;
 use crate::state::AppState;
 use crate::store::idempotency::{self, Claim};
@@ -149,49 +150,39 @@ pub async fn create_intent(
     let scope = format!("intent:{}", caller.id);
     once(&state, &scope, key, &bytes, || async {
         let intent = match request::parse(&body, state.payments.today()) {
-            Ok(request::ParsedIntent::OneTime(intent)) => intent,
-            Ok(request::ParsedIntent::Recurring(intent)) => {
-                let raw = String::from_utf8_lossy(&bytes);
-                return match state.payments.create_recurring(&intent, &raw).await {
-                    Ok(created) => {
-                        let recurring = match recurring::of_intent(&state, &created.intent_id).await {
-                            Ok(value) => value,
-                            Err(error) => return envelope(error),
-                        };
-                        let one_time = created.initial_installment_id.as_ref().map(|id| {
-                            json!({"Id": id, "Status": InstallmentStatus::Pending.as_str()})
-                        });
-                        (
-                            StatusCode::OK,
-                            json!({
-                                "Id": created.intent_id,
-                                "Status": IntentStatus::Matched.as_str(),
-                                "RedirectURL": created.redirect_url,
-                                "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": created.target},
-                                "Recurring": recurring,
-                                "OneTime": one_time,
-                            }),
-                        )
-                    }
-                    Err(error) => intent_error(error),
-                };
-            }
+            Ok(intent) => intent,
             Err(items) => return envelope(ApiError::items(StatusCode::BAD_REQUEST, items)),
         };
-        let raw = String::from_utf8_lossy(&bytes);
-        match state.payments.create_one_time(&intent, &raw).await {
-            Ok(created) => (
-                StatusCode::OK,
-                json!({
-                    "Id": created.intent_id,
-                    "Status": IntentStatus::Matched.as_str(),
-                    "RedirectURL": created.redirect_url,
-                    "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": created.target},
-                    "OneTime": {"Id": created.installment_id, "Status": InstallmentStatus::Pending.as_str(), "PaymentReference": created.payment_reference},
-                }),
-            ),
-            Err(error) => intent_error(error),
+        let taken = match state.payments.take_intent(&intent, &String::from_utf8_lossy(&bytes)).await {
+            Ok(taken) => taken,
+            Err(error) => return intent_error(error),
+        };
+        let mut answer = json!({
+            "Id": taken.intent_id(),
+            "Status": IntentStatus::Matched.as_str(),
+            "RedirectURL": taken.redirect_url(),
+            "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": taken.target()},
+        });
+        match &taken {
+            Taken::OneTime(created) => {
+                answer["OneTime"] = json!({
+                    "Id": created.installment_id,
+                    "Status": InstallmentStatus::Pending.as_str(),
+                    "PaymentReference": created.payment_reference,
+                });
+            }
+            Taken::Recurring(created) => {
+                answer["Recurring"] = match recurring::of_intent(&state, &created.intent_id).await {
+                    Ok(value) => json!(value),
+                    Err(error) => return envelope(error),
+                };
+                answer["OneTime"] = json!(created
+                    .initial_installment_id
+                    .as_ref()
+                    .map(|id| json!({"Id": id, "Status": InstallmentStatus::Pending.as_str()})));
+            }
         }
+        (StatusCode::OK, answer)
     })
     .await
 }

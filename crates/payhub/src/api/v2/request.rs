@@ -9,22 +9,13 @@ use url::Url;
 use crate::api::error::ErrorItem;
 use chrono::NaiveDate;
 
-use crate::domain::intent::{OneTimeIntent, PayerInput, VippsParameters};
+use crate::domain::intent::{Intent, OneTimeIntent, PayerInput, VippsParameters};
 use crate::domain::money::Money;
 use crate::domain::phone::Phone;
 use crate::domain::recurring::{
     RecurringIntent, RecurringTerms, MAX_CHARGE_DESCRIPTION, MAX_RECURRING_ORE, MIN_RECURRING_ORE,
 };
 use crate::domain::schedule::{Frequency, Schedule};
-
-/// A parsed `POST /v2/PaymentIntent`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParsedIntent {
-    /// A one-time payment.
-    OneTime(OneTimeIntent),
-    /// A recurring payment, with an optional initial payment.
-    Recurring(RecurringIntent),
-}
 
 pub use crate::domain::intent::{FINDOCK_PROCESSOR, PROCESSOR};
 
@@ -290,7 +281,7 @@ fn recurring_terms(value: &Value, today: NaiveDate, errors: &mut Errors) -> Opti
 
 /// Parses the body of `POST /v2/PaymentIntent`; `today` is payhub's date (a StartDate may not be earlier).
 /// Returns every problem found, not just the first.
-pub fn parse(body: &Value, today: NaiveDate) -> Result<ParsedIntent, Vec<ErrorItem>> {
+pub fn parse(body: &Value, today: NaiveDate) -> Result<Intent, Vec<ErrorItem>> {
     let mut errors = Errors(Vec::new());
     let terms = match body.get("Recurring") {
         None | Some(Value::Null) => None,
@@ -304,7 +295,7 @@ pub fn parse(body: &Value, today: NaiveDate) -> Result<ParsedIntent, Vec<ErrorIt
     let recurring = body.get("Recurring").is_some_and(|v| !v.is_null());
     let one_time = parse_common(body, recurring, &mut errors);
     match (one_time, terms) {
-        (Some(base), None) if errors.0.is_empty() && !recurring => Ok(ParsedIntent::OneTime(base.0)),
+        (Some(base), None) if errors.0.is_empty() && !recurring => Ok(Intent::OneTime(base.0)),
         (Some((mut base, initial)), Some(terms)) if errors.0.is_empty() => {
             if base.parameters.transaction_text.as_ref().is_some_and(|t| t.chars().count() > MAX_CHARGE_DESCRIPTION) {
                 return Err(vec![ErrorItem {
@@ -323,7 +314,7 @@ pub fn parse(body: &Value, today: NaiveDate) -> Result<ParsedIntent, Vec<ErrorIt
                 }]);
             }
             base.amount = terms.amount;
-            Ok(ParsedIntent::Recurring(RecurringIntent { base, terms, initial }))
+            Ok(Intent::Recurring(RecurringIntent { base, terms, initial }))
         }
         _ => Err(errors.0),
     }
@@ -469,8 +460,8 @@ mod tests {
     /// A one-time intent parsed as the API does (with no date constraint).
     fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
         match parse(body, NaiveDate::MIN) {
-            Ok(ParsedIntent::OneTime(intent)) => Ok(intent),
-            Ok(ParsedIntent::Recurring(_)) => Err(vec![ErrorItem {
+            Ok(Intent::OneTime(intent)) => Ok(intent),
+            Ok(Intent::Recurring(_)) => Err(vec![ErrorItem {
                 error_code: "200",
                 error_message: "A one-time intent was expected".into(),
                 field: Some("Recurring".into()),
