@@ -112,7 +112,7 @@ pub async fn create_user(
     let user = UserRecord {
         id: new_id("usr"),
         email,
-        password_hash: password::hash_password(password)?,
+        password_hash: password::hash(password).await?,
         role,
         created_at: Utc::now(),
         disabled_at: None,
@@ -203,26 +203,64 @@ pub async fn authenticate_key(store: &Store, secret: &str) -> ServiceResult<Opti
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
 }
 
-/// Checks a password sign-in and opens a session; returns the cookie value. Wrong email and wrong password
-/// are indistinguishable to the caller.
-pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -> ServiceResult<Option<String>> {
-    let mut conn = store.pool().acquire().await?;
-    let user = user_store::user_by_email(&mut conn, email.trim()).await?;
-    drop(conn);
-    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-        // Spend the same effort as a real check so timing does not reveal which emails exist.
-        let _ = password::verify_password(
-            password,
-            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0123456789abcdefghijklmnopqrstuvwxyzABCDE",
-        );
-        return Ok(None);
-    };
-    if !password::verify_password(password, &user.password_hash) {
-        return Ok(None);
-    }
-    let token = tokens::new_token("");
+/// Failed sign-ins for one email, within [`LOCKOUT_MINUTES`], after which it is locked.
+pub const EMAIL_FAILURES: usize = 5;
+
+/// Failed sign-ins from one address, within [`LOCKOUT_MINUTES`], after which it is locked.
+pub const SOURCE_FAILURES: i64 = 20;
+
+/// The window failures are counted in, and how long a lock lasts after the failure that set it.
+pub const LOCKOUT_MINUTES: i64 = 15;
+
+/// The outcome of a password sign-in.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Signed in: the session cookie's value.
+    Session(String),
+    /// Wrong email or wrong password (the caller cannot tell which).
+    Refused,
+    /// Too many failures for this email or from this address: nothing was checked. Try again in this many
+    /// minutes.
+    Locked(i64),
+}
+
+/// Checks a password sign-in and opens a session. Wrong email and wrong password are indistinguishable to the
+/// caller, in answer and in time; after [`EMAIL_FAILURES`] failures for an email (whether or not it has a
+/// user) or [`SOURCE_FAILURES`] from an address within [`LOCKOUT_MINUTES`], attempts are refused unchecked
+/// until the window has passed, so passwords cannot be guessed at speed.
+pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -> ServiceResult<SignIn> {
+    let email = email.trim();
+    let key = email.to_lowercase();
     let now = Utc::now();
+    let window = Duration::minutes(LOCKOUT_MINUTES);
+    let mut conn = store.pool().acquire().await?;
+    let (by_email, by_source) = user_store::recent_failures(&mut conn, &key, source, now - window).await?;
+    let locked_until = if by_email.len() >= EMAIL_FAILURES {
+        by_email.get(by_email.len() - EMAIL_FAILURES).map(|first| *first + window)
+    } else if by_source >= SOURCE_FAILURES {
+        Some(now + window)
+    } else {
+        None
+    };
+    if let Some(until) = locked_until {
+        tracing::warn!(%source, "sign-in refused: too many failures for this email or from this address");
+        return Ok(SignIn::Locked(((until - now).num_seconds() + 59).max(60) / 60));
+    }
+    let user = user_store::user_by_email(&mut conn, email).await?;
+    drop(conn);
+    let user = user.filter(|u| u.disabled_at.is_none());
+    // An email without a user is checked against a stand-in hash, at the same cost as a real check.
+    let hash = user.as_ref().map_or_else(|| password::stand_in_hash().to_owned(), |u| u.password_hash.clone());
+    let matches = password::verify(password, &hash).await;
+    let Some(user) = user.filter(|_| matches) else {
+        let mut tx = store.begin_write().await?;
+        user_store::insert_failure(&mut tx, &key, source, now, now - Duration::days(1)).await?;
+        tx.commit().await?;
+        return Ok(SignIn::Refused);
+    };
+    let token = tokens::new_token("");
     let mut tx = store.begin_write().await?;
+    user_store::clear_failures(&mut tx, &key).await?;
     user_store::insert_session(
         &mut tx,
         &tokens::hash_token(&token),
@@ -235,7 +273,7 @@ pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -
     let actor = Actor { label: format!("user:{} {}", user.id, user.email), source: source.to_owned() };
     audit(&mut tx, &actor, "user.sign_in", "user", &user.id, serde_json::json!({})).await?;
     tx.commit().await?;
-    Ok(Some(token))
+    Ok(SignIn::Session(token))
 }
 
 /// The live session a cookie value opens.

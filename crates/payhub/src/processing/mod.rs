@@ -8,8 +8,8 @@
 
 pub mod background;
 pub mod events;
-pub mod intake;
 mod group_commit;
+pub mod intake;
 pub mod one_time;
 pub mod payer_return;
 pub mod recurring;

@@ -205,6 +205,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_recurring.sql"),
         postgres: include_str!("../../migrations/postgres/0005_recurring.sql"),
     },
+    Migration {
+        version: 6,
+        name: "login_failures",
+        sqlite: include_str!("../../migrations/sqlite/0006_login_failures.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_login_failures.sql"),
+    },
 ];
 
 impl Store {

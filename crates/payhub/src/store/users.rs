@@ -298,3 +298,54 @@ pub async fn setup_link_is_live(conn: &mut AnyConnection, token_hash: &str, now:
         .await?
         .is_some())
 }
+
+/// Failed sign-ins since `since`: for this email (lower-cased) and from this address.
+pub async fn recent_failures(
+    conn: &mut AnyConnection,
+    email: &str,
+    source: &str,
+    since: DateTime<Utc>,
+) -> StoreResult<(Vec<DateTime<Utc>>, i64)> {
+    let rows =
+        sqlx::query("SELECT failed_at FROM login_failures WHERE email = $1 AND failed_at >= $2 ORDER BY failed_at")
+            .bind(email)
+            .bind(timestamp(since))
+            .fetch_all(&mut *conn)
+            .await?;
+    let by_email = rows.iter().map(|row| parse_timestamp(&row.try_get::<String, _>(0)?)).collect::<StoreResult<_>>()?;
+    let by_source: i64 = sqlx::query("SELECT COUNT(*) FROM login_failures WHERE source = $1 AND failed_at >= $2")
+        .bind(source)
+        .bind(timestamp(since))
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    Ok((by_email, by_source))
+}
+
+/// Records a failed sign-in, and forgets failures older than `forget_before`.
+pub async fn insert_failure(
+    conn: &mut AnyConnection,
+    email: &str,
+    source: &str,
+    now: DateTime<Utc>,
+    forget_before: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM login_failures WHERE failed_at < $1")
+        .bind(timestamp(forget_before))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO login_failures (id, email, source, failed_at) VALUES ($1, $2, $3, $4)")
+        .bind(crate::domain::ids::new_id("lf"))
+        .bind(email)
+        .bind(source)
+        .bind(timestamp(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets an email's failed sign-ins (after a successful one).
+pub async fn clear_failures(conn: &mut AnyConnection, email: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM login_failures WHERE email = $1").bind(email).execute(conn).await?;
+    Ok(())
+}

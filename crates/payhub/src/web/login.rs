@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{page, text_field};
 use crate::auth::http::{client_source, cookie, SESSION_COOKIE};
-use crate::auth::{self, tokens, Principal, SESSION_HOURS};
+use crate::auth::{self, tokens, Principal, SignIn, SESSION_HOURS};
 use crate::error::ServiceError;
 use crate::state::AppState;
 
@@ -101,7 +101,7 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
         );
     }
     match auth::sign_in(&state.store, &email, form.password.as_deref().unwrap_or_default(), &source).await {
-        Ok(Some(session)) => {
+        Ok(SignIn::Session(session)) => {
             let mut response = Redirect::to(&next).into_response();
             response
                 .headers_mut()
@@ -109,7 +109,16 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
             response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, FORM_COOKIE, "", 0));
             response
         }
-        Ok(None) => login_page(&state, &next, &email, Some("Email or password is wrong."), StatusCode::UNAUTHORIZED),
+        Ok(SignIn::Refused) => {
+            login_page(&state, &next, &email, Some("Email or password is wrong."), StatusCode::UNAUTHORIZED)
+        }
+        Ok(SignIn::Locked(minutes)) => login_page(
+            &state,
+            &next,
+            &email,
+            Some(&format!("Too many failed sign-ins. Wait {minutes} minutes and try again.")),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
         Err(error) => super::internal_error(&error.into()),
     }
 }
@@ -196,14 +205,14 @@ pub async fn first_run_submit(State(state): State<AppState>, request: Request) -
     }
     match auth::create_first_admin(&state.store, &token, &email, &password, &source).await {
         Ok(_) => match auth::sign_in(&state.store, &email, &password, &source).await {
-            Ok(Some(session)) => {
+            Ok(SignIn::Session(session)) => {
                 let mut response = Redirect::to("/setup").into_response();
                 response
                     .headers_mut()
                     .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &session, SESSION_HOURS * 3600));
                 response
             }
-            Ok(None) => Redirect::to("/login").into_response(),
+            Ok(SignIn::Refused | SignIn::Locked(_)) => Redirect::to("/login").into_response(),
             Err(error) => super::internal_error(&error.into()),
         },
         Err(ServiceError::Invalid(errors)) => first_run_page(&state, &token, &email, &errors),

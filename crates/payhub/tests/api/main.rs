@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod cli;
 mod jobs;
+mod login;
 mod one_time;
 mod operations;
 mod outbound_webhooks;
