@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::is_api_path;
 use crate::ops::{with_request_id, REQUEST_ID_HEADER};
@@ -26,11 +26,20 @@ pub async fn request_context(State(state): State<AppState>, request: Request, ne
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let api = is_api_path(request.uri().path());
+    // No record has a NUL in its id (and PostgreSQL cannot even compare one): such a path names nothing.
+    let nul_in_path = request.uri().path().to_ascii_lowercase().contains("%00");
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = Instant::now();
     let mut response = with_request_id(id.clone(), async move {
+        if nul_in_path {
+            return if api {
+                crate::api::error::ApiError::not_found("record").into_response()
+            } else {
+                crate::web::not_found()
+            };
+        }
         let response = tracing::Instrument::instrument(next.run(request), span).await;
         if api {
             crate::api::error::envelope_framework_errors(response).await
@@ -39,9 +48,36 @@ pub async fn request_context(State(state): State<AppState>, request: Request, ne
         }
     })
     .await;
-    state.metrics.observe(method.as_str(), &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.observe(method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// The method as a metrics label: the methods payhub serves by name, anything else as `other`, so a caller
+/// inventing methods cannot grow the metrics without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let invented = Method::from_bytes(b"BREW").unwrap_or(Method::GET);
+        assert_eq!(method_label(&invented), "other");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+    }
 }

@@ -36,8 +36,6 @@ pub struct PayerInput {
     pub phone: Option<Phone>,
     /// Every field as sent (`SalesforceFields` of Contact and Account), kept as given.
     pub fields: BTreeMap<String, serde_json::Value>,
-    /// An existing payer's id, when the intent names one.
-    pub existing_id: Option<String>,
 }
 
 /// The Vipps parameters an intent may carry (`PaymentMethod.Parameters`), by their API names.

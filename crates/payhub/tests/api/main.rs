@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod cli;
+mod hostile_input;
 mod jobs;
 mod login;
 mod one_time;

@@ -28,9 +28,10 @@ fn internal(error: impl Into<anyhow::Error>) -> ApiError {
     ApiError::internal(&error.into())
 }
 
-fn parse_json(bytes: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "200", format!("The body is not valid JSON: {e}"), None))
+/// A request body as JSON: said to be JSON (else 415), and read strictly (see [`crate::api::json`]).
+fn parse_json(headers: &HeaderMap, bytes: &Bytes) -> Result<Value, ApiError> {
+    super::json::require_json(headers)?;
+    super::json::parse_value(bytes)
 }
 
 fn idempotency_key(headers: &HeaderMap, body: &Value) -> Result<Option<String>, ApiError> {
@@ -129,7 +130,11 @@ where
 fn envelope(error: ApiError) -> (StatusCode, Value) {
     let items: Vec<Value> =
         error.error_items().iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect();
-    (error.status(), json!({ "Errors": items }))
+    let mut body = json!({ "Errors": items });
+    if let Some(id) = crate::ops::current_request_id() {
+        body["RequestId"] = json!(id);
+    }
+    (error.status(), body)
 }
 
 /// `POST /v2/PaymentIntent`
@@ -139,7 +144,7 @@ pub async fn create_intent(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let body = match parse_json(&bytes) {
+    let body = match parse_json(&headers, &bytes) {
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
@@ -327,7 +332,7 @@ pub async fn refund(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let body = match parse_json(&bytes) {
+    let body = match parse_json(&headers, &bytes) {
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };

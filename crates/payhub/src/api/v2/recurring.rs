@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::NaiveDate;
@@ -142,8 +142,8 @@ pub async fn get_mandate(State(state): State<AppState>, Path(id): Path<String>) 
     Ok(Json(body).into_response())
 }
 
-fn object(bytes: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
-    let body = if bytes.is_empty() { json!({}) } else { parse_json(bytes)? };
+fn object(headers: &HeaderMap, bytes: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let body = if bytes.is_empty() { json!({}) } else { parse_json(headers, bytes)? };
     let Value::Object(map) = body else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "200", "The body must be a JSON object", None));
     };
@@ -176,9 +176,10 @@ pub async fn change_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let map = object(&bytes, &["Amount", "CollectionDay"])?;
+    let map = object(&headers, &bytes, &["Amount", "CollectionDay"])?;
     let invalid = |field: &str, message: &str| {
         ApiError::new(StatusCode::BAD_REQUEST, "200", message.to_owned(), Some(field.into()))
     };
@@ -220,9 +221,10 @@ pub async fn pause_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let map = object(&bytes, &["Until"])?;
+    let map = object(&headers, &bytes, &["Until"])?;
     let until = map.get("Until").and_then(Value::as_str).ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "010", "Until is required (YYYY-MM-DD)", Some("Until".into()))
     })?;
@@ -238,9 +240,10 @@ pub async fn resume_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    object(&bytes, &[])?;
+    object(&headers, &bytes, &[])?;
     state.payments.resume(&id, &caller.actor()).await.map_err(service_error)?;
     answer(&state, &id).await
 }
@@ -251,9 +254,10 @@ pub async fn cancel_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let map = object(&bytes, &["Reason"])?;
+    let map = object(&headers, &bytes, &["Reason"])?;
     let reason = map.get("Reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > 255) {
         return Err(ApiError::new(
@@ -292,9 +296,10 @@ fn action_answer(status: StatusCode, is_success: bool, message: impl Into<String
 pub async fn cancel_vipps_agreement(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let map = match object(&bytes, &["MandateId", "AgreementId"]) {
+    let map = match object(&headers, &bytes, &["MandateId", "AgreementId"]) {
         Ok(map) => map,
         Err(error) => {
             let message = error.error_items().first().map(|e| e.error_message.clone()).unwrap_or_default();

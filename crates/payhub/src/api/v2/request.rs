@@ -19,6 +19,9 @@ use crate::domain::schedule::{Frequency, Schedule};
 
 pub use crate::domain::intent::{FINDOCK_PROCESSOR, PROCESSOR};
 
+/// Vipps' smallest payment, 1 NOK: a smaller one would be recorded, then refused by Vipps.
+const MIN_ONE_TIME_ORE: i64 = 100;
+
 /// The Vipps parameters an intent may carry (`PaymentMethod.Parameters`).
 pub const PARAMETERS: [&str; 5] =
     ["mobileNumber", "TransactionText", "description", "ProductName", "MerchantAgreementUrl"];
@@ -100,8 +103,12 @@ fn payer(value: Option<&Value>, errors: &mut Errors) -> PayerInput {
         let Some(block) = map.get(part).and_then(|v| object(v, &path, &["SalesforceFields", "Id"], errors)) else {
             continue;
         };
-        if let Some(id) = text(block, "Id", &format!("{path}.Id"), 64, errors) {
-            payer.existing_id.get_or_insert(id);
+        if text(block, "Id", &format!("{path}.Id"), 64, errors).is_some() {
+            // A Salesforce record id names nothing here; ignoring it would file the payment under another payer.
+            errors.invalid(
+                &format!("{path}.Id"),
+                format!("{path}.Id is not supported: payhub finds the payer by email, then by phone"),
+            );
         }
         let fields_path = format!("{path}.SalesforceFields");
         match block.get("SalesforceFields") {
@@ -375,6 +382,10 @@ fn parse_common(body: &Value, recurring: bool, errors: &mut Errors) -> Option<(O
                 match one_time.get("Amount") {
                     None | Some(Value::Null) => errors.missing("OneTime.Amount", "OneTime.Amount is required"),
                     Some(value) => match Money::from_json(value) {
+                        Ok(money) if money.ore() < MIN_ONE_TIME_ORE => errors.invalid(
+                            "OneTime.Amount",
+                            "OneTime.Amount must be at least 1 NOK (Vipps' smallest payment)",
+                        ),
                         Ok(money) => amount = Some(money),
                         Err(e) => errors.invalid("OneTime.Amount", e.to_string()),
                     },
