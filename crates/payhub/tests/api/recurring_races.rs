@@ -173,7 +173,7 @@ on_both_backends! {
         // The charge, then its outcome read by everyone at once.
         race_collect(&instances).await;
         let charge_id = installments(&app, &vipps, &recurring_id).await[0]["PaymentReference"].as_str().unwrap().to_owned();
-        assert_eq!(charge_ids_at_vipps(&vipps, &agreement_id).await, [charge_id.clone()], "the charge at Vipps");
+        assert_eq!(charge_ids_at_vipps(&vipps, &agreement_id).await, vec![charge_id.clone()], "the charge at Vipps");
         vipps.sim.advance(2 * 86_400).await;
         let id = charge_id.clone();
         race(&instances, move |p| { let id = id.clone(); async move { p.sync_charge(&id, None).await } }).await;
