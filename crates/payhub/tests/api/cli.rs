@@ -1,27 +1,7 @@
 //! The `payhub` binary: help, configuration errors, and the accounts, users and keys commands.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
+use crate::helpers::cli::{payhub, run};
 use crate::helpers::{Backend, TestApp};
-
-fn payhub(data_dir: &std::path::Path, database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_payhub"));
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    command.env("PAYHUB_DATA_DIR", data_dir).env("PAYHUB_DATABASE_URL", database_url).env("RUST_LOG", "warn");
-    command
-}
-
-fn run(mut command: Command, stdin: &str) -> (i32, String, String) {
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn help_lists_the_subcommands() {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{seed_intent, with, TestApp, Vipps};
+use crate::helpers::{seed_intent, storage, with, TestApp, Vipps};
 use crate::on_both_backends;
 
 async fn pay(app: &TestApp, vipps: &Vipps) -> Value {
@@ -19,15 +19,10 @@ async fn come_back(app: &TestApp, intent_id: &str) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// The rows of `table` (optionally `table WHERE …`). Storage: these tests claim a row is written exactly once
+/// (one payer per email, one installment per idempotency key), or not at all for a refused intent.
 async fn count(app: &TestApp, table: &str) -> i64 {
-    use sqlx::Row;
-    let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
-    sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap()
-        .try_get::<i64, _>(0)
-        .unwrap()
+    storage::count(app, &format!("SELECT COUNT(*) FROM {table}"), &[]).await
 }
 
 on_both_backends! {
@@ -373,8 +368,8 @@ on_both_backends! {
         // The simulator's payment carries the phone from the payer field, normalised.
         let page = vipps.http.get(created["RedirectURL"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
         assert!(page.contains("Gave til Røde Kors"), "the landing page shows the text");
-        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
-        let phone: Option<String> = sqlx::Row::try_get(&sqlx::query("SELECT customer_phone FROM vipps_payments").fetch_one(&mut *conn).await.unwrap(), 0).unwrap();
+        // Storage: the phone payhub sent Vipps is kept only in its Vipps payment record.
+        let phone = storage::text(&app, "SELECT customer_phone FROM vipps_payments", &[]).await;
         assert_eq!(phone.as_deref(), Some("4798765432"));
 
         // A payer field that is not a phone number is refused, naming where it came from.
@@ -534,11 +529,7 @@ on_both_backends! {
             .step_by(4)
             .map(|(_, created)| created["Payer"]["Contact"]["Id"].as_str().unwrap_or_default().to_owned())
             .collect();
-        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
-        let same: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payers WHERE lower(email) = 'same@example.org'")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
+        let same = storage::count(&app, "SELECT COUNT(*) FROM payers WHERE lower(email) = 'same@example.org'", &[]).await;
         assert_eq!(same, 1, "one payer for one email: {payers:?}");
     }
 }

@@ -3,69 +3,26 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::Row;
 
-use crate::helpers::{seed_intent, TestApp, Vipps};
+use crate::helpers::vipps::deliver;
+use crate::helpers::{seed_intent, storage, TestApp, Vipps};
 use crate::on_both_backends;
 
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
-    sqlx::query(sql).fetch_one(&mut *conn).await.unwrap().try_get::<i64, _>(0).unwrap()
-}
-
+/// Registers the account's webhook at the simulator now (not waiting for the job); its URL and secret.
 async fn registered(app: &TestApp) -> (String, String) {
     let account = app.state.accounts.list().await.unwrap().remove(0);
     app.state.registrar().ensure_registered(&account.id).await.expect("webhook registered at the simulator");
-    let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
-    let row = sqlx::query("SELECT url, secret_sealed FROM vipps_webhooks").fetch_one(&mut *conn).await.unwrap();
-    let sealed: String = row.try_get(1).unwrap();
-    let secret = app.state.accounts.open(&sealed, &format!("vipps_webhook:{}", account.id)).unwrap();
-    (row.try_get(0).unwrap(), secret.expose().to_owned())
+    storage::webhook_registration(app).await
 }
 
 async fn installment_status(app: &TestApp, vipps: &Vipps, created: &Value) -> Value {
     app.v2_get(vipps, &format!("/v2/Installment/{}", created["OneTime"]["Id"].as_str().unwrap())).await
 }
 
-/// Waits (real time, bounded) until the simulator's deliveries reached payhub.
+/// Waits (real time, bounded) until `at_least` of the simulator's deliveries reached payhub's raw message log
+/// (which has no API).
 async fn wait_for_webhooks(app: &TestApp, at_least: i64) {
-    for _ in 0..100 {
-        if scalar(app, "SELECT COUNT(*) FROM messages WHERE channel = 'vipps_webhook'").await >= at_least {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no webhook arrived");
-}
-
-/// Posts `body` to the intake signed with `secret` (as Vipps does), with the given date.
-async fn deliver(
-    app: &TestApp,
-    url: &str,
-    secret: &str,
-    body: &str,
-    date: chrono::DateTime<chrono::Utc>,
-) -> StatusCode {
-    let parsed = url::Url::parse(url).unwrap();
-    let host = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
-    let headers = vipps_client::webhooks::sign(
-        &vipps_client::Secret::new(secret),
-        parsed.path(),
-        &host,
-        &vipps_client::webhooks::format_date(date),
-        body.as_bytes(),
-    );
-    app.http
-        .post(url)
-        .header("x-ms-date", headers.date)
-        .header("x-ms-content-sha256", headers.content_sha256)
-        .header("authorization", headers.authorization)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .status()
+    storage::wait_for_count(app, "SELECT COUNT(*) FROM messages WHERE channel = 'vipps_webhook'", &[], at_least).await;
 }
 
 on_both_backends! {
@@ -80,14 +37,14 @@ on_both_backends! {
         for _ in 0..50 {
             app.state.jobs.run_until_idle().await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            if scalar(&app, "SELECT COUNT(*) FROM messages WHERE channel = 'vipps_webhook' AND status = 'New'").await == 0 {
+            if storage::vipps_webhook_messages(&app, Some("New")).await == 0 {
                 break;
             }
         }
         let installment = installment_status(&app, &vipps, &created).await;
         assert_eq!(installment["Status"], "Collected", "{installment}");
         assert_eq!(installment["Payments"].as_array().unwrap().len(), 1);
-        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM messages WHERE channel = 'vipps_webhook' AND status = 'New'").await, 0, "every webhook processed");
+        assert_eq!(storage::vipps_webhook_messages(&app, Some("New")).await, 0, "every webhook processed");
     }
 
     async fn with_webhooks_lost_the_poll_still_completes_the_payment(app) {
@@ -99,7 +56,7 @@ on_both_backends! {
         vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await;
         app.state.payments.sync_open(100).await.unwrap();
         assert_eq!(installment_status(&app, &vipps, &created).await["Status"], "Collected");
-        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM messages WHERE channel = 'vipps_webhook'").await, 0);
+        assert_eq!(storage::vipps_webhook_messages(&app, None).await, 0);
     }
 
     async fn duplicated_and_reordered_webhooks_reach_the_same_final_state(app) {
@@ -119,7 +76,7 @@ on_both_backends! {
         let installment = installment_status(&app, &vipps, &created).await;
         assert_eq!(installment["Status"], "Collected", "{installment}");
         assert_eq!(installment["Payments"].as_array().unwrap().len(), 1, "one capture, however many events");
-        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM messages WHERE channel = 'vipps_webhook'").await, 4, "every delivery kept raw");
+        assert_eq!(storage::vipps_webhook_messages(&app, None).await, 4, "every delivery kept raw");
     }
 
     async fn forged_tampered_and_stale_webhooks_are_rejected_and_change_nothing(app) {
@@ -131,7 +88,7 @@ on_both_backends! {
         let body = json!({"msn": "0", "reference": reference, "pspReference": "x", "name": "AUTHORIZED",
             "amount": {"currency": "NOK", "value": 3600}, "timestamp": "2026-11-23T10:00:00Z", "success": true}).to_string();
         let now = chrono::Utc::now();
-        let before = scalar(&app, "SELECT COUNT(*) FROM messages").await;
+        let before = storage::count(&app, "SELECT COUNT(*) FROM messages", &[]).await;
         assert_eq!(deliver(&app, &url, "wrong-secret", &body, now).await, StatusCode::UNAUTHORIZED);
         assert_eq!(deliver(&app, &url, &secret, &body, now - chrono::Duration::minutes(20)).await, StatusCode::UNAUTHORIZED);
         // Tampered: signed for one body, sent with another.
@@ -145,7 +102,7 @@ on_both_backends! {
         assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
         let unknown = app.http.post(app.url("/webhooks/vipps/acc_nope")).body(body).send().await.unwrap();
         assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM messages").await, before);
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM messages", &[]).await, before);
         assert_eq!(installment_status(&app, &vipps, &created).await["Status"], "Pending");
     }
 }
@@ -153,11 +110,11 @@ on_both_backends! {
 on_both_backends! {
     async fn saving_an_account_registers_its_webhook_at_vipps(app) {
         let _vipps = app.with_vipps().await;
-        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 0, "registration waits for the job");
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM vipps_webhooks", &[]).await, 0, "registration waits for the job");
         app.state.jobs.run_until_idle().await.unwrap();
-        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 1);
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM vipps_webhooks", &[]).await, 1);
         // Registering again (start-up, the beat) keeps the one registration.
         app.state.registrar().register_all().await;
-        assert_eq!(scalar(&app, "SELECT COUNT(*) FROM vipps_webhooks").await, 1);
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM vipps_webhooks", &[]).await, 1);
     }
 }

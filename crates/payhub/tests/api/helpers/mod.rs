@@ -1,5 +1,18 @@
 //! The test harness: the real application on port 0 with a fresh database (an SQLite file, or a new
 //! PostgreSQL database when `PAYHUB_TEST_DATABASE_URL` is set), and helpers that go through the public HTTP API.
+//!
+//! - this module: [`TestApp`] (one per test, on each backend), a signed-in [`Browser`], the simulator ([`Vipps`]);
+//! - [`recurring`]: recurring intents, the days passing, and reading recurring payments and installments back;
+//! - [`vipps`]: what Vipps itself holds (a client with the merchant's own credentials), faults, signed webhooks;
+//! - [`cli`]: the `payhub` binary, run as an operator runs it;
+//! - [`storage`]: the few reads of payhub's tables, for tests whose claim is about storage itself.
+//!
+//! `AppState` is named here only (the one import of `payhub::state::AppState`).
+
+pub mod cli;
+pub mod recurring;
+pub mod storage;
+pub mod vipps;
 
 use std::collections::HashMap;
 
@@ -153,6 +166,13 @@ impl TestApp {
         let status = browser.sign_in(&email, password).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "sign-in redirects");
         browser
+    }
+
+    /// A second payhub instance on this app's database: its own pool, queue and Vipps clients, the same clock
+    /// (the simulator's). Close its store (`other.store.close()`) at the end of the test.
+    pub async fn second_instance(&self, vipps: &Vipps) -> AppState {
+        let config = (*self.state.config).clone();
+        Application::build_state(config, std::sync::Arc::new(vipps.sim.clock_fn())).await.expect("second instance")
     }
 
     /// The number of accounts in the database.
