@@ -52,7 +52,24 @@ pub async fn request_context(State(state): State<AppState>, request: Request, ne
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    protect(response.headers_mut(), api);
     response
+}
+
+/// Headers every answer carries: nothing payhub sends (payment data, a key shown once) is kept by a cache
+/// unless a handler says otherwise, no answer is sniffed into another type, and no page can be framed by
+/// another site (a framed payment or setup page invites clickjacking).
+fn protect(headers: &mut axum::http::HeaderMap, api: bool) {
+    use axum::http::header;
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !api {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers
+            .entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static("frame-ancestors 'none'; base-uri 'self'"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    }
 }
 
 /// The method as a metrics label: the methods payhub serves by name, anything else as `other`, so a caller

@@ -11,6 +11,7 @@ mod login;
 mod one_time;
 mod operations;
 mod outbound_webhooks;
+mod page_security;
 mod recurring;
 mod recurring_bad_input;
 mod recurring_beats_by_hand;
