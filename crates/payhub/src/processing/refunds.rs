@@ -9,6 +9,7 @@ use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 use super::one_time::{describe, is_transient, totals};
 use super::{events, Payments};
 use crate::domain::status::InstallmentStatus;
+use crate::domain::vipps_state::PaymentState;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::installments;
@@ -196,7 +197,7 @@ impl Payments {
                     vipps_payments::update_vipps_payment(
                         &mut tx,
                         &vipps_reference,
-                        "AUTHORIZED",
+                        &PaymentState::Authorized,
                         None,
                         None,
                         Some(vipps_totals),

@@ -497,7 +497,7 @@ pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>)
                 .await
                 .ok()
                 .flatten()
-                .is_some_and(|v| v.state == "AUTHORIZED");
+                .is_some_and(|v| v.state == crate::domain::vipps_state::PaymentState::Authorized);
             success = authorized || status.is_some_and(InstallmentStatus::is_collected);
         }
     }

@@ -14,6 +14,7 @@ use super::{key, CancelOutcome};
 use crate::auth::Actor;
 use crate::domain::recurring::{MandateStatus, RecurringStatus};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
+use crate::domain::vipps_state::{AgreementState, ChargeKind, ChargeState};
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::{describe, is_transient};
 use crate::processing::{events, Payments};
@@ -51,15 +52,13 @@ impl Payments {
             };
             (mandate, initial)
         };
-        if mandate.vipps_status != "CREATING" {
+        if mandate.vipps_status != AgreementState::Creating {
             return Ok(mandate);
         }
         let client = self.clients.get(&self.accounts, &mandate.account_id).await.map_err(|e| internal(&e))?;
-        let unit = match mandate.interval_unit.as_str() {
-            "WEEK" => IntervalUnit::Week,
-            "YEAR" => IntervalUnit::Year,
-            "DAY" => IntervalUnit::Day,
-            _ => IntervalUnit::Month,
+        let unit = match IntervalUnit::from(mandate.interval_unit.as_str()) {
+            IntervalUnit::Unknown(_) => IntervalUnit::Month,
+            unit => unit,
         };
         let mut draft = DraftAgreement::new(
             PricingRequest::legacy(Currency::Nok, mandate.price_ore),
@@ -121,12 +120,12 @@ impl Payments {
                                 mandate_id: mandate.id.clone(),
                                 agreement_id: created.agreement_id.clone(),
                                 account_id: mandate.account_id.clone(),
-                                kind: "INITIAL",
+                                kind: ChargeKind::Initial,
                                 amount_ore: initial.amount_ore,
                                 due_date: initial.due_date,
                                 retry_days: 0,
                                 description: charge_description(initial.bank_statement_description.as_deref().unwrap_or(&mandate.product_name)),
-                                state: "PENDING",
+                                state: ChargeState::Pending,
                             }],
                             now,
                         )
@@ -158,7 +157,8 @@ impl Payments {
                     let mut tx = self.store.begin_write().await?;
                     let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     mandates::set_mandate_error(&mut tx, &mandate.id, &message, true, now).await?;
-                    mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Expired, "REFUSED", now).await?;
+                    mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Expired, &AgreementState::Refused, now)
+                        .await?;
                     for recurring in recurring_payments::recurring_of_mandate(&mut tx, &mandate.id).await? {
                         recurring_payments::set_recurring_status(
                             &mut tx,
@@ -202,7 +202,7 @@ impl Payments {
             let mut conn = self.store.pool().acquire().await?;
             mandates::mandate(&mut conn, mandate_ref).await?.ok_or(ServiceError::NotFound("mandate"))?
         };
-        if mandate.vipps_status == "CREATING" {
+        if mandate.vipps_status == AgreementState::Creating {
             if let Err(message) = self.draft_agreement(&mandate.id).await {
                 tracing::info!(mandate = %mandate.id, %message, "agreement draft still not confirmed");
             }
@@ -224,14 +224,14 @@ impl Payments {
             let mut conn = self.store.pool().acquire().await?;
             mandates::mark_checked(&mut conn, &mandate.id, self.now()).await?;
         }
-        if agreement.status.to_string() != mandate.vipps_status {
+        if AgreementState::from(&agreement.status) != mandate.vipps_status {
             // What Vipps did with the charges before the agreement changed (an initial charge is charged or fails
             // at acceptance) is recorded first: their own outcome, not the agreement's, decides their installments.
             let open = {
                 let mut conn = self.store.pool().acquire().await?;
                 charges::open_charges_of_mandate(&mut conn, &mandate.id).await?
             };
-            for charge in open.iter().filter(|c| c.state != "CREATING") {
+            for charge in open.iter().filter(|c| c.state != ChargeState::Creating) {
                 if let Err(error) = self.read_charge(&charge.charge_id, cause, false).await {
                     tracing::warn!(charge = %charge.charge_id, %error, "charge sync failed");
                 }
@@ -264,7 +264,7 @@ impl Payments {
         agreement: &Agreement,
         cause: Option<&str>,
     ) -> ServiceResult<bool> {
-        let vipps_status = agreement.status.to_string();
+        let vipps_status = AgreementState::from(&agreement.status);
         if vipps_status == mandate.vipps_status {
             return Ok(false);
         }
@@ -297,7 +297,7 @@ impl Payments {
                 if moved {
                     events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                     if matches!(next, MandateStatus::Stopped | MandateStatus::Expired) {
-                        let reason = format!("Agreement {} at Vipps", vipps_status.to_lowercase());
+                        let reason = format!("Agreement {} at Vipps", vipps_status.as_str().to_lowercase());
                         self.end_under_mandate(&mut tx, &listeners, mandate, RecurringStatus::Ended, &reason, now)
                             .await?;
                     }
@@ -319,7 +319,7 @@ impl Payments {
             &NewReport {
                 message_id: &message_id,
                 report_type: "Vipps",
-                sub_type: &format!("agreement.{}", vipps_status.to_lowercase()),
+                sub_type: &format!("agreement.{}", vipps_status.as_str().to_lowercase()),
                 amount_ore: agreement.pricing.amount,
                 reference: Some(&agreement.id),
                 status,
@@ -398,7 +398,9 @@ impl Payments {
             Ok(_) => {
                 let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                 let message = format!("Agreement {agreement_id} stopped at Vipps");
-                if mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Cancelled, "STOPPED", now).await? {
+                if mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Cancelled, &AgreementState::Stopped, now)
+                    .await?
+                {
                     events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                 }
                 for recurring in recurring_payments::recurring_of_mandate(&mut tx, &mandate.id).await? {

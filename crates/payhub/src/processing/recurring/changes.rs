@@ -11,6 +11,7 @@ use crate::auth::Actor;
 use crate::domain::money::Money;
 use crate::domain::recurring::{MandateStatus, RecurringStatus, MAX_RECURRING_ORE, MIN_RECURRING_ORE};
 use crate::domain::status::InstallmentStatus;
+use crate::domain::vipps_state::ChargeState;
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::describe;
 use crate::processing::{events, Payments};
@@ -302,14 +303,16 @@ impl Payments {
         let client = self.clients.get(&self.accounts, &mandate.account_id).await?;
         let now = self.now();
         for (installment, charge) in installments {
-            if let Some(charge) = charge.filter(|c| matches!(c.state.as_str(), "PENDING" | "DUE" | "CREATING")) {
+            if let Some(charge) =
+                charge.filter(|c| matches!(c.state, ChargeState::Pending | ChargeState::Due | ChargeState::Creating))
+            {
                 match client
                     .recurring()
                     .cancel_charge(&charge.agreement_id, &charge.charge_id, &key(&format!("cc-{}", charge.charge_id))?)
                     .await
                 {
                     Ok(_) => {}
-                    Err(error) if error.kind() == ErrorKind::NotFound && charge.state == "CREATING" => {}
+                    Err(error) if error.kind() == ErrorKind::NotFound && charge.state == ChargeState::Creating => {}
                     Err(error) => {
                         // Already processed or cancelled at Vipps: read what it is.
                         tracing::info!(charge = %charge.charge_id, error = %describe(&error), "charge not cancelled at Vipps");
@@ -318,7 +321,17 @@ impl Payments {
                     }
                 }
                 let mut conn = self.store.pool().acquire().await?;
-                charges::update_charge(&mut conn, &charge.charge_id, "CANCELLED", None, None, None, None, now).await?;
+                charges::update_charge(
+                    &mut conn,
+                    &charge.charge_id,
+                    &ChargeState::Cancelled,
+                    None,
+                    None,
+                    None,
+                    None,
+                    now,
+                )
+                .await?;
             }
             let mut tx = self.store.begin_write().await?;
             let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;

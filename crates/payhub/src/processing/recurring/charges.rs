@@ -13,6 +13,7 @@ use vipps_client::{ErrorKind, RecurringProblem};
 use super::{key, BeatCounts};
 use crate::domain::recurring::{MandateStatus, MAX_CHARGE_DESCRIPTION};
 use crate::domain::status::InstallmentStatus;
+use crate::domain::vipps_state::{ChargeKind, ChargeState};
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::{describe, is_transient};
 use crate::processing::{events, Payments};
@@ -105,7 +106,7 @@ impl Payments {
             let mut conn = self.store.pool().acquire().await?;
             charges::charge(&mut conn, charge_id).await?.ok_or(ServiceError::NotFound("charge"))?
         };
-        if row.state == "REFUSED" {
+        if row.state == ChargeState::Refused {
             return Ok(None);
         }
         let lock = self.locks.get(charge_id);
@@ -113,7 +114,7 @@ impl Payments {
         let client = self.clients.get(&self.accounts, &row.account_id).await?;
         let charge = match client.recurring().get_charge(&row.agreement_id, charge_id).await {
             Ok(charge) => charge,
-            Err(error) if error.kind() == ErrorKind::NotFound && row.state == "CREATING" => {
+            Err(error) if error.kind() == ErrorKind::NotFound && row.state == ChargeState::Creating => {
                 // Never reached Vipps: create it now, one by one, with the same order id.
                 drop(_guard);
                 self.send_charges(&row.account_id, std::slice::from_ref(&row)).await?;
@@ -130,11 +131,11 @@ impl Payments {
             return Ok(None);
         }
         self.apply_charge(&row, &charge, cause).await?;
-        Ok((cancelled && row.state != "CANCELLED").then_some(row))
+        Ok((cancelled && row.state != ChargeState::Cancelled).then_some(row))
     }
 
     async fn apply_charge(&self, row: &ChargeRow, charge: &Charge, cause: Option<&str>) -> ServiceResult<()> {
-        let state = charge.status.to_string();
+        let state = ChargeState::from(&charge.status);
         let captured = charge.summary.captured;
         if state == row.state && captured == row.captured_ore {
             return Ok(());
@@ -168,7 +169,7 @@ impl Payments {
             now,
         )
         .await?;
-        let sub_type = format!("charge.{}", state.to_lowercase());
+        let sub_type = format!("charge.{}", state.as_str().to_lowercase());
         let mut status = "Matched";
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         let collected = captured > 0 && matches!(charge_outcome(charge), Some((InstallmentStatus::Collected, _)));
@@ -312,12 +313,12 @@ impl Payments {
                     mandate_id: item.mandate_id.clone(),
                     agreement_id: item.agreement_id.clone(),
                     account_id: item.account_id.clone(),
-                    kind: "RECURRING",
+                    kind: ChargeKind::Recurring,
                     amount_ore: item.amount_ore,
                     due_date: item.due_date.max(tomorrow),
                     retry_days: retry,
                     description: charge_description(item.description.as_deref().unwrap_or(&item.product_name)),
-                    state: "CREATING",
+                    state: ChargeState::Creating,
                 });
             }
             let inserted = {
@@ -439,7 +440,7 @@ impl Payments {
         let count = confirmed.len();
         if !confirmed.is_empty() || !refused.is_empty() {
             let mut tx = self.store.begin_write().await?;
-            charges::confirm_charges(&mut tx, &confirmed, "PENDING", now).await?;
+            charges::confirm_charges(&mut tx, &confirmed, &ChargeState::Pending, now).await?;
             let by_id: BTreeMap<&str, &ChargeRow> = charges.iter().map(|c| (c.charge_id.as_str(), c)).collect();
             let installments: Vec<String> =
                 confirmed.iter().filter_map(|id| by_id.get(id.as_str()).map(|c| c.installment_id.clone())).collect();
@@ -458,7 +459,17 @@ impl Payments {
                 }
             }
             for (c, message) in &refused {
-                charges::update_charge(&mut tx, &c.charge_id, "REFUSED", None, None, None, Some(message), now).await?;
+                charges::update_charge(
+                    &mut tx,
+                    &c.charge_id,
+                    &ChargeState::Refused,
+                    None,
+                    None,
+                    None,
+                    Some(message),
+                    now,
+                )
+                .await?;
                 let listeners = events::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
                 events::move_installment(
                     &mut tx,
@@ -497,12 +508,12 @@ impl ChargeRow {
             mandate_id: c.mandate_id,
             agreement_id: c.agreement_id,
             account_id: c.account_id,
-            kind: c.kind.to_owned(),
+            kind: c.kind,
             amount_ore: c.amount_ore,
             due_date: c.due_date,
             retry_days: c.retry_days,
             description: c.description,
-            state: c.state.to_owned(),
+            state: c.state,
             failure_reason: None,
             transaction_id: None,
             captured_ore: 0,
