@@ -231,8 +231,8 @@ pub struct Walk {
 }
 
 impl Schedule {
-    /// The periods from `from` on whose installments are due to exist on `today`, keeping `horizon` (at least
-    /// 1) upcoming ones: periods that fell due more than [`LATE_GRACE_DAYS`] ago, or while a pause lasts
+    /// The periods from `from` on whose installments are due to exist on `today`, keeping `horizon` upcoming
+    /// ones (at least one): periods that fell due more than [`LATE_GRACE_DAYS`] ago, or while a pause lasts
     /// (`paused_until`, exclusive), are stepped over; a paused period still ahead stops the walk, so it is
     /// decided when it falls due and a payment resumed before then collects it.
     pub fn walk(&self, from: i64, paused_until: Option<NaiveDate>, today: NaiveDate, horizon: u32) -> Walk {

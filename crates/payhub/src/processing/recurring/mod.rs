@@ -7,8 +7,8 @@
 //! merchant, so a repeated create can never make a second charge); a batch of charges is keyed by a digest
 //! of its charge ids; a change (amount, stop) is keyed by its `recurring_changes` row.
 //!
-//! One file per step: [`intake`] records the intent, [`agreements`] keeps the mandate in step with its Vipps
-//! agreement, [`beats`] generates installments and polls, [`charges`] collects them, [`changes`] applies the
+//! One file per step: `intake` records the intent, `agreements` keeps the mandate in step with its Vipps
+//! agreement, `beats` generates installments and polls, `charges` collects them, `changes` applies the
 //! organisation's changes. This file holds what they share: settings, result types, keys.
 
 mod agreements;
