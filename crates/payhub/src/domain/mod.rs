@@ -10,6 +10,7 @@ pub mod role;
 pub mod schedule;
 pub mod status;
 pub mod trail;
+pub mod vipps_state;
 
 /// One problem with one input field, in the words shown to the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -213,6 +213,62 @@ impl Schedule {
     }
 }
 
+/// Periods that fell due more than this many days ago and were never generated are skipped rather than
+/// charged late (after downtime or a pause).
+pub const LATE_GRACE_DAYS: u64 = 7;
+
+/// Where installment generation of one recurring payment goes on a given day (see [`Schedule::walk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Walk {
+    /// The periods whose installments are to be generated now, with their due dates, in order.
+    pub due: Vec<(i64, NaiveDate)>,
+    /// The next period to generate after these.
+    pub next_period: i64,
+    /// The due date of the next installment to collect (`None`: the schedule has ended).
+    pub next_date: Option<NaiveDate>,
+    /// Whether no period is left on or after the day: the recurring payment has ended.
+    pub ended: bool,
+}
+
+impl Schedule {
+    /// The periods from `from` on whose installments are due to exist on `today`, keeping `horizon` upcoming
+    /// ones (at least one): periods that fell due more than [`LATE_GRACE_DAYS`] ago, or while a pause lasts
+    /// (`paused_until`, exclusive), are stepped over; a paused period still ahead stops the walk, so it is
+    /// decided when it falls due and a payment resumed before then collects it.
+    pub fn walk(&self, from: i64, paused_until: Option<NaiveDate>, today: NaiveDate, horizon: u32) -> Walk {
+        let horizon = i64::from(horizon.max(1));
+        let oldest = today.checked_sub_days(Days::new(LATE_GRACE_DAYS)).unwrap_or(today);
+        let first_upcoming = self.next_on_or_after(today).map(|(p, _)| i64::from(p));
+        let at = |p: i64| self.period_on_or_after(u32::try_from(p).unwrap_or(u32::MAX));
+        let mut due = Vec::new();
+        let mut period = from;
+        let mut next = at(period);
+        while let Some((p, date)) = next {
+            let p = i64::from(p);
+            let paused = paused_until.is_some_and(|until| date < until);
+            if paused && date >= today {
+                break;
+            }
+            if date < oldest || paused {
+                period = p + 1;
+                next = at(p + 1);
+                continue;
+            }
+            if first_upcoming.is_some_and(|f| p - f >= horizon) {
+                break;
+            }
+            due.push((p, date));
+            period = p + 1;
+            next = at(p + 1);
+        }
+        let next_date = match (paused_until, next) {
+            (Some(until), Some((_, date))) if date < until => self.next_on_or_after(until).map(|(_, d)| d),
+            _ => next.map(|(_, d)| d),
+        };
+        Walk { due, next_period: period, next_date, ended: next.is_none() && first_upcoming.is_none() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +348,29 @@ mod tests {
         assert_eq!("Half-yearly".parse(), Ok(Frequency::HalfYearly));
         assert!("Fortnightly".parse::<Frequency>().is_err());
         assert_eq!(Frequency::Quarterly.vipps_interval(), ("MONTH", 3));
+    }
+
+    #[test]
+    fn a_walk_skips_late_periods_and_keeps_the_horizon() {
+        let s = Schedule::new(d(2026, 1, 10), None, Frequency::Monthly, None).unwrap_or_else(|e| panic!("{e}"));
+        let walk = s.walk(0, None, d(2026, 3, 12), 1);
+        assert_eq!(walk.due, vec![(2, d(2026, 3, 10)), (3, d(2026, 4, 10))]);
+        assert_eq!((walk.next_period, walk.next_date, walk.ended), (4, Some(d(2026, 5, 10)), false));
+    }
+
+    #[test]
+    fn a_walk_steps_over_a_pause_and_stops_at_a_paused_period_ahead() {
+        let s = Schedule::new(d(2026, 1, 10), None, Frequency::Monthly, None).unwrap_or_else(|e| panic!("{e}"));
+        let walk = s.walk(2, Some(d(2026, 4, 15)), d(2026, 3, 12), 1);
+        assert_eq!(walk.due, vec![]);
+        assert_eq!((walk.next_period, walk.next_date, walk.ended), (3, Some(d(2026, 5, 10)), false));
+    }
+
+    #[test]
+    fn a_walk_past_the_end_date_ends() {
+        let s = Schedule::new(d(2026, 1, 10), Some(d(2026, 2, 10)), Frequency::Monthly, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let walk = s.walk(2, None, d(2026, 3, 12), 1);
+        assert_eq!((walk.due.len(), walk.next_period, walk.next_date, walk.ended), (0, 2, None, true));
     }
 }

@@ -24,6 +24,7 @@ use crate::domain::account::ParameterDefault;
 use crate::domain::ids::new_id;
 use crate::domain::intent::{OneTimeIntent, VippsParameters};
 use crate::domain::phone::Phone;
+use crate::domain::vipps_state::PaymentState;
 use crate::error::ErrorItem;
 use crate::error::ServiceError;
 use crate::store::vipps_payments::VippsPaymentRow;
@@ -274,7 +275,7 @@ impl Payments {
             account_id: account.id.clone(),
             idempotency_key: installment_id.clone(),
             amount_ore: intent.amount.ore(),
-            state: "CREATING".into(),
+            state: PaymentState::Creating,
             customer_phone: phone,
             description,
             redirect_url: None,

@@ -13,6 +13,7 @@ use vipps_client::{Amount, ErrorKind, IdempotencyKey};
 use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{events, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
+use crate::domain::vipps_state::PaymentState;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::installments;
 use crate::store::intents;
@@ -122,7 +123,7 @@ impl Payments {
             .await
             .map_err(|e| internal(&e))?
             .ok_or("unknown payment")?;
-        if row.state != "CREATING" {
+        if row.state != PaymentState::Creating {
             return Ok(row.redirect_url);
         }
         let installment = installments::installment(&mut conn, &row.installment_id)
@@ -183,7 +184,7 @@ impl Payments {
                 vipps_payments::update_vipps_payment(
                     &mut conn,
                     reference,
-                    "CREATING",
+                    &PaymentState::Creating,
                     None,
                     None,
                     None,
@@ -203,7 +204,7 @@ impl Payments {
                     vipps_payments::update_vipps_payment(
                         &mut tx,
                         reference,
-                        "REFUSED",
+                        &PaymentState::Refused,
                         None,
                         None,
                         None,
@@ -241,14 +242,14 @@ impl Payments {
             let mut conn = self.store.pool().acquire().await?;
             vipps_payments::vipps_payment(&mut conn, reference).await?.ok_or(ServiceError::NotFound("payment"))?
         };
-        if row.state == "CREATING" {
+        if row.state == PaymentState::Creating {
             // The create may or may not have reached Vipps; the same key makes a repeat safe.
             if let Err(message) = self.create_at_vipps(reference).await {
                 tracing::info!(%reference, %message, "create still not confirmed");
                 return Ok(());
             }
         }
-        if row.state == "REFUSED" {
+        if row.state == PaymentState::Refused {
             return Ok(());
         }
         let lock = self.locks.get(reference);
@@ -275,7 +276,7 @@ impl Payments {
         let now = Utc::now();
         let aggregate = &payment.aggregate;
         let seen = totals(aggregate);
-        let state = payment.state.to_string();
+        let state = PaymentState::from(&payment.state);
         let changed = state != row.state || seen[0] != row.authorized_ore;
         if !changed {
             return Ok(());
@@ -374,7 +375,7 @@ impl Payments {
                 vipps_payments::update_vipps_payment(
                     &mut conn,
                     &row.reference,
-                    "AUTHORIZED",
+                    &PaymentState::Authorized,
                     None,
                     None,
                     None,
@@ -430,7 +431,7 @@ impl Payments {
         vipps_payments::update_vipps_payment(
             &mut tx,
             &row.reference,
-            "AUTHORIZED",
+            &PaymentState::Authorized,
             None,
             None,
             Some(totals(&captured.aggregate)),

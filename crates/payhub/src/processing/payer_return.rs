@@ -3,6 +3,7 @@
 
 use super::Payments;
 use crate::domain::status::InstallmentStatus;
+use crate::domain::vipps_state::PaymentState;
 use crate::error::ServiceResult;
 use crate::store::{installments, intents, vipps_payments};
 
@@ -40,7 +41,7 @@ impl Payments {
                 let status = installments::installment(&mut conn, installment_id).await?.map(|i| i.status);
                 let authorized = vipps_payments::vipps_payment(&mut conn, &reference)
                     .await?
-                    .is_some_and(|v| v.state == "AUTHORIZED");
+                    .is_some_and(|v| v.state == PaymentState::Authorized);
                 success = authorized || status.is_some_and(InstallmentStatus::is_collected);
             }
         }

@@ -10,6 +10,7 @@ use super::one_time::{describe, is_transient, totals};
 use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{events, Payments};
 use crate::domain::status::InstallmentStatus;
+use crate::domain::vipps_state::PaymentState;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::installments;
@@ -181,7 +182,7 @@ impl Payments {
                     vipps_payments::update_vipps_payment(
                         &mut tx,
                         &vipps_reference,
-                        "AUTHORIZED",
+                        &PaymentState::Authorized,
                         None,
                         None,
                         Some(vipps_totals),

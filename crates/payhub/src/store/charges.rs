@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::sql::{date, ids_page, list, placeholders, CHUNK};
 use super::{timestamp, Backend, StoreResult};
+use crate::domain::vipps_state::{ChargeKind, ChargeState};
 
 /// An installment ready to become a charge.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ pub struct NewCharge {
     /// The account.
     pub account_id: String,
     /// `INITIAL` or `RECURRING`.
-    pub kind: &'static str,
+    pub kind: ChargeKind,
     /// Amount.
     pub amount_ore: i64,
     /// The `due` sent to Vipps.
@@ -102,7 +103,7 @@ pub struct NewCharge {
     /// Description (≤ 45 characters).
     pub description: String,
     /// `CREATING` for a charge still to be sent; Vipps' status for one Vipps already made.
-    pub state: &'static str,
+    pub state: ChargeState,
 }
 
 /// Records charges; one an installment already has is skipped (a racing instance recorded it first).
@@ -130,12 +131,12 @@ pub async fn insert_charges(
                 .bind(&c.mandate_id)
                 .bind(&c.agreement_id)
                 .bind(&c.account_id)
-                .bind(c.kind)
+                .bind(c.kind.as_str())
                 .bind(c.amount_ore)
                 .bind(c.due_date.to_string())
                 .bind(c.retry_days)
                 .bind(&c.description)
-                .bind(c.state)
+                .bind(c.state.as_str())
                 .bind(&at);
         }
         for row in query.fetch_all(&mut *conn).await? {
@@ -159,7 +160,7 @@ pub struct ChargeRow {
     /// The account.
     pub account_id: String,
     /// `INITIAL` or `RECURRING`.
-    pub kind: String,
+    pub kind: ChargeKind,
     /// Amount.
     pub amount_ore: i64,
     /// Due date sent to Vipps.
@@ -169,7 +170,7 @@ pub struct ChargeRow {
     /// Description.
     pub description: String,
     /// `CREATING`, `REFUSED`, or Vipps' status.
-    pub state: String,
+    pub state: ChargeState,
     /// Vipps' failure reason.
     pub failure_reason: Option<String>,
     /// Vipps' transaction id once charged.
@@ -189,12 +190,12 @@ fn charge_from_row(row: &AnyRow) -> StoreResult<ChargeRow> {
         mandate_id: row.try_get("mandate_id")?,
         agreement_id: row.try_get("agreement_id")?,
         account_id: row.try_get("account_id")?,
-        kind: row.try_get("kind")?,
+        kind: ChargeKind::parse(&row.try_get::<String, _>("kind")?),
         amount_ore: row.try_get("amount_ore")?,
         due_date: date(row, "due_date")?,
         retry_days: row.try_get("retry_days")?,
         description: row.try_get("description")?,
-        state: row.try_get("state")?,
+        state: ChargeState::parse(&row.try_get::<String, _>("state")?),
         failure_reason: row.try_get("failure_reason")?,
         transaction_id: row.try_get("transaction_id")?,
         captured_ore: row.try_get("captured_ore")?,
@@ -306,7 +307,7 @@ pub async fn note_charge_error(
 pub async fn confirm_charges(
     conn: &mut AnyConnection,
     charge_ids: &[String],
-    state: &str,
+    state: &ChargeState,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
     let mut done = 0;
@@ -316,7 +317,7 @@ pub async fn confirm_charges(
              AND charge_id IN ({})",
             list(3, chunk.len())
         );
-        let mut query = sqlx::query(&sql).bind(state).bind(timestamp(now));
+        let mut query = sqlx::query(&sql).bind(state.as_str()).bind(timestamp(now));
         for id in chunk {
             query = query.bind(id);
         }
@@ -330,7 +331,7 @@ pub async fn confirm_charges(
 pub async fn update_charge(
     conn: &mut AnyConnection,
     charge_id: &str,
-    state: &str,
+    state: &ChargeState,
     failure_reason: Option<&str>,
     transaction_id: Option<&str>,
     totals: Option<[i64; 3]>,
@@ -345,7 +346,7 @@ pub async fn update_charge(
          updated_at = $9 WHERE charge_id = $1",
     )
     .bind(charge_id)
-    .bind(state)
+    .bind(state.as_str())
     .bind(failure_reason)
     .bind(transaction_id)
     .bind(captured)

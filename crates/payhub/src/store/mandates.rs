@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 use super::sql::decode;
 use super::{timestamp, Backend, StoreResult};
 use crate::domain::recurring::MandateStatus;
+use crate::domain::vipps_state::AgreementState;
 
 /// A new mandate, recorded before its agreement is drafted at Vipps.
 #[derive(Debug, Clone)]
@@ -84,7 +85,7 @@ pub struct MandateRow {
     #[serde(serialize_with = "mandate_status_text")]
     pub status: MandateStatus,
     /// `CREATING` (draft not confirmed), `REFUSED`, or the agreement's Vipps status.
-    pub vipps_status: String,
+    pub vipps_status: AgreementState,
     /// The Idempotency-Key of the draft call.
     pub idempotency_key: String,
     /// Where the payer confirms the agreement.
@@ -122,7 +123,7 @@ fn mandate_from_row(row: &AnyRow) -> StoreResult<MandateRow> {
         intent_id: row.try_get("intent_id")?,
         agreement_id: row.try_get("agreement_id")?,
         status: status.parse().map_err(decode)?,
-        vipps_status: row.try_get("vipps_status")?,
+        vipps_status: AgreementState::parse(&row.try_get::<String, _>("vipps_status")?),
         idempotency_key: row.try_get("idempotency_key")?,
         confirmation_url: row.try_get("confirmation_url")?,
         product_name: row.try_get("product_name")?,
@@ -205,7 +206,7 @@ pub async fn move_mandate(
     conn: &mut AnyConnection,
     id: &str,
     next: MandateStatus,
-    vipps_status: &str,
+    vipps_status: &AgreementState,
     now: DateTime<Utc>,
 ) -> StoreResult<bool> {
     use MandateStatus::*;
@@ -225,7 +226,7 @@ pub async fn move_mandate(
         sqlx::query(&sql)
             .bind(id)
             .bind(next.as_str())
-            .bind(vipps_status)
+            .bind(vipps_status.as_str())
             .bind(&at)
             .execute(&mut *conn)
             .await?
@@ -237,7 +238,7 @@ pub async fn move_mandate(
             "UPDATE mandates SET vipps_status = $2, updated_at = $3 WHERE id = $1 AND vipps_status <> 'REFUSED'",
         )
         .bind(id)
-        .bind(vipps_status)
+        .bind(vipps_status.as_str())
         .bind(&at)
         .execute(conn)
         .await?;

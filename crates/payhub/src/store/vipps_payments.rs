@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{timestamp, StoreResult};
+use crate::domain::vipps_state::PaymentState;
 
 /// The Vipps payment behind an installment.
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub struct VippsPaymentRow {
     /// Amount in øre.
     pub amount_ore: i64,
     /// `CREATING` (not yet confirmed by Vipps), then Vipps' state.
-    pub state: String,
+    pub state: PaymentState,
     /// The phone number sent to Vipps.
     pub customer_phone: Option<String>,
     /// The payment description sent to Vipps.
@@ -42,7 +43,7 @@ fn vipps_payment_from_row(row: &AnyRow) -> StoreResult<VippsPaymentRow> {
         account_id: row.try_get("account_id")?,
         idempotency_key: row.try_get("idempotency_key")?,
         amount_ore: row.try_get("amount_ore")?,
-        state: row.try_get("state")?,
+        state: PaymentState::parse(&row.try_get::<String, _>("state")?),
         customer_phone: row.try_get("customer_phone")?,
         description: row.try_get("description")?,
         redirect_url: row.try_get("redirect_url")?,
@@ -91,7 +92,7 @@ pub async fn open_vipps_payments(conn: &mut AnyConnection, limit: i64) -> StoreR
 pub async fn update_vipps_payment(
     conn: &mut AnyConnection,
     reference: &str,
-    state: &str,
+    state: &PaymentState,
     redirect_url: Option<&str>,
     psp_reference: Option<&str>,
     totals: Option<[i64; 4]>,
@@ -105,7 +106,7 @@ pub async fn update_vipps_payment(
          cancelled_ore = COALESCE($8, cancelled_ore), last_error = $9, updated_at = $10 WHERE reference = $1",
     )
     .bind(reference)
-    .bind(state)
+    .bind(state.as_str())
     .bind(redirect_url)
     .bind(psp_reference)
     .bind(authorized)

@@ -3,4 +3,5 @@
 
 pub mod accounts;
 pub mod client;
+pub mod states;
 pub mod webhooks;

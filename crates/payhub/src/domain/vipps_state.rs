@@ -1,0 +1,143 @@
+//! What payhub records of a Vipps object's state: Vipps' own state names (kept exactly as Vipps spells them,
+//! which is also how they are stored) plus payhub's own before Vipps has said anything (`CREATING`: recorded,
+//! not yet confirmed by Vipps; `REFUSED`: Vipps turned the create down). Flows match on these types, never on
+//! the text; the store converts at its boundary, so the database values stay Vipps' names.
+//!
+//! A state Vipps adds later is kept as sent (`Other`), so it is stored and shown unchanged.
+
+/// Defines a state enum with its stored name per variant, and `Other` for a name payhub does not know.
+macro_rules! stored_states {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+            /// A name payhub does not know, kept as Vipps sent it.
+            Other(String),
+        }
+
+        impl $name {
+            /// The stored (and Vipps') name.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)*
+                    Self::Other(other) => other,
+                }
+            }
+
+            /// The state a stored name stands for; an unknown name is kept as [`Self::Other`].
+            pub fn parse(text: &str) -> Self {
+                match text {
+                    $($text => Self::$variant,)*
+                    other => Self::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+stored_states! {
+    /// The state of the Vipps ePayment behind a one-time installment (`vipps_payments.state`).
+    pub enum PaymentState {
+        /// Recorded; the create is not yet confirmed by Vipps.
+        Creating => "CREATING",
+        /// Vipps refused the create.
+        Refused => "REFUSED",
+        /// Created at Vipps, waiting for the payer.
+        Created => "CREATED",
+        /// The payer approved; the amount is reserved.
+        Authorized => "AUTHORIZED",
+        /// The payer cancelled.
+        Aborted => "ABORTED",
+        /// The payer did not approve in time.
+        Expired => "EXPIRED",
+        /// Cancelled before the payer approved.
+        Terminated => "TERMINATED",
+    }
+}
+
+stored_states! {
+    /// The Vipps status of a mandate's agreement (`mandates.vipps_status`).
+    pub enum AgreementState {
+        /// Recorded; the draft is not yet confirmed by Vipps.
+        Creating => "CREATING",
+        /// Vipps refused the draft.
+        Refused => "REFUSED",
+        /// Drafted; waiting for the payer to confirm.
+        Pending => "PENDING",
+        /// Confirmed by the payer.
+        Active => "ACTIVE",
+        /// Stopped by the payer or the merchant.
+        Stopped => "STOPPED",
+        /// Not confirmed in time.
+        Expired => "EXPIRED",
+    }
+}
+
+stored_states! {
+    /// The state of a Vipps charge (`vipps_charges.state`).
+    pub enum ChargeState {
+        /// Recorded; not yet confirmed by Vipps.
+        Creating => "CREATING",
+        /// Vipps refused the create.
+        Refused => "REFUSED",
+        /// Created; waiting for its due date.
+        Pending => "PENDING",
+        /// Due within the next days.
+        Due => "DUE",
+        /// Vipps is collecting it.
+        Processing => "PROCESSING",
+        /// Reserved (reserve capture).
+        Reserved => "RESERVED",
+        /// Collected.
+        Charged => "CHARGED",
+        /// Partly captured.
+        PartiallyCaptured => "PARTIALLY_CAPTURED",
+        /// Partly refunded.
+        PartiallyRefunded => "PARTIALLY_REFUNDED",
+        /// Refunded.
+        Refunded => "REFUNDED",
+        /// Failed after its retry days.
+        Failed => "FAILED",
+        /// Cancelled.
+        Cancelled => "CANCELLED",
+    }
+}
+
+stored_states! {
+    /// What a charge collects (`vipps_charges.kind`).
+    pub enum ChargeKind {
+        /// The initial payment, charged when the payer confirms the agreement.
+        Initial => "INITIAL",
+        /// One period of a recurring payment.
+        Recurring => "RECURRING",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_back_as_the_same_state_and_unknown_ones_are_kept() {
+        for state in [PaymentState::Creating, PaymentState::Authorized, PaymentState::Other("NEW".into())] {
+            assert_eq!(PaymentState::parse(state.as_str()), state);
+        }
+        assert_eq!(ChargeState::parse("PARTIALLY_CAPTURED"), ChargeState::PartiallyCaptured);
+        assert_eq!(AgreementState::parse("STOPPED").to_string(), "STOPPED");
+        assert_eq!(ChargeKind::parse("UNSCHEDULED"), ChargeKind::Other("UNSCHEDULED".into()));
+        assert_eq!(serde_json::to_value(ChargeState::Due).ok(), Some(serde_json::json!("DUE")));
+    }
+}

@@ -1,0 +1,151 @@
+//! The recurring beats that are not charges: GenerateInstallments (one installment per schedule period, up to
+//! the horizon) and the polling fallback that brings agreements and charges up to date.
+
+use chrono::NaiveDate;
+
+use super::BeatCounts;
+use crate::domain::ids::new_id;
+use crate::domain::recurring::RecurringStatus;
+use crate::error::ServiceResult;
+use crate::processing::{events, Payments};
+use crate::store::charges;
+use crate::store::installments::{self, NewPeriodInstallment};
+use crate::store::mandates;
+use crate::store::recurring_payments::{self, RecurringRow};
+
+impl Payments {
+    /// GenerateInstallments: for every open recurring payment with an Active mandate, creates the installments
+    /// of the coming periods up to the horizon (exactly one per period, whatever runs twice), skipping periods
+    /// while paused, and resumes payments whose pause is over.
+    pub async fn generate_installments(&self) -> ServiceResult<BeatCounts> {
+        let counts = self.generate_for(None).await?;
+        if counts.changed >= 10_000 && self.store.backend() == crate::store::Backend::Postgres {
+            // Many new installments at once: refresh PostgreSQL's statistics now rather than at autovacuum's next
+            // round, so CollectRecurring's queries are planned for the table as it is.
+            let mut conn = self.store.pool().acquire().await?;
+            sqlx::query("ANALYZE installments").execute(&mut *conn).await.map_err(crate::store::StoreError::from)?;
+        }
+        Ok(counts)
+    }
+
+    pub(super) async fn generate_for(&self, mandate_id: Option<&str>) -> ServiceResult<BeatCounts> {
+        let today = self.today();
+        let now = self.now();
+        let mut counts = BeatCounts::default();
+        let mut after = Some(String::new());
+        while let Some(cursor) = after.take() {
+            let page: Vec<RecurringRow> = {
+                let mut conn = self.store.pool().acquire().await?;
+                match mandate_id {
+                    Some(id) => recurring_payments::recurring_of_mandate(&mut conn, id)
+                        .await?
+                        .into_iter()
+                        .filter(|r| r.status.is_open())
+                        .collect(),
+                    None => {
+                        let (page, next) = recurring_payments::generation_page(&mut conn, &cursor, 1000).await?;
+                        after = next;
+                        page
+                    }
+                }
+            };
+            counts.looked_at += page.len();
+            let mut items = Vec::new();
+            let mut moves: Vec<(String, i64, Option<NaiveDate>)> = Vec::new();
+            let mut resumed = Vec::new();
+            let mut ended = Vec::new();
+            for recurring in &page {
+                let schedule = recurring.schedule()?;
+                // A pause skips the periods that fell due while it lasted; a period still ahead is decided
+                // when it falls due, so a payment resumed before then collects it.
+                let pause = recurring.paused_until.filter(|_| recurring.status == RecurringStatus::Paused);
+                if recurring.status == RecurringStatus::Paused && pause.is_none_or(|until| until <= today) {
+                    resumed.push(recurring.id.clone());
+                }
+                let walk = schedule.walk(recurring.next_period, pause, today, self.recurring.horizon);
+                for &(period, due_date) in &walk.due {
+                    items.push(NewPeriodInstallment {
+                        id: new_id("ins"),
+                        recurring: recurring.clone(),
+                        period,
+                        due_date,
+                        payment_reference: crate::processing::new_payment_reference(),
+                    });
+                }
+                if walk.next_period != recurring.next_period || walk.next_date != recurring.next_collection_date {
+                    moves.push((recurring.id.clone(), walk.next_period, walk.next_date));
+                }
+                if walk.ended {
+                    ended.push(recurring.id.clone());
+                }
+            }
+            if items.is_empty() && moves.is_empty() && resumed.is_empty() && ended.is_empty() {
+                continue;
+            }
+            let mut tx = self.store.begin_write().await?;
+            let inserted = installments::insert_period_installments(&mut tx, &items, now).await?;
+            counts.changed += inserted.len();
+            recurring_payments::set_next_periods(&mut tx, &moves, now).await?;
+            for id in &resumed {
+                recurring_payments::set_recurring_status(&mut tx, id, RecurringStatus::Active, None, None, now).await?;
+            }
+            for id in &ended {
+                recurring_payments::set_recurring_status(
+                    &mut tx,
+                    id,
+                    RecurringStatus::Ended,
+                    Some("The schedule passed its End Date"),
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            let anyone = events::Listeners::with_url(&mut tx, None).await?;
+            let inserted: std::collections::HashSet<&String> = inserted.iter().collect();
+            for item in items.iter().filter(|i| inserted.contains(&i.id)) {
+                let listeners = match &item.recurring.webhook_url {
+                    Some(url) => events::Listeners::with_url(&mut tx, Some(url.clone())).await?,
+                    None => anyone.clone(),
+                };
+                events::installment(&mut tx, &listeners, "installment.created", &item.id, now).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(counts)
+    }
+
+    /// The recurring polling beat: drafts not confirmed or agreements waiting for the payer, and charges whose
+    /// outcome may have changed by today.
+    pub async fn sync_recurring(&self, limit: i64) -> ServiceResult<BeatCounts> {
+        let (mandates, charges) = {
+            let mut conn = self.store.pool().acquire().await?;
+            let mut mandates = mandates::pending_mandates(&mut conn, limit).await?;
+            // Active agreements are re-read once a day, a few per poll: a payer's stop whose webhook was lost
+            // is found before the next charge is created.
+            let a_day_ago = self.now() - chrono::Duration::days(1);
+            mandates.extend(mandates::unchecked_active_mandates(&mut conn, a_day_ago, (limit / 10).max(1)).await?);
+            let charges =
+                charges::charges_to_poll(&mut conn, self.today(), self.now() - chrono::Duration::seconds(60), limit)
+                    .await?;
+            (mandates, charges)
+        };
+        let mut counts = BeatCounts { looked_at: mandates.len() + charges.len(), changed: 0 };
+        for mandate in &mandates {
+            if let Err(error) = self.sync_agreement(mandate, None).await {
+                tracing::warn!(%mandate, %error, "agreement sync failed");
+            } else {
+                counts.changed += 1;
+            }
+        }
+        // Reads overlap (Vipps answers in parallel); the writes queue for the database as usual.
+        use futures::stream::{self, StreamExt};
+        stream::iter(&charges)
+            .for_each_concurrent(8, |charge| async move {
+                if let Err(error) = self.sync_charge(&charge.charge_id, None).await {
+                    tracing::warn!(charge = %charge.charge_id, %error, "charge sync failed");
+                }
+            })
+            .await;
+        Ok(counts)
+    }
+}

@@ -1,0 +1,541 @@
+//! Charges: CollectRecurring turns due installments into Vipps charges (recorded first, then sent, in batches
+//! when there are many), and each charge's outcome at Vipps moves its installment (Collected with a Payment,
+//! Failed with Vipps' reason, Cancelled).
+
+use std::collections::BTreeMap;
+
+use chrono::Days;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use vipps_client::recurring::{BatchCharge, Charge, ChargeStatus, CreateCharge, FailureReason, TransactionType};
+use vipps_client::{ErrorKind, RecurringProblem};
+
+use super::{key, BeatCounts};
+use crate::domain::recurring::{MandateStatus, MAX_CHARGE_DESCRIPTION};
+use crate::domain::status::InstallmentStatus;
+use crate::domain::vipps_state::{ChargeKind, ChargeState};
+use crate::error::{ServiceError, ServiceResult};
+use crate::processing::one_time::{describe, is_transient};
+use crate::processing::{events, Payments};
+use crate::store::charges::{self, ChargeRow, NewCharge};
+use crate::store::installments;
+use crate::store::mandates;
+use crate::store::payments;
+use crate::store::trail::{self, NewMessage, NewReport};
+
+/// Cuts a description to Vipps' 45 characters at a word boundary where there is one.
+pub(super) fn charge_description(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= MAX_CHARGE_DESCRIPTION {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(MAX_CHARGE_DESCRIPTION).collect();
+    match cut.rfind(' ') {
+        Some(i) if i > 10 => cut[..i].trim_end().to_owned(),
+        _ => cut,
+    }
+}
+
+/// Whether Vipps' message says a charge's order id is taken (not that an Idempotency-Key was reused).
+fn order_id_taken(message: &str) -> bool {
+    message.contains("orderId") && message.contains("already used")
+}
+
+fn failure_text(reason: Option<&FailureReason>, description: Option<&str>) -> String {
+    let reason = match reason {
+        Some(FailureReason::UserActionRequired) => "user action required (funds, or a blocked or expired card)",
+        Some(FailureReason::ChargeAmountTooHigh) => "the amount is above the payer's maximum",
+        Some(FailureReason::NonTechnicalError) => "non-technical error (e.g. the payer's profile is gone)",
+        Some(FailureReason::TechnicalError) => "technical error at Vipps",
+        Some(FailureReason::Unknown(other)) => other.as_str(),
+        None => "no reason given",
+    };
+    match description {
+        Some(d) if !d.is_empty() => format!("Charge failed at Vipps: {reason} ({d})"),
+        _ => format!("Charge failed at Vipps: {reason}"),
+    }
+}
+
+/// What a Vipps charge status means for the installment. Exhaustive: a status Vipps adds is handled here.
+fn charge_outcome(charge: &Charge) -> Option<(InstallmentStatus, Option<String>)> {
+    match &charge.status {
+        ChargeStatus::Pending | ChargeStatus::Due | ChargeStatus::Processing | ChargeStatus::Reserved => {
+            Some((InstallmentStatus::Pending, None))
+        }
+        ChargeStatus::Charged
+        | ChargeStatus::PartiallyCaptured
+        | ChargeStatus::PartiallyRefunded
+        | ChargeStatus::Refunded => Some((InstallmentStatus::Collected, None)),
+        ChargeStatus::Failed => Some((
+            InstallmentStatus::Failed,
+            Some(failure_text(charge.failure_reason.as_ref(), charge.failure_description.as_deref())),
+        )),
+        ChargeStatus::Cancelled => Some((InstallmentStatus::Cancelled, Some("Charge cancelled at Vipps".into()))),
+        ChargeStatus::Unknown(_) => None,
+    }
+}
+
+impl Payments {
+    /// Brings an installment's charge up to date with Vipps: reads it (creating it again, same order id, if
+    /// Vipps never confirmed it and does not know it) and records what changed: Collected with a Payment,
+    /// Failed with Vipps' reason, Cancelled.
+    ///
+    /// A charge Vipps cancelled itself (as it does when the agreement stops or expires) also brings the
+    /// agreement up to date, so a lost agreement webhook is made up for before the next charge falls due.
+    pub async fn sync_charge(&self, charge_id: &str, cause: Option<&str>) -> ServiceResult<()> {
+        let Some(row) = self.read_charge(charge_id, cause, true).await? else { return Ok(()) };
+        let mandate_active = {
+            let mut conn = self.store.pool().acquire().await?;
+            mandates::mandate(&mut conn, &row.mandate_id).await?.is_some_and(|m| m.status == MandateStatus::Active)
+        };
+        if mandate_active {
+            Box::pin(self.sync_agreement(&row.mandate_id, cause)).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads a charge and records what changed; a cancellation only when `with_cancelled`. Returns the charge's
+    /// row when Vipps newly reported it cancelled.
+    pub(super) async fn read_charge(
+        &self,
+        charge_id: &str,
+        cause: Option<&str>,
+        with_cancelled: bool,
+    ) -> ServiceResult<Option<ChargeRow>> {
+        let row = {
+            let mut conn = self.store.pool().acquire().await?;
+            charges::charge(&mut conn, charge_id).await?.ok_or(ServiceError::NotFound("charge"))?
+        };
+        if row.state == ChargeState::Refused {
+            return Ok(None);
+        }
+        let lock = self.locks.get(charge_id);
+        let _guard = lock.lock().await;
+        let client = self.clients.get(&self.accounts, &row.account_id).await?;
+        let charge = match client.recurring().get_charge(&row.agreement_id, charge_id).await {
+            Ok(charge) => charge,
+            Err(error) if error.kind() == ErrorKind::NotFound && row.state == ChargeState::Creating => {
+                // Never reached Vipps: create it now, one by one, with the same order id.
+                drop(_guard);
+                self.send_charges(&row.account_id, std::slice::from_ref(&row)).await?;
+                return Ok(None);
+            }
+            Err(error) if is_transient(error.kind()) => {
+                tracing::info!(%charge_id, error = %describe(&error), "Vipps did not answer; next beat retries");
+                return Ok(None);
+            }
+            Err(error) => return Err(ServiceError::Internal(anyhow::anyhow!(describe(&error)))),
+        };
+        let cancelled = charge.status == ChargeStatus::Cancelled;
+        if cancelled && !with_cancelled {
+            return Ok(None);
+        }
+        self.apply_charge(&row, &charge, cause).await?;
+        Ok((cancelled && row.state != ChargeState::Cancelled).then_some(row))
+    }
+
+    async fn apply_charge(&self, row: &ChargeRow, charge: &Charge, cause: Option<&str>) -> ServiceResult<()> {
+        let state = ChargeState::from(&charge.status);
+        let captured = charge.summary.captured;
+        if state == row.state && captured == row.captured_ore {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        // Another sync (a webhook job, the poll, another instance) may have recorded this very answer meanwhile.
+        let current = charges::lock_charge(&mut tx, self.store.backend(), &row.charge_id).await?;
+        if current.is_some_and(|c| c.state == state && c.captured_ore == captured) {
+            return Ok(());
+        }
+        let installment = installments::installment(&mut tx, &row.installment_id)
+            .await?
+            .ok_or(ServiceError::NotFound("installment"))?;
+        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let body = json!({
+            "id": charge.id, "agreementId": charge.agreement_id, "status": state, "amount": charge.amount,
+            "due": charge.due, "transactionId": charge.transaction_id, "failureReason": charge.failure_reason.as_ref().map(ToString::to_string),
+            "failureDescription": charge.failure_description, "summary": {"captured": charge.summary.captured, "refunded": charge.summary.refunded, "cancelled": charge.summary.cancelled},
+        })
+        .to_string();
+        let message_id = trail::insert_message(
+            &mut tx,
+            &NewMessage {
+                direction: "inbound",
+                channel: "vipps_poll",
+                subject: Some(&charge.id),
+                body: &body,
+                status: "Processed",
+            },
+            now,
+        )
+        .await?;
+        let sub_type = format!("charge.{}", state.as_str().to_lowercase());
+        let mut status = "Matched";
+        let mut detail = cause.map(|c| format!("prompted by message {c}"));
+        let collected = captured > 0 && matches!(charge_outcome(charge), Some((InstallmentStatus::Collected, _)));
+        let report_id = trail::insert_report(
+            &mut tx,
+            &NewReport {
+                message_id: &message_id,
+                report_type: "Vipps",
+                sub_type: &sub_type,
+                amount_ore: Some(if collected { captured } else { charge.amount }),
+                reference: Some(&charge.id),
+                status,
+                installment_id: Some(&row.installment_id),
+                intent_id: installment.intent_id.as_deref(),
+                detail: detail.as_deref(),
+            },
+            now,
+        )
+        .await?;
+        match charge_outcome(charge) {
+            Some((InstallmentStatus::Collected, _)) if captured > 0 => {
+                let psp = charge
+                    .transaction_id
+                    .clone()
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| format!("{}-capture", charge.id));
+                payments::insert_payment(
+                    &mut tx,
+                    &row.installment_id,
+                    captured,
+                    &psp,
+                    "capture",
+                    Some(&report_id),
+                    now,
+                )
+                .await?;
+                let moved = events::move_installment(
+                    &mut tx,
+                    &listeners,
+                    &row.installment_id,
+                    InstallmentStatus::Collected,
+                    None,
+                    Some(installment.amount_ore - captured),
+                    now,
+                )
+                .await?;
+                if !moved && !installment.status.is_collected() {
+                    status = "Ignored";
+                    detail = Some(format!("installment is {}; {sub_type} does not move it", installment.status));
+                }
+            }
+            Some((next, reason)) => {
+                let moved = events::move_installment(
+                    &mut tx,
+                    &listeners,
+                    &row.installment_id,
+                    next,
+                    reason.as_deref(),
+                    None,
+                    now,
+                )
+                .await?;
+                if !moved && next != installment.status && next != InstallmentStatus::Pending {
+                    status = "Ignored";
+                    detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
+                }
+            }
+            None => {
+                tracing::warn!(charge = %charge.id, %state, "Vipps reported a charge status payhub does not know");
+                status = "Ignored";
+            }
+        }
+        if status != "Matched" {
+            trail::set_report_outcome(&mut tx, &report_id, status, detail.as_deref()).await?;
+        }
+        charges::update_charge(
+            &mut tx,
+            &row.charge_id,
+            &state,
+            charge.failure_reason.as_ref().map(ToString::to_string).as_deref(),
+            charge.transaction_id.as_deref().filter(|t| !t.is_empty()),
+            Some([charge.summary.captured, charge.summary.refunded, charge.summary.cancelled]),
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// CollectRecurring: every Outstanding installment due within the lead window becomes one Vipps charge
+    /// (recorded first, then sent; in batches when there are many), and charges left unconfirmed by a crash or
+    /// a lost answer are sent again with the same order ids.
+    pub async fn collect_recurring(&self) -> ServiceResult<BeatCounts> {
+        let today = self.today();
+        let until = today.checked_add_days(Days::new(u64::from(self.recurring.lead_days.max(1)))).unwrap_or(today);
+        let tomorrow = today.checked_add_days(Days::new(1)).unwrap_or(today);
+        let mut counts = BeatCounts::default();
+        // Unconfirmed charges first (stale: a minute without an answer).
+        let stale = {
+            let mut conn = self.store.pool().acquire().await?;
+            charges::creating_charges(&mut conn, self.now() - chrono::Duration::seconds(60), 100_000).await?
+        };
+        let mut by_account: BTreeMap<String, Vec<ChargeRow>> = BTreeMap::new();
+        for charge in stale {
+            by_account.entry(charge.account_id.clone()).or_default().push(charge);
+        }
+        for (account_id, charges) in by_account {
+            counts.looked_at += charges.len();
+            counts.changed += self.send_charges(&account_id, &charges).await?;
+        }
+        let mut retry_days: BTreeMap<String, i64> = BTreeMap::new();
+        let mut after = Some(String::new());
+        while let Some(cursor) = after.take() {
+            let page = {
+                let mut conn = self.store.pool().acquire().await?;
+                let (page, next) = charges::chargeable_page(
+                    &mut conn,
+                    until,
+                    &cursor,
+                    self.recurring.batch_size.clamp(1, 2000) as i64 * 4,
+                )
+                .await?;
+                after = next;
+                page
+            };
+            counts.looked_at += page.len();
+            let mut new = Vec::with_capacity(page.len());
+            for item in &page {
+                let retry = match retry_days.get(&item.account_id) {
+                    Some(days) => *days,
+                    None => {
+                        let days = self.accounts.get(&item.account_id).await.map(|a| a.retry_days).unwrap_or(3);
+                        retry_days.insert(item.account_id.clone(), days);
+                        days
+                    }
+                };
+                new.push(NewCharge {
+                    charge_id: item.payment_reference.clone(),
+                    installment_id: item.installment_id.clone(),
+                    mandate_id: item.mandate_id.clone(),
+                    agreement_id: item.agreement_id.clone(),
+                    account_id: item.account_id.clone(),
+                    kind: ChargeKind::Recurring,
+                    amount_ore: item.amount_ore,
+                    due_date: item.due_date.max(tomorrow),
+                    retry_days: retry,
+                    description: charge_description(item.description.as_deref().unwrap_or(&item.product_name)),
+                    state: ChargeState::Creating,
+                });
+            }
+            let inserted = {
+                let mut tx = self.store.begin_write().await?;
+                let inserted = charges::insert_charges(&mut tx, &new, self.now()).await?;
+                tx.commit().await?;
+                inserted
+            };
+            // Only what this call recorded is sent: a racing instance sends its own.
+            let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+            let mut by_account: BTreeMap<String, Vec<ChargeRow>> = BTreeMap::new();
+            for charge in new.into_iter().filter(|c| inserted.contains(&c.charge_id)) {
+                by_account.entry(charge.account_id.clone()).or_default().push(ChargeRow::from_new(charge));
+            }
+            for (account_id, charges) in by_account {
+                counts.changed += self.send_charges(&account_id, &charges).await?;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Sends recorded charges to Vipps: one by one when few, else in batches. Charges Vipps accepts (or already
+    /// has, by their order id) become Pending; refused ones fail their installment with Vipps' reason; when
+    /// Vipps does not answer they stay `CREATING` for the next run. Returns how many were confirmed.
+    async fn send_charges(&self, account_id: &str, charges: &[ChargeRow]) -> ServiceResult<usize> {
+        let client = self.clients.get(&self.accounts, account_id).await?;
+        let mut confirmed = Vec::new();
+        let mut refused: Vec<(ChargeRow, String)> = Vec::new();
+        let mut agreements_to_sync = Vec::new();
+        // A charge sent again after its recorded due date (Vipps or payhub was away) is due tomorrow instead:
+        // Vipps refuses a due date that is not ahead. Its key then names the new date (a key may not be used
+        // again for another body); the order id still keeps it one charge.
+        let tomorrow = self.today().checked_add_days(Days::new(1)).unwrap_or(self.today());
+        let due = |c: &ChargeRow| c.due_date.max(tomorrow);
+        let moved = |c: &ChargeRow| (due(c) != c.due_date).then(|| due(c).format("%Y%m%d").to_string());
+        let request = |c: &ChargeRow| {
+            let mut create = CreateCharge::recurring(
+                c.amount_ore,
+                c.description.clone(),
+                due(c),
+                u8::try_from(c.retry_days).unwrap_or(0),
+                TransactionType::DirectCapture,
+            );
+            create.order_id = Some(c.charge_id.clone());
+            create
+        };
+        if charges.len() < self.recurring.batch_threshold.max(1) {
+            for c in charges {
+                let charge_key = match moved(c) {
+                    Some(day) => format!("chg-{}-{day}", c.charge_id),
+                    None => format!("chg-{}", c.charge_id),
+                };
+                let answer = client.recurring().create_charge(&c.agreement_id, &request(c), &key(&charge_key)?).await;
+                match answer {
+                    Ok(_) => confirmed.push(c.charge_id.clone()),
+                    // Vipps already has a charge with this order id (ours: the answer of an earlier create was lost).
+                    Err(error) if error.kind() == ErrorKind::Conflict || order_id_taken(&describe(&error)) => {
+                        confirmed.push(c.charge_id.clone())
+                    }
+                    Err(error) if is_transient(error.kind()) => {
+                        self.note_charge_error(&c.charge_id, &describe(&error)).await?;
+                    }
+                    Err(error) => {
+                        if error.problem().and_then(|p| p.recurring_problem())
+                            == Some(RecurringProblem::ChargeCreationFailed)
+                        {
+                            agreements_to_sync.push(c.mandate_id.clone());
+                        }
+                        refused.push((c.clone(), describe(&error)));
+                    }
+                }
+            }
+        } else {
+            for chunk in charges.chunks(self.recurring.batch_size.clamp(1, 2000)) {
+                let items: Vec<BatchCharge> =
+                    chunk.iter().map(|c| BatchCharge::new(&c.agreement_id, &c.charge_id, &request(c))).collect();
+                let mut digest = Sha256::new();
+                for c in chunk {
+                    digest.update(c.charge_id.as_bytes());
+                    if let Some(day) = moved(c) {
+                        digest.update(format!("@{day}").as_bytes());
+                    }
+                    digest.update(b",");
+                }
+                let batch_key = key(&format!("cb-{}", &hex::encode(digest.finalize())[..32]))?;
+                match client.recurring().create_charges_batch(&items, &batch_key).await {
+                    Ok(answer) => {
+                        confirmed.extend(answer.valid_charges);
+                        for invalid in answer.invalid_charges {
+                            let order_id =
+                                invalid.charge_batch_item_dto["orderId"].as_str().unwrap_or_default().to_owned();
+                            let Some(c) = chunk.iter().find(|c| c.charge_id == order_id) else { continue };
+                            let text = invalid.errors.join("; ");
+                            if order_id_taken(&text) || text.starts_with("conflict") {
+                                confirmed.push(c.charge_id.clone());
+                            } else {
+                                if text.starts_with("charge-creation-failed") {
+                                    agreements_to_sync.push(c.mandate_id.clone());
+                                }
+                                refused.push((c.clone(), format!("Vipps: {text}")));
+                            }
+                        }
+                    }
+                    Err(error) if is_transient(error.kind()) => {
+                        tracing::warn!(%account_id, error = %describe(&error), charges = chunk.len(), "charge batch not confirmed; the next run re-sends it");
+                        for c in chunk {
+                            self.note_charge_error(&c.charge_id, &describe(&error)).await?;
+                        }
+                    }
+                    Err(error) => {
+                        for c in chunk {
+                            refused.push((c.clone(), describe(&error)));
+                        }
+                    }
+                }
+            }
+        }
+        let now = self.now();
+        let count = confirmed.len();
+        if !confirmed.is_empty() || !refused.is_empty() {
+            let mut tx = self.store.begin_write().await?;
+            charges::confirm_charges(&mut tx, &confirmed, &ChargeState::Pending, now).await?;
+            let by_id: BTreeMap<&str, &ChargeRow> = charges.iter().map(|c| (c.charge_id.as_str(), c)).collect();
+            let installments: Vec<String> =
+                confirmed.iter().filter_map(|id| by_id.get(id.as_str()).map(|c| c.installment_id.clone())).collect();
+            let anyone = events::Listeners::with_url(&mut tx, None).await?;
+            let listened = installments::installments_with_webhook(&mut tx, &installments).await?;
+            if !anyone.anyone() && listened.is_empty() {
+                installments::installments_pending(&mut tx, &installments, now).await?;
+            } else {
+                for id in &installments {
+                    let listeners = match listened.get(id) {
+                        Some(url) => events::Listeners::with_url(&mut tx, Some(url.clone())).await?,
+                        None => anyone.clone(),
+                    };
+                    events::move_installment(&mut tx, &listeners, id, InstallmentStatus::Pending, None, None, now)
+                        .await?;
+                }
+            }
+            for (c, message) in &refused {
+                charges::update_charge(
+                    &mut tx,
+                    &c.charge_id,
+                    &ChargeState::Refused,
+                    None,
+                    None,
+                    None,
+                    Some(message),
+                    now,
+                )
+                .await?;
+                let listeners = events::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
+                events::move_installment(
+                    &mut tx,
+                    &listeners,
+                    &c.installment_id,
+                    InstallmentStatus::Failed,
+                    Some(message),
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        for mandate in agreements_to_sync {
+            // Boxed: an agreement sync may sync charges, which may send them again.
+            if let Err(error) = Box::pin(self.sync_agreement(&mandate, None)).await {
+                tracing::warn!(%mandate, %error, "agreement sync after a refused charge failed");
+            }
+        }
+        Ok(count)
+    }
+
+    async fn note_charge_error(&self, charge_id: &str, message: &str) -> ServiceResult<()> {
+        let mut conn = self.store.pool().acquire().await?;
+        charges::note_charge_error(&mut conn, charge_id, message, self.now()).await?;
+        Ok(())
+    }
+}
+
+impl ChargeRow {
+    fn from_new(c: NewCharge) -> ChargeRow {
+        ChargeRow {
+            charge_id: c.charge_id,
+            installment_id: c.installment_id,
+            mandate_id: c.mandate_id,
+            agreement_id: c.agreement_id,
+            account_id: c.account_id,
+            kind: c.kind,
+            amount_ore: c.amount_ore,
+            due_date: c.due_date,
+            retry_days: c.retry_days,
+            description: c.description,
+            state: c.state,
+            failure_reason: None,
+            transaction_id: None,
+            captured_ore: 0,
+            refunded_ore: 0,
+            last_error: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_cut_at_a_word_boundary() {
+        assert_eq!(charge_description("Monthly gift"), "Monthly gift");
+        let long = "Monthly gift to the Norwegian Society for the Protection of Birds";
+        let cut = charge_description(long);
+        assert!(
+            cut.chars().count() <= MAX_CHARGE_DESCRIPTION && long.starts_with(&cut) && !cut.ends_with(' '),
+            "{cut}"
+        );
+        assert_eq!(cut, "Monthly gift to the Norwegian Society for");
+    }
+}
