@@ -318,14 +318,12 @@ impl Payments {
             tracing::warn!(reference = %row.reference, state = %name, "Vipps reported a state payhub does not know; installment left as it is");
             status = Outcome::Ignored;
         }
-        let mut means = Means::vipps(sub_type, status)
+        let means = Means::vipps(sub_type, status)
+            .amount(amount)
             .reference(&row.reference)
             .installment(Some(&row.installment_id))
             .intent(installment.intent_id.as_deref())
             .detail(detail.as_deref());
-        if let Some(amount) = amount {
-            means = means.amount(amount);
-        }
         trail::record(&mut tx, Said::new(Channel::VippsPoll, Some(&row.reference), &body), means, now).await?;
         vipps_payments::update_vipps_payment(
             &mut tx,

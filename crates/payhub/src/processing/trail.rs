@@ -86,9 +86,9 @@ impl<'a> Means<'a> {
         Self::new(ReportType::Vipps, sub_type, outcome)
     }
 
-    /// With the amount it names, in øre.
-    pub fn amount(mut self, ore: i64) -> Self {
-        self.amount_ore = Some(ore);
+    /// With the amount it names, in øre (when it names one).
+    pub fn amount(mut self, ore: impl Into<Option<i64>>) -> Self {
+        self.amount_ore = ore.into();
         self
     }
 
@@ -152,6 +152,17 @@ pub async fn record(
     let message_id = rows::insert_message(conn, &said.message(), now).await?;
     let report_id = rows::insert_report(conn, &means.report(&message_id), now).await?;
     Ok(Recorded { message_id, report_id })
+}
+
+/// Sets a report's outcome after the fact: a report recorded before the change it names was tried (its id is
+/// the change's cause), which then turned out to move nothing.
+pub async fn set_outcome(
+    conn: &mut AnyConnection,
+    report_id: &str,
+    outcome: Outcome,
+    detail: Option<&str>,
+) -> StoreResult<()> {
+    rows::set_report_outcome(conn, report_id, outcome.as_str(), detail).await
 }
 
 /// Marks a received Message processed, or failed with why.

@@ -263,7 +263,7 @@ pub async fn accept(
         &mut tx,
         &NewMessage {
             direction: "inbound",
-            channel: "vipps_webhook",
+            channel: crate::domain::trail::Channel::VippsWebhook.as_str(),
             subject: subject.as_deref(),
             body: text,
             status: "New",

@@ -17,6 +17,7 @@ use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::domain::vipps_state::{AgreementState, ChargeKind, ChargeState};
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::{describe, is_transient};
+use crate::processing::trail::{self, Channel, Means, Outcome, Said};
 use crate::processing::{events, Payments};
 use crate::store::changes;
 use crate::store::charges::{self, NewCharge};
@@ -24,7 +25,6 @@ use crate::store::installments;
 use crate::store::intents;
 use crate::store::mandates::{self, MandateRow};
 use crate::store::recurring_payments;
-use crate::store::trail::{self, NewMessage, NewReport};
 
 /// What a Vipps agreement status means for the mandate. Exhaustive: a status Vipps adds is handled here.
 fn mandate_outcome(status: &AgreementStatus) -> Option<MandateStatus> {
@@ -88,25 +88,14 @@ impl Payments {
                     let mut tx = self.store.begin_write().await?;
                     let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     let body = json!({"agreementId": created.agreement_id, "vippsConfirmationUrl": created.vipps_confirmation_url, "chargeId": created.charge_id}).to_string();
-                    let message_id = trail::insert_message(
+                    trail::record(
                         &mut tx,
-                        &NewMessage { direction: "inbound", channel: "vipps_call", subject: Some(&created.agreement_id), body: &body, status: "Processed" },
-                        now,
-                    )
-                    .await?;
-                    trail::insert_report(
-                        &mut tx,
-                        &NewReport {
-                            message_id: &message_id,
-                            report_type: "Vipps",
-                            sub_type: "agreement.created",
-                            amount_ore: Some(mandate.price_ore),
-                            reference: Some(&created.agreement_id),
-                            status: "Matched",
-                            installment_id: mandate.initial_installment_id.as_deref(),
-                            intent_id: mandate.intent_id.as_deref(),
-                            detail: None,
-                        },
+                        Said::new(Channel::VippsCall, Some(&created.agreement_id), &body),
+                        Means::vipps("agreement.created", Outcome::Matched)
+                            .amount(mandate.price_ore)
+                            .reference(&created.agreement_id)
+                            .installment(mandate.initial_installment_id.as_deref())
+                            .intent(mandate.intent_id.as_deref()),
                         now,
                     )
                     .await?;
@@ -277,19 +266,7 @@ impl Payments {
         }
         let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
         let body = json!({"id": agreement.id, "status": vipps_status, "start": agreement.start, "stop": agreement.stop, "pricing": {"amount": agreement.pricing.amount}}).to_string();
-        let message_id = trail::insert_message(
-            &mut tx,
-            &NewMessage {
-                direction: "inbound",
-                channel: "vipps_poll",
-                subject: Some(&agreement.id),
-                body: &body,
-                status: "Processed",
-            },
-            now,
-        )
-        .await?;
-        let mut status = "Matched";
+        let mut status = Outcome::Matched;
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         match mandate_outcome(&agreement.status) {
             Some(next) => {
@@ -302,7 +279,7 @@ impl Payments {
                             .await?;
                     }
                 } else {
-                    status = "Ignored";
+                    status = Outcome::Ignored;
                     detail = Some(format!("mandate is {}; agreement {vipps_status} does not move it", mandate.status));
                 }
             }
@@ -310,23 +287,19 @@ impl Payments {
                 mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Pending, &vipps_status, now).await?;
                 if let AgreementStatus::Unknown(name) = &agreement.status {
                     tracing::warn!(agreement = %agreement.id, status = %name, "Vipps reported an agreement status payhub does not know");
-                    status = "Ignored";
+                    status = Outcome::Ignored;
                 }
             }
         }
-        trail::insert_report(
+        let sub_type = format!("agreement.{}", vipps_status.as_str().to_lowercase());
+        trail::record(
             &mut tx,
-            &NewReport {
-                message_id: &message_id,
-                report_type: "Vipps",
-                sub_type: &format!("agreement.{}", vipps_status.as_str().to_lowercase()),
-                amount_ore: agreement.pricing.amount,
-                reference: Some(&agreement.id),
-                status,
-                installment_id: None,
-                intent_id: mandate.intent_id.as_deref(),
-                detail: detail.as_deref(),
-            },
+            Said::new(Channel::VippsPoll, Some(&agreement.id), &body),
+            Means::vipps(&sub_type, status)
+                .amount(agreement.pricing.amount)
+                .reference(&agreement.id)
+                .intent(mandate.intent_id.as_deref())
+                .detail(detail.as_deref()),
             now,
         )
         .await?;

@@ -16,12 +16,12 @@ use crate::domain::status::InstallmentStatus;
 use crate::domain::vipps_state::{ChargeKind, ChargeState};
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::{describe, is_transient};
+use crate::processing::trail::{self, Channel, Means, Outcome, Said};
 use crate::processing::{events, Payments};
 use crate::store::charges::{self, ChargeRow, NewCharge};
 use crate::store::installments;
 use crate::store::mandates;
 use crate::store::payments;
-use crate::store::trail::{self, NewMessage, NewReport};
 
 /// Cuts a description to Vipps' 45 characters at a word boundary where there is one.
 pub(super) fn charge_description(text: &str) -> String {
@@ -157,35 +157,20 @@ impl Payments {
             "failureDescription": charge.failure_description, "summary": {"captured": charge.summary.captured, "refunded": charge.summary.refunded, "cancelled": charge.summary.cancelled},
         })
         .to_string();
-        let message_id = trail::insert_message(
-            &mut tx,
-            &NewMessage {
-                direction: "inbound",
-                channel: "vipps_poll",
-                subject: Some(&charge.id),
-                body: &body,
-                status: "Processed",
-            },
-            now,
-        )
-        .await?;
         let sub_type = format!("charge.{}", state.as_str().to_lowercase());
-        let mut status = "Matched";
+        let mut status = Outcome::Matched;
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         let collected = captured > 0 && matches!(charge_outcome(charge), Some((InstallmentStatus::Collected, _)));
-        let report_id = trail::insert_report(
+        // Recorded before the change, so the Payment can name it; its outcome is corrected below if nothing moved.
+        let trail::Recorded { report_id, .. } = trail::record(
             &mut tx,
-            &NewReport {
-                message_id: &message_id,
-                report_type: "Vipps",
-                sub_type: &sub_type,
-                amount_ore: Some(if collected { captured } else { charge.amount }),
-                reference: Some(&charge.id),
-                status,
-                installment_id: Some(&row.installment_id),
-                intent_id: installment.intent_id.as_deref(),
-                detail: detail.as_deref(),
-            },
+            Said::new(Channel::VippsPoll, Some(&charge.id), &body),
+            Means::vipps(&sub_type, status)
+                .amount(if collected { captured } else { charge.amount })
+                .reference(&charge.id)
+                .installment(Some(&row.installment_id))
+                .intent(installment.intent_id.as_deref())
+                .detail(detail.as_deref()),
             now,
         )
         .await?;
@@ -217,7 +202,7 @@ impl Payments {
                 )
                 .await?;
                 if !moved && !installment.status.is_collected() {
-                    status = "Ignored";
+                    status = Outcome::Ignored;
                     detail = Some(format!("installment is {}; {sub_type} does not move it", installment.status));
                 }
             }
@@ -233,17 +218,17 @@ impl Payments {
                 )
                 .await?;
                 if !moved && next != installment.status && next != InstallmentStatus::Pending {
-                    status = "Ignored";
+                    status = Outcome::Ignored;
                     detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
                 }
             }
             None => {
                 tracing::warn!(charge = %charge.id, %state, "Vipps reported a charge status payhub does not know");
-                status = "Ignored";
+                status = Outcome::Ignored;
             }
         }
-        if status != "Matched" {
-            trail::set_report_outcome(&mut tx, &report_id, status, detail.as_deref()).await?;
+        if status != Outcome::Matched {
+            trail::set_outcome(&mut tx, &report_id, status, detail.as_deref()).await?;
         }
         charges::update_charge(
             &mut tx,

@@ -6,13 +6,13 @@ use crate::domain::ids::new_id;
 use crate::domain::recurring::{RecurringIntent, MAX_CHARGE_DESCRIPTION};
 use crate::domain::schedule::oslo_date;
 use crate::error::ErrorItem;
+use crate::processing::trail::{self, Channel, Means, Outcome, ReportType, Said};
 use crate::processing::{events, with_defaults, IntentError, Payments};
 use crate::store::installments;
 use crate::store::intents;
 use crate::store::mandates;
 use crate::store::payers;
 use crate::store::recurring_payments;
-use crate::store::trail::{self, NewMessage, NewReport};
 use crate::store::StoreError;
 
 impl Payments {
@@ -100,31 +100,15 @@ impl Payments {
             attempt += 1;
             let initial_reference = initial_id.as_ref().map(|_| crate::processing::new_payment_reference());
             let mut tx = self.store.begin_write().await?;
-            let message_id = trail::insert_message(
+            let detail = format!("recurring payment {recurring_id}");
+            let trail::Recorded { report_id, .. } = trail::record(
                 &mut tx,
-                &NewMessage {
-                    direction: "inbound",
-                    channel: "api",
-                    subject: Some(&intent_id),
-                    body: raw_body,
-                    status: "Processed",
-                },
-                now,
-            )
-            .await?;
-            let report_id = trail::insert_report(
-                &mut tx,
-                &NewReport {
-                    message_id: &message_id,
-                    report_type: "PaymentIntent",
-                    sub_type: "Default",
-                    amount_ore: Some(intent.terms.amount.ore()),
-                    reference: None,
-                    status: "Matched",
-                    installment_id: initial_id.as_deref(),
-                    intent_id: Some(&intent_id),
-                    detail: Some(&format!("recurring payment {recurring_id}")),
-                },
+                Said::new(Channel::Api, Some(&intent_id), raw_body),
+                Means::new(ReportType::PaymentIntent, "Default", Outcome::Matched)
+                    .amount(intent.terms.amount.ore())
+                    .installment(initial_id.as_deref())
+                    .intent(Some(&intent_id))
+                    .detail(Some(&detail)),
                 now,
             )
             .await?;
