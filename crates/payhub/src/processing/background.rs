@@ -30,35 +30,23 @@ impl Payments {
     /// from Vipps and the records brought up to date (duplicates and reordering are harmless: the read-back is
     /// the truth), and the webhook's Message is finished with the outcome.
     pub fn register_jobs(&self, handlers: &Handlers) {
-        let payments = self.clone();
-        handlers.register(SYNC_PAYMENT_JOB, move |job: Job| {
-            let payments = payments.clone();
-            async move {
-                let reference = job.payload["reference"].as_str().unwrap_or_default().to_owned();
-                let message = job.payload["message"].as_str().map(str::to_owned);
-                let outcome = payments.sync(&reference, message.as_deref()).await;
-                let error = outcome.as_ref().err().map(ToString::to_string);
-                finish(&payments.store, message.as_deref(), error.map_or(Ok(()), Err)).await?;
-                outcome.map_err(Into::into)
-            }
-        });
-        for kind in [SYNC_AGREEMENT_JOB, SYNC_CHARGE_JOB] {
+        for kind in [SYNC_PAYMENT_JOB, SYNC_AGREEMENT_JOB, SYNC_CHARGE_JOB] {
             let payments = self.clone();
             handlers.register(kind, move |job: Job| {
                 let payments = payments.clone();
                 async move {
                     let message = job.payload["message"].as_str().map(str::to_owned);
-                    let outcome = if job.kind == SYNC_AGREEMENT_JOB {
-                        let agreement = job.payload["agreement"].as_str().unwrap_or_default().to_owned();
-                        payments.sync_agreement(&agreement, message.as_deref()).await
-                    } else {
-                        let charge = job.payload["charge"].as_str().unwrap_or_default().to_owned();
-                        payments.sync_charge(&charge, message.as_deref()).await
+                    let text = |key: &str| job.payload[key].as_str().unwrap_or_default().to_owned();
+                    let outcome = match job.kind.as_str() {
+                        SYNC_PAYMENT_JOB => payments.sync(&text("reference"), message.as_deref()).await,
+                        SYNC_AGREEMENT_JOB => payments.sync_agreement(&text("agreement"), message.as_deref()).await,
+                        _ => payments.sync_charge(&text("charge"), message.as_deref()).await,
                     };
                     let store = &payments.store;
                     match outcome {
                         Ok(()) => finish(store, message.as_deref(), Ok(())).await,
-                        // An event about an agreement or charge payhub did not make is not ours to process.
+                        // An event about a payment, agreement or charge payhub did not make (one made in the
+                        // portal, say) is not ours to process: noted once, not retried.
                         Err(ServiceError::NotFound(what)) => {
                             finish(store, message.as_deref(), Err(format!("no {what} of payhub's matches this event")))
                                 .await

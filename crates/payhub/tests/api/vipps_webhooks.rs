@@ -79,6 +79,23 @@ on_both_backends! {
         assert_eq!(storage::vipps_webhook_messages(&app, None).await, 4, "every delivery kept raw");
     }
 
+    async fn a_webhook_for_a_payment_payhub_did_not_create_is_noted_once_not_retried(app) {
+        let vipps = app.with_vipps().await;
+        let (url, secret) = registered(&app).await;
+        vipps.control("/_sim/webhooks/pause", json!({})).await;
+        let body = json!({"msn": "0", "reference": "made-in-the-portal-1", "pspReference": "x", "name": "AUTHORIZED",
+            "amount": {"currency": "NOK", "value": 3600}, "timestamp": "2026-11-23T10:00:00Z", "success": true}).to_string();
+        assert_eq!(deliver(&app, &url, &secret, &body, chrono::Utc::now()).await, StatusCode::OK);
+        app.state.jobs.run_until_idle().await.unwrap();
+        // Storage itself: the job's attempts and the message's outcome have no API.
+        let attempts = storage::count(&app, "SELECT COALESCE(SUM(attempts), 0) FROM jobs WHERE kind = 'vipps.payment.sync'", &[]).await;
+        assert_eq!(attempts, 1, "ran once, not retried");
+        let failed = storage::count(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'vipps.payment.sync' AND status <> 'done'", &[]).await;
+        assert_eq!(failed, 0, "the job is done: there is nothing of payhub's to bring up to date");
+        let noted = storage::count(&app, "SELECT COUNT(*) FROM messages WHERE channel = 'vipps_webhook' AND status = 'Failed' AND error LIKE '%no payment of payhub%'", &[]).await;
+        assert_eq!(noted, 1, "the message says why it was not processed");
+    }
+
     async fn forged_tampered_and_stale_webhooks_are_rejected_and_change_nothing(app) {
         let vipps = app.with_vipps().await;
         let (url, secret) = registered(&app).await;
