@@ -84,6 +84,26 @@ on_both_backends! {
         assert_eq!(installment["Status"], "Failed");
     }
 
+    async fn a_payer_back_before_vipps_decided_waits_on_a_checking_page_not_the_failure_url(app) {
+        let vipps = app.with_vipps().await;
+        let created = pay(&app, &vipps).await;
+        let intent_id = created["Id"].as_str().unwrap();
+        // Back before approving (the app was closed, or Vipps is slower than the payer).
+        let response = app.http.get(app.url(&format!("/v2/return/{intent_id}"))).header("accept-language", "nb-NO,nb;q=0.9").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let page = response.text().await.unwrap();
+        assert!(page.contains("Vi sjekker betalingen"), "{page}");
+        assert!(page.contains(r#"http-equiv="refresh""#), "the page looks again by itself: {page}");
+        assert!(page.contains(r#"lang="nb""#) && page.contains("width=device-width"));
+        let response = app.http.get(app.url(&format!("/v2/return/{intent_id}"))).header("accept-language", "en-GB").send().await.unwrap();
+        assert!(response.text().await.unwrap().contains("checking your payment"));
+        // Once Vipps has decided, the same address forwards.
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap();
+        vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await;
+        assert_eq!(come_back(&app, intent_id).await, "https://example.org/thanks");
+        assert_eq!(app.http.get(app.url("/v2/return/pi_unknown")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    }
+
     async fn an_expired_payment_fails_once_the_clock_passes_ten_minutes(app) {
         let vipps = app.with_vipps().await;
         let created = pay(&app, &vipps).await;
