@@ -268,6 +268,22 @@ impl Accounts {
                 "One account must be the default while any exist: make another account the default instead.",
             )]));
         }
+        if settings.vipps_base_url() != record.settings.vipps_base_url() {
+            // The stored secrets were given for the old host: sending them to another one must be asked for.
+            let missing: Vec<FieldError> = [
+                ("client_secret", secrets.client_secret.is_none()),
+                ("subscription_key", secrets.subscription_key.is_none()),
+            ]
+            .into_iter()
+            .filter(|(_, missing)| *missing)
+            .map(|(field, _)| {
+                FieldError::missing(field, "Enter it again: the account now talks to another Vipps host.")
+            })
+            .collect();
+            if !missing.is_empty() {
+                return Err(ServiceError::Invalid(missing));
+            }
+        }
         if settings.is_default && !record.settings.is_default {
             account_store::clear_default_except(&mut tx, id).await?;
         }

@@ -33,6 +33,31 @@ async fn defaults(app: &crate::helpers::TestApp) -> Vec<String> {
 }
 
 on_both_backends! {
+    async fn moving_an_account_to_another_vipps_host_needs_its_secrets_again(app) {
+        let created = app.create_account(account_body("Innsamling")).await;
+        let id = created["id"].as_str().unwrap();
+        let path = format!("/admin/api/accounts/{id}");
+        // The stored secrets were given for the old host; they must not be sent to a new one unasked.
+        let moved = app.admin(Method::PATCH, &path).json(&json!({"api_base_url": "https://vipps.example.net"})).send().await.unwrap();
+        assert_eq!(moved.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_fields(moved).await, pairs(&[("client_secret", "010"), ("subscription_key", "010")]));
+        let switched = app.admin(Method::PATCH, &path).json(&json!({"is_test": false})).send().await.unwrap();
+        assert_eq!(switched.status(), StatusCode::BAD_REQUEST, "test to production is another host too");
+        let unchanged: Value = app.admin(Method::GET, &path).send().await.unwrap().json().await.unwrap();
+        assert_eq!(unchanged["api_base_url"], created["api_base_url"]);
+        assert_eq!(unchanged["is_test"], created["is_test"]);
+        let with_secrets = app
+            .admin(Method::PATCH, &path)
+            .json(&json!({"api_base_url": "https://vipps.example.net", "client_secret": "new-host-secret-1234", "subscription_key": "new-host-key-12345"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with_secrets.status(), StatusCode::OK);
+        // Other changes need no secrets.
+        let renamed = app.admin(Method::PATCH, &path).json(&json!({"name": "Innsamling 2"})).send().await.unwrap();
+        assert_eq!(renamed.status(), StatusCode::OK);
+    }
+
     async fn an_account_is_created_read_listed_and_its_secrets_never_come_back(app) {
         let created = app.create_account(account_body("Main")).await;
         assert_eq!(created["name"], "Main");
