@@ -293,8 +293,11 @@ pub async fn sign_out(store: &Store, cookie: &str) -> ServiceResult<()> {
 pub async fn create_setup_link(store: &Store) -> ServiceResult<String> {
     let token = tokens::new_token("");
     let now = Utc::now();
-    let mut conn = store.pool().acquire().await?;
-    user_store::insert_setup_link(&mut conn, &tokens::hash_token(&token), now, now + Duration::hours(24)).await?;
+    let mut tx = store.begin_write().await?;
+    // Only the newest link works: a link printed by an earlier start (maybe to a log others read) is over.
+    user_store::delete_setup_links(&mut tx).await?;
+    user_store::insert_setup_link(&mut tx, &tokens::hash_token(&token), now, now + Duration::hours(24)).await?;
+    tx.commit().await?;
     Ok(token)
 }
 

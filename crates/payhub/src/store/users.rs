@@ -261,6 +261,12 @@ pub async fn delete_session(conn: &mut AnyConnection, token_hash: &str) -> Store
     Ok(())
 }
 
+/// Ends every setup link.
+pub async fn delete_setup_links(conn: &mut AnyConnection) -> StoreResult<()> {
+    sqlx::query("DELETE FROM setup_links").execute(conn).await?;
+    Ok(())
+}
+
 /// Stores a one-time setup link (its hash).
 pub async fn insert_setup_link(
     conn: &mut AnyConnection,

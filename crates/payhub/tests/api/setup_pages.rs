@@ -170,6 +170,15 @@ on_both_backends! {
         assert_eq!(status, StatusCode::NOT_FOUND, "the link works once");
     }
 
+    async fn a_new_first_run_link_ends_the_one_printed_before(app) {
+        let first = payhub::auth::create_setup_link(&app.state.store).await.unwrap();
+        let second = payhub::auth::create_setup_link(&app.state.store).await.unwrap();
+        assert!(!payhub::auth::setup_link_is_live(&app.state.store, &first).await.unwrap(), "an earlier start's link is over");
+        assert!(payhub::auth::setup_link_is_live(&app.state.store, &second).await.unwrap());
+        let (status, _) = Browser::new(&app).get(&format!("/first-run?token={first}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
     async fn the_dashboard_shows_admins_each_beats_last_run(app) {
         app.state.jobs.heartbeat.run_now("recurring.collect").await.unwrap();
         app.state.jobs.run_until_idle().await.unwrap();
