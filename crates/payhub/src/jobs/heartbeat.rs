@@ -124,9 +124,21 @@ impl Heartbeat {
         });
     }
 
-    /// Deletes jobs that ended (done or failed) more than [`RETENTION`] ago, except those holding a dedupe
-    /// key (which must stay taken), and beat runs older than that; returns how many rows went.
+    /// Ends beat runs whose worker died, and deletes jobs that ended (done or failed) more than [`RETENTION`]
+    /// ago, except those holding a dedupe key (which must stay taken), and beat runs older than that; returns
+    /// how many rows changed.
     pub async fn prune(&self) -> StoreResult<u64> {
+        // A run still `running` after its job's lease ran out lost its worker (the process died): its job will
+        // not run again (one attempt), so the run is over; the next period runs the beat anew.
+        let lease = chrono::TimeDelta::from_std(self.queue.settings().lease).unwrap_or(chrono::TimeDelta::MAX);
+        let lost_before = timestamp(self.queue.now().checked_sub_signed(lease).unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let lost = sqlx::query(
+            "UPDATE beat_runs SET status = 'failed', error = 'its worker stopped before it finished' \
+             WHERE status = 'running' AND started_at < $1",
+        )
+        .bind(&lost_before)
+        .execute(self.queue.store().pool())
+        .await?;
         let retention = chrono::TimeDelta::from_std(RETENTION).unwrap_or(chrono::TimeDelta::MAX);
         let before = timestamp(self.queue.now().checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC));
         let jobs = sqlx::query(
@@ -139,7 +151,7 @@ impl Heartbeat {
             .bind(&before)
             .execute(self.queue.store().pool())
             .await?;
-        Ok(jobs.rows_affected() + runs.rows_affected())
+        Ok(lost.rows_affected() + jobs.rows_affected() + runs.rows_affected())
     }
 
     /// Adds (or replaces) the beat `name`, run once per `period` (at least a second).

@@ -293,6 +293,30 @@ on_both_backends! {
         assert_eq!(broken[0].error.as_deref(), Some("the beat found nothing to do and says so"));
     }
 
+    async fn a_beat_run_whose_worker_died_is_marked_failed_not_left_running(app) {
+        let clock = ManualClock::at("2026-11-23T10:15:30Z");
+        let instance = app.state.jobs.fork_with_clock(clock.clock());
+        instance.heartbeat.register("stuck", Duration::from_secs(3600), |_context| std::future::pending());
+        let run_id = instance.heartbeat.run_now("stuck").await.unwrap();
+        let worker = tokio::spawn({
+            let instance = instance.clone();
+            async move { instance.run_until_idle().await }
+        });
+        for _ in 0..100 {
+            if instance.heartbeat.run(&run_id).await.unwrap().unwrap().status == "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.abort(); // the process running the beat dies
+        let _ = worker.await;
+        clock.advance(Duration::from_secs(3600));
+        instance.heartbeat.prune().await.unwrap();
+        let run = instance.heartbeat.run(&run_id).await.unwrap().unwrap();
+        assert_eq!(run.status, "failed", "{run:?}");
+        assert!(run.error.as_deref().unwrap_or_default().contains("stopped"), "{run:?}");
+    }
+
     async fn the_admin_api_shows_the_queue_and_runs_a_beat_on_request(app) {
         let ran = Arc::new(Mutex::new(0));
         let seen = ran.clone();
