@@ -19,7 +19,7 @@ use vipps_client::recurring::{
 use vipps_client::{Currency, ErrorKind, RecurringIdempotencyKey, RecurringProblem};
 
 use super::vipps_payment::{describe, is_transient};
-use super::{events, with_defaults, IntentError, Payments};
+use super::{outbox, with_defaults, IntentError, Payments};
 use crate::auth::Actor;
 use crate::domain::ids::new_id;
 use crate::domain::money::Money;
@@ -252,7 +252,7 @@ impl Payments {
                 None => None,
             };
             let listeners =
-                events::Listeners::with_url(&mut conn, base.webhook_url.as_ref().map(|u| u.to_string())).await?;
+                outbox::Listeners::with_url(&mut conn, base.webhook_url.as_ref().map(|u| u.to_string())).await?;
             (payer, profile, listeners)
         };
 
@@ -377,9 +377,9 @@ impl Payments {
                 now,
             )
             .await?;
-            events::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
+            outbox::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
             if let Some(id) = &initial_id {
-                events::installment(&mut tx, &listeners, "installment.created", id, now).await?;
+                outbox::installment(&mut tx, &listeners, "installment.created", id, now).await?;
             }
             tx.commit().await?;
             break;
@@ -447,7 +447,7 @@ impl Payments {
             Ok(created) => {
                 let result: ServiceResult<MandateRow> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+                    let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     let body = json!({"agreementId": created.agreement_id, "vippsConfirmationUrl": created.vipps_confirmation_url, "chargeId": created.charge_id}).to_string();
                     let message_id = records::insert_message(
                         &mut tx,
@@ -491,10 +491,10 @@ impl Payments {
                             now,
                         )
                         .await?;
-                        events::move_installment(&mut tx, &listeners, &initial.id, InstallmentStatus::Pending, None, None, now).await?;
+                        outbox::move_installment(&mut tx, &listeners, &initial.id, InstallmentStatus::Pending, None, None, now).await?;
                     }
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
-                    events::intent(&mut tx, &listeners, "paymentIntent.processed", &intent_id, now).await?;
+                    outbox::intent(&mut tx, &listeners, "paymentIntent.processed", &intent_id, now).await?;
                     tx.commit().await?;
                     let mut conn = self.store.pool().acquire().await?;
                     rec::mandate(&mut conn, &mandate.id).await?.ok_or(ServiceError::NotFound("mandate"))
@@ -514,7 +514,7 @@ impl Payments {
                 tracing::warn!(mandate = %mandate.id, error = %message, "Vipps refused the agreement");
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+                    let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     rec::set_mandate_error(&mut tx, &mandate.id, &message, true, now).await?;
                     rec::move_mandate(&mut tx, &mandate.id, MandateStatus::Expired, "REFUSED", now).await?;
                     for recurring in rec::recurring_of_mandate(&mut tx, &mandate.id).await? {
@@ -529,7 +529,7 @@ impl Payments {
                         .await?;
                     }
                     if let Some(initial) = &initial {
-                        events::move_installment(
+                        outbox::move_installment(
                             &mut tx,
                             &listeners,
                             &initial.id,
@@ -541,7 +541,7 @@ impl Payments {
                         .await?;
                     }
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
-                    events::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
+                    outbox::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -633,7 +633,7 @@ impl Payments {
         if current.is_some_and(|m| m.vipps_status == vipps_status) {
             return Ok(false);
         }
-        let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
         let body = json!({"id": agreement.id, "status": vipps_status, "start": agreement.start, "stop": agreement.stop, "pricing": {"amount": agreement.pricing.amount}}).to_string();
         let message_id = records::insert_message(
             &mut tx,
@@ -653,7 +653,7 @@ impl Payments {
             Some(next) => {
                 let moved = rec::move_mandate(&mut tx, &mandate.id, next, &vipps_status, now).await?;
                 if moved {
-                    events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
+                    outbox::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                     if matches!(next, MandateStatus::Stopped | MandateStatus::Expired) {
                         let reason = format!("Agreement {} at Vipps", vipps_status.to_lowercase());
                         self.end_under_mandate(&mut tx, &listeners, mandate, RecurringStatus::Ended, &reason, now)
@@ -696,7 +696,7 @@ impl Payments {
     async fn end_under_mandate(
         &self,
         tx: &mut sqlx::AnyConnection,
-        listeners: &events::Listeners,
+        listeners: &outbox::Listeners,
         mandate: &MandateRow,
         status: RecurringStatus,
         reason: &str,
@@ -706,7 +706,7 @@ impl Payments {
             rec::set_recurring_status(&mut *tx, &recurring.id, status, Some(reason), None, now).await?;
         }
         for installment in rec::open_installments(&mut *tx, &mandate.id, None).await? {
-            events::move_installment(
+            outbox::move_installment(
                 &mut *tx,
                 listeners,
                 &installment,
@@ -793,7 +793,7 @@ impl Payments {
         }
         let installment =
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = json!({
             "id": charge.id, "agreementId": charge.agreement_id, "status": state, "amount": charge.amount,
             "due": charge.due, "transactionId": charge.transaction_id, "failureReason": charge.failure_reason.as_ref().map(ToString::to_string),
@@ -841,7 +841,7 @@ impl Payments {
                     .unwrap_or_else(|| format!("{}-capture", charge.id));
                 records::insert_payment(&mut tx, &row.installment_id, captured, &psp, "capture", Some(&report_id), now)
                     .await?;
-                let moved = events::move_installment(
+                let moved = outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &row.installment_id,
@@ -857,7 +857,7 @@ impl Payments {
                 }
             }
             Some((next, reason)) => {
-                let moved = events::move_installment(
+                let moved = outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &row.installment_id,
@@ -1007,14 +1007,14 @@ impl Payments {
                 )
                 .await?;
             }
-            let anyone = events::Listeners::with_url(&mut tx, None).await?;
+            let anyone = outbox::Listeners::with_url(&mut tx, None).await?;
             let inserted: std::collections::HashSet<&String> = inserted.iter().collect();
             for item in items.iter().filter(|i| inserted.contains(&i.id)) {
                 let listeners = match &item.recurring.webhook_url {
-                    Some(url) => events::Listeners::with_url(&mut tx, Some(url.clone())).await?,
+                    Some(url) => outbox::Listeners::with_url(&mut tx, Some(url.clone())).await?,
                     None => anyone.clone(),
                 };
-                events::installment(&mut tx, &listeners, "installment.created", &item.id, now).await?;
+                outbox::installment(&mut tx, &listeners, "installment.created", &item.id, now).await?;
             }
             tx.commit().await?;
         }
@@ -1205,24 +1205,24 @@ impl Payments {
             let by_id: BTreeMap<&str, &ChargeRow> = charges.iter().map(|c| (c.charge_id.as_str(), c)).collect();
             let installments: Vec<String> =
                 confirmed.iter().filter_map(|id| by_id.get(id.as_str()).map(|c| c.installment_id.clone())).collect();
-            let anyone = events::Listeners::with_url(&mut tx, None).await?;
+            let anyone = outbox::Listeners::with_url(&mut tx, None).await?;
             let listened = rec::installments_with_webhook(&mut tx, &installments).await?;
             if !anyone.anyone() && listened.is_empty() {
                 rec::installments_pending(&mut tx, &installments, now).await?;
             } else {
                 for id in &installments {
                     let listeners = match listened.get(id) {
-                        Some(url) => events::Listeners::with_url(&mut tx, Some(url.clone())).await?,
+                        Some(url) => outbox::Listeners::with_url(&mut tx, Some(url.clone())).await?,
                         None => anyone.clone(),
                     };
-                    events::move_installment(&mut tx, &listeners, id, InstallmentStatus::Pending, None, None, now)
+                    outbox::move_installment(&mut tx, &listeners, id, InstallmentStatus::Pending, None, None, now)
                         .await?;
                 }
             }
             for (c, message) in &refused {
                 rec::update_charge(&mut tx, &c.charge_id, "REFUSED", None, None, None, Some(message), now).await?;
-                let listeners = events::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
-                events::move_installment(
+                let listeners = outbox::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
+                outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &c.installment_id,
@@ -1561,8 +1561,8 @@ impl Payments {
                 rec::update_charge(&mut conn, &charge.charge_id, "CANCELLED", None, None, None, None, now).await?;
             }
             let mut tx = self.store.begin_write().await?;
-            let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
-            events::move_installment(
+            let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+            outbox::move_installment(
                 &mut tx,
                 &listeners,
                 &installment.id,
@@ -1611,10 +1611,10 @@ impl Payments {
         let mut tx = self.store.begin_write().await?;
         let outcome = match answer {
             Ok(_) => {
-                let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+                let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                 let message = format!("Agreement {agreement_id} stopped at Vipps");
                 if rec::move_mandate(&mut tx, &mandate.id, MandateStatus::Cancelled, "STOPPED", now).await? {
-                    events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
+                    outbox::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                 }
                 for recurring in rec::recurring_of_mandate(&mut tx, &mandate.id).await? {
                     rec::set_recurring_status(

@@ -7,7 +7,7 @@ use vipps_client::recurring::ChargeAmount;
 use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 
 use super::vipps_payment::{describe, is_transient, totals};
-use super::{events, Payments};
+use super::{outbox, Payments};
 use crate::domain::status::InstallmentStatus;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
@@ -124,7 +124,7 @@ impl Payments {
         let installment = records::installment(&mut tx, &refund.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let mut payment_id = None;
         match answer {
             Ok((psp_reference, body, vipps_reference, vipps_totals)) => {
@@ -178,7 +178,7 @@ impl Payments {
                 let left = records::refundable_ore(&mut tx, &installment.id).await?;
                 let next = if left <= 0 { InstallmentStatus::Refunded } else { InstallmentStatus::PartiallyRefunded };
                 let open = installment.amount_open_ore + refund.amount_ore;
-                events::move_installment(
+                outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &installment.id,

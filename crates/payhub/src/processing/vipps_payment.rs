@@ -10,7 +10,7 @@ use serde_json::json;
 use vipps_client::epayment::{CreatePaymentRequest, Customer, Payment, Reference, State};
 use vipps_client::{Amount, ErrorKind, IdempotencyKey};
 
-use super::{events, Payments};
+use super::{outbox, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::records::{self, NewMessage, NewReport, VippsPaymentRow};
@@ -37,7 +37,7 @@ pub(crate) struct Known<'a> {
     /// The merchant account.
     pub account: &'a crate::vipps::accounts::AccountView,
     /// The intent's event listeners.
-    pub listeners: &'a events::Listeners,
+    pub listeners: &'a outbox::Listeners,
 }
 
 /// What a Vipps state means for the installment. Exhaustive: a state Vipps adds is handled here on purpose.
@@ -151,7 +151,7 @@ impl Payments {
             Ok(created) => {
                 let body = json!({"reference": created.reference, "redirectUrl": created.redirect_url}).to_string();
                 let redirect_url = created.redirect_url.clone();
-                let answer = super::group_commit::CreatedAtVipps {
+                let answer = crate::store::together::CreatedAtVipps {
                     reference: reference.to_owned(),
                     installment_id: row.installment_id.clone(),
                     intent_id: intent_id.clone(),
@@ -161,13 +161,7 @@ impl Payments {
                     listeners: known.map(|k| k.listeners.clone()),
                     now,
                 };
-                // A fresh intent's answer is written with the others waiting (one transaction); a re-sent
-                // create (the poll) on its own.
-                let result = match known {
-                    Some(_) => self.writers().created(answer).await,
-                    None => super::group_commit::created_alone(&self.store, &answer).await,
-                };
-                result.map_err(|e| internal(&e))?;
+                self.together().created(answer).await.map_err(|e| internal(&e))?;
                 Ok(redirect_url)
             }
             Err(error) if is_transient(error.kind()) => {
@@ -184,10 +178,10 @@ impl Payments {
                 tracing::warn!(%reference, error = %message, "Vipps refused the payment");
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
+                    let listeners = outbox::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
                     records::update_vipps_payment(&mut tx, reference, "REFUSED", None, None, None, Some(&message), now)
                         .await?;
-                    events::move_installment(
+                    outbox::move_installment(
                         &mut tx,
                         &listeners,
                         &row.installment_id,
@@ -198,7 +192,7 @@ impl Payments {
                     )
                     .await?;
                     records::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
-                    events::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
+                    outbox::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -259,7 +253,7 @@ impl Payments {
         let mut tx = self.store.begin_write().await?;
         let installment =
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = snapshot_json(payment);
         let message_id = records::insert_message(
             &mut tx,
@@ -290,7 +284,7 @@ impl Payments {
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         if let Some((next, reason)) = outcome(&payment.state) {
             let moved =
-                events::move_installment(&mut tx, &listeners, &row.installment_id, next, reason, None, now).await?;
+                outbox::move_installment(&mut tx, &listeners, &row.installment_id, next, reason, None, now).await?;
             if !moved && next != installment.status {
                 status = "Ignored";
                 detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
@@ -388,7 +382,7 @@ impl Payments {
         let mut tx = self.store.begin_write().await?;
         let installment =
             records::installment(&mut tx, &row.installment_id).await?.ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let message_id = records::insert_message(
             &mut tx,
             &NewMessage {
@@ -427,7 +421,7 @@ impl Payments {
             now,
         )
         .await?;
-        events::move_installment(
+        outbox::move_installment(
             &mut tx,
             &listeners,
             &row.installment_id,

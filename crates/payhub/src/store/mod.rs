@@ -6,12 +6,12 @@
 
 pub mod accounts;
 pub mod audit;
-pub mod batch;
 pub mod checkpoint;
 pub mod idempotency;
+pub mod outbox;
 pub mod records;
 pub mod recurring;
-pub(crate) mod sqlite_writer;
+pub mod together;
 pub mod users;
 
 use std::str::FromStr;
@@ -45,7 +45,7 @@ pub enum StoreError {
     /// Anything else the driver reported.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    /// Anything else SQLite reported to the group-commit writer's own connection (`sqlite_writer`).
+    /// Anything else SQLite reported to the group-commit writer's own connection (`together::sqlite_writer`).
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -86,7 +86,7 @@ pub struct Store {
     key_reads: std::sync::Arc<std::sync::OnceLock<KeyReads>>,
     /// SQLite: the task that checkpoints the write-ahead log off the writer's path ([`checkpoint`]).
     checkpoints: Option<std::sync::Arc<checkpoint::Checkpoints>>,
-    /// SQLite: the database file, for connections opened outside sqlx ([`sqlite_writer`]); `None` in memory.
+    /// SQLite: the database file, for connections opened outside sqlx ([`together::sqlite_writer`]); `None` in memory.
     sqlite_file: Option<std::sync::Arc<str>>,
 }
 

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use payhub::app::Application;
-use payhub::state::AppState;
 use payhub::auth::{self, Actor};
 use payhub::config::Config;
 use payhub::domain::role::Role;
+use payhub::state::AppState;
 use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
