@@ -101,6 +101,8 @@ pub fn verify(
 }
 
 impl Outbox {
+    /// The secret that signs deliveries to endpoint `endpoint_id` (or, for `None`, to intents' `WebhookURL`s);
+    /// `None` once the endpoint is deleted.
     async fn secret_for(&self, endpoint_id: Option<&str>) -> anyhow::Result<Option<String>> {
         match endpoint_id {
             None => Ok(Some(self.intent_secret().await.map_err(|e| anyhow::anyhow!("{e}"))?)),
