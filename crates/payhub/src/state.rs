@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::jobs::{Clock, Jobs};
 use crate::ops::Metrics;
+use crate::processing::outbox::Outbox;
 use crate::processing::recurring::RecurringSettings;
 use crate::processing::Payments;
 use crate::secrets::MasterKey;
@@ -32,8 +33,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The payment flows.
     pub payments: Payments,
-    /// The job queue, its handlers, the heartbeat and outbound webhooks.
+    /// The job queue, its handlers and the heartbeat.
     pub jobs: Jobs,
+    /// Outbound webhooks: endpoints, the delivery log, and the job that sends deliveries.
+    pub outbox: Outbox,
 }
 
 impl AppState {
@@ -46,7 +49,9 @@ impl AppState {
             Some(key) => key.clone(),
             None => MasterKey::load_or_create(&config.data_dir)?,
         };
-        let jobs = Jobs::with_clock(store.clone(), key.clone(), clock.clone());
+        let jobs = Jobs::with_clock(store.clone(), clock.clone());
+        let outbox = Outbox::new(jobs.queue.clone(), key.clone());
+        outbox.install(&jobs);
         let accounts = Accounts::new(store.clone(), key);
         let payments = Payments::new(
             store.clone(),
@@ -67,6 +72,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             payments,
             jobs,
+            outbox,
         };
         state.registrar().register_job(&state.jobs.handlers);
         state.payments.register_jobs(&state.jobs.handlers);

@@ -13,14 +13,14 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use crate::auth::Principal;
 use crate::domain::FieldError;
-use crate::jobs::outbound::NewEndpoint;
+use crate::processing::outbox::NewEndpoint;
 use crate::state::AppState;
 
 /// `GET /admin/api/webhook-endpoints`: every endpoint (without secrets), and the installation secret that
 /// signs deliveries to payment intents' own `WebhookURL`s (created on first need).
 pub async fn list_endpoints(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let endpoints = state.jobs.outbound.list_endpoints().await?;
-    let intent_secret = state.jobs.outbound.intent_secret().await?;
+    let endpoints = state.outbox.list_endpoints().await?;
+    let intent_secret = state.outbox.intent_secret().await?;
     Ok(Json(json!({ "endpoints": endpoints, "intent_webhook_secret": intent_secret })).into_response())
 }
 
@@ -31,7 +31,7 @@ pub async fn create_endpoint(
     Extension(caller): Extension<Principal>,
     ApiJson(input): ApiJson<NewEndpoint>,
 ) -> Result<Response, ApiError> {
-    let (endpoint, secret) = state.jobs.outbound.create_endpoint(&input, &caller.actor()).await?;
+    let (endpoint, secret) = state.outbox.create_endpoint(&input, &caller.actor()).await?;
     let mut body = serde_json::to_value(endpoint).map_err(|e| ApiError::internal(&e.into()))?;
     if let Some(object) = body.as_object_mut() {
         object.insert("secret".into(), json!(secret));
@@ -45,7 +45,7 @@ pub async fn delete_endpoint(
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.jobs.outbound.delete_endpoint(&id, &caller.actor()).await?;
+    state.outbox.delete_endpoint(&id, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -72,7 +72,7 @@ pub async fn list_deliveries(
         }
     }
     let deliveries =
-        state.jobs.outbound.deliveries(query.status.as_deref(), query.limit.unwrap_or(100).clamp(1, 1000)).await?;
+        state.outbox.deliveries(query.status.as_deref(), query.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(Json(json!({ "deliveries": deliveries })).into_response())
 }
 
@@ -82,7 +82,7 @@ pub async fn resend_delivery(
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let delivery = state.jobs.outbound.resend(&id, &caller.actor()).await?;
+    let delivery = state.outbox.resend(&id, &caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
 }
 

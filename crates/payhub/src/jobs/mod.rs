@@ -1,5 +1,6 @@
-//! Background work: a durable job queue in the database, the workers that run it, the heartbeat (periodic
-//! beats run as jobs) and outbound webhooks (deliveries run as jobs).
+//! Background work: a durable job queue in the database, the workers that run it, and the heartbeat (periodic
+//! beats run as jobs). What the jobs do is registered by the modules above (outbound deliveries by
+//! `processing::outbox`, Vipps' webhooks and the flows' beats by `processing::background`).
 //!
 //! A job is enqueued **inside the caller's transaction** ([`enqueue`], [`Queue::enqueue`]), so it exists
 //! exactly when the change that asked for it was committed. Workers claim due jobs with a lease
@@ -18,10 +19,9 @@
 //! `FOR UPDATE SKIP LOCKED`, so any number of workers in any number of processes may run at once.
 
 pub mod heartbeat;
-pub mod outbound;
 mod worker;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -32,7 +32,6 @@ use sqlx::{AnyConnection, Row};
 
 pub use worker::{spawn_workers, Handler, Handlers, Worker};
 
-use crate::secrets::MasterKey;
 use crate::store::{parse_timestamp, timestamp, Backend, Store, StoreResult};
 
 /// The time source of the queue, the heartbeat and webhook timestamps. In sandbox mode it follows the
@@ -85,7 +84,7 @@ impl NewJob {
         self
     }
 
-    /// The job as a row for a batch insert ([`crate::store::batch::Steps::insert_deliveries`]): kind, payload,
+    /// The job as a row for a batch insert (`store::outbox`'s `Steps::insert_deliveries`): kind, payload,
     /// dedupe key, ordering key, max attempts, run at, created at; enqueued at `now`, as [`enqueue`] would.
     pub(crate) fn row(&self, now: DateTime<Utc>) -> serde_json::Value {
         serde_json::json!([
@@ -109,7 +108,8 @@ pub async fn enqueue(conn: &mut AnyConnection, job: NewJob) -> StoreResult<Optio
     insert(conn, job, Utc::now()).await
 }
 
-async fn insert(conn: &mut AnyConnection, job: NewJob, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
+/// [`enqueue`] as of `now` (the job is due then unless it says otherwise, and is stamped created then).
+pub(crate) async fn insert(conn: &mut AnyConnection, job: NewJob, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
     let row = sqlx::query(
         "INSERT INTO jobs (kind, payload, status, dedupe_key, ordering_key, attempts, max_attempts, run_at, created_at) \
          VALUES ($1, $2, 'queued', $3, $4, 0, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
@@ -522,43 +522,55 @@ pub fn backoff(settings: QueueSettings, attempt: i64) -> TimeDelta {
     TimeDelta::milliseconds(jittered)
 }
 
-/// The background-work services the application shares: the queue, the handlers its workers run, outbound
-/// webhooks and the heartbeat. Cheap to clone.
+/// Registers handlers on a set of services: kept by [`Jobs::install`] so that forks get them too.
+type Installer = Arc<dyn Fn(&Queue, &Handlers) + Send + Sync>;
+
+/// The background-work services the application shares: the queue, the handlers its workers run and the
+/// heartbeat. Cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
     /// The queue.
     pub queue: Queue,
     /// The handlers by job kind; register more before spawning workers.
     pub handlers: Handlers,
-    /// Outbound webhooks (endpoints, deliveries, signing).
-    pub outbound: outbound::Outbound,
     /// Periodic beats.
     pub heartbeat: heartbeat::Heartbeat,
-    key: MasterKey,
+    installed: Arc<Mutex<Vec<Installer>>>,
 }
 
 impl Jobs {
-    /// The services over `store` with the wall clock; secrets are sealed with `key`. Registers the handlers
-    /// of outbound deliveries and beat runs.
-    pub fn new(store: Store, key: MasterKey) -> Self {
-        Self::with_clock(store, key, system_clock())
+    /// The services over `store` with the wall clock. Registers the handler of beat runs.
+    pub fn new(store: Store) -> Self {
+        Self::with_clock(store, system_clock())
     }
 
     /// The services reading time from `clock` (sandbox mode, tests).
-    pub fn with_clock(store: Store, key: MasterKey, clock: Clock) -> Self {
+    pub fn with_clock(store: Store, clock: Clock) -> Self {
         let queue = Queue::new(store.clone()).with_clock(clock.clone());
         let handlers = Handlers::default();
-        let outbound = outbound::Outbound::new(queue.clone(), key.clone());
-        outbound.register(&handlers);
         let heartbeat = heartbeat::Heartbeat::new(queue.clone());
         heartbeat.register_handler(&handlers);
-        Self { queue, handlers, outbound, heartbeat, key }
+        Self { queue, handlers, heartbeat, installed: Arc::default() }
+    }
+
+    /// Registers handlers that belong to every set of services over this database, forks included: `install`
+    /// runs now on this set, and on each fork with the fork's queue (so they read the fork's clock). The
+    /// outbox's delivery job is one: a set of workers that cannot send deliveries would leave them queued.
+    pub fn install(&self, install: impl Fn(&Queue, &Handlers) + Send + Sync + 'static) {
+        install(&self.queue, &self.handlers);
+        self.installed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Arc::new(install));
     }
 
     /// A separate set of services over the same database reading time from `clock`, with only the built-in
-    /// handlers (tests drive it by hand next to the application's own).
+    /// and installed handlers (tests drive it by hand next to the application's own).
     pub fn fork_with_clock(&self, clock: Clock) -> Self {
-        Self::with_clock(self.queue.store().clone(), self.key.clone(), clock)
+        let fork = Self::with_clock(self.queue.store().clone(), clock);
+        let installed = self.installed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        for install in &installed {
+            install(&fork.queue, &fork.handlers);
+        }
+        *fork.installed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = installed;
+        fork
     }
 
     /// A worker running this set's handlers.

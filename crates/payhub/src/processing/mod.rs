@@ -7,26 +7,26 @@
 //! a refund. A retry after any crash therefore repeats the same operation at Vipps instead of adding one.
 
 pub mod background;
-pub mod events;
-mod group_commit;
 pub mod intake;
 pub mod one_time;
+pub mod outbox;
 pub mod payer_return;
 pub mod recurring;
 pub mod refunds;
 pub mod trail;
 
 use chrono::Utc;
-use rand::Rng;
 use url::Url;
 
 use crate::domain::account::ParameterDefault;
 use crate::domain::ids::new_id;
+pub(crate) use crate::domain::ids::new_payment_reference;
 use crate::domain::intent::{OneTimeIntent, VippsParameters};
 use crate::domain::phone::Phone;
 use crate::domain::vipps_state::PaymentState;
 use crate::error::ErrorItem;
 use crate::error::ServiceError;
+use crate::store::together::{PendingIntent, Recorded, Together};
 use crate::store::vipps_payments::VippsPaymentRow;
 use crate::store::{Store, StoreError};
 use crate::vipps::accounts::Accounts;
@@ -42,7 +42,7 @@ pub struct Payments {
     pub(crate) locks: one_time::ReferenceLocks,
     pub(crate) clock: crate::jobs::Clock,
     pub(crate) recurring: recurring::RecurringSettings,
-    writers: std::sync::Arc<std::sync::OnceLock<group_commit::Writers>>,
+    together: std::sync::Arc<std::sync::OnceLock<Together>>,
 }
 
 /// A recorded intent whose Vipps payment was created: the intent is `Matched`, its installment `Pending`.
@@ -159,28 +159,6 @@ fn with_defaults(
     Ok(parameters)
 }
 
-/// A new payment reference: `pi-`, the microseconds since 1970 (strictly increasing within this process), and
-/// three random digits that keep two payhub instances on one database apart. References that grow with time
-/// keep each insert into their indexes on the last page instead of a random one (a random reference dirtied a
-/// page of each index per intent, which every commit then wrote out). A collision is still caught by the unique
-/// index, and the intent draws another.
-pub(crate) fn new_payment_reference() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
-    let mut last = LAST.load(Ordering::Relaxed);
-    let micros = loop {
-        let next = now.max(last + 1);
-        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => break next,
-            Err(seen) => last = seen,
-        }
-    };
-    format!("pi-{micros}{:03}", rand::thread_rng().gen_range(0..1000u32))
-}
-
 impl Payments {
     /// The payment services over the given parts.
     pub fn new(store: Store, accounts: Accounts, clients: VippsClients, public_url: Url) -> Self {
@@ -192,7 +170,7 @@ impl Payments {
             locks: one_time::ReferenceLocks::default(),
             clock: crate::jobs::system_clock(),
             recurring: recurring::RecurringSettings::default(),
-            writers: std::sync::Arc::default(),
+            together: std::sync::Arc::default(),
         }
     }
 
@@ -211,12 +189,13 @@ impl Payments {
     /// How many group-commit batches failed together and were written one intent at a time (each write still
     /// succeeds or fails on its own; a count that grows points at a bug or a database in trouble).
     pub fn group_commit_fallbacks(&self) -> u64 {
-        self.writers.get().map_or(0, group_commit::Writers::fallbacks)
+        self.together.get().map_or(0, Together::fallbacks)
     }
 
-    /// The group-commit writers, started on first use (on the runtime of that use).
-    pub(crate) fn writers(&self) -> &group_commit::Writers {
-        self.writers.get_or_init(|| group_commit::Writers::spawn(&self.store))
+    /// The store's writer of intents and Vipps' answers, started on first use (on the runtime of that use),
+    /// announcing what it writes through the outbox.
+    pub(crate) fn together(&self) -> &Together {
+        self.together.get_or_init(|| Together::start(&self.store, std::sync::Arc::new(outbox::BatchEvents)))
     }
 
     /// The account an intent's Target names, or the default account.
@@ -247,8 +226,7 @@ impl Payments {
         let phone = parameters.mobile_number.as_ref().map(|p| p.as_str().to_owned());
         let description = parameters.transaction_text.clone();
 
-        // Recorded with the other intents waiting to be written, in one transaction (see `group_commit`).
-        let pending = group_commit::PendingIntent {
+        let pending = PendingIntent {
             intent_id: intent_id.clone(),
             installment_id: installment_id.clone(),
             reference: new_payment_reference(),
@@ -267,7 +245,7 @@ impl Payments {
             campaign_id: intent.campaign_id.clone(),
             now,
         };
-        let group_commit::Recorded { reference, listeners } = self.writers().record(pending).await?;
+        let Recorded { reference, listeners } = self.together().record_intent(pending).await?;
 
         let row = VippsPaymentRow {
             reference: reference.clone(),

@@ -11,7 +11,7 @@ use vipps_client::epayment::{CreatePaymentRequest, Customer, Payment, Reference,
 use vipps_client::{Amount, ErrorKind, IdempotencyKey};
 
 use super::trail::{self, Channel, Means, Outcome, Said};
-use super::{events, Payments};
+use super::{outbox, Payments};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::domain::vipps_state::PaymentState;
 use crate::error::{ServiceError, ServiceResult};
@@ -42,7 +42,7 @@ pub(crate) struct Known<'a> {
     /// The merchant account.
     pub account: &'a crate::vipps::accounts::AccountView,
     /// The intent's event listeners.
-    pub listeners: &'a events::Listeners,
+    pub listeners: &'a outbox::Listeners,
 }
 
 /// What a Vipps state means for the installment. Exhaustive: a state Vipps adds is handled here on purpose.
@@ -158,7 +158,7 @@ impl Payments {
             Ok(created) => {
                 let body = json!({"reference": created.reference, "redirectUrl": created.redirect_url}).to_string();
                 let redirect_url = created.redirect_url.clone();
-                let answer = super::group_commit::CreatedAtVipps {
+                let answer = crate::store::together::CreatedAtVipps {
                     reference: reference.to_owned(),
                     installment_id: row.installment_id.clone(),
                     intent_id: intent_id.clone(),
@@ -168,13 +168,7 @@ impl Payments {
                     listeners: known.map(|k| k.listeners.clone()),
                     now,
                 };
-                // A fresh intent's answer is written with the others waiting (one transaction); a re-sent
-                // create (the poll) on its own.
-                let result = match known {
-                    Some(_) => self.writers().created(answer).await,
-                    None => super::group_commit::created_alone(&self.store, &answer).await,
-                };
-                result.map_err(|e| internal(&e))?;
+                self.together().created(answer).await.map_err(|e| internal(&e))?;
                 Ok(redirect_url)
             }
             Err(error) if is_transient(error.kind()) => {
@@ -200,7 +194,7 @@ impl Payments {
                 tracing::warn!(%reference, error = %message, "Vipps refused the payment");
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = events::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
+                    let listeners = outbox::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
                     vipps_payments::update_vipps_payment(
                         &mut tx,
                         reference,
@@ -212,7 +206,7 @@ impl Payments {
                         now,
                     )
                     .await?;
-                    events::move_installment(
+                    outbox::move_installment(
                         &mut tx,
                         &listeners,
                         &row.installment_id,
@@ -223,7 +217,7 @@ impl Payments {
                     )
                     .await?;
                     intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
-                    events::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
+                    outbox::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -285,7 +279,7 @@ impl Payments {
         let installment = installments::installment(&mut tx, &row.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = snapshot_json(payment);
         let (sub_type, amount) = match &payment.state {
             State::Authorized => ("payment.authorized", Some(aggregate.authorized_amount.value)),
@@ -304,7 +298,7 @@ impl Payments {
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
         if let Some((next, reason)) = outcome(&payment.state) {
             let moved =
-                events::move_installment(&mut tx, &listeners, &row.installment_id, next, reason, None, now).await?;
+                outbox::move_installment(&mut tx, &listeners, &row.installment_id, next, reason, None, now).await?;
             if !moved && next != installment.status {
                 status = Outcome::Ignored;
                 detail = Some(format!("installment is {}; {sub_type} does not move it back", installment.status));
@@ -394,7 +388,7 @@ impl Payments {
         let installment = installments::installment(&mut tx, &row.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let trail::Recorded { report_id, .. } = trail::record(
             &mut tx,
             Said::new(Channel::VippsCall, Some(&row.reference), &body),
@@ -416,7 +410,7 @@ impl Payments {
             now,
         )
         .await?;
-        events::move_installment(
+        outbox::move_installment(
             &mut tx,
             &listeners,
             &row.installment_id,

@@ -8,7 +8,7 @@ use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 
 use super::one_time::{describe, is_transient, totals};
 use super::trail::{self, Channel, Means, Outcome, Said};
-use super::{events, Payments};
+use super::{outbox, Payments};
 use crate::domain::status::InstallmentStatus;
 use crate::domain::vipps_state::PaymentState;
 use crate::domain::FieldError;
@@ -129,7 +129,7 @@ impl Payments {
         let installment = installments::installment(&mut tx, &refund.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let mut payment_id = None;
         match answer {
             Ok((psp_reference, body, vipps_reference, vipps_totals)) => {
@@ -168,7 +168,7 @@ impl Payments {
                 let left = refunds::refundable_ore(&mut tx, &installment.id).await?;
                 let next = if left <= 0 { InstallmentStatus::Refunded } else { InstallmentStatus::PartiallyRefunded };
                 let open = installment.amount_open_ore + refund.amount_ore;
-                events::move_installment(
+                outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &installment.id,

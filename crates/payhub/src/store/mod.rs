@@ -6,7 +6,6 @@
 
 pub mod accounts;
 pub mod audit;
-pub mod batch;
 pub mod changes;
 pub mod charges;
 pub mod checkpoint;
@@ -14,12 +13,13 @@ pub mod idempotency;
 pub mod installments;
 pub mod intents;
 pub mod mandates;
+pub mod outbox;
 pub mod payers;
 pub mod payments;
 pub mod recurring_payments;
 pub mod refunds;
 mod sql;
-pub(crate) mod sqlite_writer;
+pub mod together;
 pub mod trail;
 pub mod users;
 pub mod vipps_payments;
@@ -55,7 +55,7 @@ pub enum StoreError {
     /// Anything else the driver reported.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    /// Anything else SQLite reported to the group-commit writer's own connection (`sqlite_writer`).
+    /// Anything else SQLite reported to the group-commit writer's own connection (`together::sqlite_writer`).
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -96,7 +96,7 @@ pub struct Store {
     key_reads: std::sync::Arc<std::sync::OnceLock<KeyReads>>,
     /// SQLite: the task that checkpoints the write-ahead log off the writer's path ([`checkpoint`]).
     checkpoints: Option<std::sync::Arc<checkpoint::Checkpoints>>,
-    /// SQLite: the database file, for connections opened outside sqlx ([`sqlite_writer`]); `None` in memory.
+    /// SQLite: the database file, for connections opened outside sqlx ([`together::sqlite_writer`]); `None` in memory.
     sqlite_file: Option<std::sync::Arc<str>>,
 }
 

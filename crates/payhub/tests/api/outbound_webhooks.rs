@@ -12,7 +12,7 @@ use axum::routing::post;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use payhub::jobs::outbound;
+use payhub::processing::outbox;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -111,7 +111,7 @@ async fn deliveries(app: &TestApp) -> Vec<Value> {
 
 async fn emit(app: &TestApp, event: &str, data: Value, extra_url: Option<&str>) -> Vec<String> {
     let mut tx = app.state.jobs.queue.begin().await.unwrap();
-    let ids = outbound::emit(&mut tx, event, data, extra_url).await.unwrap();
+    let ids = outbox::emit(&mut tx, event, data, extra_url).await.unwrap();
     tx.commit().await.unwrap();
     ids
 }
@@ -141,7 +141,7 @@ on_both_backends! {
 
         // A rolled-back transaction emits nothing.
         let mut tx = app.state.jobs.queue.begin().await.unwrap();
-        outbound::emit(&mut tx, "paymentIntent.created", json!({"Id": "pi_rolled_back"}), None).await.unwrap();
+        outbox::emit(&mut tx, "paymentIntent.created", json!({"Id": "pi_rolled_back"}), None).await.unwrap();
         tx.rollback().await.unwrap();
         let ids = emit(&app, "paymentIntent.created", json!({"Id": "pi_1"}), Some(&capture.url("/intent"))).await;
         assert_eq!(ids.len(), 2, "the subscribed endpoint and the intent's WebhookURL");
@@ -156,7 +156,7 @@ on_both_backends! {
         assert!(!receiver_accepts(&intent_secret, hook));
         assert!(receiver_accepts(&intent_secret, intent), "intent delivery verifies with the installation secret");
         let now = clock.now();
-        assert!(outbound::verify(&secret, &hook.id, &hook.timestamp, &hook.signature, hook.body.as_bytes(), now, Duration::from_secs(300)));
+        assert!(outbox::verify(&secret, &hook.id, &hook.timestamp, &hook.signature, hook.body.as_bytes(), now, Duration::from_secs(300)));
         assert_eq!(hook.timestamp, now.timestamp().to_string(), "webhook-timestamp follows the clock");
         assert!(ids.contains(&hook.id) && ids.contains(&intent.id) && hook.id != intent.id);
         let body: Value = serde_json::from_str(&hook.body).unwrap();
@@ -241,19 +241,19 @@ on_both_backends! {
         let id = endpoint["id"].as_str().unwrap();
         app.admin(Method::DELETE, &format!("/admin/api/webhook-endpoints/{id}")).send().await.unwrap();
 
-        for _ in 0..outbound::DELIVERY_ATTEMPTS {
+        for _ in 0..outbox::DELIVERY_ATTEMPTS {
             clock.advance(Duration::from_secs(7200));
             jobs.run_until_idle().await.unwrap();
         }
         let log = deliveries(&app).await;
         let intent = log.iter().find(|d| d["endpoint_id"].is_null()).unwrap();
         assert_eq!(intent["status"], "failed");
-        assert_eq!(intent["attempts"], outbound::DELIVERY_ATTEMPTS);
+        assert_eq!(intent["attempts"], outbox::DELIVERY_ATTEMPTS);
         assert_eq!(intent["last_status_code"], 503);
         let orphan = log.iter().find(|d| d["endpoint_id"] == id).unwrap();
         assert_eq!((orphan["status"].as_str(), orphan["attempts"].as_i64()), (Some("failed"), Some(1)));
         assert_eq!(orphan["last_error"], "the endpoint was deleted");
-        assert_eq!(capture.requests().len() as i64, outbound::DELIVERY_ATTEMPTS, "the deleted endpoint got nothing");
+        assert_eq!(capture.requests().len() as i64, outbox::DELIVERY_ATTEMPTS, "the deleted endpoint got nothing");
         let failed: Value = app
             .admin(Method::GET, "/admin/api/webhook-deliveries?status=failed")
             .send()
@@ -296,7 +296,7 @@ on_both_backends! {
         let queue = payhub::jobs::Queue::new(app.state.store.clone()).with_clock(clock.clock());
         let key = app.state.config.master_key.clone().unwrap();
         let handlers = payhub::jobs::Handlers::default();
-        outbound::Outbound::new(queue.clone(), key).with_timeout(Duration::from_millis(200)).register(&handlers);
+        outbox::Outbox::new(queue.clone(), key).with_timeout(Duration::from_millis(200)).register(&handlers);
         emit(&app, "paymentIntent.processed", json!({"Id": "pi_slow"}), Some(&capture.url("/slow"))).await;
         clock.advance(Duration::from_secs(1));
         let started = std::time::Instant::now();
@@ -312,7 +312,7 @@ on_both_backends! {
         let capture = Capture::start().await;
         let ahead = chrono::Utc::now() + chrono::TimeDelta::days(3);
         let mut tx = app.state.jobs.queue.begin().await.unwrap();
-        outbound::emit_at(&mut tx, "paymentIntent.processed", json!({"Id": "pi_4"}), Some(&capture.url("/i")), ahead)
+        outbox::emit_at(&mut tx, "paymentIntent.processed", json!({"Id": "pi_4"}), Some(&capture.url("/i")), ahead)
             .await
             .unwrap();
         tx.commit().await.unwrap();

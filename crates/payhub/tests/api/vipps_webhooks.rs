@@ -88,7 +88,7 @@ on_both_backends! {
         assert_eq!(deliver(&app, &url, &secret, &body, chrono::Utc::now()).await, StatusCode::OK);
         app.state.jobs.run_until_idle().await.unwrap();
         // Storage itself: the job's attempts and the message's outcome have no API.
-        let attempts = storage::count(&app, "SELECT COALESCE(SUM(attempts), 0) FROM jobs WHERE kind = 'vipps.payment.sync'", &[]).await;
+        let attempts = storage::count(&app, "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM jobs WHERE kind = 'vipps.payment.sync'", &[]).await;
         assert_eq!(attempts, 1, "ran once, not retried");
         let failed = storage::count(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'vipps.payment.sync' AND status <> 'done'", &[]).await;
         assert_eq!(failed, 0, "the job is done: there is nothing of payhub's to bring up to date");

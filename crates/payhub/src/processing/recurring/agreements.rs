@@ -18,7 +18,7 @@ use crate::domain::vipps_state::{AgreementState, ChargeKind, ChargeState};
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::{describe, is_transient};
 use crate::processing::trail::{self, Channel, Means, Outcome, Said};
-use crate::processing::{events, Payments};
+use crate::processing::{outbox, Payments};
 use crate::store::changes;
 use crate::store::charges::{self, NewCharge};
 use crate::store::installments;
@@ -86,7 +86,7 @@ impl Payments {
             Ok(created) => {
                 let result: ServiceResult<MandateRow> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+                    let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     let body = json!({"agreementId": created.agreement_id, "vippsConfirmationUrl": created.vipps_confirmation_url, "chargeId": created.charge_id}).to_string();
                     trail::record(
                         &mut tx,
@@ -119,10 +119,10 @@ impl Payments {
                             now,
                         )
                         .await?;
-                        events::move_installment(&mut tx, &listeners, &initial.id, InstallmentStatus::Pending, None, None, now).await?;
+                        outbox::move_installment(&mut tx, &listeners, &initial.id, InstallmentStatus::Pending, None, None, now).await?;
                     }
                     intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Matched, now).await?;
-                    events::intent(&mut tx, &listeners, "paymentIntent.processed", &intent_id, now).await?;
+                    outbox::intent(&mut tx, &listeners, "paymentIntent.processed", &intent_id, now).await?;
                     tx.commit().await?;
                     let mut conn = self.store.pool().acquire().await?;
                     mandates::mandate(&mut conn, &mandate.id).await?.ok_or(ServiceError::NotFound("mandate"))
@@ -144,7 +144,7 @@ impl Payments {
                 tracing::warn!(mandate = %mandate.id, error = %message, "Vipps refused the agreement");
                 let result: ServiceResult<()> = async {
                     let mut tx = self.store.begin_write().await?;
-                    let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+                    let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     mandates::set_mandate_error(&mut tx, &mandate.id, &message, true, now).await?;
                     mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Expired, &AgreementState::Refused, now)
                         .await?;
@@ -160,7 +160,7 @@ impl Payments {
                         .await?;
                     }
                     if let Some(initial) = &initial {
-                        events::move_installment(
+                        outbox::move_installment(
                             &mut tx,
                             &listeners,
                             &initial.id,
@@ -172,7 +172,7 @@ impl Payments {
                         .await?;
                     }
                     intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
-                    events::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
+                    outbox::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -264,7 +264,7 @@ impl Payments {
         if current.is_some_and(|m| m.vipps_status == vipps_status) {
             return Ok(false);
         }
-        let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
         let body = json!({"id": agreement.id, "status": vipps_status, "start": agreement.start, "stop": agreement.stop, "pricing": {"amount": agreement.pricing.amount}}).to_string();
         let mut status = Outcome::Matched;
         let mut detail = cause.map(|c| format!("prompted by message {c}"));
@@ -272,7 +272,7 @@ impl Payments {
             Some(next) => {
                 let moved = mandates::move_mandate(&mut tx, &mandate.id, next, &vipps_status, now).await?;
                 if moved {
-                    events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
+                    outbox::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                     if matches!(next, MandateStatus::Stopped | MandateStatus::Expired) {
                         let reason = format!("Agreement {} at Vipps", vipps_status.as_str().to_lowercase());
                         self.end_under_mandate(&mut tx, &listeners, mandate, RecurringStatus::Ended, &reason, now)
@@ -311,7 +311,7 @@ impl Payments {
     async fn end_under_mandate(
         &self,
         tx: &mut sqlx::AnyConnection,
-        listeners: &events::Listeners,
+        listeners: &outbox::Listeners,
         mandate: &MandateRow,
         status: RecurringStatus,
         reason: &str,
@@ -321,7 +321,7 @@ impl Payments {
             recurring_payments::set_recurring_status(&mut *tx, &recurring.id, status, Some(reason), None, now).await?;
         }
         for installment in installments::open_installments(&mut *tx, &mandate.id, None).await? {
-            events::move_installment(
+            outbox::move_installment(
                 &mut *tx,
                 listeners,
                 &installment,
@@ -369,12 +369,12 @@ impl Payments {
         let mut tx = self.store.begin_write().await?;
         let outcome = match answer {
             Ok(_) => {
-                let listeners = events::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
+                let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                 let message = format!("Agreement {agreement_id} stopped at Vipps");
                 if mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Cancelled, &AgreementState::Stopped, now)
                     .await?
                 {
-                    events::mandate(&mut tx, &listeners, &mandate.id, now).await?;
+                    outbox::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                 }
                 for recurring in recurring_payments::recurring_of_mandate(&mut tx, &mandate.id).await? {
                     recurring_payments::set_recurring_status(

@@ -7,7 +7,7 @@ use super::BeatCounts;
 use crate::domain::ids::new_id;
 use crate::domain::recurring::RecurringStatus;
 use crate::error::ServiceResult;
-use crate::processing::{events, Payments};
+use crate::processing::{outbox, Payments};
 use crate::store::charges;
 use crate::store::installments::{self, NewPeriodInstallment};
 use crate::store::mandates;
@@ -100,14 +100,14 @@ impl Payments {
                 )
                 .await?;
             }
-            let anyone = events::Listeners::with_url(&mut tx, None).await?;
+            let anyone = outbox::Listeners::with_url(&mut tx, None).await?;
             let inserted: std::collections::HashSet<&String> = inserted.iter().collect();
             for item in items.iter().filter(|i| inserted.contains(&i.id)) {
                 let listeners = match &item.recurring.webhook_url {
-                    Some(url) => events::Listeners::with_url(&mut tx, Some(url.clone())).await?,
+                    Some(url) => outbox::Listeners::with_url(&mut tx, Some(url.clone())).await?,
                     None => anyone.clone(),
                 };
-                events::installment(&mut tx, &listeners, "installment.created", &item.id, now).await?;
+                outbox::installment(&mut tx, &listeners, "installment.created", &item.id, now).await?;
             }
             tx.commit().await?;
         }

@@ -14,7 +14,7 @@ use crate::domain::status::InstallmentStatus;
 use crate::domain::vipps_state::ChargeState;
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::describe;
-use crate::processing::{events, Payments};
+use crate::processing::{outbox, Payments};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::changes;
 use crate::store::charges;
@@ -334,8 +334,8 @@ impl Payments {
                 .await?;
             }
             let mut tx = self.store.begin_write().await?;
-            let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
-            events::move_installment(
+            let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+            outbox::move_installment(
                 &mut tx,
                 &listeners,
                 &installment.id,

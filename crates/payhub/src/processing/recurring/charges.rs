@@ -17,7 +17,7 @@ use crate::domain::vipps_state::{ChargeKind, ChargeState};
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::{describe, is_transient};
 use crate::processing::trail::{self, Channel, Means, Outcome, Said};
-use crate::processing::{events, Payments};
+use crate::processing::{outbox, Payments};
 use crate::store::charges::{self, ChargeRow, NewCharge};
 use crate::store::installments;
 use crate::store::mandates;
@@ -150,7 +150,7 @@ impl Payments {
         let installment = installments::installment(&mut tx, &row.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = events::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let body = json!({
             "id": charge.id, "agreementId": charge.agreement_id, "status": state, "amount": charge.amount,
             "due": charge.due, "transactionId": charge.transaction_id, "failureReason": charge.failure_reason.as_ref().map(ToString::to_string),
@@ -191,7 +191,7 @@ impl Payments {
                     now,
                 )
                 .await?;
-                let moved = events::move_installment(
+                let moved = outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &row.installment_id,
@@ -207,7 +207,7 @@ impl Payments {
                 }
             }
             Some((next, reason)) => {
-                let moved = events::move_installment(
+                let moved = outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &row.installment_id,
@@ -429,17 +429,17 @@ impl Payments {
             let by_id: BTreeMap<&str, &ChargeRow> = charges.iter().map(|c| (c.charge_id.as_str(), c)).collect();
             let installments: Vec<String> =
                 confirmed.iter().filter_map(|id| by_id.get(id.as_str()).map(|c| c.installment_id.clone())).collect();
-            let anyone = events::Listeners::with_url(&mut tx, None).await?;
+            let anyone = outbox::Listeners::with_url(&mut tx, None).await?;
             let listened = installments::installments_with_webhook(&mut tx, &installments).await?;
             if !anyone.anyone() && listened.is_empty() {
                 installments::installments_pending(&mut tx, &installments, now).await?;
             } else {
                 for id in &installments {
                     let listeners = match listened.get(id) {
-                        Some(url) => events::Listeners::with_url(&mut tx, Some(url.clone())).await?,
+                        Some(url) => outbox::Listeners::with_url(&mut tx, Some(url.clone())).await?,
                         None => anyone.clone(),
                     };
-                    events::move_installment(&mut tx, &listeners, id, InstallmentStatus::Pending, None, None, now)
+                    outbox::move_installment(&mut tx, &listeners, id, InstallmentStatus::Pending, None, None, now)
                         .await?;
                 }
             }
@@ -455,8 +455,8 @@ impl Payments {
                     now,
                 )
                 .await?;
-                let listeners = events::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
-                events::move_installment(
+                let listeners = outbox::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
+                outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &c.installment_id,

@@ -7,7 +7,7 @@ use crate::domain::recurring::{RecurringIntent, MAX_CHARGE_DESCRIPTION};
 use crate::domain::schedule::oslo_date;
 use crate::error::ErrorItem;
 use crate::processing::trail::{self, Channel, Means, Outcome, ReportType, Said};
-use crate::processing::{events, with_defaults, IntentError, Payments};
+use crate::processing::{outbox, with_defaults, IntentError, Payments};
 use crate::store::installments;
 use crate::store::intents;
 use crate::store::mandates;
@@ -91,7 +91,7 @@ impl Payments {
                 None => None,
             };
             let listeners =
-                events::Listeners::with_url(&mut conn, base.webhook_url.as_ref().map(|u| u.to_string())).await?;
+                outbox::Listeners::with_url(&mut conn, base.webhook_url.as_ref().map(|u| u.to_string())).await?;
             (payer, profile, listeners)
         };
 
@@ -200,9 +200,9 @@ impl Payments {
                 now,
             )
             .await?;
-            events::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
+            outbox::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
             if let Some(id) = &initial_id {
-                events::installment(&mut tx, &listeners, "installment.created", id, now).await?;
+                outbox::installment(&mut tx, &listeners, "installment.created", id, now).await?;
             }
             tx.commit().await?;
             break;

@@ -4,16 +4,16 @@
 //! rows) over to it and back through channels. For the group-commit writer that cost more than the statements:
 //! a batch made about seven round trips, each waking the other thread, and on a shared machine a woken thread
 //! waits tens of microseconds before it runs. This connection is opened with the same settings as the pool's
-//! (see [`super::sqlite_pragmas`]) and runs on the thread that calls it, so a batch is one stretch of work on
+//! (see [`crate::store::sqlite_pragmas`]) and runs on the thread that calls it, so a batch is one stretch of work on
 //! one thread. Its transactions take this process's writer slot like every other writer's
-//! ([`super::Store::begin_write`]), so they never compete with sqlx's writers for SQLite's lock.
+//! ([`crate::store::Store::begin_write`]), so they never compete with sqlx's writers for SQLite's lock.
 
 use std::path::PathBuf;
 
 use rusqlite::types::ValueRef;
 
-use super::batch::{BatchConn, Rows, Steps};
-use super::{Store, StoreError, StoreResult};
+use super::statements::{BatchConn, Rows, Steps};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// Statements the connection keeps prepared (a batch uses about twenty distinct texts).
 const STATEMENT_CACHE: usize = 128;
@@ -56,7 +56,7 @@ fn open(path: &std::path::Path) -> StoreResult<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(sqlite_error)?;
-    conn.execute_batch(&super::sqlite_pragmas()).map_err(sqlite_error)?;
+    conn.execute_batch(&crate::store::sqlite_pragmas()).map_err(sqlite_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -136,13 +136,13 @@ impl BatchConn for SqliteTx<'_> {
 }
 
 /// A SQLite error as a [`StoreError`]: a unique violation is [`StoreError::Conflict`] naming the columns, as
-/// [`super::map_conflict`] names them for sqlx's errors.
+/// [`crate::store::map_conflict`] names them for sqlx's errors.
 fn sqlite_error(error: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(failure, Some(message)) = &error {
         const UNIQUE: std::ffi::c_int = 2067;
         const PRIMARY_KEY: std::ffi::c_int = 1555;
         if matches!(failure.extended_code, UNIQUE | PRIMARY_KEY) {
-            return StoreError::Conflict(super::unique_name_from_message(message));
+            return StoreError::Conflict(crate::store::unique_name_from_message(message));
         }
     }
     StoreError::Sqlite(error)

@@ -1,12 +1,14 @@
-//! Batch statements for group commit: the rows of many one-time intents (or of Vipps' answers to their creates)
+//! The statements of a batch: the rows of many one-time intents (or of Vipps' answers to their creates)
 //! written by one statement per table inside one transaction, instead of one statement per row.
 //!
 //! Writes go through [`Steps`]: every statement takes its rows as one JSON parameter, so its text never depends
 //! on the batch size (prepared once, no per-value binding, whose cost in sqlx's SQLite driver grows with the
 //! square of a statement's parameter count). Reads look rows up with `IN` lists of at most [`IN_LIST`] values.
+//! The outbox's multi-row statement (`Steps::insert_deliveries`) sits in `store::outbox`, next to its
+//! single-row twin.
 //!
 //! Reads and writes run on a `BatchConn`: a sqlx connection (PostgreSQL's writers; on SQLite, a batch of one
-//! written alone) or the SQLite writer's own connection (`store::sqlite_writer`). Every column a read returns
+//! written alone) or the SQLite writer's own connection ([`super::sqlite_writer`]). Every column a read returns
 //! is text, so one row type serves both.
 
 use std::collections::HashMap;
@@ -17,16 +19,16 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
-use super::installments::InstallmentRow;
-use super::intents::NewOneTime;
-use super::payers;
-use super::payments::PaymentRow;
-use super::trail::{NewMessage, NewReport};
-use super::{map_conflict, timestamp, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::schedule::oslo_date;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
+use crate::store::installments::InstallmentRow;
+use crate::store::intents::NewOneTime;
+use crate::store::payers;
+use crate::store::payments::PaymentRow;
+use crate::store::trail::{NewMessage, NewReport};
+use crate::store::{map_conflict, timestamp, StoreError, StoreResult};
 
 /// The rows of a read, every column as text (`None` for NULL).
 pub(crate) type Rows = Vec<Vec<Option<String>>>;
@@ -69,7 +71,7 @@ impl BatchConn for AnyConnection {
 }
 
 /// The text of column `i` of a read's row; a missing value is a decode error naming `what`.
-fn text<'r>(row: &'r [Option<String>], i: usize, what: &str) -> StoreResult<&'r str> {
+pub(in crate::store) fn text<'r>(row: &'r [Option<String>], i: usize, what: &str) -> StoreResult<&'r str> {
     row.get(i).and_then(Option::as_deref).ok_or_else(|| decode_error(format!("{what} is missing")))
 }
 
@@ -136,7 +138,9 @@ fn dialects(template: &str) -> (String, String) {
 }
 
 impl Steps {
-    fn push(&mut self, template: &str, rows: Vec<serde_json::Value>, shared: Vec<String>) {
+    /// Adds a statement written as a template (see [`dialects`]) over `rows`, with `shared` as `$2`, `$3`, …;
+    /// nothing when there are no rows.
+    pub(in crate::store) fn push(&mut self, template: &str, rows: Vec<serde_json::Value>, shared: Vec<String>) {
         if rows.is_empty() {
             return;
         }
@@ -205,7 +209,7 @@ impl Steps {
 
     /// Records one-time intents before anything is sent to Vipps: the intents, their installments (Outstanding,
     /// due on the Oslo date) and the Vipps payments to create with their idempotency keys. A payment reference
-    /// that is taken fails `BatchConn::write` with [`super::StoreError::Conflict`].
+    /// that is taken fails `BatchConn::write` with [`StoreError::Conflict`].
     pub fn insert_one_times(&mut self, new: &[(NewOneTime<'_>, DateTime<Utc>)]) {
         // Each intent's time as stored and its Oslo date, worked out once for the three tables.
         let stamps: Vec<(String, String)> =
@@ -279,7 +283,7 @@ impl Steps {
     }
 
     /// Records Vipps' answers to creates, each at its own time: each payment becomes `CREATED` with its landing
-    /// page (as [`super::vipps_payments::update_vipps_payment`] does one, with no error).
+    /// page (as [`crate::store::vipps_payments::update_vipps_payment`] does one, with no error).
     pub fn mark_created(&mut self, created: &[(&str, Option<&str>, DateTime<Utc>)]) {
         let rows = created.iter().map(|(reference, url, at)| json!([reference, url, timestamp(*at)])).collect();
         self.push(
@@ -294,7 +298,7 @@ impl Steps {
     }
 
     /// Moves installments to `next` where that is a move forward, each at its own time (as
-    /// [`super::installments::advance_installment`] does one, with no reason and no change of the open amount).
+    /// [`crate::store::installments::advance_installment`] does one, with no reason and no change of the open amount).
     pub fn advance_installments(&mut self, moves: &[(&str, DateTime<Utc>)], next: InstallmentStatus) {
         // The list holds our own constants.
         let from: Vec<String> =
@@ -315,7 +319,7 @@ impl Steps {
         );
     }
 
-    /// Sets the status of many intents, each at its own time (as [`super::intents::set_intent_status`] does one).
+    /// Sets the status of many intents, each at its own time (as [`crate::store::intents::set_intent_status`] does one).
     pub fn set_intents_status(&mut self, changes: &[(&str, DateTime<Utc>)], status: IntentStatus) {
         let rows = changes.iter().map(|(id, at)| json!([id, timestamp(*at)])).collect();
         self.push(
@@ -327,7 +331,7 @@ impl Steps {
         );
     }
 
-    /// Creates payers (as [`super::payers::create_payer`] does one); a payer whose email or phone is taken
+    /// Creates payers (as [`crate::store::payers::create_payer`] does one); a payer whose email or phone is taken
     /// meanwhile is skipped, and is found by reading again.
     pub fn insert_payers(&mut self, payers: &[(&str, &PayerInput, DateTime<Utc>)]) {
         let rows = payers
@@ -353,7 +357,7 @@ impl Steps {
         );
     }
 
-    /// Creates Vipps wallet profiles (as [`super::payers::create_profile`] does one); one that exists
+    /// Creates Vipps wallet profiles (as [`crate::store::payers::create_profile`] does one); one that exists
     /// meanwhile is skipped, and is found by reading again.
     pub fn insert_profiles(&mut self, profiles: &[(&str, &str, Option<&str>, DateTime<Utc>)]) {
         let rows = profiles
@@ -365,26 +369,6 @@ impl Steps {
              SELECT {r}->>0, {r}->>1, 'Wallet', 'Vipps', {r}->>2, {r}->>3 FROM {rows} WHERE true \
              ON CONFLICT DO NOTHING",
             rows,
-            Vec::new(),
-        );
-    }
-
-    /// Writes outbound webhook deliveries and the jobs that send them (as
-    /// [`crate::jobs::outbound::emit_at`] does for one event). Each job row is
-    /// `NewJob::row`'s.
-    pub fn insert_deliveries(&mut self, deliveries: Vec<serde_json::Value>, jobs: Vec<serde_json::Value>) {
-        self.push(
-            "INSERT INTO webhook_deliveries (id, endpoint_id, url, event_type, body, status, attempts, created_at, \
-             updated_at) SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, 'pending', 0, {r}->>5, {r}->>5 \
-             FROM {rows}",
-            deliveries,
-            Vec::new(),
-        );
-        self.push(
-            "INSERT INTO jobs (kind, payload, status, dedupe_key, ordering_key, attempts, max_attempts, run_at, \
-             created_at) SELECT {r}->>0, {r}->>1, 'queued', {r}->>2, {r}->>3, 0, CAST({r}->>4 AS BIGINT), {r}->>5, \
-             {r}->>6 FROM {rows} WHERE true ON CONFLICT (dedupe_key) DO NOTHING",
-            jobs,
             Vec::new(),
         );
     }
@@ -424,7 +408,7 @@ const INSTALLMENTS_FOR_EVENTS: &str = "SELECT i.id, i.intent_id, i.payer_id, i.a
 const PAYMENTS_FOR_EVENTS: &str = "SELECT id, installment_id, CAST(amount_ore AS TEXT), collection_date, \
     psp_reference, kind, inbound_report_id FROM payments WHERE installment_id IN ({list}) ORDER BY created_at, id";
 
-/// [`super::payers::find_payer`] for many payers at once, in order. Emails are compared lower-cased as the
+/// [`crate::store::payers::find_payer`] for many payers at once, in order. Emails are compared lower-cased as the
 /// unique index does; an email that is not plain ASCII (where case rules could differ between Rust and the
 /// database) is looked up on its own.
 pub(crate) async fn find_payers<C: BatchConn>(
@@ -472,7 +456,7 @@ pub(crate) async fn find_payers<C: BatchConn>(
     Ok(found)
 }
 
-/// [`super::payers::find_profile`] for many (payer, phone) pairs at once, in order.
+/// [`crate::store::payers::find_profile`] for many (payer, phone) pairs at once, in order.
 pub(crate) async fn find_profiles<C: BatchConn>(
     conn: &mut C,
     wanted: &[(&str, Option<&str>)],
@@ -489,43 +473,6 @@ pub(crate) async fn find_profiles<C: BatchConn>(
         .iter()
         .map(|(payer, phone)| by_key.get(&((*payer).to_owned(), phone.unwrap_or_default().to_owned())).cloned())
         .collect())
-}
-
-/// A configured webhook endpoint, as events are addressed to it.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    /// `whe_…`
-    pub id: String,
-    /// Where deliveries go.
-    pub url: String,
-    /// The event types it takes (empty takes every type).
-    event_types: Vec<String>,
-}
-
-impl Endpoint {
-    /// An endpoint as stored: `event_types` is its JSON array of types (unreadable counts as empty).
-    pub fn new(id: String, url: String, event_types: &str) -> Endpoint {
-        Endpoint { id, url, event_types: serde_json::from_str(event_types).unwrap_or_default() }
-    }
-
-    /// Whether the endpoint takes events of `event_type`.
-    pub fn takes(&self, event_type: &str) -> bool {
-        self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type || t == "*")
-    }
-}
-
-/// Every configured webhook endpoint, in id order.
-pub(crate) async fn endpoints<C: BatchConn>(conn: &mut C) -> StoreResult<Vec<Endpoint>> {
-    let rows = conn.read("SELECT id, url, event_types FROM webhook_endpoints ORDER BY id", &[]).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Endpoint::new(
-                text(row, 0, "endpoint id")?.to_owned(),
-                text(row, 1, "endpoint url")?.to_owned(),
-                text(row, 2, "endpoint event types")?,
-            ))
-        })
-        .collect()
 }
 
 /// An installment as its events describe it, with its intent's payer and `WebhookURL`.
@@ -601,7 +548,7 @@ mod tests {
     use super::*;
 
     /// SQLite's plan for `sql` with `params`, one line per step.
-    async fn plan(store: &super::super::Store, sql: &str, params: &[String]) -> Vec<String> {
+    async fn plan(store: &crate::store::Store, sql: &str, params: &[String]) -> Vec<String> {
         let explain = format!("EXPLAIN QUERY PLAN {sql}");
         let mut query: AnyQuery<'_> = sqlx::query(&explain);
         for param in params {
@@ -615,7 +562,7 @@ mod tests {
     async fn every_read_and_write_of_a_batch_finds_its_rows_by_index() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("plan.db").display());
-        let store = super::super::Store::connect(&url).await.unwrap();
+        let store = crate::store::Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let tables = ["payers", "payment_profiles", "installments", "payments", "payment_intents", "vipps_payments"];
         let scans = |plan: &[String]| -> Vec<String> {
