@@ -33,6 +33,28 @@ impl Channel {
     }
 }
 
+/// Where a Message stands (the `messages.status` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageStatus {
+    /// Kept, waiting to be processed (a webhook before its job ran).
+    New,
+    /// Processed.
+    Processed,
+    /// Processing failed, with the error kept beside it.
+    Failed,
+}
+
+impl MessageStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::New => "New",
+            MessageStatus::Processed => "Processed",
+            MessageStatus::Failed => "Failed",
+        }
+    }
+}
+
 /// Who an Inbound Report speaks for (the `inbound_reports.report_type` column): FinDock's report types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportType {

@@ -35,13 +35,7 @@ impl<'a> Said<'a> {
 
     /// The Message row, already processed (its meaning is recorded with it).
     pub fn message(&self) -> NewMessage<'a> {
-        NewMessage {
-            direction: "inbound",
-            channel: self.channel.as_str(),
-            subject: self.subject,
-            body: self.body,
-            status: "Processed",
-        }
+        NewMessage::processed(self.channel, self.subject, self.body)
     }
 }
 
@@ -120,11 +114,11 @@ impl<'a> Means<'a> {
     pub fn report(&self, message_id: &'a str) -> NewReport<'a> {
         NewReport {
             message_id,
-            report_type: self.report_type.as_str(),
+            report_type: self.report_type,
             sub_type: self.sub_type,
             amount_ore: self.amount_ore,
             reference: self.reference,
-            status: self.outcome.as_str(),
+            status: self.outcome,
             installment_id: self.installment_id,
             intent_id: self.intent_id,
             detail: self.detail,
@@ -162,7 +156,7 @@ pub async fn set_outcome(
     outcome: Outcome,
     detail: Option<&str>,
 ) -> StoreResult<()> {
-    rows::set_report_outcome(conn, report_id, outcome.as_str(), detail).await
+    rows::set_report_outcome(conn, report_id, outcome, detail).await
 }
 
 /// Marks a received Message processed, or failed with why.

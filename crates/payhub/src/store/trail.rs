@@ -6,20 +6,31 @@ use sqlx::AnyConnection;
 
 use super::{timestamp, StoreResult};
 use crate::domain::ids::new_id;
+use crate::domain::trail::{Channel, MessageStatus, Outcome, ReportType};
 
-/// A stored inbound or outbound exchange, raw.
+/// A received exchange, raw (every Message is inbound: what reached payhub, as it arrived).
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
-    /// `inbound` or `outbound`.
-    pub direction: &'a str,
-    /// `api`, `vipps_webhook`, `vipps_poll`, `vipps_call`…
-    pub channel: &'a str,
+    /// Where it came from.
+    pub channel: Channel,
     /// What it is about (an intent id, a payment reference).
     pub subject: Option<&'a str>,
     /// The raw body.
     pub body: &'a str,
-    /// `New`, `Processed`, `Failed`.
-    pub status: &'a str,
+    /// Where it stands.
+    pub status: MessageStatus,
+}
+
+impl<'a> NewMessage<'a> {
+    /// A Message processed as it is recorded (its meaning is recorded with it).
+    pub fn processed(channel: Channel, subject: Option<&'a str>, body: &'a str) -> Self {
+        Self { channel, subject, body, status: MessageStatus::Processed }
+    }
+
+    /// A Message kept to be processed later (a webhook, before its job runs).
+    pub fn received(channel: Channel, subject: Option<&'a str>, body: &'a str) -> Self {
+        Self { channel, subject, body, status: MessageStatus::New }
+    }
 }
 
 /// Stores a message; returns its id.
@@ -34,11 +45,11 @@ pub async fn insert_message(
          VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 = 'New' THEN NULL ELSE $7 END)",
     )
     .bind(&id)
-    .bind(message.direction)
-    .bind(message.channel)
+    .bind("inbound")
+    .bind(message.channel.as_str())
     .bind(message.subject)
     .bind(message.body)
-    .bind(message.status)
+    .bind(message.status.as_str())
     .bind(timestamp(now))
     .execute(conn)
     .await?;
@@ -54,7 +65,7 @@ pub async fn finish_message(
 ) -> StoreResult<()> {
     sqlx::query("UPDATE messages SET status = $2, error = $3, processed_at = $4 WHERE id = $1")
         .bind(id)
-        .bind(if error.is_some() { "Failed" } else { "Processed" })
+        .bind(if error.is_some() { MessageStatus::Failed } else { MessageStatus::Processed }.as_str())
         .bind(error)
         .bind(timestamp(now))
         .execute(conn)
@@ -67,16 +78,16 @@ pub async fn finish_message(
 pub struct NewReport<'a> {
     /// The message it was made from.
     pub message_id: &'a str,
-    /// `PaymentIntent` or `Vipps`.
-    pub report_type: &'a str,
+    /// Who it speaks for.
+    pub report_type: ReportType,
     /// `Default`, `payment.authorized`, `payment.captured`, `refund`…
     pub sub_type: &'a str,
     /// Amount in øre, when the event has one.
     pub amount_ore: Option<i64>,
     /// The payment reference it concerns.
     pub reference: Option<&'a str>,
-    /// `New`, `Matched`, `Ignored`, `Failed`…
-    pub status: &'a str,
+    /// How it ended.
+    pub status: Outcome,
     /// The installment it matched.
     pub installment_id: Option<&'a str>,
     /// The intent it belongs to.
@@ -98,12 +109,12 @@ pub async fn insert_report(
     )
     .bind(&id)
     .bind(report.message_id)
-    .bind(report.report_type)
+    .bind(report.report_type.as_str())
     .bind(report.sub_type)
     .bind(report.amount_ore)
     .bind(crate::domain::schedule::oslo_date(now).to_string())
     .bind(report.reference)
-    .bind(report.status)
+    .bind(report.status.as_str())
     .bind(report.installment_id)
     .bind(report.intent_id)
     .bind(report.detail)
@@ -117,12 +128,12 @@ pub async fn insert_report(
 pub async fn set_report_outcome(
     conn: &mut AnyConnection,
     report_id: &str,
-    status: &str,
+    status: Outcome,
     detail: Option<&str>,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE inbound_reports SET status = $2, detail = COALESCE($3, detail) WHERE id = $1")
         .bind(report_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(detail)
         .execute(conn)
         .await?;

@@ -14,6 +14,7 @@ use vipps_client::IdempotencyKey;
 
 use super::accounts::Accounts;
 use super::client::VippsClients;
+use crate::domain::trail::Channel;
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::heartbeat::Heartbeat;
 use crate::jobs::{enqueue, Handlers, Job, NewJob};
@@ -259,18 +260,9 @@ pub async fn accept(
     };
     let now = Utc::now();
     let mut tx = store.begin_write().await?;
-    let message_id = trail::insert_message(
-        &mut tx,
-        &NewMessage {
-            direction: "inbound",
-            channel: crate::domain::trail::Channel::VippsWebhook.as_str(),
-            subject: subject.as_deref(),
-            body: text,
-            status: "New",
-        },
-        now,
-    )
-    .await?;
+    let message_id =
+        trail::insert_message(&mut tx, &NewMessage::received(Channel::VippsWebhook, subject.as_deref(), text), now)
+            .await?;
     match job {
         Some((kind, mut payload, ordering)) => {
             payload["message"] = json!(message_id);

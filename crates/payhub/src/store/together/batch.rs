@@ -8,6 +8,7 @@ use super::{Announce, AnswerWritten, CreatedAtVipps, IntentWritten, PendingInten
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
+use crate::domain::trail::{Channel, Outcome, ReportType};
 use crate::store::intents::NewOneTime;
 use crate::store::outbox::{self, Endpoint, Listeners, Outgoing};
 use crate::store::trail::{NewMessage, NewReport};
@@ -165,23 +166,17 @@ async fn record_together<C: BatchConn>(
 
 impl PendingIntent {
     fn message(&self) -> NewMessage<'_> {
-        NewMessage {
-            direction: "inbound",
-            channel: "api",
-            subject: Some(&self.intent_id),
-            body: &self.raw_body,
-            status: "Processed",
-        }
+        NewMessage::processed(Channel::Api, Some(&self.intent_id), &self.raw_body)
     }
 
     fn report<'a>(&'a self, message_id: &'a str, reference: &'a str) -> NewReport<'a> {
         NewReport {
             message_id,
-            report_type: "PaymentIntent",
+            report_type: ReportType::PaymentIntent,
             sub_type: "Default",
             amount_ore: Some(self.amount_ore),
             reference: Some(reference),
-            status: "Matched",
+            status: Outcome::Matched,
             installment_id: Some(&self.installment_id),
             intent_id: Some(&self.intent_id),
             detail: None,
@@ -218,23 +213,17 @@ impl PendingIntent {
 
 impl CreatedAtVipps {
     fn message(&self) -> NewMessage<'_> {
-        NewMessage {
-            direction: "inbound",
-            channel: "vipps_call",
-            subject: Some(&self.reference),
-            body: &self.body,
-            status: "Processed",
-        }
+        NewMessage::processed(Channel::VippsCall, Some(&self.reference), &self.body)
     }
 
     fn report<'a>(&'a self, message_id: &'a str) -> NewReport<'a> {
         NewReport {
             message_id,
-            report_type: "Vipps",
+            report_type: ReportType::Vipps,
             sub_type: "payment.created",
             amount_ore: Some(self.amount_ore),
             reference: Some(&self.reference),
-            status: "Matched",
+            status: Outcome::Matched,
             installment_id: Some(&self.installment_id),
             intent_id: Some(&self.intent_id),
             detail: None,

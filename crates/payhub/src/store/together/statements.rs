@@ -161,7 +161,9 @@ impl Steps {
         let rows = messages
             .iter()
             .zip(&ids)
-            .map(|((m, at), id)| json!([id, m.direction, m.channel, m.subject, m.body, m.status, timestamp(*at)]))
+            .map(|((m, at), id)| {
+                json!([id, "inbound", m.channel.as_str(), m.subject, m.body, m.status.as_str(), timestamp(*at)])
+            })
             .collect();
         self.push(
             "INSERT INTO messages (id, direction, channel, subject, body, status, received_at, processed_at) \
@@ -183,12 +185,12 @@ impl Steps {
                 json!([
                     id,
                     r.message_id,
-                    r.report_type,
+                    r.report_type.as_str(),
                     r.sub_type,
                     r.amount_ore,
                     oslo_date(*at).to_string(),
                     r.reference,
-                    r.status,
+                    r.status.as_str(),
                     r.installment_id,
                     r.intent_id,
                     r.detail,
