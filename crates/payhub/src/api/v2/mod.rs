@@ -155,8 +155,9 @@ fn repeat_wait(config: &crate::config::Config) -> Duration {
 
 /// Stores `answer` against the claimed key, or gives the key up when there is none to keep (`None`). Storing is
 /// tried three times; when it still fails, the key is given up, so a repeat runs the work again instead of
-/// waiting for an answer that will never be stored. Running it again is safe for the reason every retry is:
-/// the flows' keys towards Vipps come from payhub's own records. If even that fails, the lease runs out.
+/// waiting for an answer that will never be stored; if even that fails, the lease runs out. Running the work
+/// again never sends one record to Vipps twice (the flows' Vipps keys come from payhub's records), but it makes
+/// new records: a second intent, or a second refund within what is left to refund.
 async fn settle(store: &crate::store::Store, scope: &str, key: &str, held: &Lease, answer: Option<(StatusCode, &str)>) {
     if let Some((status, text)) = answer {
         for attempt in 0..3u32 {
@@ -534,5 +535,30 @@ async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, A
     match installment_id {
         Some(installment_id) if items.is_empty() => Ok(RefundRequest { installment_id, amount_ore: amount, reason }),
         _ => Err(ApiError::items(StatusCode::BAD_REQUEST, items)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn a_claim_outlasts_two_vipps_calls_with_every_retry() {
+        let defaults = Config::from_sources(None, &HashMap::new()).unwrap();
+        assert_eq!(lease(&defaults), Duration::from_secs(600));
+        let env = HashMap::from([("PAYHUB_VIPPS_TIMEOUT_MS".to_owned(), "60000".to_owned())]);
+        assert_eq!(lease(&Config::from_sources(None, &env).unwrap()), Duration::from_secs(960));
+    }
+
+    #[test]
+    fn a_repeat_waits_at_most_five_seconds_and_ends_within_the_request_limit() {
+        let defaults = Config::from_sources(None, &HashMap::new()).unwrap();
+        assert_eq!(repeat_wait(&defaults), Duration::from_secs(5));
+        let env = HashMap::from([("PAYHUB_REQUEST_TIMEOUT_MS".to_owned(), "3000".to_owned())]);
+        assert_eq!(repeat_wait(&Config::from_sources(None, &env).unwrap()), Duration::from_secs(1));
     }
 }
