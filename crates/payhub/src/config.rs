@@ -46,6 +46,10 @@ pub struct Config {
     /// Time limit of one attempt of a Vipps call, in milliseconds (`PAYHUB_VIPPS_TIMEOUT_MS`, default 15000);
     /// failed attempts are retried with the same Idempotency-Key.
     pub vipps_timeout_ms: u64,
+    /// Time limit of one HTTP request to payhub, in milliseconds (`PAYHUB_REQUEST_TIMEOUT_MS`, default 30000);
+    /// past it the caller gets 503. Work claimed under an IdempotencyKey goes on, and a repeat with the key
+    /// gets its answer.
+    pub request_timeout_ms: u64,
     /// Upcoming installments each recurring payment keeps generated (`PAYHUB_RECURRING_HORIZON`, default 1:
     /// the next one).
     pub recurring_horizon: u32,
@@ -87,6 +91,7 @@ struct FileLayer {
     poll_seconds: Option<u64>,
     workers: Option<usize>,
     vipps_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
     recurring_horizon: Option<u32>,
     charge_lead_days: Option<u32>,
     recurring_beat_seconds: Option<u32>,
@@ -184,6 +189,18 @@ impl Config {
             })?,
             None => layer.vipps_timeout_ms.unwrap_or(15_000),
         };
+        let request_timeout_ms = match env.get("PAYHUB_REQUEST_TIMEOUT_MS") {
+            Some(text) => text.parse::<u64>().ok().filter(|ms| (1_000..=600_000).contains(ms)).ok_or_else(|| {
+                ConfigError::new(
+                    "PAYHUB_REQUEST_TIMEOUT_MS",
+                    format!("`{text}` is not a number of milliseconds from 1000 to 600000"),
+                )
+            })?,
+            None => layer.request_timeout_ms.unwrap_or(30_000),
+        };
+        if !(1_000..=600_000).contains(&request_timeout_ms) {
+            return Err(ConfigError::new("PAYHUB_REQUEST_TIMEOUT_MS", "must be from 1000 to 600000"));
+        }
 
         let number = |name: &str, from_file: Option<u32>, default: u32, range: std::ops::RangeInclusive<u32>| match env
             .get(name)
@@ -216,6 +233,7 @@ impl Config {
             poll_seconds,
             workers,
             vipps_timeout_ms,
+            request_timeout_ms,
             recurring_horizon,
             charge_lead_days,
             recurring_beat_seconds,
@@ -261,6 +279,15 @@ mod tests {
         assert_eq!(err.setting, "PAYHUB_MASTER_KEY");
         let err = Config::from_sources(None, &env(&[("PAYHUB_PUBLIC_URL", "/relative")])).unwrap_err();
         assert_eq!(err.setting, "PAYHUB_PUBLIC_URL");
+        let err = Config::from_sources(None, &env(&[("PAYHUB_REQUEST_TIMEOUT_MS", "10")])).unwrap_err();
+        assert_eq!(err.setting, "PAYHUB_REQUEST_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn the_request_timeout_is_thirty_seconds_unless_set() {
+        assert_eq!(Config::from_sources(None, &env(&[])).unwrap().request_timeout_ms, 30_000);
+        let config = Config::from_sources(None, &env(&[("PAYHUB_REQUEST_TIMEOUT_MS", "2000")])).unwrap();
+        assert_eq!(config.request_timeout_ms, 2_000);
     }
 
     #[test]

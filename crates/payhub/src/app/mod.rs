@@ -149,7 +149,10 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_millis(state.config.request_timeout_ms),
+        ))
         .layer(from_fn_with_state(state.clone(), middleware::request_context))
         .with_state(state)
 }

@@ -211,6 +211,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_login_failures.sql"),
         postgres: include_str!("../../migrations/postgres/0006_login_failures.sql"),
     },
+    Migration {
+        version: 7,
+        name: "idempotency_lease",
+        sqlite: include_str!("../../migrations/sqlite/0007_idempotency_lease.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_idempotency_lease.sql"),
+    },
 ];
 
 impl Store {

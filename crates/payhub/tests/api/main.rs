@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod cli;
 mod hostile_input;
+mod idempotency;
 mod jobs;
 mod login;
 mod one_time;

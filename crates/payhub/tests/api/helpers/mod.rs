@@ -33,19 +33,23 @@ pub enum Backend {
 
 /// Runs each test body once per backend: `mod name { fn sqlite(); fn postgres() }`. The PostgreSQL variant
 /// prints that it was skipped when `PAYHUB_TEST_DATABASE_URL` is not set (CI always sets it).
+/// `on_both_backends! { with &[("PAYHUB_…", "…")]; async fn … }` starts the apps with those settings too.
 #[macro_export]
 macro_rules! on_both_backends {
     ($(async fn $name:ident($app:ident) $body:block)*) => {
+        $crate::on_both_backends! { with &[]; $(async fn $name($app) $body)* }
+    };
+    (with $settings:expr; $(async fn $name:ident($app:ident) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
                 async fn run($app: $crate::helpers::TestApp) $body
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() { run($crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await.expect("sqlite app")).await }
+                async fn sqlite() { run($crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Sqlite, $settings).await.expect("sqlite app")).await }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    match $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await {
+                    match $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, $settings).await {
                         Some(app) => run(app).await,
                         None => eprintln!("skipped: PAYHUB_TEST_DATABASE_URL is not set"),
                     }
@@ -75,6 +79,11 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the application on `backend`; `None` when that backend is not available.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the application on `backend` with these `PAYHUB_*` settings over the tests' own.
+    pub async fn spawn_with(backend: Backend, settings: &[(&str, &str)]) -> Option<TestApp> {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()))
@@ -100,6 +109,9 @@ impl TestApp {
         let master_key = hex_key();
         env.insert("PAYHUB_MASTER_KEY".to_owned(), master_key.clone());
         env.insert("PAYHUB_VIPPS_TIMEOUT_MS".to_owned(), "1000".to_owned());
+        for (name, value) in settings {
+            env.insert((*name).to_owned(), (*value).to_owned());
+        }
         let config = Config::from_sources(None, &env).expect("test config");
         let clock: std::sync::Arc<std::sync::RwLock<Option<payhub::jobs::Clock>>> = Default::default();
         let follow = clock.clone();
