@@ -384,3 +384,10 @@ pub async fn installments_with_webhook(
     }
     Ok(out)
 }
+
+/// Refreshes the database's statistics of the installments table (after a large insert, so the next queries
+/// are planned for the table as it is). PostgreSQL only.
+pub async fn analyze(conn: &mut AnyConnection) -> StoreResult<()> {
+    sqlx::query("ANALYZE installments").execute(conn).await?;
+    Ok(())
+}

@@ -23,6 +23,7 @@ pub mod together;
 pub mod trail;
 pub mod users;
 pub mod vipps_payments;
+pub mod vipps_webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -216,6 +217,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "idempotency_lease",
         sqlite: include_str!("../../migrations/sqlite/0007_idempotency_lease.sql"),
         postgres: include_str!("../../migrations/postgres/0007_idempotency_lease.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "webhook_attempts",
+        sqlite: include_str!("../../migrations/sqlite/0008_webhook_attempts.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_webhook_attempts.sql"),
     },
 ];
 

@@ -7,8 +7,6 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use chrono::Utc;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use sqlx::Row;
 use vipps_client::webhooks::{EventType, SignedRequest, Verifier, WebhookEvent};
 use vipps_client::IdempotencyKey;
 
@@ -19,7 +17,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::heartbeat::Heartbeat;
 use crate::jobs::{enqueue, Handlers, Job, NewJob};
 use crate::store::trail::{self, NewMessage};
-use crate::store::{timestamp, Store};
+use crate::store::{vipps_webhooks, Store};
 
 /// The job that registers an account's webhook after the account was saved.
 pub const REGISTER_JOB: &str = "vipps.webhook.register";
@@ -79,6 +77,12 @@ impl Registrar {
         Self { store, accounts, clients, public_url }
     }
 
+    /// The same registrar for another public URL (the installation moved).
+    pub fn with_public_url(mut self, public_url: url::Url) -> Self {
+        self.public_url = public_url;
+        self
+    }
+
     /// Makes sure Vipps posts this account's payment events to payhub: registers the intake URL once (and again
     /// when the public URL changed, removing the old registration), keeping the signing secret sealed.
     pub async fn ensure_registered(&self, account_id: &str) -> ServiceResult<()> {
@@ -88,19 +92,14 @@ impl Registrar {
         let url = intake_url(&self.public_url, account_id);
         let existing = {
             let mut conn = self.store.pool().acquire().await?;
-            sqlx::query("SELECT webhook_id, url FROM vipps_webhooks WHERE account_id = $1")
-                .bind(account_id)
-                .fetch_optional(&mut *conn)
-                .await?
+            vipps_webhooks::registration(&mut conn, account_id).await?
         };
         let client = self.clients.get(&self.accounts, account_id).await?;
-        if let Some(row) = &existing {
-            let stored_url: String = row.try_get(1)?;
-            if stored_url == url {
+        if let Some(existing) = &existing {
+            if existing.url == url {
                 return Ok(());
             }
-            let old_id: String = row.try_get(0)?;
-            if let Err(error) = client.webhooks().delete(&old_id).await {
+            if let Err(error) = client.webhooks().delete(&existing.webhook_id).await {
                 tracing::warn!(%account_id, %error, "could not remove the old Vipps webhook registration");
             }
         }
@@ -116,25 +115,26 @@ impl Registrar {
             }
             Err(error) => tracing::warn!(%account_id, %error, "could not list Vipps webhook registrations"),
         }
-        let digest = hex::encode(Sha256::digest(url.as_bytes()));
-        let key = IdempotencyKey::parse(&format!("wh{}-{}", &digest[..8], account_id.trim_start_matches("acc_")))
-            .map_err(|e| ServiceError::Internal(e.into()))?;
-        let registration = client
+        // The key is stored before the call: a retry after a crash repeats this registration, while a later
+        // registration of the same URL gets a new key (Vipps would replay the earlier, deleted one).
+        let key = {
+            let fresh = format!("wh-{}", uuid::Uuid::new_v4().simple());
+            let mut conn = self.store.pool().acquire().await?;
+            vipps_webhooks::attempt_key(&mut conn, account_id, &url, &fresh, Utc::now()).await?
+        };
+        let key = IdempotencyKey::parse(&key).map_err(|e| ServiceError::Internal(e.into()))?;
+        let registered = client
             .webhooks()
             .register(&url, &subscribed_events(), &key)
             .await
             .map_err(|e| ServiceError::Internal(anyhow::anyhow!("registering the Vipps webhook: {e}")))?;
-        let sealed = self.accounts.seal(registration.secret.expose(), &context(account_id));
+        let registration = vipps_webhooks::Registration {
+            webhook_id: registered.id.clone(),
+            url: url.clone(),
+            secret_sealed: self.accounts.seal(registered.secret.expose(), &context(account_id)),
+        };
         let mut tx = self.store.begin_write().await?;
-        sqlx::query("DELETE FROM vipps_webhooks WHERE account_id = $1").bind(account_id).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO vipps_webhooks (account_id, webhook_id, url, secret_sealed, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(account_id)
-            .bind(&registration.id)
-            .bind(&url)
-            .bind(&sealed)
-            .bind(timestamp(Utc::now()))
-            .execute(&mut *tx)
-            .await?;
+        vipps_webhooks::save_registration(&mut tx, account_id, &registration, Utc::now()).await?;
         tx.commit().await?;
         tracing::info!(%account_id, %url, "registered the Vipps webhook");
         Ok(())
@@ -210,18 +210,13 @@ pub async fn accept(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), Refusal> {
-    let row = {
+    let registration = {
         let mut conn = store.pool().acquire().await?;
-        sqlx::query("SELECT url, secret_sealed FROM vipps_webhooks WHERE account_id = $1")
-            .bind(account_id)
-            .fetch_optional(&mut *conn)
-            .await?
+        vipps_webhooks::registration(&mut conn, account_id).await?
     };
-    let Some(row) = row else { return Err(Refusal::Unknown) };
-    let url: String = row.try_get(0)?;
-    let sealed: String = row.try_get(1)?;
-    let secret = accounts.open(&sealed, &context(account_id))?;
-    let registered = url::Url::parse(&url)?;
+    let Some(registration) = registration else { return Err(Refusal::Unknown) };
+    let secret = accounts.open(&registration.secret_sealed, &context(account_id))?;
+    let registered = url::Url::parse(&registration.url)?;
     let host = match registered.port() {
         Some(port) => format!("{}:{port}", registered.host_str().unwrap_or_default()),
         None => registered.host_str().unwrap_or_default().to_owned(),

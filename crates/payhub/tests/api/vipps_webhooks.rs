@@ -125,6 +125,21 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn a_public_url_that_changes_and_changes_back_keeps_a_live_registration(app) {
+        let vipps = app.with_vipps().await;
+        let account = app.state.accounts.list().await.unwrap().remove(0);
+        let here = app.state.registrar();
+        let elsewhere = here.clone().with_public_url("https://payhub.example.org/".parse().unwrap());
+        here.ensure_registered(&account.id).await.unwrap();
+        elsewhere.ensure_registered(&account.id).await.unwrap();
+        here.ensure_registered(&account.id).await.unwrap();
+        // Storage: the registration payhub holds has no API of its own.
+        let held = storage::text(&app, "SELECT webhook_id FROM vipps_webhooks", &[]).await.unwrap();
+        let live: Vec<String> = crate::helpers::vipps::sim_client(&vipps).webhooks().list().await.unwrap().into_iter().map(|h| h.id).collect();
+        assert!(live.contains(&held), "payhub holds {held}, Vipps has {live:?}");
+        assert_eq!(live.len(), 1, "one registration: {live:?}");
+    }
+
     async fn saving_an_account_registers_its_webhook_at_vipps(app) {
         let _vipps = app.with_vipps().await;
         assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM vipps_webhooks", &[]).await, 0, "registration waits for the job");

@@ -23,7 +23,7 @@ impl Payments {
             // Many new installments at once: refresh PostgreSQL's statistics now rather than at autovacuum's next
             // round, so CollectRecurring's queries are planned for the table as it is.
             let mut conn = self.store.pool().acquire().await?;
-            sqlx::query("ANALYZE installments").execute(&mut *conn).await.map_err(crate::store::StoreError::from)?;
+            crate::store::installments::analyze(&mut conn).await?;
         }
         Ok(counts)
     }
