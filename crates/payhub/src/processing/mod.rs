@@ -244,6 +244,7 @@ impl Payments {
             origin: intent.origin.clone(),
             campaign_id: intent.campaign_id.clone(),
             now,
+            recurring: None,
         };
         let Recorded { reference, listeners } = self.together().record_intent(pending).await?;
 

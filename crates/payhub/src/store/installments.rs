@@ -47,6 +47,14 @@ pub struct InstallmentRow {
     pub mandate_id: Option<String>,
 }
 
+impl InstallmentRow {
+    /// The same installment under a mandate (a recurring intent's initial payment).
+    pub fn under_mandate(mut self, mandate_id: &str) -> Self {
+        self.mandate_id = Some(mandate_id.to_owned());
+        self
+    }
+}
+
 fn status_text<S: serde::Serializer>(status: &InstallmentStatus, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(status.as_str())
 }
@@ -130,63 +138,6 @@ pub async fn advance_installment(
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// An installment under a mandate outside the schedule: the initial payment.
-#[derive(Debug, Clone)]
-pub struct NewMandateInstallment<'a> {
-    /// `ins_…`
-    pub id: &'a str,
-    /// The intent.
-    pub intent_id: &'a str,
-    /// The payer.
-    pub payer_id: &'a str,
-    /// The payer's profile.
-    pub profile_id: &'a str,
-    /// The account.
-    pub account_id: &'a str,
-    /// The mandate.
-    pub mandate_id: &'a str,
-    /// Amount.
-    pub amount_ore: i64,
-    /// Due date.
-    pub due_date: NaiveDate,
-    /// `pi-` + digits: the initial charge's order id.
-    pub payment_reference: &'a str,
-    /// Bank Statement Description.
-    pub bank_statement_description: Option<&'a str>,
-    /// Product.
-    pub product: Option<&'a str>,
-}
-
-/// Records the initial payment's installment (Outstanding). A payment reference clash is a
-/// [`super::StoreError::Conflict`]: draw another.
-pub async fn insert_mandate_installment(
-    conn: &mut AnyConnection,
-    new: &NewMandateInstallment<'_>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, amount_open_ore, \
-         due_date, status, payment_reference, bank_statement_description, product, mandate_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 'Outstanding', $8, $9, $10, $11, $12, $12)",
-    )
-    .bind(new.id)
-    .bind(new.intent_id)
-    .bind(new.payer_id)
-    .bind(new.profile_id)
-    .bind(new.account_id)
-    .bind(new.amount_ore)
-    .bind(new.due_date.to_string())
-    .bind(new.payment_reference)
-    .bind(new.bank_statement_description)
-    .bind(new.product)
-    .bind(new.mandate_id)
-    .bind(timestamp(now))
-    .execute(conn)
-    .await
-    .map_err(super::map_conflict)?;
-    Ok(())
 }
 
 /// One installment to generate for a period of a recurring payment.

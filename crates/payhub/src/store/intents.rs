@@ -32,7 +32,8 @@ pub struct IntentRow {
     pub inbound_report_id: String,
 }
 
-/// Everything needed to record a new one-time intent.
+/// Everything needed to record a new intent and its installment (a one-time payment, or a recurring intent's
+/// initial payment).
 #[derive(Debug, Clone)]
 pub struct NewOneTime<'a> {
     /// `pi_…`
@@ -89,54 +90,6 @@ impl NewOneTime<'_> {
             mandate_id: None,
         }
     }
-}
-
-/// A payment intent row to record (one-time or recurring).
-#[derive(Debug, Clone)]
-pub struct NewIntentRow<'a> {
-    /// `pi_…`
-    pub id: &'a str,
-    /// Its inbound report.
-    pub report_id: &'a str,
-    /// The account.
-    pub account_id: &'a str,
-    /// The payer.
-    pub payer_id: &'a str,
-    /// The initial payment's installment.
-    pub installment_id: Option<&'a str>,
-    /// SuccessURL.
-    pub success_url: &'a str,
-    /// FailureURL.
-    pub failure_url: &'a str,
-    /// WebhookURL.
-    pub webhook_url: Option<&'a str>,
-    /// Origin.
-    pub origin: Option<&'a str>,
-    /// CampaignId.
-    pub campaign_id: Option<&'a str>,
-}
-
-/// Records a (Processing) intent.
-pub async fn insert_intent(conn: &mut AnyConnection, new: &NewIntentRow<'_>, now: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, success_url, \
-         failure_url, webhook_url, origin, campaign_id, created_at, updated_at) \
-         VALUES ($1, $2, 'Processing', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-    )
-    .bind(new.id)
-    .bind(new.report_id)
-    .bind(new.account_id)
-    .bind(new.payer_id)
-    .bind(new.installment_id)
-    .bind(new.success_url)
-    .bind(new.failure_url)
-    .bind(new.webhook_url)
-    .bind(new.origin)
-    .bind(new.campaign_id)
-    .bind(timestamp(now))
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 fn intent_from_row(row: &AnyRow) -> StoreResult<IntentRow> {

@@ -10,64 +10,6 @@ use super::{timestamp, Backend, StoreResult};
 use crate::domain::recurring::MandateStatus;
 use crate::domain::vipps_state::AgreementState;
 
-/// A new mandate, recorded before its agreement is drafted at Vipps.
-#[derive(Debug, Clone)]
-pub struct NewMandate<'a> {
-    /// `mdt_…`; also the Idempotency-Key of the draft call.
-    pub id: &'a str,
-    /// The merchant account.
-    pub account_id: &'a str,
-    /// The payer.
-    pub payer_id: &'a str,
-    /// The payer's Vipps profile.
-    pub profile_id: &'a str,
-    /// The intent that asked for it.
-    pub intent_id: &'a str,
-    /// The agreement's product name.
-    pub product_name: &'a str,
-    /// The merchant's agreement page.
-    pub merchant_agreement_url: &'a str,
-    /// Where Vipps sends the payer after confirming.
-    pub redirect_url: &'a str,
-    /// The phone sent to Vipps.
-    pub customer_phone: Option<&'a str>,
-    /// The agreement price.
-    pub price_ore: i64,
-    /// `WEEK` / `MONTH` / `YEAR`.
-    pub interval_unit: &'a str,
-    /// Units per interval.
-    pub interval_count: i64,
-    /// The installment of the initial payment, if any.
-    pub initial_installment_id: Option<&'a str>,
-}
-
-/// Records a Pending mandate whose agreement is still to be drafted (`vipps_status` `CREATING`).
-pub async fn insert_mandate(conn: &mut AnyConnection, new: &NewMandate<'_>, now: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO mandates (id, account_id, payer_id, payment_profile_id, intent_id, status, vipps_status, idempotency_key, \
-         product_name, merchant_agreement_url, redirect_url, customer_phone, price_ore, interval_unit, interval_count, \
-         initial_installment_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'Pending', 'CREATING', $1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
-    )
-    .bind(new.id)
-    .bind(new.account_id)
-    .bind(new.payer_id)
-    .bind(new.profile_id)
-    .bind(new.intent_id)
-    .bind(new.product_name)
-    .bind(new.merchant_agreement_url)
-    .bind(new.redirect_url)
-    .bind(new.customer_phone)
-    .bind(new.price_ore)
-    .bind(new.interval_unit)
-    .bind(new.interval_count)
-    .bind(new.initial_installment_id)
-    .bind(timestamp(now))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// A mandate row.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MandateRow {

@@ -11,65 +11,6 @@ use super::{timestamp, StoreResult};
 use crate::domain::recurring::RecurringStatus;
 use crate::domain::schedule::{Frequency, Schedule};
 
-/// A new recurring payment.
-#[derive(Debug, Clone)]
-pub struct NewRecurring<'a> {
-    /// `rp_…`
-    pub id: &'a str,
-    /// The intent that asked for it.
-    pub intent_id: &'a str,
-    /// Its mandate.
-    pub mandate_id: &'a str,
-    /// The merchant account.
-    pub account_id: &'a str,
-    /// The payer.
-    pub payer_id: &'a str,
-    /// The payer's profile.
-    pub profile_id: &'a str,
-    /// Amount per installment.
-    pub amount_ore: i64,
-    /// Schedule.
-    pub schedule: Schedule,
-    /// Start Date.
-    pub start_date: NaiveDate,
-    /// End Date.
-    pub end_date: Option<NaiveDate>,
-    /// Bank Statement Description of its installments (the charge description).
-    pub bank_statement_description: Option<&'a str>,
-    /// Product of its installments.
-    pub product: Option<&'a str>,
-}
-
-/// Records an Active recurring payment (installments start once its mandate is Active).
-pub async fn insert_recurring(conn: &mut AnyConnection, new: &NewRecurring<'_>, now: DateTime<Utc>) -> StoreResult<()> {
-    let next = new.schedule.next_on_or_after(new.start_date);
-    sqlx::query(
-        "INSERT INTO recurring_payments (id, intent_id, mandate_id, account_id, payer_id, payment_profile_id, amount_ore, \
-         frequency, start_date, end_date, collection_day, status, next_period, next_collection_date, \
-         bank_statement_description, product, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Active', $12, $13, $14, $15, $16, $16)",
-    )
-    .bind(new.id)
-    .bind(new.intent_id)
-    .bind(new.mandate_id)
-    .bind(new.account_id)
-    .bind(new.payer_id)
-    .bind(new.profile_id)
-    .bind(new.amount_ore)
-    .bind(new.schedule.frequency().as_str())
-    .bind(new.start_date.to_string())
-    .bind(new.end_date.map(|d| d.to_string()))
-    .bind(new.schedule.collection_day().map(i64::from))
-    .bind(next.map_or(0, |(p, _)| i64::from(p)))
-    .bind(next.map(|(_, d)| d.to_string()))
-    .bind(new.bank_statement_description)
-    .bind(new.product)
-    .bind(timestamp(now))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// A recurring payment row.
 #[derive(Debug, Clone)]
 pub struct RecurringRow {

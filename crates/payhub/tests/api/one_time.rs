@@ -484,6 +484,52 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn one_time_and_recurring_intents_arriving_together_share_one_intake(app) {
+        let vipps = app.with_vipps().await;
+        let (own_url, heard) = event_receiver().await;
+        let today = crate::helpers::recurring::today(&app);
+        let bodies: Vec<Value> = (0..12)
+            .map(|n| {
+                let mut body = match n % 3 {
+                    0 => seed_intent(),
+                    1 => crate::helpers::recurring::recurring_intent(today, "150"),
+                    _ => with(crate::helpers::recurring::recurring_intent(today, "150"), json!({"OneTime": {"Amount": "50"}})),
+                };
+                body["WebhookURL"] = json!(own_url);
+                body
+            })
+            .collect();
+        let answers = futures::future::join_all(bodies.iter().map(|body| app.intent(&vipps, body))).await;
+        for (n, (status, created)) in answers.iter().enumerate() {
+            assert_eq!(*status, StatusCode::OK, "{created}");
+            assert!(created["RedirectURL"].is_string(), "{created}");
+            match n % 3 {
+                0 => assert_eq!(created["OneTime"]["Status"], "Pending", "{created}"),
+                1 => assert!(created["Recurring"]["Id"].is_string() && created["OneTime"].is_null(), "{created}"),
+                _ => assert!(created["Recurring"]["Id"].is_string() && created["OneTime"]["Id"].is_string(), "{created}"),
+            }
+        }
+        assert_eq!(app.state.payments.group_commit_fallbacks(), 0, "no batch had to be written one by one");
+        // Every intent is traceable to its Message and Inbound Report, whichever kind it is (storage: the trail
+        // has no API yet).
+        for (_, created) in &answers {
+            let id = created["Id"].as_str().unwrap();
+            let traced = storage::count(&app, "SELECT COUNT(*) FROM payment_intents i JOIN inbound_reports r ON r.id = i.inbound_report_id \
+                 JOIN messages m ON m.id = r.message_id WHERE i.id = $1 AND r.report_type = 'PaymentIntent' AND m.channel = 'api'", &[id]).await;
+            assert_eq!(traced, 1, "{id}");
+        }
+        app.state.jobs.run_until_idle().await.unwrap();
+        let events = heard.lock().unwrap().clone();
+        for (n, (_, created)) in answers.iter().enumerate() {
+            let id = created["Id"].as_str().unwrap();
+            let of_intent: Vec<&Value> = events.iter().filter(|e| e["data"]["Id"] == id || e["data"]["PaymentIntentId"] == id).collect();
+            let created_events = of_intent.iter().filter(|e| e["type"] == "paymentIntent.created").count();
+            let installments = of_intent.iter().filter(|e| e["type"] == "installment.created").count();
+            assert_eq!(created_events, 1, "intent {n}: {of_intent:?}");
+            assert_eq!(installments, usize::from(n % 3 != 1), "intent {n} announces its installment if it has one");
+        }
+    }
+
     async fn concurrent_intents_are_written_together_and_every_one_is_announced(app) {
         let vipps = app.with_vipps().await;
         let (endpoint_url, at_endpoint) = event_receiver().await;

@@ -240,11 +240,13 @@ impl Announce for BatchEvents {
             intent.intent_id,
             intent.status,
             intent.payer_id,
-            Some((&installment.id, installment.status)),
+            installment.map(|i| (i.id.as_str(), i.status)),
         );
         Self::emit(endpoints, intent.listeners, "paymentIntent.created", data, intent.at, out);
-        let data = events::installment_data(installment, &[]);
-        Self::emit(endpoints, intent.listeners, "installment.created", data, intent.at, out);
+        if let Some(installment) = installment {
+            let data = events::installment_data(installment, &[]);
+            Self::emit(endpoints, intent.listeners, "installment.created", data, intent.at, out);
+        }
     }
 
     fn created(&self, endpoints: &[Endpoint], answer: &AnswerWritten<'_>, out: &mut Outgoing) {

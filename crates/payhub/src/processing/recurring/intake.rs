@@ -1,19 +1,13 @@
-//! Recurring intake: a recurring intent becomes its records (payer, profile, Pending mandate, recurring
-//! payment, the initial payment's installment) in one transaction, then its agreement is drafted at Vipps.
+//! Recurring intake: a recurring intent becomes its records (the trail, payer, profile, Pending mandate,
+//! recurring payment, the initial payment's installment) through the same shared writer as a one-time intent
+//! (`store::together`), then its agreement is drafted at Vipps.
 
 use super::RecurringCreated;
-use crate::domain::ids::new_id;
+use crate::domain::ids::{new_id, new_payment_reference};
 use crate::domain::recurring::{RecurringIntent, MAX_CHARGE_DESCRIPTION};
-use crate::domain::schedule::oslo_date;
 use crate::error::ErrorItem;
-use crate::processing::trail::{self, Channel, Means, Outcome, ReportType, Said};
-use crate::processing::{outbox, with_defaults, IntentError, Payments};
-use crate::store::installments;
-use crate::store::intents;
-use crate::store::mandates;
-use crate::store::payers;
-use crate::store::recurring_payments;
-use crate::store::StoreError;
+use crate::processing::{with_defaults, IntentError, Payments};
+use crate::store::together::{PendingIntent, PendingRecurring};
 
 impl Payments {
     /// Records a recurring intent (payer, profile, Pending mandate, recurring payment, the initial payment's
@@ -83,130 +77,42 @@ impl Payments {
         let (unit, count) = intent.terms.frequency.vipps_interval();
 
         let profile_phone = phone.clone().or_else(|| base.payer.phone.as_ref().map(|p| p.as_str().to_owned()));
-        let (known_payer, known_profile, listeners) = {
-            let mut conn = self.store.pool().acquire().await?;
-            let payer = payers::find_payer(&mut conn, &base.payer).await?;
-            let profile = match &payer {
-                Some(id) => payers::find_profile(&mut conn, id, profile_phone.as_deref()).await?,
-                None => None,
-            };
-            let listeners =
-                outbox::Listeners::with_url(&mut conn, base.webhook_url.as_ref().map(|u| u.to_string())).await?;
-            (payer, profile, listeners)
+        // Recorded with the other intents waiting to be written, in one transaction, as a one-time intent is.
+        let pending = PendingIntent {
+            intent_id: intent_id.clone(),
+            installment_id: initial_id.clone().unwrap_or_default(),
+            reference: if initial_id.is_some() { new_payment_reference() } else { String::new() },
+            raw_body: raw_body.to_owned(),
+            account_id: account.id.clone(),
+            payer: base.payer.clone(),
+            profile_phone,
+            amount_ore: intent.initial.map_or(0, |amount| amount.ore()),
+            description: parameters.transaction_text.clone(),
+            product: parameters.description.clone(),
+            success_url: base.success_url.to_string(),
+            failure_url: base.failure_url.to_string(),
+            webhook_url: base.webhook_url.as_ref().map(|u| u.to_string()),
+            customer_phone: phone,
+            origin: base.origin.clone(),
+            campaign_id: base.campaign_id.clone(),
+            now,
+            recurring: Some(PendingRecurring {
+                mandate_id: mandate_id.clone(),
+                recurring_id: recurring_id.clone(),
+                price_ore: intent.terms.amount.ore(),
+                product_name,
+                merchant_agreement_url: agreement_url,
+                redirect_url: self.return_url(&intent_id),
+                interval_unit: unit,
+                interval_count: i64::from(count),
+                schedule,
+                start_date: intent.terms.start_date,
+                end_date: intent.terms.end_date,
+                initial: initial_id.is_some(),
+                detail: format!("recurring payment {recurring_id}"),
+            }),
         };
-
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let initial_reference = initial_id.as_ref().map(|_| crate::processing::new_payment_reference());
-            let mut tx = self.store.begin_write().await?;
-            let detail = format!("recurring payment {recurring_id}");
-            let trail::Recorded { report_id, .. } = trail::record(
-                &mut tx,
-                Said::new(Channel::Api, Some(&intent_id), raw_body),
-                Means::new(ReportType::PaymentIntent, "Default", Outcome::Matched)
-                    .amount(intent.terms.amount.ore())
-                    .installment(initial_id.as_deref())
-                    .intent(Some(&intent_id))
-                    .detail(Some(&detail)),
-                now,
-            )
-            .await?;
-            let payer_id = match &known_payer {
-                Some(id) => id.clone(),
-                None => payers::create_payer(&mut tx, &base.payer, now).await?,
-            };
-            let profile_id = match (&known_profile, &known_payer) {
-                (Some(id), Some(_)) => id.clone(),
-                _ => payers::create_profile(&mut tx, &payer_id, profile_phone.as_deref(), now).await?,
-            };
-            intents::insert_intent(
-                &mut tx,
-                &intents::NewIntentRow {
-                    id: &intent_id,
-                    report_id: &report_id,
-                    account_id: &account.id,
-                    payer_id: &payer_id,
-                    installment_id: initial_id.as_deref(),
-                    success_url: base.success_url.as_str(),
-                    failure_url: base.failure_url.as_str(),
-                    webhook_url: base.webhook_url.as_ref().map(url::Url::as_str),
-                    origin: base.origin.as_deref(),
-                    campaign_id: base.campaign_id.as_deref(),
-                },
-                now,
-            )
-            .await?;
-            if let (Some(id), Some(reference), Some(amount)) = (&initial_id, &initial_reference, intent.initial) {
-                let inserted = installments::insert_mandate_installment(
-                    &mut tx,
-                    &installments::NewMandateInstallment {
-                        id,
-                        intent_id: &intent_id,
-                        payer_id: &payer_id,
-                        profile_id: &profile_id,
-                        account_id: &account.id,
-                        mandate_id: &mandate_id,
-                        amount_ore: amount.ore(),
-                        due_date: oslo_date(now),
-                        payment_reference: reference,
-                        bank_statement_description: parameters.transaction_text.as_deref(),
-                        product: parameters.description.as_deref(),
-                    },
-                    now,
-                )
-                .await;
-                match inserted {
-                    Err(StoreError::Conflict(_)) if attempt < 3 => continue,
-                    other => other?,
-                }
-            }
-            mandates::insert_mandate(
-                &mut tx,
-                &mandates::NewMandate {
-                    id: &mandate_id,
-                    account_id: &account.id,
-                    payer_id: &payer_id,
-                    profile_id: &profile_id,
-                    intent_id: &intent_id,
-                    product_name: &product_name,
-                    merchant_agreement_url: &agreement_url,
-                    redirect_url: &self.return_url(&intent_id),
-                    customer_phone: phone.as_deref(),
-                    price_ore: intent.terms.amount.ore(),
-                    interval_unit: unit,
-                    interval_count: i64::from(count),
-                    initial_installment_id: initial_id.as_deref(),
-                },
-                now,
-            )
-            .await?;
-            recurring_payments::insert_recurring(
-                &mut tx,
-                &recurring_payments::NewRecurring {
-                    id: &recurring_id,
-                    intent_id: &intent_id,
-                    mandate_id: &mandate_id,
-                    account_id: &account.id,
-                    payer_id: &payer_id,
-                    profile_id: &profile_id,
-                    amount_ore: intent.terms.amount.ore(),
-                    schedule,
-                    start_date: intent.terms.start_date,
-                    end_date: intent.terms.end_date,
-                    bank_statement_description: parameters.transaction_text.as_deref(),
-                    product: parameters.description.as_deref(),
-                },
-                now,
-            )
-            .await?;
-            outbox::intent(&mut tx, &listeners, "paymentIntent.created", &intent_id, now).await?;
-            if let Some(id) = &initial_id {
-                outbox::installment(&mut tx, &listeners, "installment.created", id, now).await?;
-            }
-            tx.commit().await?;
-            break;
-        }
+        self.together().record_intent(pending).await?;
         match self.draft_agreement(&mandate_id).await {
             Ok(mandate) => Ok(RecurringCreated {
                 intent_id,

@@ -136,24 +136,40 @@ async fn record_together<C: BatchConn>(
     let profile_ids = profiles_of(&mut *conn, items, &payer_ids).await?;
     let messages: Vec<_> = items.iter().map(|i| (i.message(), i.now)).collect();
     let message_ids = out.steps.insert_messages(&messages);
-    let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m, &i.reference), i.now)).collect();
+    let reports: Vec<_> = items.iter().zip(&message_ids).map(|(i, m)| (i.report(m), i.now)).collect();
     let report_ids = out.steps.insert_reports(&reports);
-    let one_times: Vec<_> = items
+    let intents: Vec<_> = items
         .iter()
         .zip(&report_ids)
         .zip(payer_ids.iter().zip(&profile_ids))
-        .map(|((i, report), (payer, profile))| (i.one_time(&i.reference, report, payer, profile), i.now))
+        .map(|((i, report), (payer, profile))| i.one_time(&i.reference, report, payer, profile))
         .collect();
-    out.steps.insert_one_times(&one_times);
+    let (mut one_times, mut recurring) = (Vec::new(), Vec::new());
+    for (item, intent) in items.iter().zip(&intents) {
+        match &item.recurring {
+            None => one_times.push((intent.clone(), item.now)),
+            Some(parts) => recurring.push((intent.clone(), parts, item.now)),
+        }
+    }
+    if !one_times.is_empty() {
+        out.steps.insert_one_times(&one_times);
+    }
+    if !recurring.is_empty() {
+        out.steps.insert_recurring_intents(&recurring);
+    }
     let mut recorded = Vec::with_capacity(items.len());
-    for ((item, payer_id), (one_time, _)) in items.iter().zip(&payer_ids).zip(&one_times) {
+    for ((item, payer_id), intent) in items.iter().zip(&payer_ids).zip(&intents) {
         let listeners = Listeners::known(item.webhook_url.clone(), !out.endpoints.is_empty());
         if listeners.anyone() {
+            let installment = match &item.recurring {
+                None => Some(intent.installment_row(item.now)),
+                Some(parts) => parts.initial.then(|| intent.installment_row(item.now).under_mandate(&parts.mandate_id)),
+            };
             let written = IntentWritten {
                 intent_id: &item.intent_id,
                 status: IntentStatus::Processing,
                 payer_id,
-                installment: &one_time.installment_row(item.now),
+                installment: installment.as_ref(),
                 listeners: &listeners,
                 at: item.now,
             };
@@ -169,17 +185,28 @@ impl PendingIntent {
         NewMessage::processed(Channel::Api, Some(&self.intent_id), &self.raw_body)
     }
 
-    fn report<'a>(&'a self, message_id: &'a str, reference: &'a str) -> NewReport<'a> {
+    /// The intent's Inbound Report: a one-time intent names its payment (amount and reference), a recurring one
+    /// its price and the recurring payment it made, and its initial payment's installment if any.
+    fn report<'a>(&'a self, message_id: &'a str) -> NewReport<'a> {
+        let (amount_ore, reference, installment_id, detail) = match &self.recurring {
+            None => (self.amount_ore, Some(self.reference.as_str()), Some(self.installment_id.as_str()), None),
+            Some(parts) => (
+                parts.price_ore,
+                None,
+                parts.initial.then_some(self.installment_id.as_str()),
+                Some(parts.detail.as_str()),
+            ),
+        };
         NewReport {
             message_id,
             report_type: ReportType::PaymentIntent,
             sub_type: "Default",
-            amount_ore: Some(self.amount_ore),
-            reference: Some(reference),
+            amount_ore: Some(amount_ore),
+            reference,
             status: Outcome::Matched,
-            installment_id: Some(&self.installment_id),
+            installment_id,
             intent_id: Some(&self.intent_id),
-            detail: None,
+            detail,
         }
     }
 

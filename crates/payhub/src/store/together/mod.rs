@@ -61,8 +61,8 @@ pub(crate) struct IntentWritten<'a> {
     pub status: IntentStatus,
     /// The payer found or created for it.
     pub payer_id: &'a str,
-    /// Its installment as written.
-    pub installment: &'a InstallmentRow,
+    /// Its installment as written (a recurring intent has one only when it asks for an initial payment).
+    pub installment: Option<&'a InstallmentRow>,
     pub listeners: &'a Listeners,
     pub at: DateTime<Utc>,
 }
@@ -84,10 +84,12 @@ pub(crate) struct AnswerWritten<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// An intent to record, everything owned (it travels to the writer task).
+/// An intent to record, everything owned (it travels to the writer task). A one-time intent's installment is
+/// the payment; a recurring intent's (`recurring` set) is its initial payment, when it asks for one.
 #[derive(Clone)]
 pub(crate) struct PendingIntent {
     pub intent_id: String,
+    /// The installment; empty for a recurring intent without an initial payment.
     pub installment_id: String,
     /// The payment reference drawn for it (another is drawn if it turns out to be taken).
     pub reference: String,
@@ -106,6 +108,31 @@ pub(crate) struct PendingIntent {
     pub origin: Option<String>,
     pub campaign_id: Option<String>,
     pub now: DateTime<Utc>,
+    /// What a recurring intent records besides: its mandate and recurring payment.
+    pub recurring: Option<PendingRecurring>,
+}
+
+/// The mandate (Pending, its agreement still to be drafted with the mandate's id as key) and the recurring
+/// payment of a recurring intent.
+#[derive(Clone)]
+pub(crate) struct PendingRecurring {
+    pub mandate_id: String,
+    pub recurring_id: String,
+    /// The agreement's price.
+    pub price_ore: i64,
+    pub product_name: String,
+    pub merchant_agreement_url: String,
+    /// Where Vipps sends the payer back.
+    pub redirect_url: String,
+    pub interval_unit: &'static str,
+    pub interval_count: i64,
+    pub schedule: crate::domain::schedule::Schedule,
+    pub start_date: chrono::NaiveDate,
+    pub end_date: Option<chrono::NaiveDate>,
+    /// Whether the intent asks for an initial payment (the pending intent's installment).
+    pub initial: bool,
+    /// The report's detail: which recurring payment the intent made.
+    pub detail: String,
 }
 
 /// A recorded intent: the payment reference it got, and who listens to its events.

@@ -19,6 +19,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
+use super::PendingRecurring;
 use crate::domain::ids::new_id;
 use crate::domain::intent::PayerInput;
 use crate::domain::schedule::oslo_date;
@@ -219,51 +220,8 @@ impl Steps {
         let rows = |f: &dyn Fn(&NewOneTime<'_>, &str, &str) -> serde_json::Value| {
             new.iter().zip(&stamps).map(|((n, _), (at, date))| f(n, at, date)).collect::<Vec<_>>()
         };
-        self.push(
-            "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, \
-             success_url, failure_url, webhook_url, origin, campaign_id, created_at, updated_at) \
-             SELECT {r}->>0, {r}->>1, 'Processing', {r}->>2, {r}->>3, {r}->>4, {r}->>5, {r}->>6, {r}->>7, {r}->>8, \
-             {r}->>9, {r}->>10, {r}->>10 FROM {rows}",
-            rows(&|n, at, _| {
-                json!([
-                    n.intent_id,
-                    n.report_id,
-                    n.account_id,
-                    n.payer_id,
-                    n.installment_id,
-                    n.success_url,
-                    n.failure_url,
-                    n.webhook_url,
-                    n.origin,
-                    n.campaign_id,
-                    at
-                ])
-            }),
-            Vec::new(),
-        );
-        self.push(
-            "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, \
-             amount_open_ore, due_date, status, payment_reference, bank_statement_description, product, created_at, \
-             updated_at) \
-             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, CAST({r}->>5 AS BIGINT), CAST({r}->>5 AS BIGINT), \
-             {r}->>6, 'Outstanding', {r}->>7, {r}->>8, {r}->>9, {r}->>10, {r}->>10 FROM {rows}",
-            rows(&|n, at, date| {
-                json!([
-                    n.installment_id,
-                    n.intent_id,
-                    n.payer_id,
-                    n.profile_id,
-                    n.account_id,
-                    n.amount_ore,
-                    date,
-                    n.payment_reference,
-                    n.bank_statement_description,
-                    n.product,
-                    at
-                ])
-            }),
-            Vec::new(),
-        );
+        self.push_intents(rows(&|n, at, _| intent_row(n, Some(n.installment_id), at)));
+        self.push_installments(rows(&|n, at, date| installment_row(n, None, at, date)));
         self.push(
             "INSERT INTO vipps_payments (reference, installment_id, account_id, idempotency_key, amount_ore, state, \
              customer_phone, description, created_at, updated_at) \
@@ -280,6 +238,121 @@ impl Steps {
                     at
                 ])
             }),
+            Vec::new(),
+        );
+    }
+
+    /// Records recurring intents (as [`Steps::insert_one_times`] records one-time ones): the intent, the initial
+    /// payment's installment when it asks for one, a Pending mandate whose agreement is still to be drafted (its
+    /// id is the draft's Idempotency-Key), and the Active recurring payment.
+    pub fn insert_recurring_intents(&mut self, new: &[(NewOneTime<'_>, &PendingRecurring, DateTime<Utc>)]) {
+        let stamps: Vec<(String, String)> =
+            new.iter().map(|(_, _, at)| (timestamp(*at), oslo_date(*at).to_string())).collect();
+        let intents = new
+            .iter()
+            .zip(&stamps)
+            .map(|((n, r, _), (at, _))| intent_row(n, r.initial.then_some(n.installment_id), at))
+            .collect();
+        self.push_intents(intents);
+        let initial: Vec<_> = new
+            .iter()
+            .zip(&stamps)
+            .filter(|((_, r, _), _)| r.initial)
+            .map(|((n, r, _), (at, date))| installment_row(n, Some(&r.mandate_id), at, date))
+            .collect();
+        if !initial.is_empty() {
+            self.push_installments(initial);
+        }
+        let mandates = new
+            .iter()
+            .zip(&stamps)
+            .map(|((n, r, _), (at, _))| {
+                json!([
+                    r.mandate_id,
+                    n.account_id,
+                    n.payer_id,
+                    n.profile_id,
+                    n.intent_id,
+                    r.product_name,
+                    r.merchant_agreement_url,
+                    r.redirect_url,
+                    n.customer_phone,
+                    r.price_ore,
+                    r.interval_unit,
+                    r.interval_count,
+                    r.initial.then_some(n.installment_id),
+                    at
+                ])
+            })
+            .collect();
+        self.push(
+            "INSERT INTO mandates (id, account_id, payer_id, payment_profile_id, intent_id, status, vipps_status, \
+             idempotency_key, product_name, merchant_agreement_url, redirect_url, customer_phone, price_ore, \
+             interval_unit, interval_count, initial_installment_id, created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, 'Pending', 'CREATING', {r}->>0, {r}->>5, {r}->>6, \
+             {r}->>7, {r}->>8, CAST({r}->>9 AS BIGINT), {r}->>10, CAST({r}->>11 AS BIGINT), {r}->>12, {r}->>13, \
+             {r}->>13 FROM {rows}",
+            mandates,
+            Vec::new(),
+        );
+        let recurring = new
+            .iter()
+            .zip(&stamps)
+            .map(|((n, r, _), (at, _))| {
+                let next = r.schedule.next_on_or_after(r.start_date);
+                json!([
+                    r.recurring_id,
+                    n.intent_id,
+                    r.mandate_id,
+                    n.account_id,
+                    n.payer_id,
+                    n.profile_id,
+                    r.price_ore,
+                    r.schedule.frequency().as_str(),
+                    r.start_date.to_string(),
+                    r.end_date.map(|d| d.to_string()),
+                    r.schedule.collection_day().map(i64::from),
+                    next.map_or(0, |(p, _)| i64::from(p)),
+                    next.map(|(_, d)| d.to_string()),
+                    n.bank_statement_description,
+                    n.product,
+                    at
+                ])
+            })
+            .collect();
+        self.push(
+            "INSERT INTO recurring_payments (id, intent_id, mandate_id, account_id, payer_id, payment_profile_id, \
+             amount_ore, frequency, start_date, end_date, collection_day, status, next_period, next_collection_date, \
+             bank_statement_description, product, created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, {r}->>5, CAST({r}->>6 AS BIGINT), {r}->>7, {r}->>8, \
+             {r}->>9, CAST({r}->>10 AS BIGINT), 'Active', CAST({r}->>11 AS BIGINT), {r}->>12, {r}->>13, {r}->>14, \
+             {r}->>15, {r}->>15 FROM {rows}",
+            recurring,
+            Vec::new(),
+        );
+    }
+
+    /// New intents (`Processing`), one row each.
+    fn push_intents(&mut self, rows: Vec<serde_json::Value>) {
+        self.push(
+            "INSERT INTO payment_intents (id, inbound_report_id, status, account_id, payer_id, installment_id, \
+             success_url, failure_url, webhook_url, origin, campaign_id, created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, 'Processing', {r}->>2, {r}->>3, {r}->>4, {r}->>5, {r}->>6, {r}->>7, {r}->>8, \
+             {r}->>9, {r}->>10, {r}->>10 FROM {rows}",
+            rows,
+            Vec::new(),
+        );
+    }
+
+    /// New installments (`Outstanding`, due on the intent's Oslo date), one row each.
+    fn push_installments(&mut self, rows: Vec<serde_json::Value>) {
+        self.push(
+            "INSERT INTO installments (id, intent_id, payer_id, payment_profile_id, account_id, amount_ore, \
+             amount_open_ore, due_date, status, payment_reference, bank_statement_description, product, mandate_id, \
+             created_at, updated_at) \
+             SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, CAST({r}->>5 AS BIGINT), CAST({r}->>5 AS BIGINT), \
+             {r}->>6, 'Outstanding', {r}->>7, {r}->>8, {r}->>9, {r}->>11, {r}->>10, {r}->>10 FROM {rows}",
+            rows,
             Vec::new(),
         );
     }
@@ -543,6 +616,42 @@ pub(crate) async fn installments_for_events<C: BatchConn>(
         }
     }
     Ok(found)
+}
+
+/// A new intent's row for [`Steps::push_intents`].
+fn intent_row(n: &NewOneTime<'_>, installment_id: Option<&str>, at: &str) -> serde_json::Value {
+    json!([
+        n.intent_id,
+        n.report_id,
+        n.account_id,
+        n.payer_id,
+        installment_id,
+        n.success_url,
+        n.failure_url,
+        n.webhook_url,
+        n.origin,
+        n.campaign_id,
+        at
+    ])
+}
+
+/// A new installment's row for [`Steps::push_installments`] (under a mandate for a recurring intent's initial
+/// payment).
+fn installment_row(n: &NewOneTime<'_>, mandate_id: Option<&str>, at: &str, date: &str) -> serde_json::Value {
+    json!([
+        n.installment_id,
+        n.intent_id,
+        n.payer_id,
+        n.profile_id,
+        n.account_id,
+        n.amount_ore,
+        date,
+        n.payment_reference,
+        n.bank_statement_description,
+        n.product,
+        at,
+        mandate_id
+    ])
 }
 
 #[cfg(test)]

@@ -265,6 +265,7 @@ pub(crate) mod testing {
             origin: None,
             campaign_id: None,
             now: chrono::Utc::now(),
+            recurring: None,
         }
     }
 
