@@ -3,16 +3,19 @@
 //! The library holds everything; the `payhub` binary only parses its command line. Start with
 //! [`app::Application::build`]. Module map (dependencies point downwards):
 //!
-//! - [`app`]: shared state, the one list of routes, start-up and shutdown;
+//! - [`cli`], [`cli_recurring`], [`app`]: the command line; the one list of routes, the access guard, the
+//!   request middleware, start-up and shutdown;
+//! - [`state`]: the wiring every handler receives;
 //! - [`api`], [`web`]: the JSON APIs and the server-rendered pages (thin handlers);
-//! - [`auth`]: users, roles, API keys, sessions, CSRF, audit;
-//! - [`processing`]: the payment pipeline (intents, Vipps payments, captures, refunds, recurring payments:
-//!   agreements, installments, charges);
-//! - [`vipps`]: the Vipps extension (merchant account registry, a client per account);
-//! - [`store`]: persistence on SQLite or PostgreSQL;
+//! - [`processing`], [`vipps`], [`jobs`], [`auth`]: the flows (intake, trail, one-time, refunds, recurring,
+//!   outbox), the Vipps extension (accounts, clients, webhooks), the durable queue and heartbeat, and who may
+//!   call;
+//! - [`store`]: persistence on SQLite or PostgreSQL, one file per table family, group commit;
 //! - [`domain`]: pure types and rules;
-//! - [`config`], [`secrets`], [`ops`], [`error`]: configuration, sealing, operations, the service error;
-//! - [`cli`], [`cli_recurring`]: the command line.
+//! - [`config`], [`secrets`], [`ops`], [`error`]: configuration, sealing, request id and metrics, the service
+//!   error.
+//!
+//! `ARCHITECTURE.md` at the repository's root draws the floors.
 
 pub mod api;
 pub mod app;

@@ -3,11 +3,13 @@
 //! body, and what payhub understood of it as an **Inbound Report** pointing at that Message. Every change of
 //! money names the report that caused it, so finance can walk from a booking back to the bytes received.
 //!
-//! This is the one place that writes them: [`record`] for "this channel said this, and it means that", in the
-//! caller's transaction; [`receive`] and [`finish`] for a Message kept before it is processed (a webhook); and
-//! [`Said::message`] / [`Means::report`] for the batch form, where many are written in one statement.
-//! Reconciliation uses the same shape: one Message per retrieval (a ledger page, a file) and one per
-//! transaction, with one Inbound Report per transaction.
+//! This is the one place the flows write them: [`record`] for "this channel said this, and it means that", in
+//! the caller's transaction; [`set_outcome`] for a report corrected after the change it caused; [`finish`] for
+//! a Message kept before it was processed (the webhook intake, below the flows, keeps it with
+//! `store::trail::NewMessage::received`); and [`Said::message`] / [`Means::report`] give the typed rows that the
+//! batch form (`store::together`) writes many at a time. The words (channel, report type, outcome) are closed
+//! sets in `domain::trail`. Reconciliation uses the same shape: one Message per retrieval (a ledger page, a
+//! file) and one per transaction, with one Inbound Report per transaction.
 
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;

@@ -71,7 +71,7 @@ pub struct NewOneTime<'a> {
 }
 
 impl NewOneTime<'_> {
-    /// The installment as [`super::batch::Steps::insert_one_times`] writes it at `now`.
+    /// The installment as `Steps::insert_one_times` (group commit) writes it at `now`.
     pub fn installment_row(&self, now: DateTime<Utc>) -> InstallmentRow {
         InstallmentRow {
             id: self.installment_id.to_owned(),
