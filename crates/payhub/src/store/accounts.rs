@@ -181,6 +181,20 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> StoreResult<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Whether any payment record (an intent, an installment, a mandate) belongs to the account: such an account
+/// cannot be deleted, or its payments would lose the credentials that collect, capture and refund them.
+pub async fn has_records(conn: &mut AnyConnection, id: &str) -> StoreResult<bool> {
+    let row = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM payment_intents WHERE account_id = $1) \
+         OR EXISTS (SELECT 1 FROM installments WHERE account_id = $1) \
+         OR EXISTS (SELECT 1 FROM mandates WHERE account_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get::<bool, _>(0).or_else(|_| row.try_get::<i64, _>(0).map(|n| n != 0))?)
+}
+
 /// How many accounts exist.
 pub async fn count(conn: &mut AnyConnection) -> StoreResult<i64> {
     Ok(sqlx::query("SELECT COUNT(*) FROM accounts").fetch_one(conn).await?.try_get(0)?)

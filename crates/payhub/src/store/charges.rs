@@ -287,6 +287,22 @@ pub async fn creating_charges(
     rows.iter().map(charge_from_row).collect()
 }
 
+/// How a charge's note starts while Vipps refuses its account (credentials, a product not enabled).
+pub const CONFIGURATION_PREFIX: &str = "account refused by Vipps: ";
+
+/// Accounts whose charges wait because Vipps refuses the account: (account id, charges waiting, the latest
+/// note), for the dashboard.
+pub async fn configuration_problems(conn: &mut AnyConnection) -> StoreResult<Vec<(String, i64, String)>> {
+    let rows = sqlx::query(
+        "SELECT account_id, COUNT(*), MAX(last_error) FROM vipps_charges WHERE state = 'CREATING' \
+         AND last_error LIKE $1 GROUP BY account_id ORDER BY account_id",
+    )
+    .bind(format!("{CONFIGURATION_PREFIX}%"))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+}
+
 /// Notes an error on a charge without changing its state (so the next run picks it up later).
 pub async fn note_charge_error(
     conn: &mut AnyConnection,

@@ -310,10 +310,18 @@ impl Accounts {
         Ok(AccountView::from(&record))
     }
 
-    /// Removes an account. When it was the default, the oldest remaining account becomes the default.
+    /// Removes an account that has no payment records (an account with any is refused: see
+    /// [`account_store::has_records`]). When it was the default, the oldest remaining account becomes the default.
     pub async fn delete(&self, id: &str, actor: &Actor) -> ServiceResult<()> {
         let mut tx = self.store.begin_write().await?;
         let record = account_store::get(&mut tx, id).await?.ok_or(ServiceError::NotFound("account"))?;
+        if account_store::has_records(&mut tx, id).await? {
+            return Err(ServiceError::Conflict(vec![FieldError::invalid(
+                "id",
+                "This account has payments or agreements: deleting it would leave them without the credentials \
+                 that collect, capture and refund them. Change its settings instead.",
+            )]));
+        }
         account_store::delete(&mut tx, id).await?;
         let promoted = account_store::promote_oldest_to_default(&mut tx, Utc::now()).await?;
         audit(

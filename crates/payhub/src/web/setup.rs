@@ -23,6 +23,11 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
         Ok(accounts) => accounts,
         Err(error) => return super::internal_error(&error.into()),
     };
+    let problems = match state.payments.account_problems().await {
+        Ok(problems) => problems,
+        Err(error) => return super::internal_error(&error.into()),
+    };
+    let name_of = |id: &str| accounts.iter().find(|a| a.id == id).map_or(id.to_owned(), |a| a.name.clone());
     // Admins see each beat's last run (the API and `payhub heartbeat run` run them now).
     let mut beats = Vec::new();
     if who.role == Role::Admin {
@@ -36,6 +41,14 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
         Some(&who),
         html! {
             h1 { "Dashboard" }
+            @for (account, waiting, latest) in &problems {
+                div.alert role="alert" {
+                    strong { "Vipps refuses the credentials or setup of the account " (name_of(account)) ". " }
+                    (waiting) " charges wait and are sent again once it is fixed; no payer's installment failed. "
+                    "Check the client secret, subscription key and MSN in Setup. Vipps said: "
+                    (latest.trim_start_matches(crate::store::charges::CONFIGURATION_PREFIX))
+                }
+            }
             div.card {
                 p { "Merchant accounts: " strong { (accounts.len()) } }
                 @if accounts.is_empty() && who.role == Role::Admin {
@@ -416,6 +429,11 @@ pub async fn delete_account(
     match state.accounts.delete(&id, &who.actor()).await {
         Ok(()) => Redirect::to("/setup/vipps?done=deleted").into_response(),
         Err(ServiceError::NotFound(_)) => super::not_found(),
+        Err(ServiceError::Conflict(errors)) => super::message_page(
+            axum::http::StatusCode::CONFLICT,
+            "Account kept",
+            errors.first().map_or("This account cannot be deleted.", |e| e.message.as_str()),
+        ),
         Err(error) => super::internal_error(&error.into()),
     }
 }

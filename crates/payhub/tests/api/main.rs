@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod account_isolation;
 mod accounts;
 mod cli;
 mod hostile_input;

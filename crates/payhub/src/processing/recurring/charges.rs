@@ -264,7 +264,7 @@ impl Payments {
         }
         for (account_id, charges) in by_account {
             counts.looked_at += charges.len();
-            counts.changed += self.send_charges(&account_id, &charges).await?;
+            counts.changed += self.send_charges_of(&account_id, &charges).await;
         }
         let mut retry_days: BTreeMap<String, i64> = BTreeMap::new();
         let mut after = Some(String::new());
@@ -319,10 +319,29 @@ impl Payments {
                 by_account.entry(charge.account_id.clone()).or_default().push(ChargeRow::from_new(charge));
             }
             for (account_id, charges) in by_account {
-                counts.changed += self.send_charges(&account_id, &charges).await?;
+                counts.changed += self.send_charges_of(&account_id, &charges).await;
             }
         }
         Ok(counts)
+    }
+
+    /// Accounts whose charges wait because Vipps refuses the account (wrong credentials, a product not
+    /// enabled): (account id, charges waiting, Vipps' latest words), for the dashboard.
+    pub async fn account_problems(&self) -> ServiceResult<Vec<(String, i64, String)>> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(charges::configuration_problems(&mut conn).await?)
+    }
+
+    /// [`Self::send_charges`] for one account, whose trouble (a deleted account, a secret that will not open, a
+    /// database error) is logged and left for the next run: it never stops the other accounts' charges.
+    async fn send_charges_of(&self, account_id: &str, charges: &[ChargeRow]) -> usize {
+        match self.send_charges(account_id, charges).await {
+            Ok(confirmed) => confirmed,
+            Err(error) => {
+                tracing::warn!(%account_id, %error, charges = charges.len(), "charges not sent; the next run tries again");
+                0
+            }
+        }
     }
 
     /// Sends recorded charges to Vipps: one by one when few, else in batches. Charges Vipps accepts (or already
@@ -366,6 +385,9 @@ impl Payments {
                     Err(error) if is_transient(error.kind()) => {
                         self.note_charge_error(&c.charge_id, &describe(&error)).await?;
                     }
+                    Err(error) if is_configuration(error.kind()) => {
+                        self.note_charge_error(&c.charge_id, &configuration_problem(&error)).await?;
+                    }
                     Err(error) => {
                         if error.problem().and_then(|p| p.recurring_problem())
                             == Some(RecurringProblem::ChargeCreationFailed)
@@ -407,10 +429,15 @@ impl Payments {
                             }
                         }
                     }
-                    Err(error) if is_transient(error.kind()) => {
+                    Err(error) if is_transient(error.kind()) || is_configuration(error.kind()) => {
                         tracing::warn!(%account_id, error = %describe(&error), charges = chunk.len(), "charge batch not confirmed; the next run re-sends it");
+                        let note = if is_configuration(error.kind()) {
+                            configuration_problem(&error)
+                        } else {
+                            describe(&error)
+                        };
                         for c in chunk {
-                            self.note_charge_error(&c.charge_id, &describe(&error)).await?;
+                            self.note_charge_error(&c.charge_id, &note).await?;
                         }
                     }
                     Err(error) => {
@@ -483,6 +510,18 @@ impl Payments {
         charges::note_charge_error(&mut conn, charge_id, message, self.now()).await?;
         Ok(())
     }
+}
+
+/// Whether Vipps refused the account rather than the charge (credentials, a product not enabled, a sales unit
+/// not set up): the organisation must fix the account, and the payer did nothing wrong, so the charge waits.
+fn is_configuration(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Authentication | ErrorKind::Forbidden | ErrorKind::MerchantConfiguration)
+}
+
+/// The note a charge keeps while its account is refused; [`charges::configuration_problems`] finds it by its
+/// prefix.
+fn configuration_problem(error: &vipps_client::Error) -> String {
+    format!("{}{}", charges::CONFIGURATION_PREFIX, describe(error))
 }
 
 impl ChargeRow {
