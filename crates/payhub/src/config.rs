@@ -59,6 +59,16 @@ pub struct Config {
     /// Seconds between runs of the recurring beats, GenerateInstallments and CollectRecurring
     /// (`PAYHUB_RECURRING_BEAT_SECONDS`, default 3600; the sandbox uses its poll interval).
     pub recurring_beat_seconds: u64,
+    /// Days the trail (Messages and Inbound Reports) is kept at least (`PAYHUB_RETENTION_TRAIL_DAYS`, default
+    /// 1827 and never less: what documents money is kept five years, as Norwegian bookkeeping law asks). Past
+    /// it, trail rows no payment or intent points at are deleted.
+    pub retention_trail_days: u32,
+    /// Days after which raw Message bodies, which hold payers' personal data, are redacted
+    /// (`PAYHUB_REDACT_BODIES_AFTER_DAYS`, default 0: never); the Inbound Reports keep the facts.
+    pub redact_bodies_after_days: u32,
+    /// Days operational rows are kept (`PAYHUB_RETENTION_OPERATIONAL_DAYS`, default 14): answered idempotency
+    /// keys, finished webhook deliveries, raw webhook Messages that became no report, ended sessions and links.
+    pub retention_operational_days: u32,
 }
 
 /// A configuration value that cannot be used; the message names the setting.
@@ -95,6 +105,9 @@ struct FileLayer {
     recurring_horizon: Option<u32>,
     charge_lead_days: Option<u32>,
     recurring_beat_seconds: Option<u32>,
+    retention_trail_days: Option<u32>,
+    redact_bodies_after_days: Option<u32>,
+    retention_operational_days: Option<u32>,
 }
 
 impl Config {
@@ -221,6 +234,12 @@ impl Config {
         let charge_lead_days = number("PAYHUB_CHARGE_LEAD_DAYS", layer.charge_lead_days, 3, 1..=30)?;
         let recurring_beat_seconds =
             u64::from(number("PAYHUB_RECURRING_BEAT_SECONDS", layer.recurring_beat_seconds, 3600, 1..=86_400)?);
+        let retention_trail_days =
+            number("PAYHUB_RETENTION_TRAIL_DAYS", layer.retention_trail_days, 1827, 1827..=36_500)?;
+        let redact_bodies_after_days =
+            number("PAYHUB_REDACT_BODIES_AFTER_DAYS", layer.redact_bodies_after_days, 0, 0..=36_500)?;
+        let retention_operational_days =
+            number("PAYHUB_RETENTION_OPERATIONAL_DAYS", layer.retention_operational_days, 14, 1..=3650)?;
 
         Ok(Config {
             listen,
@@ -237,6 +256,9 @@ impl Config {
             recurring_horizon,
             charge_lead_days,
             recurring_beat_seconds,
+            retention_trail_days,
+            redact_bodies_after_days,
+            retention_operational_days,
         })
     }
 }

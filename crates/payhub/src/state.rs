@@ -13,6 +13,7 @@ use crate::jobs::{Clock, Jobs};
 use crate::ops::Metrics;
 use crate::processing::outbox::Outbox;
 use crate::processing::recurring::RecurringSettings;
+use crate::processing::retention::Retention;
 use crate::processing::Payments;
 use crate::secrets::MasterKey;
 use crate::store::Store;
@@ -82,6 +83,14 @@ impl AppState {
             state.config.recurring_beat_seconds,
         );
         state.registrar().register_beat(&state.jobs.heartbeat);
+        state.payments.register_retention(
+            &state.jobs.heartbeat,
+            Retention {
+                trail_days: state.config.retention_trail_days,
+                redact_after_days: state.config.redact_bodies_after_days,
+                operational_days: state.config.retention_operational_days,
+            },
+        );
         Ok(state)
     }
 

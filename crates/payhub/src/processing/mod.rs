@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod payer_return;
 pub mod recurring;
 pub mod refunds;
+pub mod retention;
 pub mod trail;
 
 use chrono::Utc;

@@ -132,3 +132,12 @@ pub async fn release(conn: &mut AnyConnection, scope: &str, key: &str, lease: &L
     .await?;
     Ok(())
 }
+
+/// Deletes answered keys claimed before `before` (a repeat after that is a new request); returns how many.
+pub async fn prune(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
+    let done = sqlx::query("DELETE FROM api_idempotency WHERE response_status IS NOT NULL AND created_at < $1")
+        .bind(timestamp(before))
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

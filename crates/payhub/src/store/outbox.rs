@@ -399,3 +399,13 @@ pub async fn record_attempt(
     .await?;
     Ok(())
 }
+
+/// Deletes deliveries that ended (delivered or failed) before `before`; returns how many.
+pub async fn prune_deliveries(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
+    let done =
+        sqlx::query("DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND updated_at < $1")
+            .bind(timestamp(before))
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected())
+}

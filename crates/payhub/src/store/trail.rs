@@ -139,3 +139,45 @@ pub async fn set_report_outcome(
         .await?;
     Ok(())
 }
+
+/// The body a redacted Message keeps.
+pub const REDACTED: &str = "{\"redacted\": true}";
+
+/// Redacts the raw bodies of Messages received before `before` (processed ones: a Message still waiting keeps
+/// its body until its job ran); returns how many.
+pub async fn redact_bodies(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
+    let done = sqlx::query("UPDATE messages SET body = $2 WHERE received_at < $1 AND status <> 'New' AND body <> $2")
+        .bind(timestamp(before))
+        .bind(REDACTED)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes processed Messages received before `before` that no Inbound Report was made from (raw webhook
+/// deliveries: each one's processing recorded its own Message and report); returns how many.
+pub async fn prune_unreported(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "DELETE FROM messages WHERE received_at < $1 AND status <> 'New' \
+         AND NOT EXISTS (SELECT 1 FROM inbound_reports r WHERE r.message_id = messages.id)",
+    )
+    .bind(timestamp(before))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes Inbound Reports made before `before` that no payment or intent points at (what documents money still
+/// on record stays), then the Messages left without a report; returns how many reports went.
+pub async fn prune_trail(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "DELETE FROM inbound_reports WHERE created_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.inbound_report_id = inbound_reports.id) \
+         AND NOT EXISTS (SELECT 1 FROM payment_intents i WHERE i.inbound_report_id = inbound_reports.id)",
+    )
+    .bind(timestamp(before))
+    .execute(&mut *conn)
+    .await?;
+    prune_unreported(conn, before).await?;
+    Ok(done.rows_affected())
+}

@@ -355,3 +355,18 @@ pub async fn clear_failures(conn: &mut AnyConnection, email: &str) -> StoreResul
     sqlx::query("DELETE FROM login_failures WHERE email = $1").bind(email).execute(conn).await?;
     Ok(())
 }
+
+/// Deletes sessions and setup links that ended before `now`, and failed sign-ins before `before`; returns how
+/// many rows went.
+pub async fn prune(conn: &mut AnyConnection, now: DateTime<Utc>, before: DateTime<Utc>) -> StoreResult<u64> {
+    let mut gone = 0;
+    for sql in ["DELETE FROM sessions WHERE expires_at < $1", "DELETE FROM setup_links WHERE expires_at < $1"] {
+        gone += sqlx::query(sql).bind(timestamp(now)).execute(&mut *conn).await?.rows_affected();
+    }
+    gone += sqlx::query("DELETE FROM login_failures WHERE failed_at < $1")
+        .bind(timestamp(before))
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(gone)
+}

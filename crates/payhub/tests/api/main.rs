@@ -21,6 +21,7 @@ mod recurring_changes;
 mod recurring_charge_faults;
 mod recurring_races;
 mod recurring_vipps_webhooks;
+mod retention;
 mod roles;
 mod secrets_at_rest;
 mod setup_pages;
