@@ -12,6 +12,7 @@ use axum::routing::post;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use payhub::domain::webhook_target::WebhookTargets;
 use payhub::processing::outbox;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -296,7 +297,10 @@ on_both_backends! {
         let queue = payhub::jobs::Queue::new(app.state.store.clone()).with_clock(clock.clock());
         let key = app.state.config.master_key.clone().unwrap();
         let handlers = payhub::jobs::Handlers::default();
-        outbox::Outbox::new(queue.clone(), key).with_timeout(Duration::from_millis(200)).register(&handlers);
+        outbox::Outbox::new(queue.clone(), key)
+            .with_timeout(Duration::from_millis(200))
+            .with_targets(WebhookTargets::AnyHost)
+            .register(&handlers);
         emit(&app, "paymentIntent.processed", json!({"Id": "pi_slow"}), Some(&capture.url("/slow"))).await;
         clock.advance(Duration::from_secs(1));
         let started = std::time::Instant::now();
