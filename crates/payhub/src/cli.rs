@@ -303,6 +303,8 @@ async fn serve(mut config: Config, sandbox: bool) -> anyhow::Result<()> {
         // simulator's virtual clock (so `POST /_sim/clock/advance` moves a month along).
         config.poll_seconds = config.poll_seconds.min(5);
         config.recurring_beat_seconds = config.recurring_beat_seconds.min(5);
+        // A sandbox's webhook receivers are local (a `WebhookURL` at 127.0.0.1 is the usual demo).
+        config.allow_private_webhook_targets = true;
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         Some(vipps_sim::Simulator::start(vipps_sim::SimConfig::default(), listen).await?)
     } else {

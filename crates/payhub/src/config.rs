@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+use crate::domain::webhook_target::WebhookTargets;
 use crate::secrets::MasterKey;
 
 /// How log lines are written.
@@ -69,6 +70,19 @@ pub struct Config {
     /// Days operational rows are kept (`PAYHUB_RETENTION_OPERATIONAL_DAYS`, default 14): answered idempotency
     /// keys, finished webhook deliveries, raw webhook Messages that became no report, ended sessions and links.
     pub retention_operational_days: u32,
+    /// Whether outbound webhooks may go to hosts that are not public: loopback, private and link-local
+    /// networks (cloud metadata at 169.254.169.254), `localhost` and other local names
+    /// (`PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS`, default false). Off, such a `WebhookURL` or endpoint URL is
+    /// refused at input, and a delivery whose host resolves to such an address fails without being sent. The
+    /// sandbox turns it on: its receivers are local.
+    pub allow_private_webhook_targets: bool,
+}
+
+impl Config {
+    /// The rule for outbound webhook targets that `allow_private_webhook_targets` sets.
+    pub fn webhook_targets(&self) -> WebhookTargets {
+        WebhookTargets::allowing_private(self.allow_private_webhook_targets)
+    }
 }
 
 /// A configuration value that cannot be used; the message names the setting.
@@ -108,6 +122,7 @@ struct FileLayer {
     retention_trail_days: Option<u32>,
     redact_bodies_after_days: Option<u32>,
     retention_operational_days: Option<u32>,
+    allow_private_webhook_targets: Option<bool>,
 }
 
 impl Config {
@@ -241,6 +256,20 @@ impl Config {
         let retention_operational_days =
             number("PAYHUB_RETENTION_OPERATIONAL_DAYS", layer.retention_operational_days, 14, 1..=3650)?;
 
+        let allow_private_webhook_targets = match env.get("PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS") {
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::new(
+                        "PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS",
+                        format!("`{text}` is not `true` or `false`"),
+                    ))
+                }
+            },
+            None => layer.allow_private_webhook_targets.unwrap_or(false),
+        };
+
         Ok(Config {
             listen,
             data_dir,
@@ -259,6 +288,7 @@ impl Config {
             retention_trail_days,
             redact_bodies_after_days,
             retention_operational_days,
+            allow_private_webhook_targets,
         })
     }
 }
@@ -310,6 +340,23 @@ mod tests {
         assert_eq!(Config::from_sources(None, &env(&[])).unwrap().request_timeout_ms, 30_000);
         let config = Config::from_sources(None, &env(&[("PAYHUB_REQUEST_TIMEOUT_MS", "2000")])).unwrap();
         assert_eq!(config.request_timeout_ms, 2_000);
+    }
+
+    #[test]
+    fn private_webhook_targets_are_refused_unless_allowed() {
+        let config = Config::from_sources(None, &env(&[])).unwrap();
+        assert!(!config.allow_private_webhook_targets);
+        assert_eq!(config.webhook_targets(), WebhookTargets::PublicOnly);
+        let config = Config::from_sources(None, &env(&[("PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true")])).unwrap();
+        assert_eq!(config.webhook_targets(), WebhookTargets::AnyHost);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("payhub.toml");
+        std::fs::write(&path, "allow_private_webhook_targets = true\n").unwrap();
+        assert!(Config::from_sources(Some(&path), &env(&[])).unwrap().allow_private_webhook_targets);
+        let overridden = env(&[("PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS", "false")]);
+        assert!(!Config::from_sources(Some(&path), &overridden).unwrap().allow_private_webhook_targets);
+        let err = Config::from_sources(None, &env(&[("PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS", "maybe")])).unwrap_err();
+        assert_eq!(err.setting, "PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS");
     }
 
     #[test]

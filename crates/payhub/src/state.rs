@@ -51,7 +51,7 @@ impl AppState {
             None => MasterKey::load_or_create(&config.data_dir)?,
         };
         let jobs = Jobs::with_clock(store.clone(), clock.clone());
-        let outbox = Outbox::new(jobs.queue.clone(), key.clone());
+        let outbox = Outbox::new(jobs.queue.clone(), key.clone()).with_targets(config.webhook_targets());
         outbox.install(&jobs);
         let accounts = Accounts::new(store.clone(), key);
         let payments = Payments::new(

@@ -11,6 +11,7 @@ pub mod schedule;
 pub mod status;
 pub mod trail;
 pub mod vipps_state;
+pub mod webhook_target;
 
 /// One problem with one input field, in the words shown to the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -26,3 +26,4 @@ mod roles;
 mod secrets_at_rest;
 mod setup_pages;
 mod vipps_webhooks;
+mod webhook_targets;

@@ -12,6 +12,7 @@ use axum::routing::post;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use payhub::domain::webhook_target::WebhookTargets;
 use payhub::processing::outbox;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -22,8 +23,8 @@ use crate::jobs::ManualClock;
 use crate::on_both_backends;
 
 #[derive(Debug, Clone)]
-struct Captured {
-    path: String,
+pub(crate) struct Captured {
+    pub(crate) path: String,
     id: String,
     timestamp: String,
     signature: String,
@@ -31,14 +32,14 @@ struct Captured {
 }
 
 /// A receiver on 127.0.0.1:0 that records every request and answers with the status it is told.
-struct Capture {
-    base: String,
+pub(crate) struct Capture {
+    pub(crate) base: String,
     requests: Arc<Mutex<Vec<Captured>>>,
     status: Arc<AtomicU16>,
 }
 
 impl Capture {
-    async fn start() -> Capture {
+    pub(crate) async fn start() -> Capture {
         let requests: Arc<Mutex<Vec<Captured>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
         let (log, answer) = (requests.clone(), status.clone());
@@ -74,7 +75,7 @@ impl Capture {
         Capture { base: format!("http://{address}"), requests, status }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
@@ -82,7 +83,7 @@ impl Capture {
         self.status.store(status, Ordering::SeqCst);
     }
 
-    fn requests(&self) -> Vec<Captured> {
+    pub(crate) fn requests(&self) -> Vec<Captured> {
         self.requests.lock().unwrap().clone()
     }
 }
@@ -103,13 +104,13 @@ async fn create_endpoint(app: &TestApp, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
-async fn deliveries(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn deliveries(app: &TestApp) -> Vec<Value> {
     let body: Value =
         app.admin(Method::GET, "/admin/api/webhook-deliveries").send().await.unwrap().json().await.unwrap();
     body["deliveries"].as_array().unwrap().clone()
 }
 
-async fn emit(app: &TestApp, event: &str, data: Value, extra_url: Option<&str>) -> Vec<String> {
+pub(crate) async fn emit(app: &TestApp, event: &str, data: Value, extra_url: Option<&str>) -> Vec<String> {
     let mut tx = app.state.jobs.queue.begin().await.unwrap();
     let ids = outbox::emit(&mut tx, event, data, extra_url).await.unwrap();
     tx.commit().await.unwrap();
@@ -296,7 +297,10 @@ on_both_backends! {
         let queue = payhub::jobs::Queue::new(app.state.store.clone()).with_clock(clock.clock());
         let key = app.state.config.master_key.clone().unwrap();
         let handlers = payhub::jobs::Handlers::default();
-        outbox::Outbox::new(queue.clone(), key).with_timeout(Duration::from_millis(200)).register(&handlers);
+        outbox::Outbox::new(queue.clone(), key)
+            .with_timeout(Duration::from_millis(200))
+            .with_targets(WebhookTargets::AnyHost)
+            .register(&handlers);
         emit(&app, "paymentIntent.processed", json!({"Id": "pi_slow"}), Some(&capture.url("/slow"))).await;
         clock.advance(Duration::from_secs(1));
         let started = std::time::Instant::now();

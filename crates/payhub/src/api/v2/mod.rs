@@ -237,7 +237,7 @@ pub async fn create_intent(
 
 /// The work of `POST /v2/PaymentIntent`: the intent recorded and created at Vipps, as the answer to give.
 async fn answer_intent(state: &AppState, body: &Value, bytes: &Bytes) -> (StatusCode, Value) {
-    let intent = match request::parse(body, state.payments.today()) {
+    let intent = match request::parse(body, state.payments.today(), state.config.webhook_targets()) {
         Ok(intent) => intent,
         Err(items) => return envelope(ApiError::items(StatusCode::BAD_REQUEST, items)),
     };

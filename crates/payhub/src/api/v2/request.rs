@@ -16,6 +16,7 @@ use crate::domain::recurring::{
     RecurringIntent, RecurringTerms, MAX_CHARGE_DESCRIPTION, MAX_RECURRING_ORE, MIN_RECURRING_ORE,
 };
 use crate::domain::schedule::{Frequency, Schedule};
+use crate::domain::webhook_target::WebhookTargets;
 
 pub use crate::domain::intent::{FINDOCK_PROCESSOR, PROCESSOR};
 
@@ -286,9 +287,9 @@ fn recurring_terms(value: &Value, today: NaiveDate, errors: &mut Errors) -> Opti
     Some(RecurringTerms { amount, frequency, start_date: start, end_date: end, collection_day })
 }
 
-/// Parses the body of `POST /v2/PaymentIntent`; `today` is payhub's date (a StartDate may not be earlier).
-/// Returns every problem found, not just the first.
-pub fn parse(body: &Value, today: NaiveDate) -> Result<Intent, Vec<ErrorItem>> {
+/// Parses the body of `POST /v2/PaymentIntent`; `today` is payhub's date (a StartDate may not be earlier), and
+/// `targets` says which hosts a `WebhookURL` may name. Returns every problem found, not just the first.
+pub fn parse(body: &Value, today: NaiveDate, targets: WebhookTargets) -> Result<Intent, Vec<ErrorItem>> {
     let mut errors = Errors(Vec::new());
     let terms = match body.get("Recurring") {
         None | Some(Value::Null) => None,
@@ -300,7 +301,7 @@ pub fn parse(body: &Value, today: NaiveDate) -> Result<Intent, Vec<ErrorItem>> {
         }),
     };
     let recurring = body.get("Recurring").is_some_and(|v| !v.is_null());
-    let one_time = parse_common(body, recurring, &mut errors);
+    let one_time = parse_common(body, recurring, targets, &mut errors);
     match (one_time, terms) {
         (Some(base), None) if errors.0.is_empty() && !recurring => Ok(Intent::OneTime(base.0)),
         (Some((mut base, initial)), Some(terms)) if errors.0.is_empty() => {
@@ -329,7 +330,12 @@ pub fn parse(body: &Value, today: NaiveDate) -> Result<Intent, Vec<ErrorItem>> {
 
 /// Everything but `Recurring`: the intent with its one-time amount (the initial payment of a recurring
 /// intent, where it is optional; a placeholder amount when absent).
-fn parse_common(body: &Value, recurring: bool, errors: &mut Errors) -> Option<(OneTimeIntent, Option<Money>)> {
+fn parse_common(
+    body: &Value,
+    recurring: bool,
+    targets: WebhookTargets,
+    errors: &mut Errors,
+) -> Option<(OneTimeIntent, Option<Money>)> {
     let Value::Object(root) = body else {
         errors.0.push(ErrorItem {
             error_code: "200",
@@ -357,7 +363,13 @@ fn parse_common(body: &Value, recurring: bool, errors: &mut Errors) -> Option<(O
     }
     let success_url = web_url(root, "SuccessURL", true, errors);
     let failure_url = web_url(root, "FailureURL", true, errors);
-    let webhook_url = web_url(root, "WebhookURL", false, errors);
+    let webhook_url = web_url(root, "WebhookURL", false, errors).filter(|url| match targets.check_url(url) {
+        Ok(()) => true,
+        Err(refused) => {
+            errors.invalid("WebhookURL", format!("WebhookURL must point to a public host: {refused}"));
+            false
+        }
+    });
     let origin = text(root, "Origin", "Origin", 255, errors);
     let campaign_id = text(root, "CampaignId", "CampaignId", 64, errors);
     text(root, "IdempotencyKey", "IdempotencyKey", 100, errors);
@@ -470,7 +482,7 @@ mod tests {
 
     /// A one-time intent parsed as the API does (with no date constraint).
     fn parse_intent(body: &Value) -> Result<OneTimeIntent, Vec<ErrorItem>> {
-        match parse(body, NaiveDate::MIN) {
+        match parse(body, NaiveDate::MIN, WebhookTargets::PublicOnly) {
             Ok(Intent::OneTime(intent)) => Ok(intent),
             Ok(Intent::Recurring(_)) => Err(vec![ErrorItem {
                 error_code: "200",
@@ -524,6 +536,24 @@ mod tests {
                 ("PaymentMethod.Parameters.mobileNumber".to_owned(), "200"),
             ]
         );
+    }
+
+    #[test]
+    fn a_webhook_url_that_is_not_public_is_a_200_on_its_field_unless_private_targets_are_allowed() {
+        let mut body = seed();
+        body["WebhookURL"] = json!("http://169.254.169.254/latest/meta-data");
+        body["OneTime"]["Amount"] = json!("abc");
+        let errors = parse_intent(&body).err().unwrap_or_default();
+        let fields: Vec<_> = errors.iter().map(|e| (e.field.clone().unwrap_or_default(), e.error_code)).collect();
+        assert_eq!(fields, [("WebhookURL".to_owned(), "200"), ("OneTime.Amount".to_owned(), "200")]);
+        assert_eq!(
+            errors[0].error_message,
+            "WebhookURL must point to a public host: 169.254.169.254 is a link-local address"
+        );
+        body["OneTime"]["Amount"] = json!("36");
+        assert!(parse(&body, NaiveDate::MIN, WebhookTargets::AnyHost).is_ok());
+        body["WebhookURL"] = json!("https://hooks.example.org/payhub");
+        assert!(parse_intent(&body).is_ok());
     }
 
     #[test]

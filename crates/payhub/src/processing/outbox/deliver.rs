@@ -4,7 +4,15 @@
 //! sign with their own `whsec_…` secret; intents' `WebhookURL`s with the installation's intent-webhook secret.
 //! `webhook-id` is the delivery id and stays the same across retries and resends, so receivers can drop
 //! duplicates.
+//!
+//! Unless private targets are allowed, a delivery goes only to public addresses: a host written as an address
+//! is judged before sending, and a name is resolved by [`CheckedResolver`], which hands the connection only the
+//! addresses it judged, all of them public. The address checked is the address connected to, so a name that
+//! resolves elsewhere a moment later (DNS rebinding) gains nothing. A refused delivery fails at once, without
+//! retries; redirects are never followed.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -15,6 +23,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use super::Outbox;
+use crate::domain::webhook_target::{RefusedTarget, WebhookTargets};
 use crate::jobs::{Job, NewJob};
 use crate::store::outbox as table;
 
@@ -100,6 +109,61 @@ pub fn verify(
     })
 }
 
+/// The HTTP client deliveries are sent with: no redirects followed, and for [`WebhookTargets::PublicOnly`] names
+/// resolved by [`CheckedResolver`] and no proxy (a proxy would resolve the name itself, unchecked).
+pub(super) fn client(targets: WebhookTargets) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("payhub/", env!("CARGO_PKG_VERSION")));
+    let builder = match targets {
+        WebhookTargets::AnyHost => builder,
+        WebhookTargets::PublicOnly => builder.no_proxy().dns_resolver(Arc::new(CheckedResolver { targets })),
+    };
+    builder.build().unwrap_or_default()
+}
+
+/// Resolves a delivery's host with the system resolver and answers only when every address is a target
+/// `targets` takes; the connection then uses exactly those addresses.
+struct CheckedResolver {
+    targets: WebhookTargets,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let targets = self.targets;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let ips: Vec<IpAddr> = addresses.iter().map(SocketAddr::ip).collect();
+            targets.check_resolved(&host, &ips)?;
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The refusal behind a failed send, if the resolver refused the target.
+fn refusal(error: &reqwest::Error) -> Option<&RefusedTarget> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if let Some(refused) = error.downcast_ref::<RefusedTarget>() {
+            return Some(refused);
+        }
+        cause = error.source();
+    }
+    None
+}
+
+/// A delivery's error for a target that is not public: final, it is not retried.
+fn refused(refused: &RefusedTarget) -> Attempt {
+    Attempt {
+        status_code: None,
+        error: Some(format!(
+            "refused: {refused}, not a public host (PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS allows private targets)"
+        )),
+        final_: true,
+    }
+}
+
 impl Outbox {
     /// The secret that signs deliveries to endpoint `endpoint_id` (or, for `None`, to intents' `WebhookURL`s);
     /// `None` once the endpoint is deleted.
@@ -158,6 +222,10 @@ impl Outbox {
     }
 
     async fn post(&self, secret: &str, id: &str, url: &str, body: &str) -> Attempt {
+        // Names are judged once resolved, by the client's resolver; addresses are never resolved, so here.
+        if let Some(refusal) = url::Url::parse(url).ok().and_then(|u| self.targets.check_literal(&u).err()) {
+            return refused(&refusal);
+        }
         let sent_at = self.queue.now().timestamp();
         let signature = match sign(secret, id, sent_at, body.as_bytes()) {
             Ok(signature) => signature,
@@ -181,12 +249,15 @@ impl Outbox {
                 error: Some(format!("the receiver answered {}", response.status())),
                 final_: false,
             },
-            Err(e) if e.is_timeout() => Attempt {
-                status_code: None,
-                error: Some(format!("no answer within {:?}", self.timeout)),
-                final_: false,
+            Err(e) => match refusal(&e) {
+                Some(refusal) => refused(refusal),
+                None if e.is_timeout() => Attempt {
+                    status_code: None,
+                    error: Some(format!("no answer within {:?}", self.timeout)),
+                    final_: false,
+                },
+                None => Attempt { status_code: None, error: Some(format!("could not send: {e}")), final_: false },
             },
-            Err(e) => Attempt { status_code: None, error: Some(format!("could not send: {e}")), final_: false },
         }
     }
 }

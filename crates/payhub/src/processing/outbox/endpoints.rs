@@ -32,7 +32,11 @@ impl Outbox {
     pub async fn create_endpoint(&self, input: &NewEndpoint, actor: &Actor) -> ServiceResult<(EndpointView, String)> {
         let mut errors = Vec::new();
         match url::Url::parse(input.url.trim()) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                if let Err(refused) = self.targets.check_url(&url) {
+                    errors.push(FieldError::invalid("url", format!("must point to a public host: {refused}")));
+                }
+            }
             _ => errors.push(FieldError::invalid("url", "must be an absolute http or https URL")),
         }
         if input.description.chars().count() > 500 {

@@ -24,6 +24,7 @@ pub use self::endpoints::NewEndpoint;
 pub use self::events::EVENT_TYPES;
 use crate::domain::ids::new_id;
 use crate::domain::status::InstallmentStatus;
+use crate::domain::webhook_target::WebhookTargets;
 use crate::jobs::{self, Handlers, Job, Jobs, Queue};
 use crate::secrets::MasterKey;
 use crate::store::outbox::{self as table, Endpoint, NewDelivery, Outgoing};
@@ -38,17 +39,23 @@ pub struct Outbox {
     key: MasterKey,
     http: reqwest::Client,
     timeout: Duration,
+    targets: WebhookTargets,
 }
 
 impl Outbox {
-    /// The outbox on `queue`'s database, sealing secrets with `key`; receivers get 10 s to answer.
+    /// The outbox on `queue`'s database, sealing secrets with `key`; receivers get 10 s to answer, and only
+    /// public hosts are targets (see [`Outbox::with_targets`]).
     pub fn new(queue: Queue, key: MasterKey) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("payhub/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self { queue, key, http, timeout: Duration::from_secs(10) }
+        let targets = WebhookTargets::PublicOnly;
+        Self { queue, key, http: deliver::client(targets), timeout: Duration::from_secs(10), targets }
+    }
+
+    /// The same services taking endpoint URLs and sending deliveries by `targets`
+    /// (`allow_private_webhook_targets`).
+    pub fn with_targets(mut self, targets: WebhookTargets) -> Self {
+        self.targets = targets;
+        self.http = deliver::client(targets);
+        self
     }
 
     /// The same services with another receiver timeout.

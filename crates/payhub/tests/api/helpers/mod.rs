@@ -109,6 +109,8 @@ impl TestApp {
         let master_key = hex_key();
         env.insert("PAYHUB_MASTER_KEY".to_owned(), master_key.clone());
         env.insert("PAYHUB_VIPPS_TIMEOUT_MS".to_owned(), "1000".to_owned());
+        // The tests' receivers listen on 127.0.0.1; `webhook_targets.rs` turns this off.
+        env.insert("PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS".to_owned(), "true".to_owned());
         for (name, value) in settings {
             env.insert((*name).to_owned(), (*value).to_owned());
         }
