@@ -10,8 +10,8 @@ use crate::app::Application;
 use crate::auth::Actor;
 use crate::config::Config;
 use crate::domain::money::Money;
-use crate::state::AppState;
 use crate::processing::recurring::ChangeOutcome;
+use crate::state::AppState;
 
 /// `payhub recurring …`
 #[derive(Debug, Subcommand)]

@@ -132,13 +132,15 @@ pub async fn finish_change(
     message: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE recurring_changes SET status = $2, message = $3, updated_at = $4 WHERE id = $1 AND status = 'Pending'")
-        .bind(id)
-        .bind(if succeeded { "Succeeded" } else { "Failed" })
-        .bind(message)
-        .bind(timestamp(now))
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE recurring_changes SET status = $2, message = $3, updated_at = $4 WHERE id = $1 AND status = 'Pending'",
+    )
+    .bind(id)
+    .bind(if succeeded { "Succeeded" } else { "Failed" })
+    .bind(message)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

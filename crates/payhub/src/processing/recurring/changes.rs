@@ -62,7 +62,12 @@ impl Payments {
     /// cannot change at Vipps, and the payer confirms the price it shows. When Vipps does not answer (timeout,
     /// 5xx, 429 after the client's retries) the change stays Pending and the `recurring.pending_changes` beat
     /// sends it again with the same key; only Vipps' definite refusal fails it.
-    pub async fn change_amount(&self, recurring_id: &str, amount: Money, actor: &Actor) -> ServiceResult<ChangeOutcome> {
+    pub async fn change_amount(
+        &self,
+        recurring_id: &str,
+        amount: Money,
+        actor: &Actor,
+    ) -> ServiceResult<ChangeOutcome> {
         if !(MIN_RECURRING_ORE..=MAX_RECURRING_ORE).contains(&amount.ore()) {
             return Err(invalid(
                 "Amount",
@@ -257,7 +262,8 @@ impl Payments {
             .await?;
         // A pause whose charge cancels Vipps has not all confirmed ends here: what is still open is collected.
         while let Some(pause) = changes::pending_change_of(&mut tx, &recurring.id, "pause").await? {
-            let message = "Resumed before Vipps confirmed every charge cancel; what is still open is collected as usual";
+            let message =
+                "Resumed before Vipps confirmed every charge cancel; what is still open is collected as usual";
             changes::finish_change(&mut tx, &pause.id, false, Some(message), now).await?;
         }
         changes::finish_change(&mut tx, &change_id, true, None, now).await?;

@@ -123,8 +123,17 @@ impl Payments {
                     .await?;
                     if let (Some(row), None) = (&charge, &read) {
                         if row.state != ChargeState::Refused {
-                            charges::update_charge(&mut tx, &row.charge_id, &ChargeState::Cancelled, None, None, None, None, now)
-                                .await?;
+                            charges::update_charge(
+                                &mut tx,
+                                &row.charge_id,
+                                &ChargeState::Cancelled,
+                                None,
+                                None,
+                                None,
+                                None,
+                                now,
+                            )
+                            .await?;
                         }
                     }
                     tx.commit().await?;
@@ -171,14 +180,20 @@ impl Payments {
             Ok(charge) => charge,
             Err(error) if error.kind() == ErrorKind::NotFound && row.state == ChargeState::Creating => {
                 // Its create may still land: cancelled once Vipps has it (the charge beats send it again).
-                return Ok(ChargeCancel::Waiting("Vipps does not have it yet: its create is not confirmed".into(), None));
+                return Ok(ChargeCancel::Waiting(
+                    "Vipps does not have it yet: its create is not confirmed".into(),
+                    None,
+                ));
             }
             Err(error) => return Ok(ChargeCancel::Waiting(format!("reading it: {}", describe(&error)), None)),
         };
         match &charge.status {
             ChargeStatus::Pending | ChargeStatus::Due | ChargeStatus::Reserved => {}
             ChargeStatus::Processing => {
-                return Ok(ChargeCancel::Waiting("Vipps is collecting it and cannot cancel it now".into(), Some(charge)))
+                return Ok(ChargeCancel::Waiting(
+                    "Vipps is collecting it and cannot cancel it now".into(),
+                    Some(charge),
+                ))
             }
             ChargeStatus::Cancelled => return Ok(ChargeCancel::Cancelled(Some(charge))),
             ChargeStatus::Charged
@@ -220,8 +235,15 @@ impl Payments {
             return self.still_pending(change_id, message.unwrap_or_default()).await;
         }
         let mut tx = self.store.begin_write().await?;
-        recurring_payments::set_recurring_status(&mut tx, recurring_id, RecurringStatus::Cancelled, Some(reason), None, now)
-            .await?;
+        recurring_payments::set_recurring_status(
+            &mut tx,
+            recurring_id,
+            RecurringStatus::Cancelled,
+            Some(reason),
+            None,
+            now,
+        )
+        .await?;
         changes::finish_change(&mut tx, change_id, true, message.as_deref(), now).await?;
         tx.commit().await?;
         Ok(ChangeOutcome::Done)
