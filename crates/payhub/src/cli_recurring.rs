@@ -10,6 +10,7 @@ use crate::app::Application;
 use crate::auth::Actor;
 use crate::config::Config;
 use crate::domain::money::Money;
+use crate::processing::recurring::ChangeOutcome;
 use crate::state::AppState;
 
 /// `payhub recurring …`
@@ -106,27 +107,38 @@ pub async fn recurring(command: RecurringCommand, config: Config) -> anyhow::Res
         | RecurringCommand::Resume { id }
         | RecurringCommand::Cancel { id, .. } => id.clone(),
     };
-    match command {
-        RecurringCommand::Show { .. } => {}
+    let outcome = match command {
+        RecurringCommand::Show { .. } => ChangeOutcome::Done,
         RecurringCommand::ChangeAmount { amount, .. } => {
             let amount = Money::parse_kroner(&amount).map_err(|e| anyhow::anyhow!("amount: {e}"))?;
-            payments.change_amount(&id, amount, &actor).await?;
+            payments.change_amount(&id, amount, &actor).await?
         }
-        RecurringCommand::ChangeDay { day, .. } => payments.change_collection_day(&id, day, &actor).await?,
+        RecurringCommand::ChangeDay { day, .. } => {
+            payments.change_collection_day(&id, day, &actor).await?;
+            ChangeOutcome::Done
+        }
         RecurringCommand::Pause { until, .. } => {
             let until = NaiveDate::parse_from_str(&until, "%Y-%m-%d").context("--until must be YYYY-MM-DD")?;
-            payments.pause(&id, until, &actor).await?;
+            payments.pause(&id, until, &actor).await?
         }
-        RecurringCommand::Resume { .. } => payments.resume(&id, &actor).await?,
+        RecurringCommand::Resume { .. } => {
+            payments.resume(&id, &actor).await?;
+            ChangeOutcome::Done
+        }
         RecurringCommand::Cancel { reason, .. } => {
-            if let Some(outcome) = payments.cancel_recurring(&id, reason.as_deref(), &actor).await? {
+            let (outcome, stopped) = payments.cancel_recurring(&id, reason.as_deref(), &actor).await?;
+            if let Some(stopped) = stopped {
                 eprintln!(
                     "Cancel Vipps Agreement: {} ({})",
-                    if outcome.is_success { "done" } else { "refused" },
-                    outcome.message
+                    if stopped.is_success { "done" } else { "refused" },
+                    stopped.message
                 );
             }
+            outcome
         }
+    };
+    if let ChangeOutcome::Pending { change_id, message } = &outcome {
+        eprintln!("Pending at Vipps ({change_id}): {message}");
     }
     let answer = crate::api::v2::recurring::get_recurring(axum::extract::State(state.clone()), axum::extract::Path(id))
         .await

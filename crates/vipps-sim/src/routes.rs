@@ -58,6 +58,10 @@ pub(crate) fn router(sim: SharedSim) -> Router {
         .route("/_sim/payments/{reference}/fail-next-capture", post(epayment::sim_fail_next_capture))
         .route("/_sim/agreements/{agreement_id}/{action}", post(recurring::sim_action))
         .route("/_sim/agreements/{agreement_id}/fail-next-charge", post(recurring::sim_fail_next_charge))
+        .route(
+            "/_sim/agreements/{agreement_id}/charges/{charge_id}/hold-processing",
+            post(recurring::sim_hold_processing),
+        )
         .route("/_sim/faults", post(faults::add).get(faults::list).delete(faults::clear))
         .route("/_sim/webhooks/deliveries", get(webhooks::sim_deliveries))
         .route("/_sim/webhooks/pause", post(webhooks::sim_pause))

@@ -88,6 +88,9 @@ pub enum RecurringStatus {
     Active,
     /// No installments fall due until the pause ends.
     Paused,
+    /// Cancelled by the organisation; Vipps has not yet confirmed the cancel of every charge still live there
+    /// (nothing new is generated or charged; the `recurring.pending_changes` beat finishes it).
+    Cancelling,
     /// Cancelled by the organisation.
     Cancelled,
     /// Ended: its mandate ended at Vipps, or the schedule passed its End Date.
@@ -100,12 +103,13 @@ impl RecurringStatus {
         match self {
             Self::Active => "Active",
             Self::Paused => "Paused",
+            Self::Cancelling => "Cancelling",
             Self::Cancelled => "Cancelled",
             Self::Ended => "Ended",
         }
     }
 
-    /// Whether it can still change (Cancelled and Ended are final).
+    /// Whether it can still change (Cancelled and Ended are final; Cancelling is on its way to Cancelled).
     pub fn is_open(self) -> bool {
         matches!(self, Self::Active | Self::Paused)
     }
@@ -122,7 +126,7 @@ impl FromStr for RecurringStatus {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         use RecurringStatus::*;
-        [Active, Paused, Cancelled, Ended]
+        [Active, Paused, Cancelling, Cancelled, Ended]
             .into_iter()
             .find(|status| status.as_str() == s)
             .ok_or_else(|| format!("unknown recurring payment status `{s}`"))

@@ -25,6 +25,10 @@ pub const SYNC_PAYMENTS: &str = "vipps.sync_payments";
 /// The beat that polls agreements and charges still open (the webhooks' back-up).
 pub const SYNC_RECURRING: &str = "vipps.sync_recurring";
 
+/// The beat that takes up changes Vipps has not confirmed yet (an agreement's new price, the charge cancels
+/// of a Pause or a Cancel) with the same keys.
+pub const PENDING_CHANGES: &str = "recurring.pending_changes";
+
 impl Payments {
     /// Registers the jobs that process queued Vipps webhooks: the payment, agreement or charge is read back
     /// from Vipps and the records brought up to date (duplicates and reordering are harmless: the read-back is
@@ -61,8 +65,8 @@ impl Payments {
         }
     }
 
-    /// Registers the flows' beats: polling Vipps payments, agreements and charges every `poll_seconds`, and
-    /// the recurring beats every `recurring_seconds`.
+    /// Registers the flows' beats: polling Vipps payments, agreements and charges and retrying pending
+    /// changes every `poll_seconds`, and the recurring beats every `recurring_seconds`.
     pub fn register_beats(&self, heartbeat: &Heartbeat, poll_seconds: u64, recurring_seconds: u64) {
         let poll = Duration::from_secs(poll_seconds);
         let recurring = Duration::from_secs(recurring_seconds);
@@ -97,6 +101,14 @@ impl Payments {
             let payments = payments.clone();
             async move {
                 payments.sync_recurring(500).await?;
+                Ok(())
+            }
+        });
+        let payments = self.clone();
+        heartbeat.register(PENDING_CHANGES, poll, move |_| {
+            let payments = payments.clone();
+            async move {
+                payments.retry_pending_changes(500).await?;
                 Ok(())
             }
         });

@@ -140,8 +140,8 @@ pub async fn generation_page(
     Ok((page, cursor))
 }
 
-/// Sets a recurring payment's status (only while it is open: Cancelled and Ended are final); returns whether
-/// it changed.
+/// Sets a recurring payment's status (only while it is Active, Paused or Cancelling: Cancelled and Ended are
+/// final); returns whether it changed.
 pub async fn set_recurring_status(
     conn: &mut AnyConnection,
     id: &str,
@@ -152,7 +152,7 @@ pub async fn set_recurring_status(
 ) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE recurring_payments SET status = $2, status_reason = COALESCE($3, status_reason), paused_until = $4, \
-         updated_at = $5 WHERE id = $1 AND status IN ('Active', 'Paused')",
+         updated_at = $5 WHERE id = $1 AND status IN ('Active', 'Paused', 'Cancelling')",
     )
     .bind(id)
     .bind(status.as_str())

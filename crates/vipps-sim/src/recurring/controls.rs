@@ -86,3 +86,29 @@ pub(crate) fn set_fail_next(
     db.recurring.fail_next.insert(agreement_id.to_owned(), (attempts.unwrap_or(u32::MAX), reason.to_owned()));
     Ok(())
 }
+
+/// `POST /_sim/agreements/{agreementId}/charges/{chargeId}/hold-processing`: Vipps starts collecting a
+/// `PENDING` or `DUE` charge now: it is `PROCESSING` (cannot be cancelled) until its attempt time, when it
+/// ends `CHARGED` / `RESERVED` (or fails) as a `DUE` charge would → `200` with the charge; `409` in another
+/// status.
+pub(crate) async fn sim_hold_processing(
+    State(sim): State<SharedSim>,
+    Path((agreement_id, charge_id)): Path<(String, String)>,
+) -> Reply {
+    let mut db = sim.lock();
+    let Some(a) = db.recurring.agreements.get_mut(&agreement_id) else {
+        return sim_error(StatusCode::NOT_FOUND, "no such agreement");
+    };
+    let Some(c) = a.charges.iter_mut().find(|c| c.id == charge_id) else {
+        return sim_error(StatusCode::NOT_FOUND, "no such charge");
+    };
+    if !matches!(c.status, ChargeStatus::Pending | ChargeStatus::Due) {
+        return sim_error(StatusCode::CONFLICT, &format!("the charge is {}", c.status.as_str()));
+    }
+    c.status = ChargeStatus::Processing;
+    let a = &*a;
+    match a.charges.iter().find(|c| c.id == charge_id) {
+        Some(c) => Reply::json(StatusCode::OK, &charge_json(a, c)),
+        None => sim_error(StatusCode::NOT_FOUND, "no such charge"),
+    }
+}

@@ -78,7 +78,11 @@ pub(crate) fn attempt_charge(db: &mut Db, agreement_id: &str, charge_id: &str, a
                 reschedule = Some(due_at);
             }
         }
-        if reschedule.is_none() && c.status == ChargeStatus::Due {
+        // A charge held in PROCESSING (the `/_sim/` control) finishes at its attempt time like a DUE one.
+        if c.status == ChargeStatus::Processing && at < due_at {
+            reschedule = Some(due_at);
+        }
+        if reschedule.is_none() && matches!(c.status, ChargeStatus::Due | ChargeStatus::Processing) {
             if c.attempts == 0 {
                 if let Some(f) = fail_next.remove(agreement_id) {
                     c.forced_failures = Some(f);

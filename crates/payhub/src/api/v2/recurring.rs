@@ -166,8 +166,15 @@ fn service_error(error: ServiceError) -> ApiError {
     }
 }
 
-async fn answer(state: &AppState, id: &str) -> Result<Response, ApiError> {
-    get_recurring(State(state.clone()), Path(id.to_owned())).await
+/// The answer to a change: the recurring payment as `GET` shows it (its `Changes` newest first), `200` when
+/// the change is in effect, `202 Accepted` while Vipps has yet to confirm it (the change is `Pending`, with
+/// what it waits for as its `Message`).
+async fn answer(state: &AppState, id: &str, pending: bool) -> Result<Response, ApiError> {
+    let mut response = get_recurring(State(state.clone()), Path(id.to_owned())).await?;
+    if pending {
+        *response.status_mut() = StatusCode::ACCEPTED;
+    }
+    Ok(response)
 }
 
 /// `PATCH /v2/Recurring/{Id}` with `Amount` and/or `CollectionDay`: the amount reaches the Vipps agreement's
@@ -207,13 +214,14 @@ pub async fn change_recurring(
         ));
     }
     let actor = caller.actor();
+    let mut pending = false;
     if let Some(amount) = amount {
-        state.payments.change_amount(&id, amount, &actor).await.map_err(service_error)?;
+        pending = state.payments.change_amount(&id, amount, &actor).await.map_err(service_error)?.is_pending();
     }
     if let Some(day) = day {
         state.payments.change_collection_day(&id, day, &actor).await.map_err(service_error)?;
     }
-    answer(&state, &id).await
+    answer(&state, &id, pending).await
 }
 
 /// `POST /v2/Recurring/{Id}/Pause` with `Until` (`YYYY-MM-DD`, after today): no charges until then.
@@ -231,8 +239,8 @@ pub async fn pause_recurring(
     let until = NaiveDate::parse_from_str(until, "%Y-%m-%d").map_err(|_| {
         ApiError::new(StatusCode::BAD_REQUEST, "200", "Until must be a date as YYYY-MM-DD", Some("Until".into()))
     })?;
-    state.payments.pause(&id, until, &caller.actor()).await.map_err(service_error)?;
-    answer(&state, &id).await
+    let outcome = state.payments.pause(&id, until, &caller.actor()).await.map_err(service_error)?;
+    answer(&state, &id, outcome.is_pending()).await
 }
 
 /// `POST /v2/Recurring/{Id}/Resume`
@@ -245,11 +253,12 @@ pub async fn resume_recurring(
 ) -> Result<Response, ApiError> {
     object(&headers, &bytes, &[])?;
     state.payments.resume(&id, &caller.actor()).await.map_err(service_error)?;
-    answer(&state, &id).await
+    answer(&state, &id, false).await
 }
 
-/// `POST /v2/Recurring/{Id}/Cancel` with an optional `Reason`. When the account says so, the Vipps agreement
-/// is stopped too; the answer then carries `CancelVippsAgreement` with that action's outcome.
+/// `POST /v2/Recurring/{Id}/Cancel` with an optional `Reason`: `200` with `Status: Cancelled` once Vipps
+/// confirmed every live charge cancelled, else `202` with `Status: Cancelling` (a repeat retries now). When the
+/// account says so, the Vipps agreement is stopped too; the answer then carries `CancelVippsAgreement`.
 pub async fn cancel_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
@@ -267,23 +276,15 @@ pub async fn cancel_recurring(
             Some("Reason".into()),
         ));
     }
-    let stopped = state.payments.cancel_recurring(&id, reason, &caller.actor()).await.map_err(service_error)?;
-    let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let recurring = recurring_payments::recurring(&mut conn, &id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::not_found("recurring payment"))?;
-    let mandate = mandates::mandate(&mut conn, &recurring.mandate_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::not_found("mandate"))?;
-    let installments =
-        installments::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
-    let mut body = recurring_json(&recurring, &mandate, &installments);
-    if let Some(CancelOutcome { is_success, message }) = stopped {
-        body["CancelVippsAgreement"] = json!({"IsSuccess": is_success, "Message": message});
-    }
-    Ok(Json(body).into_response())
+    let (outcome, stopped) =
+        state.payments.cancel_recurring(&id, reason, &caller.actor()).await.map_err(service_error)?;
+    let response = answer(&state, &id, outcome.is_pending()).await?;
+    let Some(CancelOutcome { is_success, message }) = stopped else { return Ok(response) };
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.map_err(internal)?;
+    let mut body: Value = serde_json::from_slice(&bytes).map_err(internal)?;
+    body["CancelVippsAgreement"] = json!({"IsSuccess": is_success, "Message": message});
+    Ok((status, Json(body)).into_response())
 }
 
 fn action_answer(status: StatusCode, is_success: bool, message: impl Into<String>) -> Response {

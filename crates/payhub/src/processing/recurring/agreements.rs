@@ -376,7 +376,12 @@ impl Payments {
                 {
                     outbox::mandate(&mut tx, &listeners, &mandate.id, now).await?;
                 }
-                for recurring in recurring_payments::recurring_of_mandate(&mut tx, &mandate.id).await? {
+                // One that is Cancelling keeps its own reason; its cancel finishes it.
+                for recurring in recurring_payments::recurring_of_mandate(&mut tx, &mandate.id)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.status.is_open())
+                {
                     recurring_payments::set_recurring_status(
                         &mut tx,
                         &recurring.id,
@@ -412,7 +417,8 @@ impl Payments {
         .await?;
         tx.commit().await?;
         if outcome.is_success {
-            self.cancel_open(&mandate, None, "Vipps agreement cancelled", None).await?;
+            // What Vipps cannot cancel any more (a charge it is collecting) ends as Vipps has it, by the poll.
+            self.cancel_installments(&mandate, None, "Vipps agreement cancelled", None).await?;
             // Vipps cancels the agreement's pending charges itself; record what it says of them.
             let open = {
                 let mut conn = self.store.pool().acquire().await?;

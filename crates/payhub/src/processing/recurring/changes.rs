@@ -1,23 +1,20 @@
 //! The organisation's changes to a recurring payment: amount, Collection Day, pause, resume, cancel. Each is
-//! recorded as a `recurring_changes` row (the Idempotency-Key of any Vipps call) and audited.
+//! recorded as a `recurring_changes` row (the Idempotency-Key of any Vipps call) and audited; one Vipps has not
+//! confirmed stays `Pending` and is finished by `pending`.
 
 use chrono::{Days, NaiveDate, Utc};
 use serde_json::json;
 use vipps_client::recurring::{AgreementUpdate, PricingUpdate};
-use vipps_client::ErrorKind;
 
-use super::{invalid, key, CancelOutcome};
+use super::{invalid, key, CancelOutcome, ChangeOutcome};
 use crate::auth::Actor;
 use crate::domain::money::Money;
 use crate::domain::recurring::{MandateStatus, RecurringStatus, MAX_RECURRING_ORE, MIN_RECURRING_ORE};
-use crate::domain::status::InstallmentStatus;
-use crate::domain::vipps_state::ChargeState;
 use crate::error::{ServiceError, ServiceResult};
-use crate::processing::one_time::describe;
-use crate::processing::{outbox, Payments};
+use crate::processing::one_time::{describe, is_transient};
+use crate::processing::Payments;
 use crate::store::audit::{self, AuditEntry};
 use crate::store::changes;
-use crate::store::charges;
 use crate::store::installments;
 use crate::store::mandates::{self, MandateRow};
 use crate::store::recurring_payments::{self, RecurringRow};
@@ -62,8 +59,15 @@ impl Payments {
 
     /// Changes the amount: the agreement's price at Vipps first (key: the change's id), then the recurring
     /// payment and its installments not yet charged. Only while the mandate is Active: a Pending agreement
-    /// cannot change at Vipps, and the payer confirms the price it shows.
-    pub async fn change_amount(&self, recurring_id: &str, amount: Money, actor: &Actor) -> ServiceResult<()> {
+    /// cannot change at Vipps, and the payer confirms the price it shows. When Vipps does not answer (timeout,
+    /// 5xx, 429 after the client's retries) the change stays Pending and the `recurring.pending_changes` beat
+    /// sends it again with the same key; only Vipps' definite refusal fails it.
+    pub async fn change_amount(
+        &self,
+        recurring_id: &str,
+        amount: Money,
+        actor: &Actor,
+    ) -> ServiceResult<ChangeOutcome> {
         if !(MIN_RECURRING_ORE..=MAX_RECURRING_ORE).contains(&amount.ore()) {
             return Err(invalid(
                 "Amount",
@@ -89,18 +93,7 @@ impl Payments {
             )
             .await?
         };
-        if let Some(agreement_id) = mandate.agreement_id.as_deref().filter(|_| mandate.status == MandateStatus::Active)
-        {
-            let client = self.clients.get(&self.accounts, &mandate.account_id).await?;
-            let mut update = AgreementUpdate::default();
-            update.pricing = Some(PricingUpdate::amount(amount.ore()));
-            if let Err(error) = client.recurring().update_agreement(agreement_id, &update, &key(&change_id)?).await {
-                let message = describe(&error);
-                let mut conn = self.store.pool().acquire().await?;
-                changes::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
-                return Err(invalid("Amount", format!("Vipps did not accept the new price: {message}")));
-            }
-        } else {
+        if mandate.agreement_id.is_none() || mandate.status != MandateStatus::Active {
             let message = match mandate.status {
                 MandateStatus::Pending => "The agreement waits for the payer, who confirms the price it shows; \
                                            change the amount once the mandate is Active"
@@ -111,17 +104,56 @@ impl Payments {
             changes::finish_change(&mut conn, &change_id, false, Some(&message), self.now()).await?;
             return Err(invalid("Id", message));
         }
+        match self.send_amount(&change_id, &mandate, &recurring.id, amount.ore(), actor, details).await? {
+            ChangeOutcome::Refused(message) => {
+                Err(invalid("Amount", format!("Vipps did not accept the new price: {message}")))
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Sends an amount change's new price to Vipps (key: the change's id, so a repeat is the same request) and
+    /// applies it once Vipps confirms; keeps it Pending when Vipps does not answer; fails it when Vipps refuses.
+    pub(super) async fn send_amount(
+        &self,
+        change_id: &str,
+        mandate: &MandateRow,
+        recurring_id: &str,
+        amount_ore: i64,
+        actor: &Actor,
+        details: serde_json::Value,
+    ) -> ServiceResult<ChangeOutcome> {
+        let Some(agreement_id) = mandate.agreement_id.as_deref() else {
+            return Ok(ChangeOutcome::Refused("the agreement was never created at Vipps".into()));
+        };
+        let client = self.clients.get(&self.accounts, &mandate.account_id).await?;
+        let mut update = AgreementUpdate::default();
+        update.pricing = Some(PricingUpdate::amount(amount_ore));
+        if let Err(error) = client.recurring().update_agreement(agreement_id, &update, &key(change_id)?).await {
+            let message = describe(&error);
+            if is_transient(error.kind()) {
+                return self
+                    .still_pending(
+                        change_id,
+                        format!("Vipps did not answer ({message}); payhub sends the new price again with the same key"),
+                    )
+                    .await;
+            }
+            let mut conn = self.store.pool().acquire().await?;
+            changes::finish_change(&mut conn, change_id, false, Some(&message), self.now()).await?;
+            return Ok(ChangeOutcome::Refused(message));
+        }
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
-        recurring_payments::set_recurring_terms(&mut tx, &recurring.id, Some(amount.ore()), None, now).await?;
-        mandates::set_mandate_price(&mut tx, &mandate.id, amount.ore(), now).await?;
-        for installment in installments::open_installments(&mut tx, &mandate.id, Some(&recurring.id)).await? {
-            installments::reshape_outstanding(&mut tx, &installment, Some(amount.ore()), None, now).await?;
+        recurring_payments::set_recurring_terms(&mut tx, recurring_id, Some(amount_ore), None, now).await?;
+        mandates::set_mandate_price(&mut tx, &mandate.id, amount_ore, now).await?;
+        for installment in installments::open_installments(&mut tx, &mandate.id, Some(recurring_id)).await? {
+            installments::reshape_outstanding(&mut tx, &installment, Some(amount_ore), None, now).await?;
         }
-        changes::finish_change(&mut tx, &change_id, true, None, now).await?;
-        self.audit(&mut tx, actor, "recurring.change_amount", "recurring_payment", &recurring.id, details).await?;
+        changes::finish_change(&mut tx, change_id, true, None, now).await?;
+        self.audit(&mut tx, actor, "recurring.change_amount", "recurring_payment", recurring_id, details).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ChangeOutcome::Done)
     }
 
     /// Changes the Collection Day: installments not yet charged move to the new day of their month (never
@@ -168,9 +200,11 @@ impl Payments {
         Ok(())
     }
 
-    /// Pauses collection until `until` (exclusive): installments already generated and due before it are
-    /// cancelled (with their charges at Vipps), and periods that fall due while the pause lasts get none.
-    pub async fn pause(&self, recurring_id: &str, until: NaiveDate, actor: &Actor) -> ServiceResult<()> {
+    /// Pauses collection until `until` (exclusive): periods that fall due while the pause lasts get no
+    /// installment, and those already generated and due before it are cancelled with their charges at Vipps.
+    /// The pause is in effect at once; its charge cancels are Pending until Vipps confirms each (the
+    /// `recurring.pending_changes` beat retries them).
+    pub async fn pause(&self, recurring_id: &str, until: NaiveDate, actor: &Actor) -> ServiceResult<ChangeOutcome> {
         let today = self.today();
         if until <= today {
             return Err(invalid("Until", format!("Until must be after today ({today})")));
@@ -178,7 +212,6 @@ impl Payments {
         let (recurring, mandate) = self.open_recurring(recurring_id).await?;
         let details = json!({"until": until.to_string()});
         let reason = format!("Paused until {until}");
-        self.cancel_open(&mandate, Some(&recurring.id), &reason, Some(until)).await?;
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
         let change_id = changes::insert_change(
@@ -200,10 +233,10 @@ impl Payments {
             now,
         )
         .await?;
-        changes::finish_change(&mut tx, &change_id, true, None, now).await?;
         self.audit(&mut tx, actor, "recurring.pause", "recurring_payment", &recurring.id, details).await?;
         tx.commit().await?;
-        Ok(())
+        let progress = self.cancel_installments(&mandate, Some(&recurring.id), &reason, Some(until)).await?;
+        self.finish_pause(&change_id, progress).await
     }
 
     /// Resumes a paused recurring payment: the periods still ahead are collected as usual (the next one is
@@ -227,6 +260,12 @@ impl Payments {
         .await?;
         recurring_payments::set_recurring_status(&mut tx, &recurring.id, RecurringStatus::Active, None, None, now)
             .await?;
+        // A pause whose charge cancels Vipps has not all confirmed ends here: what is still open is collected.
+        while let Some(pause) = changes::pending_change_of(&mut tx, &recurring.id, "pause").await? {
+            let message =
+                "Resumed before Vipps confirmed every charge cancel; what is still open is collected as usual";
+            changes::finish_change(&mut tx, &pause.id, false, Some(message), now).await?;
+        }
         changes::finish_change(&mut tx, &change_id, true, None, now).await?;
         self.audit(&mut tx, actor, "recurring.resume", "recurring_payment", &recurring.id, json!({})).await?;
         tx.commit().await?;
@@ -234,19 +273,29 @@ impl Payments {
         Ok(())
     }
 
-    /// Cancels a recurring payment: its open installments are cancelled (with their charges at Vipps), and
-    /// when the account says so, the Vipps agreement is stopped too.
+    /// Cancels a recurring payment: it is Cancelling at once (nothing new is generated or charged), its open
+    /// installments are cancelled with their charges at Vipps, and when the account says so the Vipps agreement
+    /// is stopped too. It becomes Cancelled once Vipps confirmed every live charge cancelled (or final);
+    /// until then the change is Pending and the `recurring.pending_changes` beat retries. Asked again while
+    /// Cancelling, it retries now and answers where it stands.
     pub async fn cancel_recurring(
         &self,
         recurring_id: &str,
         reason: Option<&str>,
         actor: &Actor,
-    ) -> ServiceResult<Option<CancelOutcome>> {
+    ) -> ServiceResult<(ChangeOutcome, Option<CancelOutcome>)> {
+        let pending = {
+            let mut conn = self.store.pool().acquire().await?;
+            changes::pending_change_of(&mut conn, recurring_id, "cancel").await?
+        };
+        if let Some(change) = pending {
+            return Ok((self.settle_change(&change).await?, None));
+        }
         let (recurring, mandate) = self.open_recurring(recurring_id).await?;
         let reason = reason.map_or_else(|| "Cancelled by the organisation".to_owned(), str::to_owned);
         let details = json!({"reason": reason});
         let now = self.now();
-        {
+        let change_id = {
             let mut tx = self.store.begin_write().await?;
             let change_id = changes::insert_change(
                 &mut tx,
@@ -261,92 +310,27 @@ impl Payments {
             recurring_payments::set_recurring_status(
                 &mut tx,
                 &recurring.id,
-                RecurringStatus::Cancelled,
+                RecurringStatus::Cancelling,
                 Some(&reason),
                 None,
                 now,
             )
             .await?;
-            changes::finish_change(&mut tx, &change_id, true, None, now).await?;
             self.audit(&mut tx, actor, "recurring.cancel", "recurring_payment", &recurring.id, details).await?;
             tx.commit().await?;
-        }
-        self.cancel_open(&mandate, Some(&recurring.id), &reason, None).await?;
-        let account = self.accounts.get(&mandate.account_id).await?;
-        if account.cancel_agreement_on_cancel && mandate.status.is_active() {
-            return Ok(Some(self.cancel_agreement(&mandate.id, actor).await?));
-        }
-        Ok(None)
-    }
-
-    /// Cancels the open installments of a mandate (or one recurring payment), due before `before` when given:
-    /// their charges are cancelled at Vipps first (key derived from the charge), then the installments.
-    pub(super) async fn cancel_open(
-        &self,
-        mandate: &MandateRow,
-        recurring_id: Option<&str>,
-        reason: &str,
-        before: Option<NaiveDate>,
-    ) -> ServiceResult<()> {
-        let installments = {
-            let mut conn = self.store.pool().acquire().await?;
-            let mut open = Vec::new();
-            for id in installments::open_installments(&mut conn, &mandate.id, recurring_id).await? {
-                let Some(row) = installments::installment(&mut conn, &id).await? else { continue };
-                if before.is_some_and(|b| row.due_date >= b) {
-                    continue;
-                }
-                open.push((row, charges::charge_of_installment(&mut conn, &id).await?));
-            }
-            open
+            change_id
         };
-        let client = self.clients.get(&self.accounts, &mandate.account_id).await?;
-        let now = self.now();
-        for (installment, charge) in installments {
-            if let Some(charge) =
-                charge.filter(|c| matches!(c.state, ChargeState::Pending | ChargeState::Due | ChargeState::Creating))
-            {
-                match client
-                    .recurring()
-                    .cancel_charge(&charge.agreement_id, &charge.charge_id, &key(&format!("cc-{}", charge.charge_id))?)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(error) if error.kind() == ErrorKind::NotFound && charge.state == ChargeState::Creating => {}
-                    Err(error) => {
-                        // Already processed or cancelled at Vipps: read what it is.
-                        tracing::info!(charge = %charge.charge_id, error = %describe(&error), "charge not cancelled at Vipps");
-                        self.sync_charge(&charge.charge_id, None).await?;
-                        continue;
-                    }
-                }
-                let mut conn = self.store.pool().acquire().await?;
-                charges::update_charge(
-                    &mut conn,
-                    &charge.charge_id,
-                    &ChargeState::Cancelled,
-                    None,
-                    None,
-                    None,
-                    None,
-                    now,
-                )
-                .await?;
+        let mut progress = self.cancel_installments(&mandate, Some(&recurring.id), &reason, None).await?;
+        let account = self.accounts.get(&mandate.account_id).await?;
+        let mut stopped = None;
+        if account.cancel_agreement_on_cancel && mandate.status.is_active() {
+            let outcome = self.cancel_agreement(&mandate.id, actor).await?;
+            if outcome.is_success && !progress.settled() {
+                // Stopping the agreement cancels its pending charges at Vipps: read them again.
+                progress = self.cancel_installments(&mandate, Some(&recurring.id), &reason, None).await?;
             }
-            let mut tx = self.store.begin_write().await?;
-            let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
-            outbox::move_installment(
-                &mut tx,
-                &listeners,
-                &installment.id,
-                InstallmentStatus::Cancelled,
-                Some(reason),
-                None,
-                now,
-            )
-            .await?;
-            tx.commit().await?;
+            stopped = Some(outcome);
         }
-        Ok(())
+        Ok((self.finish_cancel(&change_id, &recurring.id, &reason, progress).await?, stopped))
     }
 }

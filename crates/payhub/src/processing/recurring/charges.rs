@@ -134,7 +134,12 @@ impl Payments {
         Ok((cancelled && row.state != ChargeState::Cancelled).then_some(row))
     }
 
-    async fn apply_charge(&self, row: &ChargeRow, charge: &Charge, cause: Option<&str>) -> ServiceResult<()> {
+    pub(super) async fn apply_charge(
+        &self,
+        row: &ChargeRow,
+        charge: &Charge,
+        cause: Option<&str>,
+    ) -> ServiceResult<()> {
         let state = ChargeState::from(&charge.status);
         let captured = charge.summary.captured;
         if state == row.state && captured == row.captured_ore {

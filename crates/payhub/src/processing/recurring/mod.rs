@@ -9,13 +9,14 @@
 //!
 //! One file per step: `intake` records the intent, `agreements` keeps the mandate in step with its Vipps
 //! agreement, `beats` generates installments and polls, `charges` collects them, `changes` applies the
-//! organisation's changes. This file holds what they share: settings, result types, keys.
+//! organisation's changes, `pending` finishes those Vipps has not confirmed yet. This file holds what they share: settings, result types, keys.
 
 mod agreements;
 mod beats;
 mod changes;
 mod charges;
 mod intake;
+mod pending;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use vipps_client::RecurringIdempotencyKey;
@@ -76,6 +77,30 @@ pub struct CancelOutcome {
     pub is_success: bool,
     /// Vipps' message, or payhub's.
     pub message: String,
+}
+
+/// What became of a change the organisation asked for (amount, pause, cancel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// In effect: Vipps confirmed it, or it needed nothing of Vipps.
+    Done,
+    /// Recorded, but Vipps has not confirmed it yet (no answer; a charge Vipps is collecting right now or does
+    /// not have yet): the `recurring.pending_changes` beat takes it up again with the same keys.
+    Pending {
+        /// The `recurring_changes` row (`rc_…`), `Pending` until Vipps confirms.
+        change_id: String,
+        /// What it waits for.
+        message: String,
+    },
+    /// Vipps refused it (a definite answer); the change is Failed with this message.
+    Refused(String),
+}
+
+impl ChangeOutcome {
+    /// Whether Vipps has yet to confirm it.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, Self::Pending { .. })
+    }
 }
 
 /// What a beat did.
