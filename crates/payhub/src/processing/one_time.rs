@@ -467,8 +467,11 @@ impl Payments {
     ) -> ServiceResult<()> {
         let aggregate = &payment.aggregate;
         let mut conn = self.store.pool().acquire().await?;
-        let recorded: Vec<payments::PaymentRow> =
-            payments::payments_of(&mut conn, &row.installment_id).await?.into_iter().filter(|p| p.kind == "capture").collect();
+        let recorded: Vec<payments::PaymentRow> = payments::payments_of(&mut conn, &row.installment_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.kind == "capture")
+            .collect();
         drop(conn);
         let recorded_ore: i64 = recorded.iter().map(|p| p.amount_ore).sum();
         if aggregate.captured_amount.value > recorded_ore {
@@ -580,9 +583,16 @@ impl Payments {
             now,
         )
         .await?;
-        let inserted =
-            payments::insert_payment(&mut tx, &row.installment_id, amount, psp_reference, "capture", Some(&report_id), now)
-                .await?;
+        let inserted = payments::insert_payment(
+            &mut tx,
+            &row.installment_id,
+            amount,
+            psp_reference,
+            "capture",
+            Some(&report_id),
+            now,
+        )
+        .await?;
         if inserted.is_none() {
             // Another sync recorded this capture first.
             tx.rollback().await?;

@@ -117,11 +117,8 @@ pub async fn update_vipps_payment(
 ) -> StoreResult<bool> {
     let [authorized, captured, refunded, cancelled] = totals.map_or([None; 4], |t| t.map(Some));
     // The states it may not come from; the list holds our own constants.
-    let from: Vec<String> = PaymentState::KNOWN
-        .iter()
-        .filter(|s| !s.may_become(state))
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
+    let from: Vec<String> =
+        PaymentState::KNOWN.iter().filter(|s| !s.may_become(state)).map(|s| format!("'{}'", s.as_str())).collect();
     let guard = if from.is_empty() { String::new() } else { format!(" AND state NOT IN ({})", from.join(", ")) };
     let done = sqlx::query(&format!(
         "UPDATE vipps_payments SET state = $2, redirect_url = COALESCE($3, redirect_url), psp_reference = COALESCE($4, psp_reference), \
