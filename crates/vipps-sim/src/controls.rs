@@ -90,6 +90,14 @@ pub(crate) async fn merchants(State(sim): State<SharedSim>) -> Reply {
     Reply::json(StatusCode::OK, &json!({"merchants": list}))
 }
 
+/// `DELETE /_sim/idempotency`: forgets every remembered Idempotency-Key, as Vipps does once its retention
+/// (undocumented, §10.5) has passed: a repeat with such a key runs anew (a create then meets its own reference,
+/// 409/4150) → `204`.
+pub(crate) async fn forget_idempotency_keys(State(sim): State<SharedSim>) -> Reply {
+    sim.lock().idem.clear();
+    Reply::empty(StatusCode::NO_CONTENT)
+}
+
 /// Unknown paths: `404` Problem JSON.
 pub(crate) async fn not_found(uri: Uri) -> Reply {
     sim_error(StatusCode::NOT_FOUND, &format!("no such resource: {}", uri.path()))

@@ -102,6 +102,12 @@ impl IdemStore {
         }
     }
 
+    /// Forgets every remembered key, as Vipps does once its (undocumented) retention has passed: a request
+    /// with a forgotten key runs again.
+    pub(crate) fn clear(&mut self) {
+        self.map.clear();
+    }
+
     /// Remembers the reply of a fresh request (5xx replies are not remembered).
     pub(crate) fn store(&mut self, api: Api, msn: &str, key: &str, fingerprint: u64, reply: &Reply) {
         if reply.status.is_server_error() {

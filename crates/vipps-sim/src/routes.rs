@@ -56,6 +56,8 @@ pub(crate) fn router(sim: SharedSim) -> Router {
         .route("/_sim/clock/advance", post(controls::advance_clock))
         .route("/_sim/payments/{reference}/{action}", post(epayment::sim_action))
         .route("/_sim/payments/{reference}/fail-next-capture", post(epayment::sim_fail_next_capture))
+        .route("/_sim/payments/{reference}/portal-capture", post(epayment::sim_portal_capture))
+        .route("/_sim/idempotency", delete(controls::forget_idempotency_keys))
         .route("/_sim/agreements/{agreement_id}/{action}", post(recurring::sim_action))
         .route("/_sim/agreements/{agreement_id}/fail-next-charge", post(recurring::sim_fail_next_charge))
         .route(

@@ -5,7 +5,7 @@
 //! cause and answered with an opaque message and the request id, so an operator can find the log line.
 //! Codes: `010` missing parameter, `200` invalid data, `098` no default configured, `401` not authenticated,
 //! `403` not allowed, `404` not found, `409` conflict, `413` body too large, `415` not JSON, `500` provider
-//! failure, `999` internal.
+//! failure, `503` not answered within the time limit (repeat with the same IdempotencyKey), `999` internal.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -119,8 +119,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Rewrites an error answer made by the framework itself (method not allowed, a malformed query string) into
-/// the envelope, so every error of a JSON API has one shape. Answers that are already JSON pass unchanged.
+/// Rewrites an error answer made by the framework itself (method not allowed, a malformed query string, the
+/// request time limit) into the envelope, so every error of a JSON API has one shape. Answers that are already
+/// JSON pass unchanged. A request cut by the time limit (503) is told how to learn its outcome: work claimed
+/// under an IdempotencyKey goes on, and a repeat with that key gets its answer (`Retry-After: 1`).
 pub async fn envelope_framework_errors(response: Response) -> Response {
     let status = response.status();
     let is_json =
@@ -135,12 +137,22 @@ pub async fn envelope_framework_errors(response: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => ("405", "This endpoint does not accept that method.".to_owned()),
         StatusCode::NOT_FOUND => ("404", "No such endpoint.".to_owned()),
         StatusCode::PAYLOAD_TOO_LARGE => ("413", "The request body is too large.".to_owned()),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "503",
+            "payhub did not answer within its time limit, but work taken on under an IdempotencyKey goes on: repeat \
+             the request with the same IdempotencyKey for its answer. Without a key, read the record before sending \
+             the request again."
+                .to_owned(),
+        ),
         s if s.is_client_error() => ("200", if text.is_empty() { "The request is invalid.".to_owned() } else { text }),
         _ => ("999", "Internal error. Quote the RequestId when reporting it.".to_owned()),
     };
     let mut rewritten = ApiError::new(status, code, message, None).into_response();
     if let Some(allow) = parts.headers.get(header::ALLOW) {
         rewritten.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        rewritten.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     rewritten
 }

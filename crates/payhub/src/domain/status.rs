@@ -115,6 +115,21 @@ impl IntentStatus {
             Self::Failed => "Failed",
         }
     }
+
+    /// Whether `self → next` is a move forward: an intent is decided once (Matched or Failed) and stays so, so a
+    /// late answer cannot undo a decision. Staying put is not a move.
+    pub fn can_become(self, next: IntentStatus) -> bool {
+        use IntentStatus::*;
+        match self {
+            New => matches!(next, Processing | GuidedReview | Matched | Failed),
+            Processing => matches!(next, GuidedReview | Matched | Failed),
+            GuidedReview => matches!(next, Matched | Failed),
+            Matched | Failed => false,
+        }
+    }
+
+    /// Every status.
+    pub const ALL: [IntentStatus; 5] = [Self::New, Self::Processing, Self::GuidedReview, Self::Matched, Self::Failed];
 }
 
 impl FromStr for IntentStatus {
@@ -133,6 +148,15 @@ impl FromStr for IntentStatus {
 mod tests {
     use super::*;
     use InstallmentStatus::*;
+
+    #[test]
+    fn a_decided_intent_stays_decided() {
+        use IntentStatus::*;
+        for decided in [Matched, Failed] {
+            assert!(IntentStatus::ALL.iter().all(|next| !decided.can_become(*next)), "{decided:?}");
+        }
+        assert!(Processing.can_become(Matched) && Processing.can_become(Failed) && !Processing.can_become(New));
+    }
 
     #[test]
     fn terminal_statuses_never_move_backwards() {

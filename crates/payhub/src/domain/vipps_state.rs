@@ -68,6 +68,41 @@ stored_states! {
     }
 }
 
+impl PaymentState {
+    /// Whether a payment recorded as `self` may be recorded as `next`: forward only (`CREATING` → anything;
+    /// `CREATED` → authorized or ended; `AUTHORIZED` → ended; `REFUSED` and the ended states are final), so a
+    /// late or stale answer never moves a payment back. Staying put is allowed (its totals may change). A state
+    /// payhub does not know is taken from any state that is not final, and may become any state but `CREATING`.
+    pub fn may_become(&self, next: &PaymentState) -> bool {
+        use PaymentState::*;
+        if self == next {
+            return true;
+        }
+        match (self, next) {
+            (_, Creating) => false,
+            (Creating, _) => true,
+            (Refused | Aborted | Expired | Terminated, _) => false,
+            (Created, Authorized | Aborted | Expired | Terminated | Other(_)) => true,
+            (Created, Refused | Created) => false,
+            (Authorized, Aborted | Expired | Terminated | Other(_)) => true,
+            (Authorized, Refused | Created | Authorized) => false,
+            (Other(_), Refused) => false,
+            (Other(_), _) => true,
+        }
+    }
+
+    /// Every state payhub knows.
+    pub const KNOWN: [PaymentState; 7] = [
+        PaymentState::Creating,
+        PaymentState::Refused,
+        PaymentState::Created,
+        PaymentState::Authorized,
+        PaymentState::Aborted,
+        PaymentState::Expired,
+        PaymentState::Terminated,
+    ];
+}
+
 stored_states! {
     /// The Vipps status of a mandate's agreement (`mandates.vipps_status`).
     pub enum AgreementState {
@@ -129,6 +164,20 @@ stored_states! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payment_state_only_moves_forward() {
+        use PaymentState::*;
+        assert!(Creating.may_become(&Created) && Creating.may_become(&Refused) && Creating.may_become(&Authorized));
+        assert!(Created.may_become(&Authorized) && Authorized.may_become(&Authorized));
+        for late in [Creating, Created, Refused] {
+            assert!(!Authorized.may_become(&late), "{late}");
+        }
+        for last in [Refused, Aborted, Expired, Terminated] {
+            assert!(PaymentState::KNOWN.iter().filter(|s| **s != last).all(|s| !last.may_become(s)), "{last}");
+        }
+        assert!(!Created.may_become(&Creating) && Other("NEW".into()).may_become(&Authorized));
+    }
 
     #[test]
     fn names_read_back_as_the_same_state_and_unknown_ones_are_kept() {

@@ -262,6 +262,8 @@ impl Payments {
             authorized_ore: 0,
             captured_ore: 0,
             refunded_ore: 0,
+            cancelled_ore: 0,
+            last_error: None,
         };
         match self
             .create_row_at_vipps(&row, &intent_id, Some(one_time::Known { account: &account, listeners: &listeners }))

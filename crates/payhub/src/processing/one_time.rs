@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use serde_json::json;
-use vipps_client::epayment::{CreatePaymentRequest, Customer, Payment, Reference, State};
+use vipps_client::epayment::{CreatePaymentRequest, Customer, Payment, PaymentEventName, Reference, State};
 use vipps_client::{Amount, ErrorKind, IdempotencyKey};
 
 use super::trail::{self, Channel, Means, Outcome, Said};
@@ -114,39 +114,54 @@ impl Payments {
     }
 
     /// Creates the Vipps payment behind `reference`, with the installment-derived key. Safe to repeat: Vipps
-    /// replays the first answer for the same key. On a definite refusal the installment fails; when Vipps does not
-    /// answer the payment stays `CREATING` and the polling beat tries again with the same key.
+    /// replays the first answer for the same key. The row is read again under the reference's lock, so an answer
+    /// another path of this process recorded meanwhile is used, not sent for again; a refusal recorded earlier
+    /// is given back as the error. On a definite refusal the installment fails; when Vipps does not answer the
+    /// payment stays `CREATING` and the polling beat tries again with the same key.
     pub(crate) async fn create_at_vipps(&self, reference: &str) -> Result<Option<String>, String> {
         let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
+        let lock = self.locks.get(reference);
+        let _guard = lock.lock().await;
         let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
         let row = vipps_payments::vipps_payment(&mut conn, reference)
             .await
             .map_err(|e| internal(&e))?
             .ok_or("unknown payment")?;
-        if row.state != PaymentState::Creating {
-            return Ok(row.redirect_url);
+        match row.state {
+            PaymentState::Creating => {}
+            PaymentState::Refused => return Err(row.last_error.unwrap_or_else(|| "Vipps refused the payment".into())),
+            _ => return Ok(row.redirect_url),
         }
         let installment = installments::installment(&mut conn, &row.installment_id)
             .await
             .map_err(|e| internal(&e))?
             .ok_or("unknown installment")?;
         drop(conn);
-        self.create_row_at_vipps(&row, installment.intent_id.as_deref().unwrap_or_default(), None).await
+        self.send_create(&row, installment.intent_id.as_deref().unwrap_or_default(), None).await
     }
 
-    /// [`Self::create_at_vipps`] for a row the caller has in hand (just recorded): no re-read.
+    /// [`Self::create_at_vipps`] for a row the caller has in hand (just recorded, so nobody else sends it: the
+    /// poll leaves a create alone for its first minute): no re-read.
     pub(crate) async fn create_row_at_vipps(
         &self,
         row: &VippsPaymentRow,
         intent_id: &str,
         known: Option<Known<'_>>,
     ) -> Result<Option<String>, String> {
-        let reference = row.reference.as_str();
-        let intent_id = intent_id.to_owned();
-        let lock = self.locks.get(reference);
+        let lock = self.locks.get(&row.reference);
         let _guard = lock.lock().await;
-        let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
-        let request = self.create_request(row, &intent_id)?;
+        self.send_create(row, intent_id, known).await
+    }
+
+    /// Sends the create and records the answer; the caller holds the reference's lock.
+    async fn send_create(
+        &self,
+        row: &VippsPaymentRow,
+        intent_id: &str,
+        known: Option<Known<'_>>,
+    ) -> Result<Option<String>, String> {
+        let reference = row.reference.as_str();
+        let request = self.create_request(row, intent_id)?;
         let key = IdempotencyKey::parse(&row.idempotency_key).map_err(|e| e.to_string())?;
         let client = match known {
             Some(known) => self.clients.for_account(&self.accounts, known.account).await,
@@ -157,91 +172,174 @@ impl Payments {
         match client.epayment().create(&request, &key).await {
             Ok(created) => {
                 let body = json!({"reference": created.reference, "redirectUrl": created.redirect_url}).to_string();
-                let redirect_url = created.redirect_url.clone();
-                let answer = crate::store::together::CreatedAtVipps {
-                    reference: reference.to_owned(),
-                    installment_id: row.installment_id.clone(),
-                    intent_id: intent_id.clone(),
-                    amount_ore: row.amount_ore,
-                    redirect_url: created.redirect_url,
-                    body,
-                    listeners: known.map(|k| k.listeners.clone()),
-                    now,
-                };
-                self.together().created(answer).await.map_err(|e| internal(&e))?;
-                Ok(redirect_url)
+                self.record_created(row, intent_id, known, created.redirect_url, body, now).await
             }
-            Err(error) if is_transient(error.kind()) => {
-                let message = describe(&error);
-                tracing::warn!(%reference, error = %message, "Vipps did not answer the create; the poll will retry with the same key");
-                let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
-                vipps_payments::update_vipps_payment(
-                    &mut conn,
-                    reference,
-                    &PaymentState::Creating,
-                    None,
-                    None,
-                    None,
-                    Some(&message),
-                    now,
-                )
-                .await
-                .map_err(|e| internal(&e))?;
-                Err(format!("{message}. payhub keeps trying; read GET /v2/PaymentIntent/{intent_id} for the outcome."))
-            }
-            Err(error) => {
-                let message = describe(&error);
-                tracing::warn!(%reference, error = %message, "Vipps refused the payment");
-                let result: ServiceResult<()> = async {
-                    let mut tx = self.store.begin_write().await?;
-                    let listeners = outbox::Listeners::of_intent(&mut tx, Some(&intent_id)).await?;
-                    vipps_payments::update_vipps_payment(
-                        &mut tx,
-                        reference,
-                        &PaymentState::Refused,
-                        None,
-                        None,
-                        None,
-                        Some(&message),
-                        now,
-                    )
-                    .await?;
-                    outbox::move_installment(
-                        &mut tx,
-                        &listeners,
-                        &row.installment_id,
-                        InstallmentStatus::Failed,
-                        Some(&message),
-                        None,
-                        now,
-                    )
-                    .await?;
-                    intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
-                    outbox::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
-                    tx.commit().await?;
-                    Ok(())
+            Err(error) if is_transient(error.kind()) => self.not_answered(row, intent_id, &describe(&error), now).await,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::ReferenceAlreadyExists | ErrorKind::IdempotencyConflict | ErrorKind::Conflict
+                ) =>
+            {
+                // Ambiguous: the payment may be ours, created by an attempt whose answer was lost (and whose key
+                // Vipps has since forgotten) or by another instance at the same moment. Vipps is asked first.
+                let vipps_reference = Reference::parse(reference).map_err(|e| e.to_string())?;
+                match client.epayment().get(&vipps_reference).await {
+                    Ok(payment) if payment.amount.value == row.amount_ore => {
+                        tracing::info!(%reference, "the create met an existing payment, which is ours; recorded as created");
+                        let body = snapshot_json(&payment);
+                        self.record_created(row, intent_id, known, payment.redirect_url.clone(), body, now).await
+                    }
+                    Ok(_) => self.refuse(row, intent_id, &describe(&error), now).await,
+                    Err(read) if read.kind() == ErrorKind::NotFound => {
+                        self.refuse(row, intent_id, &describe(&error), now).await
+                    }
+                    Err(read) => self.not_answered(row, intent_id, &describe(&read), now).await,
                 }
-                .await;
-                result.map_err(|e| internal(&e))?;
-                Err(message)
             }
+            Err(error) => self.refuse(row, intent_id, &describe(&error), now).await,
+        }
+    }
+
+    /// Records Vipps' confirmation of a create (through the group commit): the payment becomes `CREATED` if it
+    /// is still `CREATING`, the installment `Pending`, the intent `Matched`.
+    async fn record_created(
+        &self,
+        row: &VippsPaymentRow,
+        intent_id: &str,
+        known: Option<Known<'_>>,
+        redirect_url: Option<String>,
+        body: String,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<String>, String> {
+        let answer = crate::store::together::CreatedAtVipps {
+            reference: row.reference.clone(),
+            installment_id: row.installment_id.clone(),
+            intent_id: intent_id.to_owned(),
+            amount_ore: row.amount_ore,
+            redirect_url: redirect_url.clone(),
+            body,
+            listeners: known.map(|k| k.listeners.clone()),
+            now,
+        };
+        self.together().created(answer).await.map_err(|e| format!("payhub could not reach its records: {e}"))?;
+        Ok(redirect_url)
+    }
+
+    /// Vipps did not answer: the payment stays `CREATING` (unless another path recorded an answer meanwhile,
+    /// which then stands) and the poll sends it again with the same key.
+    async fn not_answered(
+        &self,
+        row: &VippsPaymentRow,
+        intent_id: &str,
+        message: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<String>, String> {
+        let reference = row.reference.as_str();
+        let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
+        tracing::warn!(%reference, error = %message, "Vipps did not answer the create; the poll will retry with the same key");
+        let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
+        let kept = vipps_payments::update_vipps_payment(
+            &mut conn,
+            reference,
+            &PaymentState::Creating,
+            None,
+            None,
+            None,
+            Some(message),
+            now,
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+        if !kept {
+            return self.answer_recorded_elsewhere(reference).await;
+        }
+        Err(format!("{message}. payhub keeps trying; read GET /v2/PaymentIntent/{intent_id} for the outcome."))
+    }
+
+    /// Vipps refused the create: the payment becomes `REFUSED`, the installment `Failed` and the intent `Failed`,
+    /// unless another path recorded Vipps' confirmation first (that answer stands).
+    async fn refuse(
+        &self,
+        row: &VippsPaymentRow,
+        intent_id: &str,
+        message: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Option<String>, String> {
+        let reference = row.reference.as_str();
+        tracing::warn!(%reference, error = %message, "Vipps refused the payment");
+        let result: ServiceResult<bool> = async {
+            let mut tx = self.store.begin_write().await?;
+            let refused = vipps_payments::update_vipps_payment(
+                &mut tx,
+                reference,
+                &PaymentState::Refused,
+                None,
+                None,
+                None,
+                Some(message),
+                now,
+            )
+            .await?;
+            if !refused {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            let listeners = outbox::Listeners::of_intent(&mut tx, Some(intent_id)).await?;
+            outbox::move_installment(
+                &mut tx,
+                &listeners,
+                &row.installment_id,
+                InstallmentStatus::Failed,
+                Some(message),
+                None,
+                now,
+            )
+            .await?;
+            if intents::set_intent_status(&mut tx, intent_id, IntentStatus::Failed, now).await? {
+                outbox::intent(&mut tx, &listeners, "paymentIntent.failed", intent_id, now).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+        .await;
+        match result {
+            Ok(true) => Err(message.to_owned()),
+            Ok(false) => self.answer_recorded_elsewhere(reference).await,
+            Err(error) => Err(format!("payhub could not reach its records: {error}")),
+        }
+    }
+
+    /// The answer another path recorded for a create: its landing page, or its refusal.
+    async fn answer_recorded_elsewhere(&self, reference: &str) -> Result<Option<String>, String> {
+        let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
+        let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
+        let row = vipps_payments::vipps_payment(&mut conn, reference)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or("unknown payment")?;
+        match row.state {
+            PaymentState::Refused => Err(row.last_error.unwrap_or_else(|| "Vipps refused the payment".into())),
+            _ => Ok(row.redirect_url),
         }
     }
 
     /// Brings the installment behind `reference` up to date with Vipps: re-sends a create that never got an
-    /// answer, reads the payment, captures what is authorized, and records what changed. `cause` names the
-    /// message that prompted the sync (a webhook), for the trail.
+    /// answer, reads the payment, records a capture payhub did not make, captures what is authorized, and records
+    /// what changed. `cause` names the message that prompted the sync (a webhook), for the trail.
     pub async fn sync(&self, reference: &str, cause: Option<&str>) -> ServiceResult<()> {
-        let row = {
+        let read = || async {
             let mut conn = self.store.pool().acquire().await?;
-            vipps_payments::vipps_payment(&mut conn, reference).await?.ok_or(ServiceError::NotFound("payment"))?
+            vipps_payments::vipps_payment(&mut conn, reference).await?.ok_or(ServiceError::NotFound("payment"))
         };
+        let mut row = read().await?;
         if row.state == PaymentState::Creating {
             // The create may or may not have reached Vipps; the same key makes a repeat safe.
             if let Err(message) = self.create_at_vipps(reference).await {
                 tracing::info!(%reference, %message, "create still not confirmed");
                 return Ok(());
             }
+            row = read().await?;
         }
         if row.state == PaymentState::Refused {
             return Ok(());
@@ -265,17 +363,50 @@ impl Payments {
         Ok(())
     }
 
-    /// Records a read-back of the payment: state, totals, and the installment's move for a final failure.
+    /// Records a read-back of the payment: state, totals, and the installment's move for a final failure. A read
+    /// that would move the payment back (older than what another path recorded) is dropped. The captured total
+    /// stays as payhub recorded it: [`Self::capture`] records Vipps' captures as Payments and moves it with them.
     async fn apply(&self, row: &VippsPaymentRow, payment: &Payment, cause: Option<&str>) -> ServiceResult<()> {
         let now = Utc::now();
         let aggregate = &payment.aggregate;
         let seen = totals(aggregate);
+        let written = [seen[0], row.captured_ore, seen[2], seen[3]];
         let state = PaymentState::from(&payment.state);
         let changed = state != row.state || seen[0] != row.authorized_ore;
         if !changed {
+            if [seen[2], seen[3]] != [row.refunded_ore, row.cancelled_ore] {
+                let mut conn = self.store.pool().acquire().await?;
+                vipps_payments::update_vipps_payment(
+                    &mut conn,
+                    &row.reference,
+                    &state,
+                    None,
+                    None,
+                    Some(written),
+                    None,
+                    now,
+                )
+                .await?;
+            }
             return Ok(());
         }
         let mut tx = self.store.begin_write().await?;
+        let recorded = vipps_payments::update_vipps_payment(
+            &mut tx,
+            &row.reference,
+            &state,
+            None,
+            Some(&payment.psp_reference),
+            Some(written),
+            None,
+            now,
+        )
+        .await?;
+        if !recorded {
+            tracing::info!(reference = %row.reference, %state, "a read older than what is recorded; dropped");
+            tx.rollback().await?;
+            return Ok(());
+        }
         let installment = installments::installment(&mut tx, &row.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
@@ -319,24 +450,15 @@ impl Payments {
             .intent(installment.intent_id.as_deref())
             .detail(detail.as_deref());
         trail::record(&mut tx, Said::new(Channel::VippsPoll, Some(&row.reference), &body), means, now).await?;
-        vipps_payments::update_vipps_payment(
-            &mut tx,
-            &row.reference,
-            &state,
-            None,
-            Some(&payment.psp_reference),
-            Some(seen),
-            None,
-            now,
-        )
-        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Captures the whole authorized amount once (key `cap-<installment>`), and records the capture as a
-    /// Payment. When the capture already happened (a crash after Vipps captured), the same key replays Vipps'
-    /// answer, so the Payment is recorded exactly once with Vipps' psp reference.
+    /// Payment with Vipps' psp reference. What Vipps says was captured comes first: when it is more than payhub
+    /// recorded (a capture made in the Vipps portal, or payhub's own whose answer was lost), each capture in
+    /// Vipps' event log that payhub has not recorded becomes a Payment, once (its psp reference is unique), and
+    /// nothing more is captured: once anything is captured at Vipps, the rest is the merchant's to decide.
     async fn capture(
         &self,
         row: &VippsPaymentRow,
@@ -344,11 +466,19 @@ impl Payments {
         client: &vipps_client::Client,
     ) -> ServiceResult<()> {
         let aggregate = &payment.aggregate;
-        let capturable = aggregate.authorized_amount.value - aggregate.cancelled_amount.value;
         let mut conn = self.store.pool().acquire().await?;
-        let already = payments::payments_of(&mut conn, &row.installment_id).await?.iter().any(|p| p.kind == "capture");
+        let recorded: Vec<payments::PaymentRow> = payments::payments_of(&mut conn, &row.installment_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.kind == "capture")
+            .collect();
         drop(conn);
-        if already || capturable <= 0 {
+        let recorded_ore: i64 = recorded.iter().map(|p| p.amount_ore).sum();
+        if aggregate.captured_amount.value > recorded_ore {
+            return self.record_captures_made_elsewhere(row, payment, client, &recorded).await;
+        }
+        let capturable = aggregate.authorized_amount.value - aggregate.cancelled_amount.value;
+        if aggregate.captured_amount.value > 0 || capturable <= 0 {
             return Ok(());
         }
         let key = IdempotencyKey::parse(&format!("cap-{}", row.installment_id))
@@ -378,12 +508,65 @@ impl Payments {
                 return Ok(());
             }
         };
-        let now = Utc::now();
         let body = json!({
             "reference": captured.reference, "pspReference": captured.psp_reference, "state": captured.state.to_string(),
             "capturedAmount": captured.aggregate.captured_amount.value,
         })
         .to_string();
+        let said = Said::new(Channel::VippsCall, Some(&row.reference), &body);
+        self.record_capture(row, capturable, &captured.psp_reference, said, totals(&captured.aggregate)).await
+    }
+
+    /// Records the captures in Vipps' event log that payhub has no Payment of (made in the portal, or payhub's
+    /// own whose answer never arrived).
+    async fn record_captures_made_elsewhere(
+        &self,
+        row: &VippsPaymentRow,
+        payment: &Payment,
+        client: &vipps_client::Client,
+        recorded: &[payments::PaymentRow],
+    ) -> ServiceResult<()> {
+        let reference = Reference::parse(&row.reference).map_err(|e| ServiceError::Internal(e.into()))?;
+        let events = match client.epayment().events(&reference).await {
+            Ok(events) => events,
+            Err(error) if is_transient(error.kind()) => {
+                tracing::info!(reference = %row.reference, error = %describe(&error), "Vipps did not answer the event log; next beat retries");
+                return Ok(());
+            }
+            Err(error) => return Err(ServiceError::Internal(anyhow::anyhow!(describe(&error)))),
+        };
+        let mut seen = totals(&payment.aggregate);
+        seen[1] = recorded.iter().map(|p| p.amount_ore).sum();
+        for event in events.iter().filter(|e| {
+            e.name == PaymentEventName::Captured
+                && e.success
+                && !recorded.iter().any(|p| p.psp_reference == e.psp_reference)
+        }) {
+            seen[1] += event.amount.value;
+            let body = json!({
+                "reference": event.reference, "pspReference": event.psp_reference, "name": event.name.to_string(),
+                "amount": event.amount.value, "idempotencyKey": event.idempotency_key, "success": event.success,
+                "timestamp": event.timestamp.to_rfc3339(),
+            })
+            .to_string();
+            tracing::info!(reference = %row.reference, psp = %event.psp_reference, "recording a capture payhub did not make");
+            let said = Said::new(Channel::VippsPoll, Some(&row.reference), &body);
+            self.record_capture(row, event.amount.value, &event.psp_reference, said, seen).await?;
+        }
+        Ok(())
+    }
+
+    /// Records one capture as a Payment (once per psp reference) with its report, moves the installment to
+    /// Collected with what is left open, and stores `totals` (the captured one as now recorded).
+    async fn record_capture(
+        &self,
+        row: &VippsPaymentRow,
+        amount: i64,
+        psp_reference: &str,
+        said: Said<'_>,
+        totals: [i64; 4],
+    ) -> ServiceResult<()> {
+        let now = Utc::now();
         let mut tx = self.store.begin_write().await?;
         let installment = installments::installment(&mut tx, &row.installment_id)
             .await?
@@ -391,32 +574,37 @@ impl Payments {
         let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
         let trail::Recorded { report_id, .. } = trail::record(
             &mut tx,
-            Said::new(Channel::VippsCall, Some(&row.reference), &body),
+            said,
             Means::vipps("payment.captured", Outcome::Matched)
-                .amount(capturable)
+                .amount(amount)
                 .reference(&row.reference)
                 .installment(Some(&row.installment_id))
                 .intent(installment.intent_id.as_deref()),
             now,
         )
         .await?;
-        payments::insert_payment(
+        let inserted = payments::insert_payment(
             &mut tx,
             &row.installment_id,
-            capturable,
-            &captured.psp_reference,
+            amount,
+            psp_reference,
             "capture",
             Some(&report_id),
             now,
         )
         .await?;
+        if inserted.is_none() {
+            // Another sync recorded this capture first.
+            tx.rollback().await?;
+            return Ok(());
+        }
         outbox::move_installment(
             &mut tx,
             &listeners,
             &row.installment_id,
             InstallmentStatus::Collected,
             None,
-            Some(installment.amount_ore - capturable),
+            Some((installment.amount_ore - totals[1]).max(0)),
             now,
         )
         .await?;
@@ -426,7 +614,7 @@ impl Payments {
             &PaymentState::Authorized,
             None,
             None,
-            Some(totals(&captured.aggregate)),
+            Some(totals),
             None,
             now,
         )
@@ -435,11 +623,12 @@ impl Payments {
         Ok(())
     }
 
-    /// Syncs every payment that is not settled yet (the polling beat). Returns how many were looked at.
+    /// Syncs every payment that is not settled yet (the polling beat), leaving a create younger than a minute to
+    /// its caller, and re-sends refunds Vipps has not confirmed. Returns how many payments were looked at.
     pub async fn sync_open(&self, limit: i64) -> ServiceResult<usize> {
         let references = {
             let mut conn = self.store.pool().acquire().await?;
-            vipps_payments::open_vipps_payments(&mut conn, limit).await?
+            vipps_payments::open_vipps_payments(&mut conn, limit, self.now() - IN_CALLERS_HANDS).await?
         };
         for reference in &references {
             if let Err(error) = self.sync(reference, None).await {
@@ -450,3 +639,8 @@ impl Payments {
         Ok(references.len())
     }
 }
+
+/// How long a new create or refund is left to the request that made it before the poll sends it again: longer
+/// than that request's Vipps call with its retries, so two paths never send one record at the same time (which
+/// Vipps may answer with a conflict for the second).
+pub(crate) const IN_CALLERS_HANDS: chrono::Duration = chrono::Duration::minutes(1);

@@ -1,12 +1,16 @@
 //! Refunds of collected installments: never more than captured minus what is refunded or being refunded,
-//! also when several requests race (the installment row is locked while the amount is reserved).
+//! also when several requests race (the installment row is locked while the amount is reserved). One refund is
+//! sent by one path at a time: its caller first (the poll leaves it alone for a minute), then the poll, each
+//! under the refund's lock and after reading it again; a re-send reads Vipps' event log first, and so does a
+//! refusal before it fails the refund, so a refund Vipps made is recorded and never sent twice. An installment
+//! is Refunded only once refunds Vipps confirmed cover what was captured.
 
 use serde_json::json;
-use vipps_client::epayment::Reference;
+use vipps_client::epayment::{PaymentEventName, Reference};
 use vipps_client::recurring::ChargeAmount;
 use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 
-use super::one_time::{describe, is_transient, totals};
+use super::one_time::{describe, is_transient, totals, IN_CALLERS_HANDS};
 use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{outbox, Payments};
 use crate::domain::status::InstallmentStatus;
@@ -15,7 +19,7 @@ use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::installments;
 use crate::store::payments;
-use crate::store::refunds::{self, RefundRow};
+use crate::store::refunds::{self, ApiKey, RefundRow};
 use crate::store::vipps_payments;
 
 /// What Vipps confirmed of a refund: (psp reference, raw answer, the Vipps reference, ePayment totals).
@@ -30,6 +34,15 @@ pub struct RefundRequest {
     pub amount_ore: Option<i64>,
     /// Why.
     pub reason: Option<String>,
+    /// The caller's own IdempotencyKey, kept on the refund: a repeat with it finishes this refund.
+    pub api_key: Option<ApiKey>,
+}
+
+/// Whether a refund goes to Vipps for the first time (just reserved) or again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    First,
+    Again,
 }
 
 /// A refund's outcome.
@@ -45,7 +58,9 @@ pub struct RefundOutcome {
 
 impl Payments {
     /// Reserves the amount, asks Vipps to refund it with a key derived from the refund record, and records the
-    /// negative Payment.
+    /// negative Payment. A request whose caller's IdempotencyKey already made a refund (a repeat whose first run
+    /// never stored its answer) finishes that refund instead: re-sent with its own key after reading Vipps, or
+    /// answered as it stands.
     pub async fn refund(&self, request: &RefundRequest) -> ServiceResult<RefundOutcome> {
         let now = self.now();
         let refund = {
@@ -53,6 +68,20 @@ impl Payments {
             let installment = installments::lock_installment(&mut tx, self.store.backend(), &request.installment_id)
                 .await?
                 .ok_or(ServiceError::NotFound("installment"))?;
+            if let Some(api_key) = &request.api_key {
+                if let Some(earlier) = refunds::refund_by_api_key(&mut tx, api_key).await? {
+                    tx.rollback().await?;
+                    let same = earlier.installment_id == request.installment_id
+                        && request.amount_ore.is_none_or(|amount| amount == earlier.amount_ore);
+                    if !same {
+                        return Err(ServiceError::Conflict(vec![FieldError::invalid(
+                            "IdempotencyKey",
+                            "This IdempotencyKey was used for a different refund",
+                        )]));
+                    }
+                    return self.send_refund(&earlier, Sending::Again).await;
+                }
+            }
             if !installment.status.is_collected() {
                 return Err(ServiceError::Invalid(vec![FieldError::invalid(
                     "InstallmentId",
@@ -70,17 +99,33 @@ impl Payments {
                     ),
                 )]));
             }
-            let refund =
-                refunds::insert_refund(&mut tx, &installment.id, amount, request.reason.as_deref(), now).await?;
+            let refund = refunds::insert_refund(
+                &mut tx,
+                &installment.id,
+                amount,
+                request.reason.as_deref(),
+                request.api_key.as_ref(),
+                now,
+            )
+            .await?;
             tx.commit().await?;
             refund
         };
-        self.send_refund(&refund).await
+        self.send_refund(&refund, Sending::First).await
     }
 
-    /// Sends (or re-sends, with the same key) a pending refund to Vipps and records the answer.
-    pub(crate) async fn send_refund(&self, refund: &RefundRow) -> ServiceResult<RefundOutcome> {
+    /// Sends (or re-sends, with the same key) a pending refund to Vipps and records the answer, under the
+    /// refund's lock and only while it is still pending. Before a re-send, and before a refusal fails it, the
+    /// payment's event log is read: a refund Vipps already made under this key is recorded instead.
+    async fn send_refund(&self, refund: &RefundRow, sending: Sending) -> ServiceResult<RefundOutcome> {
+        let lock = self.locks.get(&refund.id);
+        let _guard = lock.lock().await;
         let mut conn = self.store.pool().acquire().await?;
+        let refund = refunds::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
+        if refund.status != "Pending" {
+            drop(conn);
+            return self.refund_outcome(refund).await;
+        }
         // A one-time installment has an ePayment; a recurring one a charge.
         let payment = vipps_payments::vipps_payment_of(&mut conn, &refund.installment_id).await?;
         let charge = match &payment {
@@ -100,13 +145,45 @@ impl Payments {
         let now = self.now();
         let answer: Result<Confirmed, vipps_client::Error> = match (&payment, &charge) {
             (Some(row), _) => {
-                let key =
-                    IdempotencyKey::parse(&refund.idempotency_key).map_err(|e| ServiceError::Internal(e.into()))?;
-                let reference = Reference::parse(&row.reference).map_err(|e| ServiceError::Internal(e.into()))?;
-                client.epayment().refund(&reference, &Amount::nok(refund.amount_ore), &key).await.map(|done| {
-                    let body = json!({"reference": done.reference, "pspReference": done.psp_reference, "refundedAmount": done.aggregate.refunded_amount.value}).to_string();
-                    (done.psp_reference.clone(), body, row.reference.clone(), Some(totals(&done.aggregate)))
-                })
+                let earlier = match sending {
+                    Sending::First => None,
+                    Sending::Again => match refund_in_log(&client, &row.reference, &refund).await {
+                        Ok(found) => found,
+                        Err(error) => {
+                            tracing::info!(refund = %refund.id, error = %describe(&error), "Vipps' event log could not be read; the refund is not sent blind, the beat retries");
+                            return self.refund_outcome(refund).await;
+                        }
+                    },
+                };
+                match earlier {
+                    Some(confirmed) => Ok(confirmed),
+                    None => {
+                        let key = IdempotencyKey::parse(&refund.idempotency_key)
+                            .map_err(|e| ServiceError::Internal(e.into()))?;
+                        let reference =
+                            Reference::parse(&row.reference).map_err(|e| ServiceError::Internal(e.into()))?;
+                        let sent = client.epayment().refund(&reference, &Amount::nok(refund.amount_ore), &key).await.map(|done| {
+                            let body = json!({"reference": done.reference, "pspReference": done.psp_reference, "refundedAmount": done.aggregate.refunded_amount.value}).to_string();
+                            let seen = totals(&done.aggregate);
+                            (done.psp_reference.clone(), body, row.reference.clone(), Some([seen[0], row.captured_ore, seen[2], seen[3]]))
+                        });
+                        match sent {
+                            Err(error) if !is_transient(error.kind()) => {
+                                // Refused, or a conflict while another path's call with the key is at Vipps:
+                                // what Vipps did with the key decides.
+                                match refund_in_log(&client, &row.reference, &refund).await {
+                                    Ok(Some(confirmed)) => Ok(confirmed),
+                                    Ok(None) => Err(error),
+                                    Err(read) => {
+                                        tracing::info!(refund = %refund.id, error = %describe(&read), "Vipps refused the refund and its event log could not be read; the beat looks again");
+                                        return self.refund_outcome(refund).await;
+                                    }
+                                }
+                            }
+                            other => other,
+                        }
+                    }
+                }
             }
             (None, Some(c)) => {
                 let key = RecurringIdempotencyKey::parse(&refund.idempotency_key)
@@ -130,9 +207,13 @@ impl Payments {
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
         let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
-        let mut payment_id = None;
         match answer {
             Ok((psp_reference, body, vipps_reference, vipps_totals)) => {
+                if !refunds::finish_refund(&mut tx, &refund.id, Some(&psp_reference), None, now).await? {
+                    // Another instance recorded this refund already.
+                    tx.rollback().await?;
+                    return self.refund_outcome(refund).await;
+                }
                 let sub_type = if charge.is_some() { "charge.refunded" } else { "payment.refunded" };
                 let trail::Recorded { report_id, .. } = trail::record(
                     &mut tx,
@@ -146,16 +227,7 @@ impl Payments {
                     now,
                 )
                 .await?;
-                if !refunds::finish_refund(&mut tx, &refund.id, Some(&psp_reference), None, now).await? {
-                    // Another attempt (the beat, or a racing retry) recorded this refund already.
-                    tx.rollback().await?;
-                    let mut conn = self.store.pool().acquire().await?;
-                    let refund =
-                        refunds::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
-                    let status = installment.status.to_string();
-                    return Ok(RefundOutcome { refund, payment_id: None, installment_status: status });
-                }
-                payment_id = payments::insert_payment(
+                payments::insert_payment(
                     &mut tx,
                     &installment.id,
                     -refund.amount_ore,
@@ -165,8 +237,14 @@ impl Payments {
                     now,
                 )
                 .await?;
-                let left = refunds::refundable_ore(&mut tx, &installment.id).await?;
-                let next = if left <= 0 { InstallmentStatus::Refunded } else { InstallmentStatus::PartiallyRefunded };
+                // Refunded only when what Vipps confirmed covers the capture; a refund still pending may fail.
+                let captured = refunds::captured_ore(&mut tx, &installment.id).await?;
+                let refunded = refunds::refunded_ore(&mut tx, &installment.id).await?;
+                let next = if refunded >= captured {
+                    InstallmentStatus::Refunded
+                } else {
+                    InstallmentStatus::PartiallyRefunded
+                };
                 let open = installment.amount_open_ore + refund.amount_ore;
                 outbox::move_installment(
                     &mut tx,
@@ -200,26 +278,66 @@ impl Payments {
             }
         }
         tx.commit().await?;
+        self.refund_outcome(refund).await
+    }
+
+    /// A refund as it now stands: the record, its Payment, and the installment's status.
+    async fn refund_outcome(&self, refund: RefundRow) -> ServiceResult<RefundOutcome> {
         let mut conn = self.store.pool().acquire().await?;
         let refund = refunds::refund(&mut conn, &refund.id).await?.ok_or(ServiceError::NotFound("refund"))?;
-        let status = installments::installment(&mut conn, &refund.installment_id)
+        let installment_status = installments::installment(&mut conn, &refund.installment_id)
             .await?
             .map(|i| i.status.to_string())
             .unwrap_or_default();
-        Ok(RefundOutcome { refund, payment_id, installment_status: status })
+        let payment_id = match &refund.psp_reference {
+            Some(psp) => payments::payments_of(&mut conn, &refund.installment_id)
+                .await?
+                .into_iter()
+                .find(|p| p.kind == "refund" && &p.psp_reference == psp)
+                .map(|p| p.id),
+            None => None,
+        };
+        Ok(RefundOutcome { refund, payment_id, installment_status })
     }
 
-    /// Re-sends refunds that Vipps has not confirmed (the polling beat).
+    /// Re-sends refunds that Vipps has not confirmed (the polling beat), once they are a minute old: a younger
+    /// one is still in its caller's hands.
     pub(crate) async fn retry_pending_refunds(&self, limit: i64) -> ServiceResult<()> {
         let pending = {
             let mut conn = self.store.pool().acquire().await?;
-            refunds::pending_refunds(&mut conn, limit).await?
+            refunds::pending_refunds(&mut conn, limit, self.now() - IN_CALLERS_HANDS).await?
         };
         for refund in pending {
-            if let Err(error) = self.send_refund(&refund).await {
+            if let Err(error) = self.send_refund(&refund, Sending::Again).await {
                 tracing::warn!(refund = %refund.id, %error, "refund retry failed");
             }
         }
         Ok(())
     }
+}
+
+/// The refund Vipps made under `refund`'s key, from the payment's event log, if any.
+async fn refund_in_log(
+    client: &vipps_client::Client,
+    reference: &str,
+    refund: &RefundRow,
+) -> Result<Option<Confirmed>, vipps_client::Error> {
+    let Ok(vipps_reference) = Reference::parse(reference) else { return Ok(None) };
+    let events = client.epayment().events(&vipps_reference).await?;
+    Ok(events
+        .iter()
+        .find(|e| {
+            e.name == PaymentEventName::Refunded
+                && e.success
+                && e.idempotency_key.as_deref() == Some(refund.idempotency_key.as_str())
+        })
+        .map(|e| {
+            let body = json!({
+                "reference": e.reference, "pspReference": e.psp_reference, "name": e.name.to_string(),
+                "amount": e.amount.value, "idempotencyKey": e.idempotency_key, "success": e.success,
+                "timestamp": e.timestamp.to_rfc3339(),
+            })
+            .to_string();
+            (e.psp_reference.clone(), body, reference.to_owned(), None)
+        }))
 }

@@ -118,20 +118,30 @@ pub async fn intent(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<In
         .transpose()
 }
 
-/// Sets an intent's status.
+/// Moves an intent to `status` where that is a move forward ([`IntentStatus::can_become`]); false when it
+/// was not (already there, or decided otherwise).
 pub async fn set_intent_status(
     conn: &mut AnyConnection,
     id: &str,
     status: IntentStatus,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE payment_intents SET status = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(status.as_str())
-        .bind(timestamp(now))
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> StoreResult<bool> {
+    // The list holds our own constants.
+    let from: Vec<String> =
+        IntentStatus::ALL.iter().filter(|s| s.can_become(status)).map(|s| format!("'{}'", s.as_str())).collect();
+    if from.is_empty() {
+        return Ok(false);
+    }
+    let done = sqlx::query(&format!(
+        "UPDATE payment_intents SET status = $2, updated_at = $3 WHERE id = $1 AND status IN ({})",
+        from.join(", ")
+    ))
+    .bind(id)
+    .bind(status.as_str())
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The recurring intent made by an intent, if any: (recurring payment id, mandate id).

@@ -224,6 +224,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_webhook_attempts.sql"),
         postgres: include_str!("../../migrations/postgres/0008_webhook_attempts.sql"),
     },
+    Migration {
+        version: 9,
+        name: "refund_api_keys",
+        sqlite: include_str!("../../migrations/sqlite/0009_refund_api_keys.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_refund_api_keys.sql"),
+    },
 ];
 
 impl Store {

@@ -1,5 +1,6 @@
-//! Refund requests: recorded (with the Idempotency-Key derived from their id) before Vipps is asked, then
-//! finished once as Succeeded or Failed.
+//! Refund requests: recorded (with the Idempotency-Key derived from their id, and the caller's own API
+//! IdempotencyKey when there is one, unique per caller) before Vipps is asked, then finished once as Succeeded or
+//! Failed.
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
@@ -45,11 +46,7 @@ fn refund_from_row(row: &AnyRow) -> StoreResult<RefundRow> {
 /// What can still be refunded: captured minus refunds pending or done. (PostgreSQL sums `BIGINT` into
 /// `NUMERIC`, hence the casts.)
 pub async fn refundable_ore(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<i64> {
-    let captured: i64 = sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM payments WHERE installment_id = $1 AND kind = 'capture'")
-        .bind(installment_id)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?;
+    let captured = captured_ore(&mut *conn, installment_id).await?;
     let reserved: i64 = sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM refunds WHERE installment_id = $1 AND status <> 'Failed'")
         .bind(installment_id)
         .fetch_one(conn)
@@ -58,25 +55,38 @@ pub async fn refundable_ore(conn: &mut AnyConnection, installment_id: &str) -> S
     Ok(captured - reserved)
 }
 
-/// Stores a new pending refund; its Vipps Idempotency-Key is derived from its own id.
+/// The caller's own IdempotencyKey of a refund asked for through the Payment API: unique per scope (the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Whose key it is (`refund:<caller id>`).
+    pub scope: String,
+    /// The key as the caller sent it.
+    pub key: String,
+}
+
+/// Stores a new pending refund; its Vipps Idempotency-Key is derived from its own id. With `api_key`, the
+/// insert fails on the unique index when the caller's key already made a refund.
 pub async fn insert_refund(
     conn: &mut AnyConnection,
     installment_id: &str,
     amount_ore: i64,
     reason: Option<&str>,
+    api_key: Option<&ApiKey>,
     now: DateTime<Utc>,
 ) -> StoreResult<RefundRow> {
     let id = new_id("rf");
     let key = id.clone();
     sqlx::query(
-        "INSERT INTO refunds (id, installment_id, amount_ore, reason, status, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'Pending', $5, $6, $6)",
+        "INSERT INTO refunds (id, installment_id, amount_ore, reason, status, idempotency_key, api_scope, api_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'Pending', $5, $6, $7, $8, $8)",
     )
     .bind(&id)
     .bind(installment_id)
     .bind(amount_ore)
     .bind(reason)
     .bind(&key)
+    .bind(api_key.map(|k| k.scope.as_str()))
+    .bind(api_key.map(|k| k.key.as_str()))
     .bind(timestamp(now))
     .execute(conn)
     .await?;
@@ -90,6 +100,36 @@ pub async fn insert_refund(
         error: None,
         reason: reason.map(str::to_owned),
     })
+}
+
+/// The refund a caller's API IdempotencyKey made, if any.
+pub async fn refund_by_api_key(conn: &mut AnyConnection, api_key: &ApiKey) -> StoreResult<Option<RefundRow>> {
+    sqlx::query("SELECT * FROM refunds WHERE api_scope = $1 AND api_key = $2")
+        .bind(&api_key.scope)
+        .bind(&api_key.key)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(refund_from_row)
+        .transpose()
+}
+
+/// What Vipps confirmed refunded of an installment (succeeded refunds only; pending ones may still fail).
+pub async fn refunded_ore(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<i64> {
+    Ok(sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM refunds WHERE installment_id = $1 AND status = 'Succeeded'")
+        .bind(installment_id)
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?)
+}
+
+/// What was captured on an installment (its capture Payments).
+pub async fn captured_ore(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<i64> {
+    Ok(sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM payments WHERE installment_id = $1 AND kind = 'capture'")
+        .bind(installment_id)
+        .fetch_one(conn)
+        .await?
+        .try_get(0)?)
 }
 
 /// Finishes a pending refund as `Succeeded` (with Vipps' reference) or `Failed` (with the error); false when it
@@ -123,11 +163,18 @@ pub async fn refund(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Re
         .transpose()
 }
 
-/// Refunds still pending at Vipps (for the polling beat).
-pub async fn pending_refunds(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<RefundRow>> {
-    let rows = sqlx::query("SELECT * FROM refunds WHERE status = 'Pending' ORDER BY created_at LIMIT $1")
-        .bind(limit)
-        .fetch_all(conn)
-        .await?;
+/// Refunds still pending at Vipps and recorded before `created_before` (for the polling beat: a younger one is
+/// still in its caller's hands), oldest first.
+pub async fn pending_refunds(
+    conn: &mut AnyConnection,
+    limit: i64,
+    created_before: DateTime<Utc>,
+) -> StoreResult<Vec<RefundRow>> {
+    let rows =
+        sqlx::query("SELECT * FROM refunds WHERE status = 'Pending' AND created_at < $2 ORDER BY created_at LIMIT $1")
+            .bind(limit)
+            .bind(timestamp(created_before))
+            .fetch_all(conn)
+            .await?;
     rows.iter().map(refund_from_row).collect()
 }

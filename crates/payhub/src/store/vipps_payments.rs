@@ -30,10 +30,15 @@ pub struct VippsPaymentRow {
     pub redirect_url: Option<String>,
     /// Authorized total last seen.
     pub authorized_ore: i64,
-    /// Captured total last seen.
+    /// Captured total as payhub recorded it (its capture Payments), which trails Vipps' when a capture payhub
+    /// did not make is still to be recorded.
     pub captured_ore: i64,
     /// Refunded total last seen.
     pub refunded_ore: i64,
+    /// Cancelled total last seen.
+    pub cancelled_ore: i64,
+    /// What Vipps said when it last refused or did not answer.
+    pub last_error: Option<String>,
 }
 
 fn vipps_payment_from_row(row: &AnyRow) -> StoreResult<VippsPaymentRow> {
@@ -50,6 +55,8 @@ fn vipps_payment_from_row(row: &AnyRow) -> StoreResult<VippsPaymentRow> {
         authorized_ore: row.try_get("authorized_ore")?,
         captured_ore: row.try_get("captured_ore")?,
         refunded_ore: row.try_get("refunded_ore")?,
+        cancelled_ore: row.try_get("cancelled_ore")?,
+        last_error: row.try_get("last_error")?,
     })
 }
 
@@ -75,19 +82,28 @@ pub async fn vipps_payment_of(conn: &mut AnyConnection, installment_id: &str) ->
         .transpose()
 }
 
-/// References of Vipps payments that are not settled yet (for the polling beat), oldest first.
-pub async fn open_vipps_payments(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<String>> {
+/// References of Vipps payments that are not settled yet (for the polling beat), oldest first: creates not
+/// confirmed and recorded before `creating_before` (a younger one is still in its caller's hands), payments
+/// waiting for the payer, and authorized payments of which nothing is captured yet.
+pub async fn open_vipps_payments(
+    conn: &mut AnyConnection,
+    limit: i64,
+    creating_before: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
     let rows = sqlx::query(
-        "SELECT reference FROM vipps_payments WHERE state IN ('CREATING', 'CREATED') \
-         OR (state = 'AUTHORIZED' AND captured_ore + cancelled_ore < authorized_ore) ORDER BY updated_at LIMIT $1",
+        "SELECT reference FROM vipps_payments WHERE (state = 'CREATING' AND created_at < $2) OR state = 'CREATED' \
+         OR (state = 'AUTHORIZED' AND captured_ore = 0 AND cancelled_ore < authorized_ore) ORDER BY updated_at LIMIT $1",
     )
     .bind(limit)
+    .bind(timestamp(creating_before))
     .fetch_all(conn)
     .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-/// Records what Vipps says of a payment.
+/// Records what Vipps says of a payment, where `state` is a move forward from the recorded one
+/// ([`PaymentState::may_become`]): a late or stale answer never moves a payment back. `totals` are authorized,
+/// captured (as payhub recorded it), refunded and cancelled. False when the payment was not written.
 #[allow(clippy::too_many_arguments)]
 pub async fn update_vipps_payment(
     conn: &mut AnyConnection,
@@ -98,13 +114,17 @@ pub async fn update_vipps_payment(
     totals: Option<[i64; 4]>,
     error: Option<&str>,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let [authorized, captured, refunded, cancelled] = totals.map_or([None; 4], |t| t.map(Some));
-    sqlx::query(
+    // The states it may not come from; the list holds our own constants.
+    let from: Vec<String> =
+        PaymentState::KNOWN.iter().filter(|s| !s.may_become(state)).map(|s| format!("'{}'", s.as_str())).collect();
+    let guard = if from.is_empty() { String::new() } else { format!(" AND state NOT IN ({})", from.join(", ")) };
+    let done = sqlx::query(&format!(
         "UPDATE vipps_payments SET state = $2, redirect_url = COALESCE($3, redirect_url), psp_reference = COALESCE($4, psp_reference), \
          authorized_ore = COALESCE($5, authorized_ore), captured_ore = COALESCE($6, captured_ore), refunded_ore = COALESCE($7, refunded_ore), \
-         cancelled_ore = COALESCE($8, cancelled_ore), last_error = $9, updated_at = $10 WHERE reference = $1",
-    )
+         cancelled_ore = COALESCE($8, cancelled_ore), last_error = $9, updated_at = $10 WHERE reference = $1{guard}"
+    ))
     .bind(reference)
     .bind(state.as_str())
     .bind(redirect_url)
@@ -117,5 +137,5 @@ pub async fn update_vipps_payment(
     .bind(timestamp(now))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }

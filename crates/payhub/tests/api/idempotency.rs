@@ -11,23 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::vipps::{fault, sim_client};
-use crate::helpers::{seed_intent, storage, with, TestApp, Vipps};
+use crate::helpers::vipps::{fault, refund_payments, refunded_at_vipps};
+use crate::helpers::{collected, seed_intent, storage, with, TestApp, Vipps};
 use crate::on_both_backends;
-
-/// A one-time payment of 36 kr, approved and captured; its installment id and payment reference.
-async fn collected(app: &TestApp, vipps: &Vipps) -> (String, String) {
-    let (status, created) = app.intent(vipps, &seed_intent()).await;
-    assert_eq!(status, StatusCode::OK, "{created}");
-    let reference = created["OneTime"]["PaymentReference"].as_str().unwrap().to_owned();
-    let installment_id = created["OneTime"]["Id"].as_str().unwrap().to_owned();
-    assert_eq!(vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await, StatusCode::OK);
-    let back = app.http.get(app.url(&format!("/v2/return/{}", created["Id"].as_str().unwrap()))).send().await.unwrap();
-    assert_eq!(back.status(), StatusCode::SEE_OTHER);
-    let installment = app.v2_get(vipps, &format!("/v2/Installment/{installment_id}")).await;
-    assert_eq!(installment["Status"], "Collected", "{installment}");
-    (installment_id, reference)
-}
 
 /// `POST path` with the integrator key and `body` (its `IdempotencyKey` says the key): status, body, and
 /// whether payhub says it replayed a stored answer.
@@ -71,24 +57,6 @@ async fn repeat_until_answered(
     }
 }
 
-/// What Vipps itself says was refunded of the payment, in øre.
-async fn refunded_at_vipps(vipps: &Vipps, reference: &str) -> i64 {
-    let reference = vipps_client::epayment::Reference::parse(reference).unwrap();
-    sim_client(vipps).epayment().get(&reference).await.expect("payment at Vipps").aggregate.refunded_amount.value
-}
-
-/// The refunds recorded as Payments of the installment (negative øre), as the API shows them.
-async fn refund_payments(app: &TestApp, vipps: &Vipps, installment_id: &str) -> Vec<i64> {
-    let installment = app.v2_get(vipps, &format!("/v2/Installment/{installment_id}")).await;
-    installment["Payments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["AmountOre"].as_i64().unwrap())
-        .filter(|a| *a < 0)
-        .collect()
-}
-
 // payhub gives up on a request after 2 s here; each Vipps attempt after 1 s (the suite's setting). Vipps holds
 // its answer to the refund back for 20 s three times, so the refund needs four attempts, about 5 s: longer than
 // the request may take, as 20 s ×3 outlasts the 30 s limit with the default 15 s attempts.
@@ -104,6 +72,9 @@ on_both_backends! {
         let started = Instant::now();
         let (status, first, _) = post(&app, &vipps, "/v2/Refund", &body).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "payhub's time limit ends the request: {first}");
+        let told = first["Errors"][0]["error_message"].as_str().unwrap_or_default();
+        assert!(told.contains("same IdempotencyKey"), "the caller is told how to get the answer: {first}");
+        assert_eq!(first["Errors"][0]["error_code"], "503", "{first}");
         assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
 
         let ((status, answer, replayed), told_to_wait) =
@@ -149,6 +120,46 @@ on_both_backends! {
         assert_eq!(refunded_at_vipps(&vipps, &reference).await, 3600);
         // Storage: the claim is the only record of a key; one row, holding the answer.
         assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM api_idempotency WHERE key = 'refund-all' AND response_status = 200", &[]).await, 1);
+    }
+
+    async fn a_refund_repeated_after_its_lease_ran_out_finishes_the_same_refund(app) {
+        // The first request is still at Vipps (which already refunded) when its key's lease runs out, as when
+        // the payhub holding it died after the call: the repeat runs the work again, and must find the refund
+        // the key already made instead of reserving and sending a second one.
+        let vipps = app.with_vipps().await;
+        let (installment_id, reference) = collected(&app, &vipps).await;
+        fault(&vipps, &format!("/epayment/v1/payments/{reference}/refund"), json!({"kind": "delay", "delayMs": 20_000, "times": 3})).await;
+        let body = json!({"InstallmentId": installment_id, "Amount": 10, "IdempotencyKey": "refund-once"});
+        let first = {
+            let (http, url, key, body) =
+                (app.http.clone(), app.url("/v2/Refund"), vipps.integrator_key.clone(), body.clone());
+            tokio::spawn(async move {
+                let response = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        };
+        storage::wait_for_count(&app, "SELECT COUNT(*) FROM refunds", &[], 1).await;
+        vipps.sim.advance(15 * 60).await;
+        // The repeat runs the work again; it may itself outlast the time limit (it waits for the first run's
+        // call to Vipps), so it is repeated until it is answered.
+        let started = Instant::now();
+        let (status, repeat) = loop {
+            let (status, answer, _) = post(&app, &vipps, "/v2/Refund", &body).await;
+            if status != StatusCode::CONFLICT && status != StatusCode::SERVICE_UNAVAILABLE {
+                break (status, answer);
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "still {status} after {:?}: {answer}", started.elapsed());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(status, StatusCode::OK, "{repeat}");
+        assert_eq!(repeat["Status"], "Succeeded", "{repeat}");
+        assert_eq!(repeat["Amount"], json!(10.0), "{repeat}");
+        let (status, first) = first.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "payhub's time limit ended the first request: {first}");
+        let (status, again, replayed) = post(&app, &vipps, "/v2/Refund", &body).await;
+        assert_eq!((status, &again, replayed), (StatusCode::OK, &repeat, true));
+        assert_eq!(refund_payments(&app, &vipps, &installment_id).await, [-1000]);
+        assert_eq!(refunded_at_vipps(&vipps, &reference).await, 1000, "Vipps refunded once");
     }
 
     async fn a_key_held_by_a_process_that_died_is_taken_again_when_its_lease_runs_out(app) {

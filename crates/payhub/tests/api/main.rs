@@ -11,6 +11,7 @@ mod idempotency;
 mod jobs;
 mod login;
 mod one_time;
+mod one_time_races;
 mod operations;
 mod outbound_webhooks;
 mod page_security;

@@ -357,6 +357,10 @@ on_both_backends! {
         assert_eq!(intent["Status"], "Processing");
         assert_eq!(intent["OneTime"]["Status"], "Outstanding");
         vipps.http.delete(format!("{}/_sim/faults", vipps.sim.base_url())).send().await.unwrap();
+        // The poll leaves a create to its caller for a minute.
+        app.state.payments.sync_open(100).await.unwrap();
+        assert_eq!(app.v2_get(&vipps, &format!("/v2/PaymentIntent/{id}")).await["Status"], "Processing");
+        vipps.sim.advance(61).await;
         app.state.payments.sync_open(100).await.unwrap();
         let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{id}")).await;
         assert_eq!(intent["Status"], "Matched", "{intent}");

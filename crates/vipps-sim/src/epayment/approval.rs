@@ -166,7 +166,7 @@ pub(super) struct PayerBody {
 
 #[derive(Deserialize)]
 pub(crate) struct MsnQuery {
-    msn: Option<String>,
+    pub(super) msn: Option<String>,
 }
 
 /// Finds the MSN holding `reference` (or checks the given one); `None` if absent or ambiguous.

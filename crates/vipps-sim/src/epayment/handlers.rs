@@ -257,6 +257,56 @@ pub(crate) async fn capture(
     })
 }
 
+/// `POST /_sim/payments/{reference}/portal-capture` `{"amount"?: øre}`: the merchant captures in the Vipps
+/// portal (business.vipps.no) rather than through the API: the amount (default: all that is left) is captured,
+/// logged as a `CAPTURED` event without an idempotency key, booked and announced like an API capture; the
+/// merchant's system learns of it only from the webhook or by reading the payment → `200` payment.
+pub(crate) async fn sim_portal_capture(
+    State(sim): State<SharedSim>,
+    Path(reference): Path<String>,
+    Query(q): Query<MsnQuery>,
+    body: Bytes,
+) -> Reply {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct PortalCapture {
+        amount: Option<i64>,
+    }
+    let req: PortalCapture = if body.iter().all(u8::is_ascii_whitespace) {
+        PortalCapture::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return sim_error(StatusCode::BAD_REQUEST, &format!("expected {{\"amount\": øre}}: {e}")),
+        }
+    };
+    let now = sim.clock.now();
+    let mut db = sim.lock();
+    let msn = match find_msn(&db, &reference, q.msn.as_deref()) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Db { epayment, hooks, .. } = &mut *db;
+    let Some(p) = epayment.get_mut(&msn, &reference) else {
+        return sim_error(StatusCode::NOT_FOUND, "no such payment");
+    };
+    if p.state != PaymentState::Authorized {
+        return sim_error(StatusCode::CONFLICT, &format!("the payment is {}, not AUTHORIZED", p.state.as_str()));
+    }
+    let remaining = p.authorized - p.cancelled - p.captured;
+    let x = req.amount.unwrap_or(remaining);
+    if x <= 0 || x > remaining {
+        return sim_error(StatusCode::BAD_REQUEST, &format!("amount must be 1 to {remaining}"));
+    }
+    p.captured += x;
+    p.last_capture_at = Some(now);
+    let psp = push_event(hooks, "CAPTURED", x, p, None, now);
+    let reply = Reply::json(StatusCode::OK, &payment_json(p));
+    let movement = payment_movement(MovementKind::Capture, x, p, psp, now);
+    db.record_movement(&msn, movement);
+    reply
+}
+
 /// The ledger's record of money moved on a payment (a capture or a refund of `amount`).
 fn payment_movement(
     kind: MovementKind,

@@ -25,6 +25,7 @@ use crate::processing::refunds::RefundRequest;
 use crate::processing::IntentError;
 use crate::state::AppState;
 use crate::store::idempotency::{self, Claim, Lease};
+use crate::store::refunds::ApiKey;
 use crate::store::{installments, intents, payments, vipps_payments};
 
 fn internal(error: impl Into<anyhow::Error>) -> ApiError {
@@ -424,15 +425,18 @@ pub async fn refund(
     let scope = format!("refund:{}", caller.id);
     let work = {
         let state = state.clone();
-        async move { answer_refund(&state, &body).await }
+        let api_key = key.clone().map(|key| ApiKey { scope: scope.clone(), key });
+        async move { answer_refund(&state, &body, api_key).await }
     };
     once(&state, scope, key, &bytes, work).await
 }
 
-/// The work of `POST /v2/Refund`: the refund reserved and sent to Vipps, as the answer to give.
-async fn answer_refund(state: &AppState, body: &Value) -> (StatusCode, Value) {
+/// The work of `POST /v2/Refund`: the refund reserved and sent to Vipps, as the answer to give. The caller's
+/// IdempotencyKey is kept on the refund, so work that runs again for it (its claim given up, or its lease run
+/// out) finishes that refund rather than making another.
+async fn answer_refund(state: &AppState, body: &Value, api_key: Option<ApiKey>) -> (StatusCode, Value) {
     let request = match parse_refund(state, body).await {
-        Ok(request) => request,
+        Ok(request) => RefundRequest { api_key, ..request },
         Err(error) => return envelope(error),
     };
     match state.payments.refund(&request).await {
@@ -533,7 +537,9 @@ async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, A
         (None, Some(id)) => Some(id),
     };
     match installment_id {
-        Some(installment_id) if items.is_empty() => Ok(RefundRequest { installment_id, amount_ore: amount, reason }),
+        Some(installment_id) if items.is_empty() => {
+            Ok(RefundRequest { installment_id, amount_ore: amount, reason, api_key: None })
+        }
         _ => Err(ApiError::items(StatusCode::BAD_REQUEST, items)),
     }
 }

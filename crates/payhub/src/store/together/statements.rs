@@ -357,8 +357,9 @@ impl Steps {
         );
     }
 
-    /// Records Vipps' answers to creates, each at its own time: each payment becomes `CREATED` with its landing
-    /// page (as [`crate::store::vipps_payments::update_vipps_payment`] does one, with no error).
+    /// Records Vipps' answers to creates, each at its own time: each payment still `CREATING` becomes `CREATED`
+    /// with its landing page (as [`crate::store::vipps_payments::update_vipps_payment`] does one, with no error);
+    /// a payment another path already moved on (read back as authorized, say) is left as it is.
     pub fn mark_created(&mut self, created: &[(&str, Option<&str>, DateTime<Utc>)]) {
         let rows = created.iter().map(|(reference, url, at)| json!([reference, url, timestamp(*at)])).collect();
         self.push(
@@ -366,7 +367,7 @@ impl Steps {
              redirect_url = COALESCE(answer.url, vipps_payments.redirect_url), last_error = NULL, \
              updated_at = answer.at \
              FROM (SELECT {r}->>0 AS reference, {r}->>1 AS url, {r}->>2 AS at FROM {rows}) AS answer \
-             WHERE vipps_payments.reference = answer.reference",
+             WHERE vipps_payments.reference = answer.reference AND vipps_payments.state = 'CREATING'",
             rows,
             Vec::new(),
         );
@@ -394,13 +395,23 @@ impl Steps {
         );
     }
 
-    /// Sets the status of many intents, each at its own time (as [`crate::store::intents::set_intent_status`] does one).
+    /// Moves many intents to `status` where that is a move forward, each at its own time (as
+    /// [`crate::store::intents::set_intent_status`] does one).
     pub fn set_intents_status(&mut self, changes: &[(&str, DateTime<Utc>)], status: IntentStatus) {
+        // The list holds our own constants.
+        let from: Vec<String> =
+            IntentStatus::ALL.iter().filter(|s| s.can_become(status)).map(|s| format!("'{}'", s.as_str())).collect();
+        if from.is_empty() {
+            return;
+        }
         let rows = changes.iter().map(|(id, at)| json!([id, timestamp(*at)])).collect();
         self.push(
-            "UPDATE payment_intents SET status = $2, updated_at = changed.at \
-             FROM (SELECT {r}->>0 AS id, {r}->>1 AS at FROM {rows}) AS changed \
-             WHERE payment_intents.id = changed.id",
+            &format!(
+                "UPDATE payment_intents SET status = $2, updated_at = changed.at \
+                 FROM (SELECT {{r}}->>0 AS id, {{r}}->>1 AS at FROM {{rows}}) AS changed \
+                 WHERE payment_intents.id = changed.id AND payment_intents.status IN ({})",
+                from.join(", ")
+            ),
             rows,
             vec![status.as_str().to_owned()],
         );

@@ -387,6 +387,20 @@ impl TestApp {
     }
 }
 
+/// A one-time payment of 36 kr, approved and captured; its installment id and payment reference.
+pub async fn collected(app: &TestApp, vipps: &Vipps) -> (String, String) {
+    let (status, created) = app.intent(vipps, &seed_intent()).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let reference = created["OneTime"]["PaymentReference"].as_str().unwrap().to_owned();
+    let installment_id = created["OneTime"]["Id"].as_str().unwrap().to_owned();
+    assert_eq!(vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await, StatusCode::OK);
+    let back = app.http.get(app.url(&format!("/v2/return/{}", created["Id"].as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let installment = app.v2_get(vipps, &format!("/v2/Installment/{installment_id}")).await;
+    assert_eq!(installment["Status"], "Collected", "{installment}");
+    (installment_id, reference)
+}
+
 /// FinDock's seed message with the URLs and the phone number filled in.
 pub fn seed_intent() -> Value {
     json!({"SuccessURL": "https://example.org/thanks", "FailureURL": "https://example.org/sorry",

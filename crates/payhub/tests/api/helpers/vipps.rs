@@ -70,6 +70,24 @@ pub async fn agreements_at_vipps(vipps: &Vipps) -> usize {
     count
 }
 
+/// What Vipps itself says was refunded of the payment, in øre.
+pub async fn refunded_at_vipps(vipps: &Vipps, reference: &str) -> i64 {
+    let reference = vipps_client::epayment::Reference::parse(reference).unwrap();
+    sim_client(vipps).epayment().get(&reference).await.expect("payment at Vipps").aggregate.refunded_amount.value
+}
+
+/// The refunds recorded as Payments of the installment (negative øre), as the API shows them.
+pub async fn refund_payments(app: &TestApp, vipps: &Vipps, installment_id: &str) -> Vec<i64> {
+    let installment = app.v2_get(vipps, &format!("/v2/Installment/{installment_id}")).await;
+    installment["Payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["AmountOre"].as_i64().unwrap())
+        .filter(|a| *a < 0)
+        .collect()
+}
+
 /// The simulator answers calls under `prefix` as `rule` says (`kind`: `500`, `delay`, …; `times`).
 pub async fn fault(vipps: &Vipps, prefix: &str, mut rule: Value) {
     rule["pathPrefix"] = json!(prefix);
