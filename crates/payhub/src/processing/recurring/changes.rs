@@ -212,29 +212,8 @@ impl Payments {
         let (recurring, mandate) = self.open_recurring(recurring_id).await?;
         let details = json!({"until": until.to_string()});
         let reason = format!("Paused until {until}");
-        let now = self.now();
-        let mut tx = self.store.begin_write().await?;
-        let change_id = changes::insert_change(
-            &mut tx,
-            Some(&mandate.id),
-            Some(&recurring.id),
-            "pause",
-            &details,
-            &actor.label,
-            now,
-        )
-        .await?;
-        recurring_payments::set_recurring_status(
-            &mut tx,
-            &recurring.id,
-            RecurringStatus::Paused,
-            None,
-            Some(until),
-            now,
-        )
-        .await?;
-        self.audit(&mut tx, actor, "recurring.pause", "recurring_payment", &recurring.id, details).await?;
-        tx.commit().await?;
+        let change = StatusChange { kind: "pause", status: RecurringStatus::Paused, reason: None, until: Some(until) };
+        let change_id = self.record_status_change(&mandate, &recurring, change, details, actor).await?;
         let progress = self.cancel_installments(&mandate, Some(&recurring.id), &reason, Some(until)).await?;
         self.finish_pause(&change_id, progress).await
     }
@@ -294,32 +273,9 @@ impl Payments {
         let (recurring, mandate) = self.open_recurring(recurring_id).await?;
         let reason = reason.map_or_else(|| "Cancelled by the organisation".to_owned(), str::to_owned);
         let details = json!({"reason": reason});
-        let now = self.now();
-        let change_id = {
-            let mut tx = self.store.begin_write().await?;
-            let change_id = changes::insert_change(
-                &mut tx,
-                Some(&mandate.id),
-                Some(&recurring.id),
-                "cancel",
-                &details,
-                &actor.label,
-                now,
-            )
-            .await?;
-            recurring_payments::set_recurring_status(
-                &mut tx,
-                &recurring.id,
-                RecurringStatus::Cancelling,
-                Some(&reason),
-                None,
-                now,
-            )
-            .await?;
-            self.audit(&mut tx, actor, "recurring.cancel", "recurring_payment", &recurring.id, details).await?;
-            tx.commit().await?;
-            change_id
-        };
+        let change =
+            StatusChange { kind: "cancel", status: RecurringStatus::Cancelling, reason: Some(&reason), until: None };
+        let change_id = self.record_status_change(&mandate, &recurring, change, details, actor).await?;
         let mut progress = self.cancel_installments(&mandate, Some(&recurring.id), &reason, None).await?;
         let account = self.accounts.get(&mandate.account_id).await?;
         let mut stopped = None;
@@ -333,4 +289,53 @@ impl Payments {
         }
         Ok((self.finish_cancel(&change_id, &recurring.id, &reason, progress).await?, stopped))
     }
+
+    /// Records the organisation's change of a recurring payment's status in one transaction: the change row
+    /// (its id keys the Vipps calls that follow), the new status and the audit entry. Returns the change's id.
+    async fn record_status_change(
+        &self,
+        mandate: &MandateRow,
+        recurring: &RecurringRow,
+        change: StatusChange<'_>,
+        details: serde_json::Value,
+        actor: &Actor,
+    ) -> ServiceResult<String> {
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        let change_id = changes::insert_change(
+            &mut tx,
+            Some(&mandate.id),
+            Some(&recurring.id),
+            change.kind,
+            &details,
+            &actor.label,
+            now,
+        )
+        .await?;
+        recurring_payments::set_recurring_status(
+            &mut tx,
+            &recurring.id,
+            change.status,
+            change.reason,
+            change.until,
+            now,
+        )
+        .await?;
+        let action = format!("recurring.{}", change.kind);
+        self.audit(&mut tx, actor, &action, "recurring_payment", &recurring.id, details).await?;
+        tx.commit().await?;
+        Ok(change_id)
+    }
+}
+
+/// A change of a recurring payment's status asked for by the organisation.
+struct StatusChange<'a> {
+    /// The change's kind (`pause`, `cancel`), also naming its audit entry.
+    kind: &'a str,
+    /// The status it moves to at once.
+    status: RecurringStatus,
+    /// Why, when the status keeps a reason.
+    reason: Option<&'a str>,
+    /// Until when, for a pause.
+    until: Option<NaiveDate>,
 }
