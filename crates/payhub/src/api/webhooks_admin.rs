@@ -16,12 +16,22 @@ use crate::domain::FieldError;
 use crate::processing::outbox::NewEndpoint;
 use crate::state::AppState;
 
-/// `GET /admin/api/webhook-endpoints`: every endpoint (without secrets), and the installation secret that
-/// signs deliveries to payment intents' own `WebhookURL`s (created on first need).
+/// `GET /admin/api/webhook-endpoints`: every endpoint (without secrets), and whether the installation secret
+/// that signs deliveries to payment intents' own `WebhookURL`s is set (secrets are write-only).
 pub async fn list_endpoints(State(state): State<AppState>) -> Result<Response, ApiError> {
     let endpoints = state.outbox.list_endpoints().await?;
-    let intent_secret = state.outbox.intent_secret().await?;
-    Ok(Json(json!({ "endpoints": endpoints, "intent_webhook_secret": intent_secret })).into_response())
+    let set = state.outbox.intent_secret_set().await?;
+    Ok(Json(json!({ "endpoints": endpoints, "intent_webhook_secret_set": set })).into_response())
+}
+
+/// `POST /admin/api/intent-webhook-secret`: makes the intent webhook secret anew; the answer `{"secret"}` is the
+/// one time it is shown.
+pub async fn rotate_intent_secret(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let secret = state.outbox.rotate_intent_secret(&caller.actor()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "secret": secret }))).into_response())
 }
 
 /// `POST /admin/api/webhook-endpoints`: `{"url", "description"?, "event_types"?}`; the answer carries the

@@ -86,6 +86,7 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/admin/api/webhook-endpoints", Admin, api::webhooks_admin::list_endpoints),
         route(M::POST, "/admin/api/webhook-endpoints", Admin, api::webhooks_admin::create_endpoint),
         route(M::DELETE, "/admin/api/webhook-endpoints/{id}", Admin, api::webhooks_admin::delete_endpoint),
+        route(M::POST, "/admin/api/intent-webhook-secret", Admin, api::webhooks_admin::rotate_intent_secret),
         route(M::GET, "/admin/api/webhook-deliveries", Admin, api::webhooks_admin::list_deliveries),
         route(M::POST, "/admin/api/webhook-deliveries/{id}/resend", Admin, api::webhooks_admin::resend_delivery),
         route(M::GET, "/admin/api/jobs", Admin, api::webhooks_admin::list_jobs),

@@ -269,6 +269,32 @@ pub async fn installation_secret(
         .try_get(0)?)
 }
 
+/// Puts `sealed` in place of the installation secret `name` (made anew).
+pub async fn replace_installation_secret(
+    conn: &mut AnyConnection,
+    name: &str,
+    sealed: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM installation_secrets WHERE name = $1").bind(name).execute(&mut *conn).await?;
+    sqlx::query("INSERT INTO installation_secrets (name, sealed, created_at) VALUES ($1, $2, $3)")
+        .bind(name)
+        .bind(sealed)
+        .bind(timestamp(at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the installation secret `name` exists.
+pub async fn installation_secret_exists(conn: &mut AnyConnection, name: &str) -> StoreResult<bool> {
+    Ok(sqlx::query("SELECT name FROM installation_secrets WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .is_some())
+}
+
 /// One delivery of one event to one target, with its attempts.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryView {

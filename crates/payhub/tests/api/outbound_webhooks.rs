@@ -137,8 +137,16 @@ on_both_backends! {
         assert_eq!(endpoints.len(), 2);
         assert!(endpoints.iter().all(|e| e.get("secret").is_none()), "secrets are shown once: {listed}");
         assert!(!listed.to_string().contains(&secret));
-        let intent_secret = listed["intent_webhook_secret"].as_str().unwrap().to_owned();
+        assert!(listed.get("intent_webhook_secret").is_none(), "the intent secret is write-only: {listed}");
+        // The intent webhook secret is shown once, when it is made (or made anew), never by a list.
+        let rotated: Value =
+            app.admin(Method::POST, "/admin/api/intent-webhook-secret").send().await.unwrap().json().await.unwrap();
+        let intent_secret = rotated["secret"].as_str().unwrap().to_owned();
         assert!(intent_secret.starts_with("whsec_") && intent_secret != secret);
+        let listed: Value =
+            app.admin(Method::GET, "/admin/api/webhook-endpoints").send().await.unwrap().json().await.unwrap();
+        assert_eq!(listed["intent_webhook_secret_set"], true);
+        assert!(!listed.to_string().contains(&intent_secret), "{listed}");
 
         // A rolled-back transaction emits nothing.
         let mut tx = app.state.jobs.queue.begin().await.unwrap();

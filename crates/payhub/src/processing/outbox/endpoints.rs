@@ -103,6 +103,32 @@ impl Outbox {
         Ok(secret.expose().to_owned())
     }
 
+    /// Makes the intent webhook secret anew and answers it: the one time it is shown (receivers of intents'
+    /// `WebhookURL` deliveries verify with it; deliveries signed with the old one are not re-signed). Audited.
+    pub async fn rotate_intent_secret(&self, actor: &Actor) -> ServiceResult<String> {
+        let secret = new_secret();
+        let sealed = self.key.seal(&secret, &installation_context(INTENT_SECRET_NAME));
+        let mut tx = self.queue.store().begin_write().await?;
+        table::replace_installation_secret(&mut tx, INTENT_SECRET_NAME, &sealed, self.queue.now()).await?;
+        auth::audit(
+            &mut tx,
+            actor,
+            "webhook.intent_secret.rotate",
+            "installation_secret",
+            INTENT_SECRET_NAME,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// Whether the intent webhook secret has been made (lists say so instead of showing it).
+    pub async fn intent_secret_set(&self) -> ServiceResult<bool> {
+        let mut conn = self.queue.store().pool().acquire().await?;
+        Ok(table::installation_secret_exists(&mut conn, INTENT_SECRET_NAME).await?)
+    }
+
     /// The most recent deliveries (newest first), optionally only those in `status`.
     pub async fn deliveries(&self, status: Option<&str>, limit: i64) -> ServiceResult<Vec<DeliveryView>> {
         Ok(table::deliveries(self.queue.store().pool(), status, limit).await?)
