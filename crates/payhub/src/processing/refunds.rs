@@ -94,8 +94,8 @@ impl Payments {
                 return Err(ServiceError::Invalid(vec![FieldError::invalid(
                     "Amount",
                     format!(
-                        "Amount must be more than 0 and at most what is left to refund ({} øre)",
-                        refundable.max(0)
+                        "Amount must be more than 0 and at most what is left to refund ({} NOK)",
+                        crate::domain::money::Money::from_ore(refundable.max(0)).kroner_string()
                     ),
                 )]));
             }
