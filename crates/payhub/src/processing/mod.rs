@@ -7,6 +7,7 @@
 //! a refund. A retry after any crash therefore repeats the same operation at Vipps instead of adding one.
 
 pub mod background;
+mod capture;
 pub mod intake;
 pub mod one_time;
 pub mod outbox;
