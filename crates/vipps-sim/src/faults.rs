@@ -25,6 +25,10 @@ pub(crate) enum FaultKind {
     /// Respond `423 Locked` (ePayment 6160 "Order processing"); the operation does not happen.
     #[serde(rename = "423")]
     Locked,
+    /// Respond `409` with Recurring's generic `conflict` problem (a conflicting request or state, not a
+    /// reused `orderId`); the operation does not happen.
+    #[serde(rename = "409")]
+    Conflict,
     /// Respond `502` with an HTML body, as a gateway in front of Vipps might.
     #[serde(rename = "502")]
     BadGateway,
@@ -121,6 +125,17 @@ pub(crate) fn fault_reply(kind: FaultKind) -> Option<Reply> {
                 "traceId": crate::reply::trace_id(),
             }),
         )),
+        FaultKind::Conflict => Some(Reply::json(
+            StatusCode::CONFLICT,
+            &json!({
+                "type": "https://developer.vippsmobilepay.com/docs/APIs/recurring-api/recurring-api-problems#conflict",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "The requested operation could not be performed due to a conflicting request/state (injected by vipps-sim)",
+                "instance": "",
+                "contextId": uuid::Uuid::new_v4().to_string(),
+            }),
+        )),
         FaultKind::BadGateway => Some(Reply {
             status: StatusCode::BAD_GATEWAY,
             content_type: Some("text/html"),
@@ -153,7 +168,7 @@ fn one() -> u32 {
     1
 }
 
-/// `POST /_sim/faults` `{"pathPrefix": "/epayment/v1/payments", "kind": "500"|"502"|"423"|"429"|"delay"|"drop",
+/// `POST /_sim/faults` `{"pathPrefix": "/epayment/v1/payments", "kind": "500"|"502"|"409"|"423"|"429"|"delay"|"drop",
 /// "times": 1, "retryAfterSeconds": 2, "delayMs": 15000}` → `201 {"id": N}`.
 pub(crate) async fn add(State(sim): State<SharedSim>, body: Bytes) -> Reply {
     let req: AddFault = match serde_json::from_slice(&body) {

@@ -82,4 +82,16 @@ impl Simulator {
     ) -> anyhow::Result<()> {
         recurring::set_fail_next(&mut self.sim.lock(), agreement_id, reason, attempts).map_err(|e| anyhow!(e))
     }
+
+    /// Makes the next `times` (`None`: 1) charges for the agreement sent in an async batch be accepted and then
+    /// dropped: never created, and `recurring.charge-creation-failed.v1` with `reason` (`None`:
+    /// `technical_error`) is sent at the next processing tick.
+    pub async fn drop_next_batch_charge(
+        &self,
+        agreement_id: &str,
+        reason: Option<&str>,
+        times: Option<u32>,
+    ) -> anyhow::Result<()> {
+        recurring::set_drop_next_batch(&mut self.sim.lock(), agreement_id, reason, times).map_err(|e| anyhow!(e))
+    }
 }

@@ -60,6 +60,7 @@ pub(crate) fn router(sim: SharedSim) -> Router {
         .route("/_sim/idempotency", delete(controls::forget_idempotency_keys))
         .route("/_sim/agreements/{agreement_id}/{action}", post(recurring::sim_action))
         .route("/_sim/agreements/{agreement_id}/fail-next-charge", post(recurring::sim_fail_next_charge))
+        .route("/_sim/agreements/{agreement_id}/drop-next-batch-charge", post(recurring::sim_drop_next_batch_charge))
         .route(
             "/_sim/agreements/{agreement_id}/charges/{charge_id}/hold-processing",
             post(recurring::sim_hold_processing),

@@ -36,6 +36,8 @@ pub(crate) enum Timer {
     AgreementExpiry { agreement_id: String },
     /// A recurring charge is attempted (on its due date, then daily while retry days remain).
     ChargeAttempt { agreement_id: String, charge_id: String },
+    /// A charge accepted in an async batch answer was dropped: `recurring.charge-creation-failed.v1` is sent.
+    ChargeCreationFailed { msn: String, dropped: crate::recurring::DroppedCharge },
 }
 
 /// What a landing-page token (in `redirectUrl` / `vippsConfirmationUrl`) points at.
@@ -169,6 +171,9 @@ impl Sim {
                 }
                 Timer::ChargeAttempt { agreement_id, charge_id } => {
                     crate::recurring::attempt_charge(&mut db, &agreement_id, &charge_id, at);
+                }
+                Timer::ChargeCreationFailed { msn, dropped } => {
+                    crate::recurring::emit_creation_failed(&mut db.hooks, &msn, &dropped, at);
                 }
             }
         }

@@ -420,6 +420,87 @@ async fn a_batch_creates_valid_charges_and_reports_invalid_ones() {
 }
 
 #[tokio::test]
+async fn a_batch_charge_accepted_then_dropped_is_never_created_and_reported_by_charge_creation_failed() {
+    let t = TestSim::start().await;
+    let reg = t
+        .post(
+            "/webhooks/v1/webhooks",
+            &json!({"url": "http://127.0.0.1:9/hook", "events": ["recurring.charge-creation-failed.v1"]}),
+        )
+        .await;
+    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.text);
+    t.control(Method::POST, "/_sim/webhooks/pause", None).await;
+    let id = active_agreement(&t, &draft_body(10000)).await;
+    let armed = t
+        .control(
+            Method::POST,
+            &format!("/_sim/agreements/{id}/drop-next-batch-charge"),
+            Some(&json!({"reason": "agreement_not_active"})),
+        )
+        .await;
+    assert_eq!(armed.status, StatusCode::NO_CONTENT, "{}", armed.text);
+    let unknown = t.control(Method::POST, "/_sim/agreements/agr_nope/drop-next-batch-charge", None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let mut first = charge(&t, 10000, 3, 1);
+    first["agreementId"] = json!(id);
+    first["orderId"] = json!("dropped-order-1");
+    let mut second = charge(&t, 10000, 4, 1);
+    second["agreementId"] = json!(id);
+    second["orderId"] = json!("kept-order-2");
+    let r = t.post("/recurring/v3/agreements/charges", &json!([first, second])).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    // Both are in the synchronous answer: the failure is asynchronous.
+    assert_eq!(r.json()["validCharges"], json!(["dropped-order-1", "kept-order-2"]));
+    assert_eq!(r.json()["invalidCharges"], json!([]));
+    // Only the next one was dropped: it does not exist, the other does.
+    let missing = t.get(&format!("/recurring/v3/agreements/{id}/charges/dropped-order-1")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+    assert_eq!(t.get(&format!("/recurring/v3/agreements/{id}/charges/kept-order-2")).await.json()["status"], "DUE");
+    // The event is sent at the next processing tick, with the orderId as chargeId and Vipps' reason.
+    t.advance(1).await;
+    let d = t.control(Method::GET, "/_sim/webhooks/deliveries", None).await.json();
+    let list = d["deliveries"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{d}");
+    let body = &list[0]["body"];
+    assert_eq!(body["eventType"], "recurring.charge-creation-failed.v1");
+    assert_eq!(body["agreementId"], id.as_str());
+    assert_eq!(body["chargeId"], "dropped-order-1");
+    assert_eq!(body["failureReason"], "agreement_not_active");
+    assert_eq!(body["amount"], 10000);
+    // The orderId is free again: a re-send with it creates the charge.
+    let mut again = charge(&t, 10000, 3, 1);
+    again["orderId"] = json!("dropped-order-1");
+    let created = t.post(&format!("/recurring/v3/agreements/{id}/charges"), &again).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(t.get(&format!("/recurring/v3/agreements/{id}/charges/dropped-order-1")).await.json()["status"], "DUE");
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_generic_conflict_fault_answers_409_without_an_order_id_in_its_words() {
+    let t = TestSim::start().await;
+    let id = active_agreement(&t, &draft_body(10000)).await;
+    let f = t
+        .control(
+            Method::POST,
+            "/_sim/faults",
+            Some(&json!({"pathPrefix": format!("/recurring/v3/agreements/{id}/charges"), "kind": "409"})),
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED, "{}", f.text);
+    let mut c = charge(&t, 10000, 3, 1);
+    c["orderId"] = json!("conflicted-order-1");
+    let r = t.post(&format!("/recurring/v3/agreements/{id}/charges"), &c).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.problem_id(), "conflict");
+    assert!(!r.text.contains("already used"), "{}", r.text);
+    // The operation did not happen.
+    let missing = t.get(&format!("/recurring/v3/agreements/{id}/charges/conflicted-order-1")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn long_lists_come_in_pages_linked_by_a_continuation_token() {
     let t = TestSim::start_with(config_with(|c| c.list_page_size = 2)).await;
     let mut ids = Vec::new();

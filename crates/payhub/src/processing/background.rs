@@ -44,7 +44,12 @@ impl Payments {
                     let outcome = match job.kind.as_str() {
                         SYNC_PAYMENT_JOB => payments.sync(&text("reference"), message.as_deref()).await,
                         SYNC_AGREEMENT_JOB => payments.sync_agreement(&text("agreement"), message.as_deref()).await,
-                        _ => payments.sync_charge(&text("charge"), message.as_deref()).await,
+                        _ => match job.payload["creationFailed"].as_str() {
+                            Some(reason) => {
+                                payments.charge_creation_failed(&text("charge"), reason, message.as_deref()).await
+                            }
+                            None => payments.sync_charge(&text("charge"), message.as_deref()).await,
+                        },
                     };
                     let store = &payments.store;
                     match outcome {

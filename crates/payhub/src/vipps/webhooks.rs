@@ -243,14 +243,18 @@ pub async fn accept(
                 format!("agreement:{}", event.agreement_id),
             )),
         ),
-        Ok(WebhookEvent::Charge(event)) => (
-            Some(event.charge_id.clone()),
-            Some((
-                SYNC_CHARGE_JOB,
-                json!({"charge": event.charge_id, "agreement": event.agreement_id}),
-                format!("agreement:{}", event.agreement_id),
-            )),
-        ),
+        Ok(WebhookEvent::Charge(event)) => {
+            let mut payload = json!({"charge": event.charge_id, "agreement": event.agreement_id});
+            // An asynchronous batch create Vipps gave up on: the job needs Vipps' reason, as the charge is gone.
+            if event.event_type == EventType::ChargeCreationFailed {
+                let reason = event.failure_reason.as_ref().map(ToString::to_string).or(event.failure_code.clone());
+                payload["creationFailed"] = json!(reason.unwrap_or_else(|| "no reason given".into()));
+            }
+            (
+                Some(event.charge_id.clone()),
+                Some((SYNC_CHARGE_JOB, payload, format!("agreement:{}", event.agreement_id))),
+            )
+        }
         _ => (None, None),
     };
     let now = Utc::now();

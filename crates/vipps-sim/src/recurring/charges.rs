@@ -297,6 +297,11 @@ pub(crate) async fn create_charges_async(
                         v["extraDetails"][0]["reason"].as_str().or(v["detail"].as_str()).unwrap_or("").to_owned();
                     format!("{id}: {detail}")
                 })?;
+                if let Some(dropped) = take_drop(db, &b.agreement_id, &c) {
+                    let order_id = dropped.charge_id.clone();
+                    db.schedule(now, Timer::ChargeCreationFailed { msn: msn.to_owned(), dropped });
+                    return Ok(order_id);
+                }
                 Ok(insert_charge(db, msn, &b.agreement_id, c, due, &item_key, now))
             })();
             match outcome {
@@ -306,6 +311,59 @@ pub(crate) async fn create_charges_async(
         }
         Reply::json(StatusCode::ACCEPTED, &json!({"validCharges": valid, "invalidCharges": invalid}))
     })
+}
+
+/// A batch charge Vipps listed in `validCharges` and then never created (the `drop-next-batch-charge`
+/// control): what its `recurring.charge-creation-failed.v1` event says.
+#[derive(Clone, Debug)]
+pub(crate) struct DroppedCharge {
+    agreement_id: String,
+    charge_id: String,
+    external_id: Option<String>,
+    amount: i64,
+    reason: String,
+}
+
+/// Takes one armed drop for `agreement_id`, if any: the charge is answered as valid but not created.
+fn take_drop(db: &mut Db, agreement_id: &str, c: &ChargeIn) -> Option<DroppedCharge> {
+    let (left, reason) = db.recurring.drop_next_batch.get_mut(agreement_id)?;
+    *left = left.saturating_sub(1);
+    let reason = reason.clone();
+    if *left == 0 {
+        db.recurring.drop_next_batch.remove(agreement_id);
+    }
+    Some(DroppedCharge {
+        agreement_id: agreement_id.to_owned(),
+        charge_id: c.order_id.clone().unwrap_or_default(),
+        external_id: c.external_id.clone(),
+        amount: c.amount,
+        reason,
+    })
+}
+
+/// Sends `recurring.charge-creation-failed.v1` for a dropped batch charge: the charge payload of §4.5 with the
+/// orderId as `chargeId` (there is no charge) and the reason as `failureReason`.
+pub(crate) fn emit_creation_failed(hooks: &mut crate::webhooks::Hub, msn: &str, d: &DroppedCharge, at: DateTime<Utc>) {
+    let event_type = "recurring.charge-creation-failed.v1";
+    hooks.emit(msn, event_type, &format!("agreement:{}", d.agreement_id), ts(at), || {
+        json!({
+            "agreementId": d.agreement_id,
+            "chargeId": d.charge_id,
+            "chargeExternalId": d.external_id,
+            "amount": d.amount,
+            "currency": "NOK",
+            "chargeType": "RECURRING",
+            "eventType": event_type,
+            "occurred": ts(at),
+            "amountCaptured": 0,
+            "amountCanceled": 0,
+            "amountRefunded": 0,
+            "transactionId": Value::Null,
+            "failureReason": d.reason,
+            "failureCode": Value::Null,
+            "msn": msn,
+        })
+    });
 }
 
 pub(super) fn find_charge<'a>(

@@ -87,6 +87,53 @@ pub(crate) fn set_fail_next(
     Ok(())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct DropNext {
+    reason: Option<String>,
+    times: Option<u32>,
+}
+
+/// `POST /_sim/agreements/{agreementId}/drop-next-batch-charge` `{"reason": R?, "times": N?}`: the next `N`
+/// (default 1) charges for the agreement sent in an async batch are listed in `validCharges` but never created
+/// (GET answers 404), and `recurring.charge-creation-failed.v1` with `failureReason` `R` (default
+/// `technical_error`) is sent at the next processing tick → `204`.
+pub(crate) async fn sim_drop_next_batch_charge(
+    State(sim): State<SharedSim>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Reply {
+    let req: DropNext = if body.iter().all(u8::is_ascii_whitespace) {
+        DropNext::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return sim_error(StatusCode::BAD_REQUEST, &format!("expected {{\"reason\": R, \"times\": N}}: {e}"))
+            }
+        }
+    };
+    match set_drop_next_batch(&mut sim.lock(), &id, req.reason.as_deref(), req.times) {
+        Ok(()) => Reply::empty(StatusCode::NO_CONTENT),
+        Err(e) => sim_error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+/// Arms the asynchronous failure of the next `times` (default 1) batch charges on `agreement_id`.
+pub(crate) fn set_drop_next_batch(
+    db: &mut Db,
+    agreement_id: &str,
+    reason: Option<&str>,
+    times: Option<u32>,
+) -> Result<(), &'static str> {
+    if !db.recurring.agreements.contains_key(agreement_id) {
+        return Err("no such agreement");
+    }
+    let reason = reason.filter(|r| !r.is_empty()).unwrap_or("technical_error").to_owned();
+    db.recurring.drop_next_batch.insert(agreement_id.to_owned(), (times.unwrap_or(1).max(1), reason));
+    Ok(())
+}
+
 /// `POST /_sim/agreements/{agreementId}/charges/{chargeId}/hold-processing`: Vipps starts collecting a
 /// `PENDING` or `DUE` charge now: it is `PROCESSING` (cannot be cancelled) until its attempt time, when it
 /// ends `CHARGED` / `RESERVED` (or fails) as a `DUE` charge would → `200` with the charge; `409` in another

@@ -201,6 +201,8 @@ pub(crate) struct Store {
     by_msn: HashMap<String, Vec<String>>,
     charge_index: HashMap<(String, String), String>,
     fail_next: HashMap<String, (u32, String)>,
+    /// Per agreement: how many more charges of async batches to accept and then drop, and the reason sent.
+    drop_next_batch: HashMap<String, (u32, String)>,
     continuations: HashMap<String, Continuation>,
     /// Rate-limit windows (only used with `SimConfig::rate_limits`).
     rate: Windows,

@@ -83,7 +83,29 @@ impl Payments {
     /// A charge Vipps cancelled itself (as it does when the agreement stops or expires) also brings the
     /// agreement up to date, so a lost agreement webhook is made up for before the next charge falls due.
     pub async fn sync_charge(&self, charge_id: &str, cause: Option<&str>) -> ServiceResult<()> {
-        let Some(row) = self.read_charge(charge_id, cause, true).await? else { return Ok(()) };
+        self.sync_charge_after(charge_id, cause, None).await
+    }
+
+    /// Vipps' `recurring.charge-creation-failed.v1`: a charge it accepted in a batch answer was never created.
+    /// The charge is read like [`Self::sync_charge`] (the event is only a signal: a charge that exists is
+    /// recorded as it is); one Vipps does not have is sent again once with the same order id, or its
+    /// installment fails with Vipps' `reason`.
+    pub async fn charge_creation_failed(
+        &self,
+        charge_id: &str,
+        reason: &str,
+        cause: Option<&str>,
+    ) -> ServiceResult<()> {
+        self.sync_charge_after(charge_id, cause, Some(reason)).await
+    }
+
+    async fn sync_charge_after(
+        &self,
+        charge_id: &str,
+        cause: Option<&str>,
+        dropped: Option<&str>,
+    ) -> ServiceResult<()> {
+        let Some(row) = self.read_charge_after(charge_id, cause, true, dropped).await? else { return Ok(()) };
         let mandate_active = {
             let mut conn = self.store.pool().acquire().await?;
             mandates::mandate(&mut conn, &row.mandate_id).await?.is_some_and(|m| m.status == MandateStatus::Active)
@@ -102,6 +124,17 @@ impl Payments {
         cause: Option<&str>,
         with_cancelled: bool,
     ) -> ServiceResult<Option<ChargeRow>> {
+        self.read_charge_after(charge_id, cause, with_cancelled, None).await
+    }
+
+    /// [`Self::read_charge`], knowing Vipps' reason when it said it dropped the charge (`dropped`).
+    async fn read_charge_after(
+        &self,
+        charge_id: &str,
+        cause: Option<&str>,
+        with_cancelled: bool,
+        dropped: Option<&str>,
+    ) -> ServiceResult<Option<ChargeRow>> {
         let row = {
             let mut conn = self.store.pool().acquire().await?;
             charges::charge(&mut conn, charge_id).await?.ok_or(ServiceError::NotFound("charge"))?
@@ -118,6 +151,11 @@ impl Payments {
                 // Never reached Vipps: create it now, one by one, with the same order id.
                 drop(_guard);
                 self.send_charges(&row.account_id, std::slice::from_ref(&row)).await?;
+                return Ok(None);
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound && row.state == ChargeState::Pending => {
+                // Vipps accepted it (a batch answer) and then dropped it: the batch endpoint is asynchronous.
+                self.send_dropped_charge(&client, charge_id, dropped).await?;
                 return Ok(None);
             }
             Err(error) if is_transient(error.kind()) => {
@@ -250,6 +288,84 @@ impl Payments {
         Ok(())
     }
 
+    /// A charge Vipps accepted and then dropped (its `charge-creation-failed` event, or a 404 for a charge it
+    /// confirmed): sent again once, one by one, with the same order id; failed with Vipps' reason when it was
+    /// sent again already or Vipps refuses the new create. Called under the charge's lock.
+    async fn send_dropped_charge(
+        &self,
+        client: &vipps_client::Client,
+        charge_id: &str,
+        reason: Option<&str>,
+    ) -> ServiceResult<()> {
+        // Read again under the lock: another sync may have sent it again meanwhile.
+        let row = {
+            let mut conn = self.store.pool().acquire().await?;
+            charges::charge(&mut conn, charge_id).await?.ok_or(ServiceError::NotFound("charge"))?
+        };
+        if row.state != ChargeState::Pending {
+            return Ok(());
+        }
+        let said = match reason {
+            Some(reason) => format!("Vipps did not create the charge: {reason}"),
+            None => "Vipps does not have the charge it accepted".to_owned(),
+        };
+        if row.last_error.as_deref().is_some_and(|e| e.starts_with(SENT_AGAIN_PREFIX)) {
+            return self.refuse_charge(&row, &format!("{said} (after it was sent again)")).await;
+        }
+        let tomorrow = self.today().checked_add_days(Days::new(1)).unwrap_or(self.today());
+        let due = row.due_date.max(tomorrow);
+        // A key of its own: the first create's answer must not be replayed.
+        let charge_key = key(&format!("rs-{}-{}", row.charge_id, due.format("%Y%m%d")))?;
+        let answer = client.recurring().create_charge(&row.agreement_id, &create_request(&row, due), &charge_key).await;
+        match answer {
+            Ok(_) => {
+                tracing::info!(%charge_id, %said, "charge sent again with the same order id");
+                self.note_charge_error(charge_id, &format!("{SENT_AGAIN_PREFIX}{said}")).await
+            }
+            Err(error) if order_id_taken(&describe(&error)) => {
+                // Vipps has it after all: its state is read and recorded by the next sync.
+                self.note_charge_error(charge_id, &format!("{SENT_AGAIN_PREFIX}{said}")).await
+            }
+            Err(error) if is_transient(error.kind()) || is_configuration(error.kind()) => {
+                self.note_charge_error(charge_id, &describe(&error)).await?;
+                Err(ServiceError::Internal(anyhow::anyhow!("charge not sent again: {}", describe(&error))))
+            }
+            Err(error) => {
+                let refused = format!("{said}; sent again, {}", describe(&error));
+                self.refuse_charge(&row, &refused).await?;
+                if error.problem().and_then(|p| p.recurring_problem()) == Some(RecurringProblem::ChargeCreationFailed) {
+                    if let Err(error) = Box::pin(self.sync_agreement(&row.mandate_id, None)).await {
+                        tracing::warn!(mandate = %row.mandate_id, %error, "agreement sync after a refused charge failed");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Records that Vipps will not make a charge: the charge `REFUSED`, its installment Failed with `message`.
+    async fn refuse_charge(&self, c: &ChargeRow, message: &str) -> ServiceResult<()> {
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        let listened =
+            installments::installments_with_webhook(&mut tx, std::slice::from_ref(&c.installment_id)).await?;
+        charges::update_charge(&mut tx, &c.charge_id, &ChargeState::Refused, None, None, None, Some(message), now)
+            .await?;
+        let listeners = outbox::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
+        outbox::move_installment(
+            &mut tx,
+            &listeners,
+            &c.installment_id,
+            InstallmentStatus::Failed,
+            Some(message),
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// CollectRecurring: every Outstanding installment due within the lead window becomes one Vipps charge
     /// (recorded first, then sent; in batches when there are many), and charges left unconfirmed by a crash or
     /// a lost answer are sent again with the same order ids.
@@ -363,17 +479,9 @@ impl Payments {
         let tomorrow = self.today().checked_add_days(Days::new(1)).unwrap_or(self.today());
         let due = |c: &ChargeRow| c.due_date.max(tomorrow);
         let moved = |c: &ChargeRow| (due(c) != c.due_date).then(|| due(c).format("%Y%m%d").to_string());
-        let request = |c: &ChargeRow| {
-            let mut create = CreateCharge::recurring(
-                c.amount_ore,
-                c.description.clone(),
-                due(c),
-                u8::try_from(c.retry_days).unwrap_or(0),
-                TransactionType::DirectCapture,
-            );
-            create.order_id = Some(c.charge_id.clone());
-            create
-        };
+        let request = |c: &ChargeRow| create_request(c, due(c));
+        // Charges Vipps says it has by their order id: read back to confirm before they count as created.
+        let mut taken: Vec<ChargeRow> = Vec::new();
         if charges.len() < self.recurring.batch_threshold.max(1) {
             for c in charges {
                 let charge_key = match moved(c) {
@@ -383,10 +491,9 @@ impl Payments {
                 let answer = client.recurring().create_charge(&c.agreement_id, &request(c), &key(&charge_key)?).await;
                 match answer {
                     Ok(_) => confirmed.push(c.charge_id.clone()),
-                    // Vipps already has a charge with this order id (ours: the answer of an earlier create was lost).
-                    Err(error) if error.kind() == ErrorKind::Conflict || order_id_taken(&describe(&error)) => {
-                        confirmed.push(c.charge_id.clone())
-                    }
+                    // Vipps already has a charge with this order id (ours: the answer of an earlier create was
+                    // lost). Any other conflict is a refusal.
+                    Err(error) if order_id_taken(&describe(&error)) => taken.push(c.clone()),
                     Err(error) if is_transient(error.kind()) => {
                         self.note_charge_error(&c.charge_id, &describe(&error)).await?;
                     }
@@ -424,8 +531,8 @@ impl Payments {
                                 invalid.charge_batch_item_dto["orderId"].as_str().unwrap_or_default().to_owned();
                             let Some(c) = chunk.iter().find(|c| c.charge_id == order_id) else { continue };
                             let text = invalid.errors.join("; ");
-                            if order_id_taken(&text) || text.starts_with("conflict") {
-                                confirmed.push(c.charge_id.clone());
+                            if order_id_taken(&text) {
+                                taken.push(c.clone());
                             } else {
                                 if text.starts_with("charge-creation-failed") {
                                     agreements_to_sync.push(c.mandate_id.clone());
@@ -451,6 +558,15 @@ impl Payments {
                         }
                     }
                 }
+            }
+        }
+        for c in taken {
+            match client.recurring().get_charge(&c.agreement_id, &c.charge_id).await {
+                Ok(_) => confirmed.push(c.charge_id.clone()),
+                Err(error) if error.kind() == ErrorKind::NotFound => {
+                    refused.push((c, "Vipps: the order id is used, but not by this agreement's charge".to_owned()))
+                }
+                Err(error) => self.note_charge_error(&c.charge_id, &describe(&error)).await?,
             }
         }
         let now = self.now();
@@ -515,6 +631,22 @@ impl Payments {
         charges::note_charge_error(&mut conn, charge_id, message, self.now()).await?;
         Ok(())
     }
+}
+
+/// How a charge's note starts once it was sent again after Vipps dropped it: a second drop fails it.
+const SENT_AGAIN_PREFIX: &str = "sent again after Vipps dropped it: ";
+
+/// The create request of a recorded charge, due on `due`, with the charge id as its order id.
+fn create_request(c: &ChargeRow, due: chrono::NaiveDate) -> CreateCharge {
+    let mut create = CreateCharge::recurring(
+        c.amount_ore,
+        c.description.clone(),
+        due,
+        u8::try_from(c.retry_days).unwrap_or(0),
+        TransactionType::DirectCapture,
+    );
+    create.order_id = Some(c.charge_id.clone());
+    create
 }
 
 /// Whether Vipps refused the account rather than the charge (credentials, a product not enabled, a sales unit
