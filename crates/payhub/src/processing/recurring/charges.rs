@@ -75,6 +75,16 @@ fn charge_outcome(charge: &Charge) -> Option<(InstallmentStatus, Option<String>)
     }
 }
 
+/// How many of the poll's charges are read before their answers are recorded in one transaction.
+const RECORD_PAGE: usize = 250;
+
+type ChargeLock = tokio::sync::OwnedMutexGuard<()>;
+
+/// Whether Vipps' answer differs from what the row holds (its state or what was captured).
+fn changed(row: &ChargeRow, charge: &Charge) -> bool {
+    ChargeState::from(&charge.status) != row.state || charge.summary.captured != row.captured_ore
+}
+
 impl Payments {
     /// Brings an installment's charge up to date with Vipps: reads it (creating it again, same order id, if
     /// Vipps never confirmed it and does not know it) and records what changed: Collected with a Payment,
@@ -134,28 +144,44 @@ impl Payments {
         Ok((cancelled && row.state != ChargeState::Cancelled).then_some(row))
     }
 
+    /// Records what Vipps says of a charge in a transaction of its own (see [`Payments::record_charge`]).
     pub(super) async fn apply_charge(
         &self,
         row: &ChargeRow,
         charge: &Charge,
         cause: Option<&str>,
     ) -> ServiceResult<()> {
-        let state = ChargeState::from(&charge.status);
-        let captured = charge.summary.captured;
-        if state == row.state && captured == row.captured_ore {
+        if !changed(row, charge) {
             return Ok(());
         }
-        let now = self.now();
         let mut tx = self.store.begin_write().await?;
+        self.record_charge(&mut tx, row, charge, cause).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records what Vipps says of a charge inside the caller's transaction: the Message and Inbound Report, the
+    /// Payment (once per psp reference) and the installment's forward-only move with its event, and the charge
+    /// row. Nothing when the charge already holds this answer (another sync recorded it meanwhile).
+    async fn record_charge(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        row: &ChargeRow,
+        charge: &Charge,
+        cause: Option<&str>,
+    ) -> ServiceResult<()> {
+        let state = ChargeState::from(&charge.status);
+        let captured = charge.summary.captured;
+        let now = self.now();
         // Another sync (a webhook job, the poll, another instance) may have recorded this very answer meanwhile.
-        let current = charges::lock_charge(&mut tx, self.store.backend(), &row.charge_id).await?;
+        let current = charges::lock_charge(&mut *tx, self.store.backend(), &row.charge_id).await?;
         if current.is_some_and(|c| c.state == state && c.captured_ore == captured) {
             return Ok(());
         }
-        let installment = installments::installment(&mut tx, &row.installment_id)
+        let installment = installments::installment(&mut *tx, &row.installment_id)
             .await?
             .ok_or(ServiceError::NotFound("installment"))?;
-        let listeners = outbox::Listeners::of_intent(&mut tx, installment.intent_id.as_deref()).await?;
+        let listeners = outbox::Listeners::of_intent(&mut *tx, installment.intent_id.as_deref()).await?;
         let body = json!({
             "id": charge.id, "agreementId": charge.agreement_id, "status": state, "amount": charge.amount,
             "due": charge.due, "transactionId": charge.transaction_id, "failureReason": charge.failure_reason.as_ref().map(ToString::to_string),
@@ -168,7 +194,7 @@ impl Payments {
         let collected = captured > 0 && matches!(charge_outcome(charge), Some((InstallmentStatus::Collected, _)));
         // Recorded before the change, so the Payment can name it; its outcome is corrected below if nothing moved.
         let trail::Recorded { report_id, .. } = trail::record(
-            &mut tx,
+            &mut *tx,
             Said::new(Channel::VippsPoll, Some(&charge.id), &body),
             Means::vipps(&sub_type, status)
                 .amount(if collected { captured } else { charge.amount })
@@ -187,7 +213,7 @@ impl Payments {
                     .filter(|t| !t.is_empty())
                     .unwrap_or_else(|| format!("{}-capture", charge.id));
                 payments::insert_payment(
-                    &mut tx,
+                    &mut *tx,
                     &row.installment_id,
                     captured,
                     &psp,
@@ -197,7 +223,7 @@ impl Payments {
                 )
                 .await?;
                 let moved = outbox::move_installment(
-                    &mut tx,
+                    &mut *tx,
                     &listeners,
                     &row.installment_id,
                     InstallmentStatus::Collected,
@@ -213,7 +239,7 @@ impl Payments {
             }
             Some((next, reason)) => {
                 let moved = outbox::move_installment(
-                    &mut tx,
+                    &mut *tx,
                     &listeners,
                     &row.installment_id,
                     next,
@@ -233,10 +259,10 @@ impl Payments {
             }
         }
         if status != Outcome::Matched {
-            trail::set_outcome(&mut tx, &report_id, status, detail.as_deref()).await?;
+            trail::set_outcome(&mut *tx, &report_id, status, detail.as_deref()).await?;
         }
         charges::update_charge(
-            &mut tx,
+            &mut *tx,
             &row.charge_id,
             &state,
             charge.failure_reason.as_ref().map(ToString::to_string).as_deref(),
@@ -246,8 +272,88 @@ impl Payments {
             now,
         )
         .await?;
+        Ok(())
+    }
+
+    /// The poll's charges, brought up to date together: each is read at Vipps (several at a time, each under its
+    /// charge's lock until its answer is recorded), and the answers that changed something are recorded in one
+    /// transaction per [`RECORD_PAGE`] charges, each exactly as [`Payments::apply_charge`] records it alone. A
+    /// page that fails is recorded again one charge per transaction; a charge Vipps cancelled, never received or
+    /// did not answer for takes the one-by-one path ([`Payments::sync_charge`]).
+    pub(super) async fn sync_charges(&self, rows: &[ChargeRow]) -> usize {
+        use futures::stream::{self, StreamExt};
+        let mut recorded = 0;
+        for page in rows.chunks(RECORD_PAGE) {
+            let reads: Vec<_> = page.iter().map(|row| self.fetch_locked(row)).collect();
+            let read: Vec<_> = stream::iter(reads).buffer_unordered(16).collect().await;
+            let mut answers = Vec::new();
+            for (row, fetched, lock) in read {
+                match fetched {
+                    Ok(Some(charge)) if charge.status != ChargeStatus::Cancelled => {
+                        if changed(row, &charge) {
+                            answers.push((row, charge, lock));
+                        }
+                    }
+                    Ok(None) => {}
+                    Ok(Some(_)) | Err(_) => {
+                        drop(lock);
+                        if let Err(error) = self.sync_charge(&row.charge_id, None).await {
+                            tracing::warn!(charge = %row.charge_id, %error, "charge sync failed");
+                        }
+                    }
+                }
+            }
+            answers.sort_by(|a, b| a.0.charge_id.cmp(&b.0.charge_id));
+            match self.record_charges(&answers).await {
+                Ok(()) => recorded += answers.len(),
+                Err(error) => {
+                    tracing::warn!(%error, charges = answers.len(), "recording a page of charges failed; one by one");
+                    for (row, charge, _) in &answers {
+                        match self.apply_charge(row, charge, None).await {
+                            Ok(()) => recorded += 1,
+                            Err(error) => tracing::warn!(charge = %row.charge_id, %error, "charge sync failed"),
+                        }
+                    }
+                }
+            }
+        }
+        recorded
+    }
+
+    /// Takes the charge's lock (held until its answer is recorded), then reads it at Vipps.
+    async fn fetch_locked<'r>(&self, row: &'r ChargeRow) -> (&'r ChargeRow, ServiceResult<Option<Charge>>, ChargeLock) {
+        let lock = self.locks.get(&row.charge_id).lock_owned().await;
+        let fetched = self.fetch_charge(row).await;
+        (row, fetched, lock)
+    }
+
+    async fn record_charges(&self, answers: &[(&ChargeRow, Charge, ChargeLock)]) -> ServiceResult<()> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.begin_write().await?;
+        for (row, charge, _) in answers {
+            self.record_charge(&mut tx, row, charge, None).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Vipps' charge for the poll: `None` when there is nothing to read (refused here, or Vipps did not answer
+    /// this time: the next poll asks again); an error where the one-by-one path decides (never received).
+    async fn fetch_charge(&self, row: &ChargeRow) -> ServiceResult<Option<Charge>> {
+        if row.state == ChargeState::Refused {
+            return Ok(None);
+        }
+        let client = self.clients.get(&self.accounts, &row.account_id).await?;
+        match client.recurring().get_charge(&row.agreement_id, &row.charge_id).await {
+            Ok(charge) => Ok(Some(charge)),
+            Err(error) if is_transient(error.kind()) => {
+                tracing::info!(charge_id = %row.charge_id, error = %describe(&error), "Vipps did not answer; next beat retries");
+                Ok(None)
+            }
+            Err(error) => Err(ServiceError::Internal(anyhow::anyhow!(describe(&error)))),
+        }
     }
 
     /// CollectRecurring: every Outstanding installment due within the lead window becomes one Vipps charge
