@@ -3,7 +3,8 @@
 //! A scheduled run is keyed by (beat, scope, period start), unique in `beat_runs`, so each period runs once
 //! however many instances tick; the scope is an account id or `*` for the whole installation. Every run's
 //! start, duration and outcome is recorded and listable; [`Heartbeat::run_now`] runs a beat at once (CLI,
-//! admin). A failed run is recorded and not retried: the next period runs it again. Time comes from the
+//! admin). A failed run is recorded and not retried: the next period runs it again. Runs of one beat never
+//! overlap: a run that starts while the previous one is still going is recorded `skipped`. Time comes from the
 //! queue's clock, so in sandbox mode periods follow the simulator's virtual clock.
 
 use std::collections::HashMap;
@@ -75,7 +76,7 @@ pub struct BeatRun {
     pub period_start: DateTime<Utc>,
     /// `schedule` or `manual`.
     pub trigger: String,
-    /// `scheduled`, `running`, `succeeded` or `failed`.
+    /// `scheduled`, `running`, `succeeded`, `failed`, or `skipped` (the previous run was still going).
     pub status: String,
     /// When the function started.
     pub started_at: Option<DateTime<Utc>>,
@@ -258,12 +259,10 @@ impl Heartbeat {
             .ok_or_else(|| anyhow::anyhow!("beat job without run_id"))?
             .to_owned();
         let Some(run) = self.run(&run_id).await? else { return Ok(()) };
-        let started = self.queue.now();
-        sqlx::query("UPDATE beat_runs SET status = 'running', started_at = $1 WHERE id = $2")
-            .bind(timestamp(started))
-            .bind(&run_id)
-            .execute(self.queue.store().pool())
-            .await?;
+        if !self.claim(&run).await? {
+            tracing::info!(beat = %run.beat, run = %run_id, "skipped: the beat's previous run is still going");
+            return Ok(());
+        }
         let outcome = match self.beat(&run.beat) {
             None => Err(anyhow::anyhow!("no beat named `{}` is registered", run.beat)),
             Some(beat) => {
@@ -299,6 +298,46 @@ impl Heartbeat {
             .execute(self.queue.store().pool())
             .await?;
         Ok(())
+    }
+
+    /// Marks `run` running unless another run of its beat and scope is (the partial unique index
+    /// `beat_runs_one_running` decides, on both backends and across instances); a run that finds one running is
+    /// recorded `skipped`, so a run longer than its period never has a second run beside it. A run left
+    /// `running` by a worker that died (older than the job lease, as in [`Heartbeat::prune`]) is ended first.
+    async fn claim(&self, run: &BeatRun) -> StoreResult<bool> {
+        let pool = self.queue.store().pool();
+        let lease = chrono::TimeDelta::from_std(self.queue.settings().lease).unwrap_or(chrono::TimeDelta::MAX);
+        let lost_before = timestamp(self.queue.now().checked_sub_signed(lease).unwrap_or(DateTime::<Utc>::MIN_UTC));
+        sqlx::query(
+            "UPDATE beat_runs SET status = 'failed', error = 'its worker stopped before it finished' \
+             WHERE beat = $1 AND scope = $2 AND status = 'running' AND started_at < $3",
+        )
+        .bind(&run.beat)
+        .bind(&run.scope)
+        .bind(&lost_before)
+        .execute(pool)
+        .await?;
+        let started = timestamp(self.queue.now());
+        let claimed = sqlx::query("UPDATE beat_runs SET status = 'running', started_at = $1 WHERE id = $2")
+            .bind(&started)
+            .bind(&run.id)
+            .execute(pool)
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                sqlx::query(
+                    "UPDATE beat_runs SET status = 'skipped', started_at = $1, duration_ms = 0, \
+                     error = 'the previous run of this beat was still going' WHERE id = $2",
+                )
+                .bind(&started)
+                .bind(&run.id)
+                .execute(pool)
+                .await?;
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// One run.

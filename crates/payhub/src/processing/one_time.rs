@@ -460,6 +460,10 @@ impl Payments {
             let mut conn = self.store.pool().acquire().await?;
             vipps_payments::open_vipps_payments(&mut conn, limit, self.now() - IN_CALLERS_HANDS).await?
         };
+        // Stamped before Vipps is asked, so one that cannot be read (or stays open) waits behind the others.
+        let mut tx = self.store.begin_write().await?;
+        vipps_payments::mark_checked(&mut tx, &references, self.now()).await?;
+        tx.commit().await?;
         for reference in &references {
             if let Err(error) = self.sync(reference, None).await {
                 tracing::warn!(%reference, %error, "sync failed");

@@ -252,7 +252,8 @@ pub async fn open_charges_of_mandate(conn: &mut AnyConnection, mandate_id: &str)
 }
 
 /// Charges whose outcome may have changed by `today`: unconfirmed ones created before `stale_before`, and
-/// those Vipps processes on or before today. Oldest first.
+/// those Vipps processes on or before today. Least recently checked first (never checked first), so with
+/// [`mark_charges_checked`] on what was read, every such charge is read within ceil(open / limit) polls.
 pub async fn charges_to_poll(
     conn: &mut AnyConnection,
     today: NaiveDate,
@@ -261,7 +262,7 @@ pub async fn charges_to_poll(
 ) -> StoreResult<Vec<ChargeRow>> {
     let rows = sqlx::query(
         "SELECT * FROM vipps_charges WHERE (state = 'CREATING' AND updated_at < $2) \
-         OR (state IN ('PENDING', 'DUE', 'PROCESSING', 'RESERVED') AND due_date <= $1) ORDER BY updated_at LIMIT $3",
+         OR (state IN ('PENDING', 'DUE', 'PROCESSING', 'RESERVED') AND due_date <= $1) ORDER BY checked_at, updated_at LIMIT $3",
     )
     .bind(today.to_string())
     .bind(timestamp(stale_before))
@@ -269,6 +270,23 @@ pub async fn charges_to_poll(
     .fetch_all(conn)
     .await?;
     rows.iter().map(charge_from_row).collect()
+}
+
+/// Stamps charges as read by the poll now, which puts them behind every charge read less recently.
+pub async fn mark_charges_checked(
+    conn: &mut AnyConnection,
+    charge_ids: &[String],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for chunk in charge_ids.chunks(CHUNK * 4) {
+        let sql = format!("UPDATE vipps_charges SET checked_at = $1 WHERE charge_id IN ({})", list(2, chunk.len()));
+        let mut query = sqlx::query(&sql).bind(timestamp(now));
+        for id in chunk {
+            query = query.bind(id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Charges still `CREATING` (never confirmed by Vipps) last touched before `before`, oldest first.

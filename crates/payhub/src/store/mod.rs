@@ -230,6 +230,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0009_refund_api_keys.sql"),
         postgres: include_str!("../../migrations/postgres/0009_refund_api_keys.sql"),
     },
+    Migration {
+        version: 10,
+        name: "poll_order",
+        sqlite: include_str!("../../migrations/sqlite/0010_poll_order.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_poll_order.sql"),
+    },
 ];
 
 impl Store {

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::sql::{list, CHUNK};
 use super::{timestamp, StoreResult};
 use crate::domain::vipps_state::PaymentState;
 
@@ -82,7 +83,9 @@ pub async fn vipps_payment_of(conn: &mut AnyConnection, installment_id: &str) ->
         .transpose()
 }
 
-/// References of Vipps payments that are not settled yet (for the polling beat), oldest first: creates not
+/// References of Vipps payments that are not settled yet (for the polling beat), least recently checked first
+/// (never checked first; with [`mark_checked`] on what was read, each is read within ceil(open / limit) polls):
+/// creates not
 /// confirmed and recorded before `creating_before` (a younger one is still in its caller's hands), payments
 /// waiting for the payer, and authorized payments of which nothing is captured yet.
 pub async fn open_vipps_payments(
@@ -92,13 +95,26 @@ pub async fn open_vipps_payments(
 ) -> StoreResult<Vec<String>> {
     let rows = sqlx::query(
         "SELECT reference FROM vipps_payments WHERE (state = 'CREATING' AND created_at < $2) OR state = 'CREATED' \
-         OR (state = 'AUTHORIZED' AND captured_ore = 0 AND cancelled_ore < authorized_ore) ORDER BY updated_at LIMIT $1",
+         OR (state = 'AUTHORIZED' AND captured_ore = 0 AND cancelled_ore < authorized_ore) ORDER BY checked_at, updated_at LIMIT $1",
     )
     .bind(limit)
     .bind(timestamp(creating_before))
     .fetch_all(conn)
     .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Stamps payments as read by the poll now, which puts them behind every open payment read less recently.
+pub async fn mark_checked(conn: &mut AnyConnection, references: &[String], now: DateTime<Utc>) -> StoreResult<()> {
+    for chunk in references.chunks(CHUNK * 4) {
+        let sql = format!("UPDATE vipps_payments SET checked_at = $1 WHERE reference IN ({})", list(2, chunk.len()));
+        let mut query = sqlx::query(&sql).bind(timestamp(now));
+        for reference in chunk {
+            query = query.bind(reference);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Records what Vipps says of a payment, where `state` is a move forward from the recorded one

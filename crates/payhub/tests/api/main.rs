@@ -15,6 +15,7 @@ mod one_time_races;
 mod operations;
 mod outbound_webhooks;
 mod page_security;
+mod polls;
 mod recurring;
 mod recurring_bad_input;
 mod recurring_beats_by_hand;

@@ -115,7 +115,8 @@ impl Payments {
     }
 
     /// The recurring polling beat: drafts not confirmed or agreements waiting for the payer, and charges whose
-    /// outcome may have changed by today.
+    /// outcome may have changed by today, least recently checked first (so each is read within
+    /// ceil(open / limit) polls); the charges' answers are recorded a page per transaction.
     pub async fn sync_recurring(&self, limit: i64) -> ServiceResult<BeatCounts> {
         let (mandates, charges) = {
             let mut conn = self.store.pool().acquire().await?;
@@ -129,6 +130,11 @@ impl Payments {
                     .await?;
             (mandates, charges)
         };
+        // Stamped before Vipps is asked, so a charge that cannot be read (or stays open) waits behind the others.
+        let mut tx = self.store.begin_write().await?;
+        let ids: Vec<String> = charges.iter().map(|c| c.charge_id.clone()).collect();
+        charges::mark_charges_checked(&mut tx, &ids, self.now()).await?;
+        tx.commit().await?;
         let mut counts = BeatCounts { looked_at: mandates.len() + charges.len(), changed: 0 };
         for mandate in &mandates {
             if let Err(error) = self.sync_agreement(mandate, None).await {
@@ -137,15 +143,7 @@ impl Payments {
                 counts.changed += 1;
             }
         }
-        // Reads overlap (Vipps answers in parallel); the writes queue for the database as usual.
-        use futures::stream::{self, StreamExt};
-        stream::iter(&charges)
-            .for_each_concurrent(8, |charge| async move {
-                if let Err(error) = self.sync_charge(&charge.charge_id, None).await {
-                    tracing::warn!(charge = %charge.charge_id, %error, "charge sync failed");
-                }
-            })
-            .await;
+        counts.changed += self.sync_charges(&charges).await;
         Ok(counts)
     }
 }

@@ -14,6 +14,7 @@
 mod agreements;
 mod beats;
 mod changes;
+mod charge_sync;
 mod charges;
 mod intake;
 mod pending;
