@@ -1,6 +1,7 @@
 //! Charges: CollectRecurring turns due installments into Vipps charges (recorded first, then sent, in batches
 //! when there are many), and each charge's outcome at Vipps moves its installment (Collected with a Payment,
-//! Failed with Vipps' reason, Cancelled).
+//! Failed with Vipps' reason, Cancelled). A batch charge Vipps accepted and then dropped is sent again once
+//! with the same order id, or its installment fails with Vipps' reason.
 
 use std::collections::BTreeMap;
 
@@ -216,8 +217,10 @@ impl Payments {
     }
 
     /// Sends recorded charges to Vipps: one by one when few, else in batches. Charges Vipps accepts (or already
-    /// has, by their order id) become Pending; refused ones fail their installment with Vipps' reason; when
-    /// Vipps does not answer they stay `CREATING` for the next run. Returns how many were confirmed.
+    /// has: its "orderId … already used", confirmed by reading the charge) become Pending; refused ones (any
+    /// other conflict too) fail their installment with Vipps' reason; when Vipps does not answer they stay
+    /// `CREATING` for the next run. A batch answer is not the end: Vipps may still drop an accepted charge
+    /// ([`Self::charge_creation_failed`]). Returns how many were confirmed.
     pub(super) async fn send_charges(&self, account_id: &str, charges: &[ChargeRow]) -> ServiceResult<usize> {
         let client = self.clients.get(&self.accounts, account_id).await?;
         let mut confirmed = Vec::new();
