@@ -166,9 +166,8 @@ async fn main() -> anyhow::Result<()> {
     // The registration flow (as the registration job runs it): payhub registers its intake URL at the simulator
     // and keeps the signing secret sealed; the benchmark opens it as the tests do, to sign as Vipps signs.
     state.registrar().ensure_registered(&account.id).await?;
-    let row = sqlx::query("SELECT url, secret_sealed FROM vipps_webhooks")
-        .fetch_one(state.store.pool_for_tests())
-        .await?;
+    let row =
+        sqlx::query("SELECT url, secret_sealed FROM vipps_webhooks").fetch_one(state.store.pool_for_tests()).await?;
     let url: String = row.try_get(0)?;
     let sealed: String = row.try_get(1)?;
     let secret = state.accounts.open(&sealed, &format!("vipps_webhook:{}", account.id))?.expose().to_owned();
