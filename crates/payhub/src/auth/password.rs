@@ -106,7 +106,8 @@ mod tests {
         let took = started.elapsed();
         ticker.abort();
         let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
-        // On the only async thread, a check run in place would let nothing else run while it lasts.
-        assert!(ticked * 4 >= u64::try_from(took.as_millis()).unwrap_or(u64::MAX) / 2, "{ticked} ticks in {took:?}");
+        // On the only async thread, a check run in place lets nothing else run while it lasts: no tick at all
+        // (seen: 0 ticks in 54 ms). Off the thread the ticker runs meanwhile, however loaded the machine is.
+        assert!(ticked >= 2, "{ticked} ticks in {took:?}");
     }
 }
