@@ -17,7 +17,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,90 +29,8 @@ use payhub::domain::role::Role;
 use payhub::secrets::Secret;
 use serde_json::json;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// CPU time this process has used so far (all threads: payhub, the simulator and the load generator), from
-/// `/proc/self/stat`; zero where that file does not exist.
-fn cpu_used() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100 on Linux.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// Every request's latency (sorted) and how many failed.
-struct Outcome {
-    latencies: Vec<Duration>,
-    errors: usize,
-}
-
-impl Outcome {
-    fn of(results: impl IntoIterator<Item = (Duration, bool)>) -> Outcome {
-        let mut outcome = Outcome { latencies: Vec::new(), errors: 0 };
-        for (latency, ok) in results {
-            outcome.latencies.push(latency);
-            outcome.errors += usize::from(!ok);
-        }
-        outcome.latencies.sort();
-        outcome
-    }
-
-    fn count(&self) -> usize {
-        self.latencies.len()
-    }
-
-    /// The latency at `p` (0–1), in milliseconds.
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let Some(last) = self.latencies.len().checked_sub(1) else { return 0.0 };
-        let index = ((last as f64 * p).round() as usize).min(last);
-        self.latencies[index].as_secs_f64() * 1000.0
-    }
-
-    /// "p50 … ms, p99 … ms, errors …".
-    fn summary(&self) -> String {
-        format!(
-            "p50 {:.1} ms, p99 {:.1} ms, errors {}",
-            self.percentile_ms(0.50),
-            self.percentile_ms(0.99),
-            self.errors
-        )
-    }
-}
-
-/// Closed loop: `concurrency` clients, each sending its next request when its last is answered.
-async fn drive<F, Fut>(concurrency: usize, seconds: u64, request: F) -> Outcome
-where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let stop = stop.clone();
-        let request = request.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut results = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let ok = request(worker * 1_000_000 + results.len()).await;
-                results.push((started.elapsed(), ok));
-            }
-            results
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    Outcome::of(all)
-}
+mod common;
+use common::{cpu_used, drive, env_or, Outcome};
 
 /// Open loop: requests start at `rate` per second whatever the answers do (at most 4,096 in flight), and each
 /// latency counts from the moment its request was due, so a stall is not hidden by requests that were never sent.

@@ -21,9 +21,9 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use payhub::app::Application;
 use payhub::auth::Actor;
@@ -33,90 +33,8 @@ use payhub::secrets::Secret;
 use serde_json::json;
 use sqlx::Row;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// CPU time this process has used so far (all threads: payhub and the load generator), from `/proc/self/stat`;
-/// zero where that file does not exist.
-fn cpu_used() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is 100 on Linux.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// Every request's latency (sorted) and how many failed.
-struct Outcome {
-    latencies: Vec<Duration>,
-    errors: usize,
-}
-
-impl Outcome {
-    fn of(results: impl IntoIterator<Item = (Duration, bool)>) -> Outcome {
-        let mut outcome = Outcome { latencies: Vec::new(), errors: 0 };
-        for (latency, ok) in results {
-            outcome.latencies.push(latency);
-            outcome.errors += usize::from(!ok);
-        }
-        outcome.latencies.sort();
-        outcome
-    }
-
-    fn acknowledged(&self) -> usize {
-        self.latencies.len() - self.errors
-    }
-
-    /// The latency at `p` (0–1), in milliseconds.
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let Some(last) = self.latencies.len().checked_sub(1) else { return 0.0 };
-        let index = ((last as f64 * p).round() as usize).min(last);
-        self.latencies[index].as_secs_f64() * 1000.0
-    }
-
-    /// "p50 … ms, p99 … ms, errors …".
-    fn summary(&self) -> String {
-        format!(
-            "p50 {:.1} ms, p99 {:.1} ms, errors {}",
-            self.percentile_ms(0.50),
-            self.percentile_ms(0.99),
-            self.errors
-        )
-    }
-}
-
-/// Closed loop: `concurrency` clients, each sending its next request when its last is answered.
-async fn drive<F, Fut>(concurrency: usize, seconds: u64, request: F) -> Outcome
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let stop = stop.clone();
-        let request = request.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut results = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let ok = request().await;
-                results.push((started.elapsed(), ok));
-            }
-            results
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    Outcome::of(all)
-}
+mod common;
+use common::{cpu_used, drive, env_or};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -180,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     let deliver = {
         let secret = vipps_client::Secret::new(secret);
         let msn = merchant.msn.clone();
-        move || {
+        move |_client_request: usize| {
             let (http, url, host, path, secret, msn) =
                 (http.clone(), url.clone(), host.clone(), path.clone(), secret.clone(), msn.clone());
             let n = sequence.fetch_add(1, Ordering::Relaxed);
@@ -220,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "CPU (payhub and load generator, which signs each delivery, together): {:.3} ms per delivery, {:.2} cores busy",
-        cpu.as_secs_f64() * 1000.0 / outcome.latencies.len().max(1) as f64,
+        cpu.as_secs_f64() * 1000.0 / outcome.count().max(1) as f64,
         cpu.as_secs_f64() / elapsed,
     );
 
