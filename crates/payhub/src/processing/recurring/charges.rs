@@ -100,19 +100,7 @@ impl Payments {
         let mut tx = self.store.begin_write().await?;
         let listened =
             installments::installments_with_webhook(&mut tx, std::slice::from_ref(&c.installment_id)).await?;
-        charges::update_charge(&mut tx, &c.charge_id, &ChargeState::Refused, None, None, None, Some(message), now)
-            .await?;
-        let listeners = outbox::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
-        outbox::move_installment(
-            &mut tx,
-            &listeners,
-            &c.installment_id,
-            InstallmentStatus::Failed,
-            Some(message),
-            None,
-            now,
-        )
-        .await?;
+        refuse_in(&mut tx, c, listened.get(&c.installment_id).cloned(), message, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -345,28 +333,7 @@ impl Payments {
                 }
             }
             for (c, message) in &refused {
-                charges::update_charge(
-                    &mut tx,
-                    &c.charge_id,
-                    &ChargeState::Refused,
-                    None,
-                    None,
-                    None,
-                    Some(message),
-                    now,
-                )
-                .await?;
-                let listeners = outbox::Listeners::with_url(&mut tx, listened.get(&c.installment_id).cloned()).await?;
-                outbox::move_installment(
-                    &mut tx,
-                    &listeners,
-                    &c.installment_id,
-                    InstallmentStatus::Failed,
-                    Some(message),
-                    None,
-                    now,
-                )
-                .await?;
+                refuse_in(&mut tx, c, listened.get(&c.installment_id).cloned(), message, now).await?;
             }
             tx.commit().await?;
         }
@@ -400,6 +367,22 @@ fn create_request(c: &ChargeRow, due: chrono::NaiveDate) -> CreateCharge {
     );
     create.order_id = Some(c.charge_id.clone());
     create
+}
+
+/// In the caller's transaction: the charge `REFUSED` and its installment Failed with `message`, announced to
+/// whoever listens (the intent's `webhook_url`, and the endpoints).
+async fn refuse_in(
+    tx: &mut sqlx::AnyConnection,
+    c: &ChargeRow,
+    webhook_url: Option<String>,
+    message: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ServiceResult<()> {
+    charges::update_charge(&mut *tx, &c.charge_id, &ChargeState::Refused, None, None, None, Some(message), now).await?;
+    let listeners = outbox::Listeners::with_url(&mut *tx, webhook_url).await?;
+    outbox::move_installment(tx, &listeners, &c.installment_id, InstallmentStatus::Failed, Some(message), None, now)
+        .await?;
+    Ok(())
 }
 
 /// Whether Vipps refused the account rather than the charge (credentials, a product not enabled, a sales unit
