@@ -41,17 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let concurrency = env_or("BENCH_CONCURRENCY", 32) as usize;
     let data_dir = tempfile::tempdir()?;
-    let database_url = match std::env::var("PAYHUB_BENCH_DATABASE_URL") {
-        Ok(server) => {
-            let name = format!("payhub_bench_{}", std::process::id());
-            let admin = sqlx::PgPool::connect(&server).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await?;
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
-            let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
-            format!("{base}/{name}")
-        }
-        Err(_) => format!("sqlite://{}?mode=rwc", data_dir.path().join("bench.db").display()),
-    };
+    let database_url = common::database_url(data_dir.path()).await?;
     let backend = if database_url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
 
     let sim = vipps_sim::Simulator::start(vipps_sim::SimConfig::default(), "127.0.0.1:0".parse()?).await?;

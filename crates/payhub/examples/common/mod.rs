@@ -94,3 +94,19 @@ where
     }
     Outcome::of(all)
 }
+
+/// The database a benchmark runs on: a fresh PostgreSQL database on the server `PAYHUB_BENCH_DATABASE_URL`
+/// names, else an SQLite file in `dir`.
+pub async fn database_url(dir: &std::path::Path) -> anyhow::Result<String> {
+    Ok(match std::env::var("PAYHUB_BENCH_DATABASE_URL") {
+        Ok(server) => {
+            let name = format!("payhub_bench_{}", std::process::id());
+            let admin = sqlx::PgPool::connect(&server).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+            let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+            format!("{base}/{name}")
+        }
+        Err(_) => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+    })
+}
