@@ -64,6 +64,9 @@ pub enum Command {
     /// The heartbeat's beats: run them now, list them.
     #[command(subcommand)]
     Heartbeat(crate::cli_recurring::HeartbeatCommand),
+    /// Reconciliation: import the Vipps settlement ledgers and match them.
+    #[command(subcommand)]
+    Reconcile(crate::cli_reconcile::ReconcileCommand),
 }
 
 /// `payhub accounts …`
@@ -290,6 +293,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Heartbeat(command) => {
             if !crate::cli_recurring::heartbeat(command, config).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Reconcile(command) => {
+            if !crate::cli_reconcile::reconcile(command, config).await? {
                 std::process::exit(1);
             }
             Ok(())

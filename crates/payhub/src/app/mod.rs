@@ -92,6 +92,10 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/admin/api/jobs", Admin, api::webhooks_admin::list_jobs),
         route(M::GET, "/admin/api/beats", Admin, api::webhooks_admin::list_beats),
         route(M::POST, "/admin/api/beats/{id}/run", Admin, api::webhooks_admin::run_beat),
+        // Reconciliation (finance)
+        route(M::POST, "/admin/api/reconciliation/runs", Finance, api::reconciliation::start_run),
+        route(M::GET, "/admin/api/reconciliation/runs", Finance, api::reconciliation::list_runs),
+        route(M::GET, "/admin/api/payouts", Finance, api::reconciliation::list_payouts),
         // Payment API v2 (JSON, bearer keys; FinDock-compatible)
         route(M::POST, "/v2/PaymentIntent", PaymentApi, api::v2::create_intent),
         route(M::GET, "/v2/PaymentIntent/{id}", PaymentApi, api::v2::get_intent),

@@ -616,7 +616,7 @@ pub(crate) fn entry_from_row(row: &sqlx::any::AnyRow) -> StoreResult<EntryRow> {
     })
 }
 
-/// Up to `limit` rows of `account_id` waiting to be matched (status `new`), after `(ledger_date, topic, seq,
+/// Up to `limit` rows of `account_id` waiting to be matched (status `new`, on a date checked and balanced), after `(ledger_date, topic, seq,
 /// id)` position `after` — funds before fees on each date, in Vipps' order — so matching walks them in pages.
 pub async fn entries_to_match(
     conn: &mut AnyConnection,
@@ -629,7 +629,9 @@ pub async fn entries_to_match(
         None => (String::new(), "~".to_owned(), -1, String::new()),
     };
     let rows = sqlx::query(
-        "SELECT * FROM ledger_entries WHERE status = 'new' AND account_id = $1 \
+        "SELECT * FROM ledger_entries WHERE status = 'new' AND account_id = $1 AND EXISTS (SELECT 1 FROM ledger_days d \
+         WHERE d.ledger_id = ledger_entries.ledger_id AND d.topic = ledger_entries.topic \
+         AND d.ledger_date = ledger_entries.ledger_date AND d.status = 'balanced') \
          AND (ledger_date > $2 OR (ledger_date = $2 AND (topic < $3 OR (topic = $3 AND (seq > $4 OR (seq = $4 AND id > $5)))))) \
          ORDER BY ledger_date, topic DESC, seq, id LIMIT $6",
     )
@@ -669,4 +671,24 @@ pub async fn entry(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Ent
         .as_ref()
         .map(entry_from_row)
         .transpose()
+}
+
+/// The earliest and latest ledger dates of `ledger_id` / `topic` holding rows not matched yet (status `new`)
+/// on a date not checked yet: the dates [`check_days`] must look at.
+pub async fn unchecked_range(
+    conn: &mut AnyConnection,
+    ledger_id: &str,
+    topic: Topic,
+) -> StoreResult<Option<(NaiveDate, NaiveDate)>> {
+    let row = sqlx::query(
+        "SELECT MIN(ledger_date) AS lo, MAX(ledger_date) AS hi FROM ledger_entries WHERE status = 'new' \
+         AND ledger_id = $1 AND topic = $2 AND NOT EXISTS (SELECT 1 FROM ledger_days d WHERE d.ledger_id = $1 \
+         AND d.topic = $2 AND d.ledger_date = ledger_entries.ledger_date)",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .fetch_one(conn)
+    .await?;
+    let (lo, hi) = (opt_date(&row, "lo")?, opt_date(&row, "hi")?);
+    Ok(lo.zip(hi))
 }
