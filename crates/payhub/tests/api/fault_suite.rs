@@ -77,3 +77,19 @@ async fn crash_sqlite() {
 async fn crash_postgres() {
     short_run(Fault::Crash { kills: 10 }, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vipps_faults_sqlite() {
+    short_run(Fault::Vipps { percent: 30 }, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vipps_faults_postgres() {
+    short_run(Fault::Vipps { percent: 30 }, true).await;
+}
+
+/// Two instances share a database only on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_postgres() {
+    short_run(Fault::TwoInstances, true).await;
+}
