@@ -321,7 +321,10 @@ async fn serve(mut config: Config, sandbox: bool) -> anyhow::Result<()> {
     };
     let app = match &simulator {
         Some(simulator) => Application::build_with_clock(config, std::sync::Arc::new(simulator.clock_fn())).await?,
-        None => Application::build(config).await?,
+        None => match config.clock_url.clone() {
+            Some(url) => Application::build_with_clock(config, crate::app::follow_clock(&url).await?).await?,
+            None => Application::build(config).await?,
+        },
     };
     let state = app.state().clone();
     if let Some(simulator) = &simulator {

@@ -76,6 +76,11 @@ pub struct Config {
     /// refused at input, and a delivery whose host resolves to such an address fails without being sent. The
     /// sandbox turns it on: its receivers are local.
     pub allow_private_webhook_targets: bool,
+    /// A vipps-sim whose virtual clock `payhub serve` follows instead of the wall clock (`PAYHUB_CLOCK_URL`,
+    /// default none). For fault runs and demos against a simulator in another process, where moving the
+    /// simulator's clock must move payhub's (the sandbox's in-process simulator does this without it); never
+    /// set it against the real Vipps.
+    pub clock_url: Option<Url>,
 }
 
 impl Config {
@@ -123,6 +128,7 @@ struct FileLayer {
     redact_bodies_after_days: Option<u32>,
     retention_operational_days: Option<u32>,
     allow_private_webhook_targets: Option<bool>,
+    clock_url: Option<String>,
 }
 
 impl Config {
@@ -270,6 +276,16 @@ impl Config {
             None => layer.allow_private_webhook_targets.unwrap_or(false),
         };
 
+        let clock_url = match pick("PAYHUB_CLOCK_URL", layer.clock_url) {
+            Some(text) => Some(
+                Url::parse(&text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| ConfigError::new("PAYHUB_CLOCK_URL", format!("`{text}` is not an http(s) URL")))?,
+            ),
+            None => None,
+        };
+
         Ok(Config {
             listen,
             data_dir,
@@ -289,6 +305,7 @@ impl Config {
             redact_bodies_after_days,
             retention_operational_days,
             allow_private_webhook_targets,
+            clock_url,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! Fault injection: for a path prefix, the next N requests fail in a chosen way.
+//! Fault injection: for a path prefix, the next N requests fail in a chosen way, or (with `percent`) each
+//! request fails with that chance until N have failed: "30 % of Vipps calls fail" for a fault run.
 //!
 //! Controls: `POST /_sim/faults` adds a rule, `GET /_sim/faults` lists the rules with their
 //! remaining counts, `DELETE /_sim/faults` removes them all. `/_sim/` paths are never faulted.
@@ -52,6 +53,7 @@ struct Rule {
     #[serde(flatten)]
     kind: FaultKind,
     remaining: u32,
+    percent: u8,
 }
 
 /// The active fault rules.
@@ -69,7 +71,11 @@ impl Faults {
         }
         let mut guard = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         let rules = &mut guard.1;
-        let idx = rules.iter().position(|r| path.starts_with(&r.path_prefix))?;
+        // A rule with a chance below 100 % that does not fire leaves the request to the rules after it.
+        let idx = rules.iter().position(|r| {
+            path.starts_with(&r.path_prefix)
+                && (r.percent >= 100 || rand::random::<f64>() * 100.0 < f64::from(r.percent))
+        })?;
         let kind = rules[idx].kind;
         rules[idx].remaining -= 1;
         if rules[idx].remaining == 0 {
@@ -81,11 +87,11 @@ impl Faults {
         Some(kind)
     }
 
-    fn add(&self, path_prefix: String, kind: FaultKind, times: u32) -> u64 {
+    fn add(&self, path_prefix: String, kind: FaultKind, times: u32, percent: u8) -> u64 {
         let mut guard = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         guard.0 += 1;
         let id = guard.0;
-        guard.1.push(Rule { id, path_prefix, kind, remaining: times });
+        guard.1.push(Rule { id, path_prefix, kind, remaining: times, percent });
         self.any.store(true, Ordering::Relaxed);
         id
     }
@@ -162,14 +168,21 @@ struct AddFault {
     kind: FaultKind,
     #[serde(default = "one")]
     times: u32,
+    #[serde(default = "always")]
+    percent: u8,
 }
 
 fn one() -> u32 {
     1
 }
 
+fn always() -> u8 {
+    100
+}
+
 /// `POST /_sim/faults` `{"pathPrefix": "/epayment/v1/payments", "kind": "500"|"502"|"409"|"423"|"429"|"delay"|"drop",
-/// "times": 1, "retryAfterSeconds": 2, "delayMs": 15000}` → `201 {"id": N}`.
+/// "times": 1, "percent": 100, "retryAfterSeconds": 2, "delayMs": 15000}` → `201 {"id": N}`. With `percent` below
+/// 100 each matching request fails with that chance (`times` counts the ones that did).
 pub(crate) async fn add(State(sim): State<SharedSim>, body: Bytes) -> Reply {
     let req: AddFault = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -181,7 +194,10 @@ pub(crate) async fn add(State(sim): State<SharedSim>, body: Bytes) -> Reply {
     if req.times == 0 {
         return sim_error(StatusCode::BAD_REQUEST, "times must be at least 1");
     }
-    let id = sim.faults.add(req.path_prefix, req.kind, req.times);
+    if !(1..=100).contains(&req.percent) {
+        return sim_error(StatusCode::BAD_REQUEST, "percent must be from 1 to 100");
+    }
+    let id = sim.faults.add(req.path_prefix, req.kind, req.times, req.percent);
     Reply::json(StatusCode::CREATED, &json!({"id": id}))
 }
 
@@ -204,12 +220,29 @@ mod tests {
     fn a_rule_applies_to_its_prefix_for_the_given_number_of_times() {
         let f = Faults::default();
         assert_eq!(f.take("/epayment/v1/payments"), None);
-        f.add("/epayment/".into(), FaultKind::Drop, 2);
+        f.add("/epayment/".into(), FaultKind::Drop, 2, 100);
         assert_eq!(f.take("/recurring/v3/agreements"), None);
         assert_eq!(f.take("/_sim/clock"), None);
         assert_eq!(f.take("/epayment/v1/payments"), Some(FaultKind::Drop));
         assert_eq!(f.take("/epayment/v1/payments/x"), Some(FaultKind::Drop));
         assert_eq!(f.take("/epayment/v1/payments"), None);
+    }
+
+    #[test]
+    fn a_rule_with_a_percentage_fails_about_that_share_and_leaves_the_rest_to_later_rules() {
+        let f = Faults::default();
+        f.add("/".into(), FaultKind::ServerError, u32::MAX, 30);
+        f.add("/".into(), FaultKind::Drop, u32::MAX, 50);
+        let taken: Vec<_> = (0..10_000).map(|_| f.take("/epayment/v1/payments")).collect();
+        let count = |kind| taken.iter().filter(|t| **t == kind).count();
+        // 30 % of all, then half of the remaining 70 %: 35 %; the rest pass. Bounds are ±5 standard deviations.
+        assert!(
+            (2_750..=3_250).contains(&count(Some(FaultKind::ServerError))),
+            "{}",
+            count(Some(FaultKind::ServerError))
+        );
+        assert!((3_250..=3_750).contains(&count(Some(FaultKind::Drop))), "{}", count(Some(FaultKind::Drop)));
+        assert!((3_250..=3_750).contains(&count(None)), "{}", count(None));
     }
 
     #[test]

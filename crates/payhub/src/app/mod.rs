@@ -4,6 +4,7 @@
 //! [`Application::build`] connects the database, applies migrations, loads the master key and binds the
 //! listener (port 0 in tests); [`Application::run_until`] serves until the given signal, then drains.
 
+mod follow_clock;
 mod guard;
 mod middleware;
 
@@ -27,6 +28,7 @@ use crate::domain::role::Access;
 use crate::jobs::Clock;
 use crate::state::AppState;
 use crate::web;
+pub use follow_clock::follow_clock;
 use guard::{require_admin, require_finance, require_payment_api, require_refunds, require_signed_in};
 
 /// Whether a path belongs to a JSON API (bearer keys, JSON errors) rather than the pages.

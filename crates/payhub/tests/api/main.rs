@@ -6,6 +6,7 @@ mod helpers;
 mod account_isolation;
 mod accounts;
 mod cli;
+mod fault_suite;
 mod fuzz_input;
 mod hostile_input;
 mod idempotency;

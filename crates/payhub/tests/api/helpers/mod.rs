@@ -271,7 +271,7 @@ pub fn hidden_value(page: &str, name: &str) -> Option<String> {
     Some(page[start..end].to_owned())
 }
 
-fn replace_database(server_url: &str, name: &str) -> String {
+pub(crate) fn replace_database(server_url: &str, name: &str) -> String {
     let (base, query) = match server_url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (server_url, None),
