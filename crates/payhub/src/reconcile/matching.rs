@@ -69,6 +69,15 @@ pub async fn run_rules(
     now: DateTime<Utc>,
 ) -> StoreResult<Matched> {
     let mut tx = store.begin_write().await?;
+    settlement::lock_account(&mut tx, store.backend(), account_id).await?;
+    // The rows as they stand now: another instance may have matched some since they were read.
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    let entries: Vec<EntryRow> = ledger::entries_by_id(&mut tx, &ids)
+        .await?
+        .into_iter()
+        .filter(|e| (e.status == "new" || e.status == "queued") && e.account_id == account_id)
+        .collect();
+    let entries = entries.as_slice();
     let rules = rules_of(&mut tx, account_id).await?;
     let psps: Vec<&str> = entries
         .iter()

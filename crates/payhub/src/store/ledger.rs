@@ -398,12 +398,12 @@ pub async fn check_days(
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<DayCheck>> {
     let rows = sqlx::query(
-        "SELECT ledger_date, COUNT(*) AS n, SUM(amount_ore) AS total, \
-         SUM(CASE WHEN first_row = 1 THEN COALESCE(balance_before_ore, 0) ELSE 0 END) AS opening, \
-         SUM(CASE WHEN last_row = 1 THEN COALESCE(balance_after_ore, 0) ELSE 0 END) AS closing, \
-         SUM(CASE WHEN prev_after IS NOT NULL AND balance_before_ore <> prev_after THEN 1 ELSE 0 END) AS gaps, \
-         SUM(CASE WHEN balance_after_ore <> balance_before_ore + amount_ore THEN 1 ELSE 0 END) AS bad_rows, \
-         SUM(CASE WHEN kind = 'payout' AND amount_ore <> -balance_before_ore THEN 1 ELSE 0 END) AS bad_payouts \
+        "SELECT ledger_date, COUNT(*) AS n, CAST(SUM(amount_ore) AS BIGINT) AS total, \
+         CAST(SUM(CASE WHEN first_row = 1 THEN COALESCE(balance_before_ore, 0) ELSE 0 END) AS BIGINT) AS opening, \
+         CAST(SUM(CASE WHEN last_row = 1 THEN COALESCE(balance_after_ore, 0) ELSE 0 END) AS BIGINT) AS closing, \
+         CAST(SUM(CASE WHEN prev_after IS NOT NULL AND balance_before_ore <> prev_after THEN 1 ELSE 0 END) AS BIGINT) AS gaps, \
+         CAST(SUM(CASE WHEN balance_after_ore <> balance_before_ore + amount_ore THEN 1 ELSE 0 END) AS BIGINT) AS bad_rows, \
+         CAST(SUM(CASE WHEN kind = 'payout' AND amount_ore <> -balance_before_ore THEN 1 ELSE 0 END) AS BIGINT) AS bad_payouts \
          FROM (SELECT ledger_date, amount_ore, balance_before_ore, balance_after_ore, kind, \
                ROW_NUMBER() OVER (PARTITION BY ledger_date ORDER BY seq) AS first_row, \
                ROW_NUMBER() OVER (PARTITION BY ledger_date ORDER BY seq DESC) AS last_row, \
@@ -653,10 +653,10 @@ pub async fn entries_by_id(conn: &mut AnyConnection, ids: &[String]) -> StoreRes
     }
     let sqlite = conn.backend_name() == "SQLite";
     let sql = if sqlite {
-        "SELECT * FROM ledger_entries WHERE id IN (SELECT value FROM json_each($1)) ORDER BY ledger_date, seq, id"
+        "SELECT * FROM ledger_entries WHERE id IN (SELECT value FROM json_each($1)) ORDER BY ledger_date, topic DESC, seq, id"
     } else {
         "SELECT * FROM ledger_entries WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) \
-         ORDER BY ledger_date, seq, id"
+         ORDER BY ledger_date, topic DESC, seq, id"
     };
     let rows = sqlx::query(sql).bind(serde_json::to_string(ids).unwrap_or_default()).fetch_all(conn).await?;
     rows.iter().map(entry_from_row).collect()
