@@ -342,9 +342,11 @@ async fn existing_keys(
     } else {
         "SELECT v->>0 AS t, v->>1 AS p, v->>2 AS e FROM jsonb_array_elements($2::jsonb) AS x(v)"
     };
+    // The page's keys drive the join (CROSS JOIN keeps SQLite from scanning the ledger once per key): one
+    // probe of the unique index per row.
     let sql = format!(
-        "SELECT l.topic, l.psp_reference, l.entry_type FROM ledger_entries l JOIN ({source}) k \
-         ON l.ledger_id = $1 AND l.topic = k.t AND l.psp_reference = k.p AND l.entry_type = k.e"
+        "SELECT l.topic, l.psp_reference, l.entry_type FROM ({source}) k CROSS JOIN ledger_entries l \
+         WHERE l.ledger_id = $1 AND l.topic = k.t AND l.psp_reference = k.p AND l.entry_type = k.e"
     );
     let rows = conn.read(&sql, &[ledger_id.to_owned(), serde_json::Value::Array(keys).to_string()]).await?;
     let mut out = HashSet::with_capacity(rows.len());
