@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::domain::ids::new_id;
-use crate::domain::ledger::{payout_number, EntryKind, MatchRule, QueueReason};
+use crate::domain::ledger::{payout_number, EntryKind, MatchRule, QueueReason, Topic};
 use crate::store::ledger::{self, EntryRow};
 use crate::store::match_queue::{self, NewItem};
 use crate::store::payouts::{self, NewPayout};
@@ -43,18 +43,21 @@ impl std::ops::AddAssign for Matched {
     }
 }
 
-/// Matches every row of `account_id` waiting on a checked, balanced date, in batches of [`BATCH`].
+/// Matches every row of `account_id` waiting on a checked, balanced date, in batches of [`BATCH`]: funds first
+/// (captures make the Payments their fees attach to; payouts), then fees.
 pub async fn match_new(store: &Store, account_id: &str, now: DateTime<Utc>) -> StoreResult<Matched> {
     let mut total = Matched::default();
-    let mut after: Option<EntryRow> = None;
-    loop {
-        let batch = {
-            let mut conn = store.pool().acquire().await?;
-            ledger::entries_to_match(&mut conn, account_id, after.as_ref(), BATCH).await?
-        };
-        let Some(last) = batch.last().cloned() else { break };
-        total += run_rules(store, account_id, &batch, now).await?;
-        after = Some(last);
+    for topic in Topic::ALL {
+        let mut after: Option<EntryRow> = None;
+        loop {
+            let batch = {
+                let mut conn = store.pool().acquire().await?;
+                ledger::entries_to_match(&mut conn, account_id, topic, after.as_ref(), BATCH).await?
+            };
+            let Some(last) = batch.last().cloned() else { break };
+            total += run_rules(store, account_id, &batch, now).await?;
+            after = Some(last);
+        }
     }
     Ok(total)
 }

@@ -214,11 +214,9 @@ pub async fn settle_new(store: &Store, account_id: &str, now: DateTime<Utc>) -> 
                 }
                 None => chrono::NaiveDate::MAX,
             };
-            if let Some((lo, hi)) = ledger::unchecked_range(&mut tx, &l.id, topic).await? {
-                if lo <= through {
-                    let checks = ledger::check_days(&mut tx, &l.id, topic, lo, hi.min(through), now).await?;
-                    flagged += checks.iter().filter(|c| c.problem.is_some()).count() as u64;
-                }
+            if let Some((lo, hi)) = ledger::unchecked_range(&mut tx, &l.id, topic, through).await? {
+                let checks = ledger::check_days(&mut tx, &l.id, topic, lo, hi, now).await?;
+                flagged += checks.iter().filter(|c| c.problem.is_some()).count() as u64;
             }
             tx.commit().await?;
         }

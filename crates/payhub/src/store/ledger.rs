@@ -618,28 +618,29 @@ pub(crate) fn entry_from_row(row: &sqlx::any::AnyRow) -> StoreResult<EntryRow> {
     })
 }
 
-/// Up to `limit` rows of `account_id` waiting to be matched (status `new`, on a date checked and balanced), after `(ledger_date, topic, seq,
-/// id)` position `after` — funds before fees on each date, in Vipps' order — so matching walks them in pages.
+/// Up to `limit` rows of `account_id` on `topic` waiting to be matched (status `new`, on a date checked and
+/// balanced), after `after` in `(ledger_date, seq, id)` order, so matching walks them in pages along the index.
 pub async fn entries_to_match(
     conn: &mut AnyConnection,
     account_id: &str,
+    topic: Topic,
     after: Option<&EntryRow>,
     limit: i64,
 ) -> StoreResult<Vec<EntryRow>> {
-    let (date, topic, seq, id) = match after {
-        Some(e) => (e.ledger_date.to_string(), e.topic.clone(), e.seq, e.id.clone()),
-        None => (String::new(), "~".to_owned(), -1, String::new()),
+    let (date, seq, id) = match after {
+        Some(e) => (e.ledger_date.to_string(), e.seq, e.id.clone()),
+        None => (String::new(), -1, String::new()),
     };
     let rows = sqlx::query(
-        "SELECT * FROM ledger_entries WHERE status = 'new' AND account_id = $1 AND EXISTS (SELECT 1 FROM ledger_days d \
-         WHERE d.ledger_id = ledger_entries.ledger_id AND d.topic = ledger_entries.topic \
-         AND d.ledger_date = ledger_entries.ledger_date AND d.status = 'balanced') \
-         AND (ledger_date > $2 OR (ledger_date = $2 AND (topic < $3 OR (topic = $3 AND (seq > $4 OR (seq = $4 AND id > $5)))))) \
-         ORDER BY ledger_date, topic DESC, seq, id LIMIT $6",
+        "SELECT * FROM ledger_entries WHERE status = 'new' AND account_id = $1 AND topic = $2 \
+         AND (ledger_date > $3 OR (ledger_date = $3 AND (seq > $4 OR (seq = $4 AND id > $5)))) \
+         AND EXISTS (SELECT 1 FROM ledger_days d WHERE d.ledger_id = ledger_entries.ledger_id \
+         AND d.topic = ledger_entries.topic AND d.ledger_date = ledger_entries.ledger_date AND d.status = 'balanced') \
+         ORDER BY status, account_id, topic, ledger_date, seq, id LIMIT $6",
     )
     .bind(account_id)
+    .bind(topic.as_str())
     .bind(date)
-    .bind(topic)
     .bind(seq)
     .bind(id)
     .bind(limit)
@@ -675,22 +676,28 @@ pub async fn entry(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Ent
         .transpose()
 }
 
-/// The earliest and latest ledger dates of `ledger_id` / `topic` holding rows not matched yet (status `new`)
-/// on a date not checked yet: the dates [`check_days`] must look at.
+/// The ledger dates of `ledger_id` / `topic` not checked yet, up to `through`: from the day after the last
+/// date checked (or the ledger's first date) to the last date holding rows. Dates are imported in order and
+/// checked once whole, so these are exactly the dates [`check_days`] must look at.
 pub async fn unchecked_range(
     conn: &mut AnyConnection,
     ledger_id: &str,
     topic: Topic,
+    through: NaiveDate,
 ) -> StoreResult<Option<(NaiveDate, NaiveDate)>> {
     let row = sqlx::query(
-        "SELECT MIN(ledger_date) AS lo, MAX(ledger_date) AS hi FROM ledger_entries WHERE status = 'new' \
-         AND ledger_id = $1 AND topic = $2 AND NOT EXISTS (SELECT 1 FROM ledger_days d WHERE d.ledger_id = $1 \
-         AND d.topic = $2 AND d.ledger_date = ledger_entries.ledger_date)",
+        "SELECT (SELECT MAX(ledger_date) FROM ledger_days WHERE ledger_id = $1 AND topic = $2) AS checked, \
+         (SELECT MIN(ledger_date) FROM ledger_entries WHERE ledger_id = $1) AS lo, \
+         (SELECT MAX(ledger_date) FROM ledger_entries WHERE ledger_id = $1) AS hi",
     )
     .bind(ledger_id)
     .bind(topic.as_str())
     .fetch_one(conn)
     .await?;
-    let (lo, hi) = (opt_date(&row, "lo")?, opt_date(&row, "hi")?);
-    Ok(lo.zip(hi))
+    let (checked, lo, hi) = (opt_date(&row, "checked")?, opt_date(&row, "lo")?, opt_date(&row, "hi")?);
+    let lo = match checked {
+        Some(c) => c.succ_opt(),
+        None => lo,
+    };
+    Ok(lo.zip(hi.map(|h| h.min(through))).filter(|(lo, hi)| lo <= hi))
 }
