@@ -92,7 +92,10 @@ impl AppState {
             state.config.recurring_beat_seconds,
         );
         state.registrar().register_beat(&state.jobs.heartbeat);
-        state.reconciler.register_beat(&state.jobs.heartbeat);
+        state.reconciler.register_beat(
+            &state.jobs.heartbeat,
+            Duration::from_secs(u64::from(state.config.reconcile_beat_hours) * 3600),
+        );
         state.payments.register_retention(
             &state.jobs.heartbeat,
             Retention {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::domain::ids::new_id;
-use crate::domain::ledger::{payout_number, EntryKind, MatchRule, QueueReason};
+use crate::domain::ledger::{payout_number, EntryKind, MatchRule, QueueReason, Topic};
 use crate::store::ledger::{self, EntryRow};
 use crate::store::match_queue::{self, NewItem};
 use crate::store::payouts::{self, NewPayout};
@@ -43,18 +43,21 @@ impl std::ops::AddAssign for Matched {
     }
 }
 
-/// Matches every row of `account_id` waiting on a checked, balanced date, in batches of [`BATCH`].
+/// Matches every row of `account_id` waiting on a checked, balanced date, in batches of [`BATCH`]: funds first
+/// (captures make the Payments their fees attach to; payouts), then fees.
 pub async fn match_new(store: &Store, account_id: &str, now: DateTime<Utc>) -> StoreResult<Matched> {
     let mut total = Matched::default();
-    let mut after: Option<EntryRow> = None;
-    loop {
-        let batch = {
-            let mut conn = store.pool().acquire().await?;
-            ledger::entries_to_match(&mut conn, account_id, after.as_ref(), BATCH).await?
-        };
-        let Some(last) = batch.last().cloned() else { break };
-        total += run_rules(store, account_id, &batch, now).await?;
-        after = Some(last);
+    for topic in Topic::ALL {
+        let mut after: Option<EntryRow> = None;
+        loop {
+            let batch = {
+                let mut conn = store.pool().acquire().await?;
+                ledger::entries_to_match(&mut conn, account_id, topic, after.as_ref(), BATCH).await?
+            };
+            let Some(last) = batch.last().cloned() else { break };
+            total += run_rules(store, account_id, &batch, now).await?;
+            after = Some(last);
+        }
     }
     Ok(total)
 }
@@ -69,6 +72,15 @@ pub async fn run_rules(
     now: DateTime<Utc>,
 ) -> StoreResult<Matched> {
     let mut tx = store.begin_write().await?;
+    settlement::lock_account(&mut tx, store.backend(), account_id).await?;
+    // The rows as they stand now: another instance may have matched some since they were read.
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    let entries: Vec<EntryRow> = ledger::entries_by_id(&mut tx, &ids)
+        .await?
+        .into_iter()
+        .filter(|e| (e.status == "new" || e.status == "queued") && e.account_id == account_id)
+        .collect();
+    let entries = entries.as_slice();
     let rules = rules_of(&mut tx, account_id).await?;
     let psps: Vec<&str> = entries
         .iter()

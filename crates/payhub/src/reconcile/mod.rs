@@ -27,9 +27,6 @@ use crate::vipps::client::VippsClients;
 /// The daily import beat.
 pub const BEAT: &str = "reconcile.import";
 
-/// How often the beat runs.
-pub const PERIOD: Duration = Duration::from_secs(24 * 3600);
-
 /// The import and matching of settlement ledgers. Cheap to clone.
 #[derive(Clone)]
 pub struct Reconciler {
@@ -71,10 +68,10 @@ impl Reconciler {
         Self { store, accounts, clients, clock }
     }
 
-    /// Registers the daily beat [`BEAT`]: every account with reconciliation on.
-    pub fn register_beat(&self, heartbeat: &Heartbeat) {
+    /// Registers the beat [`BEAT`] (every `period`, daily by default): every account with reconciliation on.
+    pub fn register_beat(&self, heartbeat: &Heartbeat, period: Duration) {
         let me = self.clone();
-        heartbeat.register(BEAT, PERIOD, move |_| {
+        heartbeat.register(BEAT, period, move |_| {
             let me = me.clone();
             async move {
                 let runs = me.run_all(RunTrigger::Beat, None).await?;
@@ -217,11 +214,9 @@ pub async fn settle_new(store: &Store, account_id: &str, now: DateTime<Utc>) -> 
                 }
                 None => chrono::NaiveDate::MAX,
             };
-            if let Some((lo, hi)) = ledger::unchecked_range(&mut tx, &l.id, topic).await? {
-                if lo <= through {
-                    let checks = ledger::check_days(&mut tx, &l.id, topic, lo, hi.min(through), now).await?;
-                    flagged += checks.iter().filter(|c| c.problem.is_some()).count() as u64;
-                }
+            if let Some((lo, hi)) = ledger::unchecked_range(&mut tx, &l.id, topic, through).await? {
+                let checks = ledger::check_days(&mut tx, &l.id, topic, lo, hi, now).await?;
+                flagged += checks.iter().filter(|c| c.problem.is_some()).count() as u64;
             }
             tx.commit().await?;
         }

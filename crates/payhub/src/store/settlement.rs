@@ -210,7 +210,7 @@ pub async fn book(conn: &mut AnyConnection, bookings: &Bookings<'_>, now: DateTi
     let mut steps = Steps::default();
     steps.push(
         "UPDATE payments SET ledger_date = u.d, ledger_entry_id = u.e, \
-         net_amount_ore = COALESCE(payments.amount_ore + payments.fee_ore, payments.amount_ore) \
+         net_amount_ore = COALESCE(payments.amount_ore - payments.fee_ore, payments.amount_ore) \
          FROM (SELECT {r}->>0 AS id, {r}->>1 AS d, {r}->>2 AS e FROM {rows}) AS u \
          WHERE payments.id = u.id AND payments.ledger_entry_id IS NULL",
         bookings.settle.iter().map(|s| json!([s.payment_id, s.ledger_date.to_string(), s.entry_id])).collect(),
@@ -322,4 +322,13 @@ pub async fn rules(conn: &mut AnyConnection, account_id: &str) -> StoreResult<Ve
         )
         .await?;
     rows.iter().map(|r| Ok((text(r, 0, "sub type")?.to_owned(), text(r, 1, "rule")?.to_owned()))).collect()
+}
+
+/// Serialises matching per account across instances (PostgreSQL: the account's row is locked for the rest of
+/// the transaction; SQLite's write transaction already excludes other writers).
+pub async fn lock_account(conn: &mut AnyConnection, backend: super::Backend, account_id: &str) -> StoreResult<()> {
+    if backend == super::Backend::Postgres {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE").bind(account_id).fetch_optional(conn).await?;
+    }
+    Ok(())
 }

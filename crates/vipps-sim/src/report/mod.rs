@@ -8,6 +8,9 @@
 //! Rows are built lazily (on each Report API call) and never change once built.
 
 mod book;
+mod bulk;
+
+pub(crate) use bulk::sim_bulk_ledger;
 
 use std::collections::{BTreeMap, HashMap};
 
