@@ -29,6 +29,7 @@ pub mod error;
 pub mod jobs;
 pub mod ops;
 pub mod processing;
+pub mod reconcile;
 pub mod secrets;
 pub mod state;
 pub mod store;

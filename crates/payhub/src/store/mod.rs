@@ -236,6 +236,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_poll_order.sql"),
         postgres: include_str!("../../migrations/postgres/0010_poll_order.sql"),
     },
+    Migration {
+        version: 12,
+        name: "guided_matching",
+        sqlite: include_str!("../../migrations/sqlite/0012_guided_matching.sql"),
+        postgres: include_str!("../../migrations/postgres/0012_guided_matching.sql"),
+    },
 ];
 
 impl Store {

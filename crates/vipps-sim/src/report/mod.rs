@@ -8,6 +8,9 @@
 //! Rows are built lazily (on each Report API call) and never change once built.
 
 mod book;
+mod settlement_csv;
+
+pub(crate) use settlement_csv::export as sim_vipps_number_settlement_csv;
 
 use std::collections::{BTreeMap, HashMap};
 
