@@ -3,6 +3,7 @@
 pub mod account;
 pub mod ids;
 pub mod intent;
+pub mod ledger;
 pub mod money;
 pub mod phone;
 pub mod recurring;

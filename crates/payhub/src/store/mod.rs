@@ -12,12 +12,16 @@ pub mod checkpoint;
 pub mod idempotency;
 pub mod installments;
 pub mod intents;
+pub mod ledger;
 pub mod mandates;
+pub mod match_queue;
 pub mod outbox;
 pub mod payers;
 pub mod payments;
+pub mod payouts;
 pub mod recurring_payments;
 pub mod refunds;
+pub mod settlement;
 mod sql;
 pub mod together;
 pub mod trail;
@@ -235,6 +239,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "poll_order",
         sqlite: include_str!("../../migrations/sqlite/0010_poll_order.sql"),
         postgres: include_str!("../../migrations/postgres/0010_poll_order.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "reconciliation",
+        sqlite: include_str!("../../migrations/sqlite/0011_reconciliation.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_reconciliation.sql"),
     },
     Migration {
         version: 12,
