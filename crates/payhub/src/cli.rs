@@ -64,6 +64,9 @@ pub enum Command {
     /// The heartbeat's beats: run them now, list them.
     #[command(subcommand)]
     Heartbeat(crate::cli_recurring::HeartbeatCommand),
+    /// Reconciliation: import a settlement file from the Vipps portal.
+    #[command(subcommand)]
+    Reconcile(crate::cli_reconcile::ReconcileCommand),
 }
 
 /// `payhub accounts …`
@@ -299,6 +302,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Heartbeat(command) => {
             if !crate::cli_recurring::heartbeat(command, config).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Reconcile(command) => {
+            if !crate::cli_reconcile::reconcile(command, config).await? {
                 std::process::exit(1);
             }
             Ok(())

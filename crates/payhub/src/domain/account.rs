@@ -262,8 +262,7 @@ pub fn validate(
     let is_default = input.is_default.or(current.map(|c| c.is_default)).unwrap_or(false);
     let cancel_agreement_on_cancel =
         input.cancel_agreement_on_cancel.or(current.map(|c| c.cancel_agreement_on_cancel)).unwrap_or(false);
-    let remainder_handling =
-        input.remainder_handling.or(current.map(|c| c.remainder_handling)).unwrap_or_default();
+    let remainder_handling = input.remainder_handling.or(current.map(|c| c.remainder_handling)).unwrap_or_default();
     let reconciliation_enabled =
         input.reconciliation_enabled.or(current.map(|c| c.reconciliation_enabled)).unwrap_or(false);
 

@@ -311,8 +311,7 @@ fn entry_type(raw: &str) -> (String, bool) {
     match ENTRY_TYPES.iter().find(|(w, _)| *w == word) {
         Some((_, api)) => ((*api).to_owned(), true),
         None => {
-            let slug: String =
-                word.chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect::<String>();
+            let slug: String = word.chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect::<String>();
             let slug = slug.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
             (if slug.is_empty() { "unknown".to_owned() } else { slug }, false)
         }
@@ -331,11 +330,8 @@ pub fn parse(bytes: &[u8]) -> Result<SettlementFile, FileError> {
     }
     let header_line = text.lines().next().unwrap_or("");
     let delimiter = sniff_delimiter(header_line);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader =
+        csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut records = reader.records();
     let header = match records.next() {
         Some(Ok(h)) => h,
@@ -447,10 +443,7 @@ fn resolve(headers: &[String], format: FileFormat) -> Result<HashMap<Field, usiz
     } else {
         Err(FileError::at(
             1,
-            format!(
-                "this is not a Vipps settlement report (Details csv): the header lacks {}",
-                missing.join(", ")
-            ),
+            format!("this is not a Vipps settlement report (Details csv): the header lacks {}", missing.join(", ")),
         ))
     }
 }
@@ -517,7 +510,8 @@ impl Row<'_> {
             FileFormat::Legacy => self.text(Field::Type).unwrap_or_else(|| "Salg".to_owned()),
         };
         let (entry_type, known_type) = entry_type(&raw_type);
-        let mut amount_ore = self.amount(Field::Amount)?.ok_or_else(|| self.error(Field::Amount, "the amount is empty"))?;
+        let mut amount_ore =
+            self.amount(Field::Amount)?.ok_or_else(|| self.error(Field::Amount, "the amount is empty"))?;
         if format == FileFormat::Legacy && entry_type == "refund" && amount_ore > 0 {
             // The legacy file writes refunds as positive gross amounts; the entry model signs them.
             amount_ore = -amount_ore;
@@ -574,7 +568,7 @@ impl Row<'_> {
 
 /// Parses kroner as the portal writes them into øre: `2700.00`, `-47,25`, `1 234,50`, `1,234.50`, `12`.
 /// With both `.` and `,` present, the last one is the decimal mark; with one, it is a decimal mark when one
-/// or two digits follow it. Never through a float.
+/// or two digits follow it, and three digits after a lone mark are refused as ambiguous. Never through a float.
 pub fn parse_ore(text: &str) -> Result<i64, String> {
     let bad = || format!("'{text}' is not an amount (like 250.00 or 250,00)");
     let cleaned: String = text.chars().filter(|c| !c.is_whitespace() && *c != '\u{a0}' && *c != '\u{202f}').collect();
@@ -587,6 +581,10 @@ pub fn parse_ore(text: &str) -> Result<i64, String> {
         (Some(i), None) | (None, Some(i)) => {
             let after = digits.len() - i - 1;
             let single = digits.matches(['.', ',']).count() == 1;
+            if single && after == 3 {
+                // `1.234` is a thousand and more in one country and a krone in another: not ours to guess.
+                return Err(format!("'{text}' is ambiguous: write 1234.00 or 1.23"));
+            }
             (single && (1..=2).contains(&after)).then_some(i)
         }
         (None, None) => None,
@@ -627,15 +625,10 @@ fn parse_oslo_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
-    let local = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%d.%m.%Y %H:%M:%S",
-        "%d.%m.%Y %H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())?;
+    let local =
+        ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())?;
     Oslo.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&Utc))
 }
 
@@ -806,7 +799,8 @@ mod tests {
 
     #[test]
     fn a_bad_date_after_a_multiline_message_names_its_own_line() {
-        let csv = norwegian_day().replace("2026-02-11 00:15:00,2026-02-10,Gebyrer", "2026-02-11 00:15:00,2026-02-31,Gebyrer");
+        let csv =
+            norwegian_day().replace("2026-02-11 00:15:00,2026-02-10,Gebyrer", "2026-02-11 00:15:00,2026-02-31,Gebyrer");
         let error = parse(csv.as_bytes()).unwrap_err();
         assert_eq!((error.line, error.column), (5, Some(6)));
     }
@@ -829,16 +823,20 @@ mod tests {
 
     #[test]
     fn a_column_named_twice_is_refused() {
-        let error = parse(b"Type,Amount,Booking date,PSP reference,Amount\nCapture,1.00,2026-01-01,1,2.00\n").unwrap_err();
+        let error =
+            parse(b"Type,Amount,Booking date,PSP reference,Amount\nCapture,1.00,2026-01-01,1,2.00\n").unwrap_err();
         assert_eq!((error.line, error.column), (1, Some(5)));
     }
 
     #[test]
     fn an_unclosed_quote_or_extra_fields_refuse_the_file() {
-        let extra = format!("{NO_HEADER}\nA,1,Norge,,2026-01-01 10:00:00,2026-01-01,Belastning,1.00,1.00,,,NOK,,,,,9,,,,,surplus\n");
+        let extra = format!(
+            "{NO_HEADER}\nA,1,Norge,,2026-01-01 10:00:00,2026-01-01,Belastning,1.00,1.00,,,NOK,,,,,9,,,,,surplus\n"
+        );
         let error = parse(extra.as_bytes()).unwrap_err();
         assert_eq!((error.line, error.column), (2, Some(22)));
-        let latin1 = b"Type,Amount,Booking date,PSP reference\nCapture,1.00,2026-01-01,1\nCapture,2.00,2026-01-01,\xF8\n";
+        let latin1 =
+            b"Type,Amount,Booking date,PSP reference\nCapture,1.00,2026-01-01,1\nCapture,2.00,2026-01-01,\xF8\n";
         assert_eq!(parse(latin1).unwrap_err().line, 3);
     }
 
@@ -862,7 +860,6 @@ mod tests {
             ("1\u{a0}234,5", 123_450),
             ("1,234.50", 123_450),
             ("1.234,50", 123_450),
-            ("1.234", 123_400),
             ("12", 1_200),
             ("0.07", 7),
             ("+3,1", 310),
@@ -870,7 +867,7 @@ mod tests {
         ] {
             assert_eq!(parse_ore(text), Ok(ore), "{text}");
         }
-        for text in ["", "-", "1.005", "12a", "1e5", "--1", "1,2,3.4.5x"] {
+        for text in ["", "-", "1.005", "1,234", "12a", "1e5", "--1", "1,2,3.4.5x"] {
             assert!(parse_ore(text).is_err(), "{text} was accepted");
         }
     }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod changes;
 pub mod charges;
 pub mod checkpoint;
+pub mod guided;
 pub mod idempotency;
 pub mod installments;
 pub mod intents;

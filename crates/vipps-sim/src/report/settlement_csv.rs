@@ -95,7 +95,12 @@ pub(crate) async fn export(
         return sim_error(StatusCode::NOT_FOUND, "no payments to that Vipps number");
     };
     let body = render(&number, &ledger.rows, english);
-    Reply { status: StatusCode::OK, content_type: Some("text/csv; charset=utf-8"), body: Bytes::from(body), retry_after: None }
+    Reply {
+        status: StatusCode::OK,
+        content_type: Some("text/csv; charset=utf-8"),
+        body: Bytes::from(body),
+        retry_after: None,
+    }
 }
 
 /// The file for `rows` (Report API entries of the number's ledger, in booking order).
