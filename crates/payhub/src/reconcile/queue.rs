@@ -25,7 +25,7 @@ use crate::domain::trail::Outcome;
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::guided::{self as rows, CandidateSearch, ListFilter, NewManualInstallment};
+use crate::store::guided::{self as rows, CandidateSearch, ListFilter, NewManualInstallment, SettledPayment};
 use crate::store::match_queue::QueueItem;
 use crate::store::{accounts, trail, Store};
 
@@ -295,9 +295,15 @@ async fn book(
         } else {
             format!("{}-{}", e.psp_reference, booked.len() + 1)
         };
-        let payment_id =
-            rows::insert_settled_payment(conn, &ins.id, amount, &psp, &e.inbound_report_id, &e.id, e.ledger_date, now)
-                .await?;
+        let payment = SettledPayment {
+            installment_id: &ins.id,
+            amount_ore: amount,
+            psp_reference: &psp,
+            inbound_report_id: &e.inbound_report_id,
+            ledger_entry_id: &e.id,
+            ledger_date: e.ledger_date,
+        };
+        let payment_id = rows::insert_settled_payment(conn, &payment, now).await?;
         let open_after = (ins.amount_open_ore - amount).max(0);
         let status_after = if open_after == 0 { InstallmentStatus::Paid } else { ins.status };
         rows::set_installment(conn, &ins.id, ins.status.as_str(), status_after.as_str(), open_after, now).await?;

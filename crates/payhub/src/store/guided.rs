@@ -288,16 +288,30 @@ pub async fn lock_installments(
 }
 
 /// A Payment booked by a person from a ledger row (its settled facts come with it).
+#[derive(Debug, Clone)]
+pub struct SettledPayment<'a> {
+    /// The installment it pays.
+    pub installment_id: &'a str,
+    /// Øre.
+    pub amount_ore: i64,
+    /// Unique: Vipps' reference, or a suffix of it for the second and later installments of one line.
+    pub psp_reference: &'a str,
+    /// The line's Inbound Report.
+    pub inbound_report_id: &'a str,
+    /// The ledger row.
+    pub ledger_entry_id: &'a str,
+    /// Its ledger date.
+    pub ledger_date: NaiveDate,
+}
+
+/// Inserts a [`SettledPayment`]; returns its id.
 pub async fn insert_settled_payment(
     conn: &mut AnyConnection,
-    installment_id: &str,
-    amount_ore: i64,
-    psp_reference: &str,
-    inbound_report_id: &str,
-    ledger_entry_id: &str,
-    ledger_date: NaiveDate,
+    p: &SettledPayment<'_>,
     now: DateTime<Utc>,
 ) -> StoreResult<String> {
+    let (installment_id, amount_ore, psp_reference, inbound_report_id, ledger_entry_id, ledger_date) =
+        (p.installment_id, p.amount_ore, p.psp_reference, p.inbound_report_id, p.ledger_entry_id, p.ledger_date);
     let id = new_id("pmt");
     sqlx::query(
         "INSERT INTO payments (id, installment_id, amount_ore, collection_date, psp_reference, kind, \

@@ -45,6 +45,8 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// A refused action shown on the page it came from: field problems and conflicts in words, anything else as
 /// the error page.
+// A page handler answers with a page either way; boxing it would only add noise.
+#[allow(clippy::result_large_err)]
 fn refused(error: ServiceError) -> Result<String, Response> {
     match error {
         ServiceError::Invalid(errors) | ServiceError::Conflict(errors) => {
