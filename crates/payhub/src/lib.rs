@@ -22,7 +22,7 @@ pub mod app;
 pub mod auth;
 mod batcher;
 pub mod cli;
-pub mod cli_reconcile;
+pub mod cli_settlement;
 pub mod cli_recurring;
 pub mod config;
 pub mod domain;

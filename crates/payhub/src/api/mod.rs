@@ -4,7 +4,7 @@ pub mod admin;
 pub mod error;
 pub mod json;
 pub mod ops;
-pub mod reconciliation;
+pub mod guided;
 pub mod v2;
 pub mod vipps_webhooks;
 pub mod webhooks_admin;
