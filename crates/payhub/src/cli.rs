@@ -64,9 +64,9 @@ pub enum Command {
     /// The heartbeat's beats: run them now, list them.
     #[command(subcommand)]
     Heartbeat(crate::cli_recurring::HeartbeatCommand),
-    /// Reconciliation: import a settlement file from the Vipps portal.
+    /// Reconciliation: import the Vipps settlement ledgers and match them.
     #[command(subcommand)]
-    Reconcile(crate::cli_settlement::ReconcileCommand),
+    Reconcile(crate::cli_reconcile::ReconcileCommand),
 }
 
 /// `payhub accounts …`
@@ -307,7 +307,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reconcile(command) => {
-            if !crate::cli_settlement::reconcile(command, config).await? {
+            if !crate::cli_reconcile::reconcile(command, config).await? {
                 std::process::exit(1);
             }
             Ok(())

@@ -3,7 +3,6 @@
 //! line and column), with a progress bar while rows are written; the operator is recorded as `cli:<user>`.
 
 use anyhow::Context;
-use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::Application;
@@ -11,23 +10,8 @@ use crate::auth::Actor;
 use crate::config::Config;
 use crate::reconcile::file_import::{self, ImportError};
 
-/// `payhub reconcile …`
-#[derive(Debug, Subcommand)]
-pub enum ReconcileCommand {
-    /// Import a settlement report (CSV) from the Vipps portal for an account: Vipps-number payments go to the
-    /// Guided Matching queue; re-importing a file says "n new, m already imported".
-    ImportFile {
-        /// The account (by name) the file belongs to.
-        #[arg(long)]
-        account: String,
-        /// The CSV file.
-        file: std::path::PathBuf,
-    },
-}
-
-/// Runs `payhub reconcile …`; false when the file was refused (the reason is printed).
-pub async fn reconcile(command: ReconcileCommand, config: Config) -> anyhow::Result<bool> {
-    let ReconcileCommand::ImportFile { account, file } = command;
+/// Runs `payhub reconcile import-file`; false when the file was refused (the reason is printed).
+pub async fn import_file(account: String, file: std::path::PathBuf, config: Config) -> anyhow::Result<bool> {
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let state = Application::build_state(config, crate::jobs::system_clock()).await?;
     let mut conn = state.store.pool().acquire().await?;

@@ -60,6 +60,8 @@ pub struct Config {
     /// Seconds between runs of the recurring beats, GenerateInstallments and CollectRecurring
     /// (`PAYHUB_RECURRING_BEAT_SECONDS`, default 3600; the sandbox uses its poll interval).
     pub recurring_beat_seconds: u64,
+    /// Hours between runs of the ledger import beat `reconcile.import` (`PAYHUB_RECONCILE_BEAT_HOURS`, default 24).
+    pub reconcile_beat_hours: u32,
     /// Days the trail (Messages and Inbound Reports) is kept at least (`PAYHUB_RETENTION_TRAIL_DAYS`, default
     /// 1827 and never less: what documents money is kept five years, as Norwegian bookkeeping law asks). Past
     /// it, trail rows no payment or intent points at are deleted.
@@ -119,6 +121,7 @@ struct FileLayer {
     recurring_horizon: Option<u32>,
     charge_lead_days: Option<u32>,
     recurring_beat_seconds: Option<u32>,
+    reconcile_beat_hours: Option<u32>,
     retention_trail_days: Option<u32>,
     redact_bodies_after_days: Option<u32>,
     retention_operational_days: Option<u32>,
@@ -249,6 +252,8 @@ impl Config {
         let charge_lead_days = number("PAYHUB_CHARGE_LEAD_DAYS", layer.charge_lead_days, 3, 1..=30)?;
         let recurring_beat_seconds =
             u64::from(number("PAYHUB_RECURRING_BEAT_SECONDS", layer.recurring_beat_seconds, 3600, 1..=86_400)?);
+        let reconcile_beat_hours =
+            number("PAYHUB_RECONCILE_BEAT_HOURS", layer.reconcile_beat_hours, 24, 1..=1_000_000)?;
         let retention_trail_days =
             number("PAYHUB_RETENTION_TRAIL_DAYS", layer.retention_trail_days, 1827, 1827..=36_500)?;
         let redact_bodies_after_days =
@@ -285,6 +290,7 @@ impl Config {
             recurring_horizon,
             charge_lead_days,
             recurring_beat_seconds,
+            reconcile_beat_hours,
             retention_trail_days,
             redact_bodies_after_days,
             retention_operational_days,

@@ -38,6 +38,8 @@ pub struct AppState {
     pub jobs: Jobs,
     /// Outbound webhooks: endpoints, the delivery log, and the job that sends deliveries.
     pub outbox: Outbox,
+    /// The settlement ledger import and matching.
+    pub reconciler: crate::reconcile::Reconciler,
 }
 
 impl AppState {
@@ -54,6 +56,12 @@ impl AppState {
         let outbox = Outbox::new(jobs.queue.clone(), key.clone()).with_targets(config.webhook_targets());
         outbox.install(&jobs);
         let accounts = Accounts::new(store.clone(), key);
+        let reconciler = crate::reconcile::Reconciler::new(
+            store.clone(),
+            accounts.clone(),
+            VippsClients::new(Duration::from_millis(config.vipps_timeout_ms)),
+            clock.clone(),
+        );
         let payments = Payments::new(
             store.clone(),
             accounts.clone(),
@@ -74,6 +82,7 @@ impl AppState {
             payments,
             jobs,
             outbox,
+            reconciler,
         };
         state.registrar().register_job(&state.jobs.handlers);
         state.payments.register_jobs(&state.jobs.handlers);
@@ -83,6 +92,10 @@ impl AppState {
             state.config.recurring_beat_seconds,
         );
         state.registrar().register_beat(&state.jobs.heartbeat);
+        state.reconciler.register_beat(
+            &state.jobs.heartbeat,
+            Duration::from_secs(u64::from(state.config.reconcile_beat_hours) * 3600),
+        );
         state.payments.register_retention(
             &state.jobs.heartbeat,
             Retention {

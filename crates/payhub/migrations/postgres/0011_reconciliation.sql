@@ -66,7 +66,7 @@ CREATE TABLE ledger_entries (
     UNIQUE (ledger_id, topic, psp_reference, entry_type)
 );
 CREATE INDEX ledger_entries_date ON ledger_entries (ledger_id, ledger_date, topic, seq);
-CREATE INDEX ledger_entries_status ON ledger_entries (status, ledger_id, ledger_date);
+CREATE INDEX ledger_entries_status ON ledger_entries (status, account_id, topic, ledger_date, seq, id);
 
 -- The check of one ledger date and topic: opening balance + rows = closing balance, and a payout clears the
 -- balance. An `unbalanced` date is flagged and none of its rows are booked.

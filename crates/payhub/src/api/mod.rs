@@ -2,9 +2,10 @@
 
 pub mod admin;
 pub mod error;
+pub mod guided;
 pub mod json;
 pub mod ops;
-pub mod guided;
+pub mod reconciliation;
 pub mod v2;
 pub mod vipps_webhooks;
 pub mod webhooks_admin;

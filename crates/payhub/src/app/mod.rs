@@ -102,6 +102,10 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/admin/api/reconciliation/queue/{id}/create", Finance, api::guided::create_and_match),
         route(M::POST, "/admin/api/reconciliation/queue/{id}/ignore", Finance, api::guided::ignore_item),
         route(M::POST, "/admin/api/reconciliation/queue/{id}/undo", Finance, api::guided::undo_item),
+        // Reconciliation (finance)
+        route(M::POST, "/admin/api/reconciliation/runs", Finance, api::reconciliation::start_run),
+        route(M::GET, "/admin/api/reconciliation/runs", Finance, api::reconciliation::list_runs),
+        route(M::GET, "/admin/api/payouts", Finance, api::reconciliation::list_payouts),
         // Payment API v2 (JSON, bearer keys; FinDock-compatible)
         route(M::POST, "/v2/PaymentIntent", PaymentApi, api::v2::create_intent),
         route(M::GET, "/v2/PaymentIntent/{id}", PaymentApi, api::v2::get_intent),

@@ -510,16 +510,29 @@ pub struct Retried {
     pub matched: u64,
 }
 
-/// **Retry unmatched**: the rules again on every open item (after new installments exist, say). Matching a
-/// line found by the rules: an item whose reference or message names exactly one open installment's payment
-/// reference with exactly the line's amount open is booked on it; everything else stays for a person.
+/// **Retry unmatched**: the rules again on every open item (after new installments exist, say). Lines of an API
+/// sales unit go through the account's matching rules, the same entry point as the ledger import
+/// ([`super::matching::run_rules`]). A Vipps-number payment carries no reference of payhub's, so its rule reads
+/// the payer's message too: an item whose reference or message names exactly one open installment's payment
+/// reference, with exactly the line's amount open, is booked on it. Everything else stays for a person.
 pub async fn retry(store: &Store, who: &Who<'_>, now: DateTime<Utc>) -> ServiceResult<Retried> {
-    let ids = {
+    let open = {
+        let filter = ListFilter { status: Some("open"), reason: None, account_id: None, after: None, limit: 10_000 };
         let mut conn = store.pool().acquire().await?;
-        rows::open_item_ids(&mut conn, 10_000).await?
+        rows::list(&mut conn, &filter).await?
     };
-    let mut retried = Retried { tried: ids.len() as u64, matched: 0 };
-    for id in ids {
+    let mut retried = Retried { tried: open.len() as u64, matched: 0 };
+    let (vipps_number, api): (Vec<QueueItem>, Vec<QueueItem>) =
+        open.into_iter().partition(|i| i.entry.recipient_handle.as_deref().is_some_and(|h| h.starts_with("NO:")));
+    let mut accounts: Vec<&str> = api.iter().map(|i| i.account_id.as_str()).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    for account in accounts {
+        let entries: Vec<crate::store::ledger::EntryRow> =
+            api.iter().filter(|i| i.account_id == account).map(|i| i.entry.clone()).collect();
+        retried.matched += super::matching::run_rules(store, account, &entries, now).await?.booked;
+    }
+    for id in vipps_number.into_iter().map(|i| i.id) {
         let detail = detail(store, &id).await?;
         let sure: Vec<&SuggestionView> = detail
             .suggestions

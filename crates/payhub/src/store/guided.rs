@@ -409,15 +409,6 @@ pub async fn insert_manual_installment(
     Ok(id)
 }
 
-/// The open items' ids, oldest first (what "Retry unmatched" walks), at most `limit`.
-pub async fn open_item_ids(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<String>> {
-    let rows = sqlx::query("SELECT id FROM match_queue WHERE status = 'open' ORDER BY created_at, id LIMIT $1")
-        .bind(limit)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-}
-
 /// The open installments of a payer on an account besides `except`, oldest due first (where book on next puts
 /// what the chosen ones cannot take), at most `limit`.
 pub async fn payer_open_installments(

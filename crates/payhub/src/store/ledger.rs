@@ -342,9 +342,11 @@ async fn existing_keys(
     } else {
         "SELECT v->>0 AS t, v->>1 AS p, v->>2 AS e FROM jsonb_array_elements($2::jsonb) AS x(v)"
     };
+    // The page's keys drive the join (CROSS JOIN keeps SQLite from scanning the ledger once per key): one
+    // probe of the unique index per row.
     let sql = format!(
-        "SELECT l.topic, l.psp_reference, l.entry_type FROM ledger_entries l JOIN ({source}) k \
-         ON l.ledger_id = $1 AND l.topic = k.t AND l.psp_reference = k.p AND l.entry_type = k.e"
+        "SELECT l.topic, l.psp_reference, l.entry_type FROM ({source}) k CROSS JOIN ledger_entries l \
+         WHERE l.ledger_id = $1 AND l.topic = k.t AND l.psp_reference = k.p AND l.entry_type = k.e"
     );
     let rows = conn.read(&sql, &[ledger_id.to_owned(), serde_json::Value::Array(keys).to_string()]).await?;
     let mut out = HashSet::with_capacity(rows.len());
@@ -398,12 +400,12 @@ pub async fn check_days(
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<DayCheck>> {
     let rows = sqlx::query(
-        "SELECT ledger_date, COUNT(*) AS n, SUM(amount_ore) AS total, \
-         SUM(CASE WHEN first_row = 1 THEN COALESCE(balance_before_ore, 0) ELSE 0 END) AS opening, \
-         SUM(CASE WHEN last_row = 1 THEN COALESCE(balance_after_ore, 0) ELSE 0 END) AS closing, \
-         SUM(CASE WHEN prev_after IS NOT NULL AND balance_before_ore <> prev_after THEN 1 ELSE 0 END) AS gaps, \
-         SUM(CASE WHEN balance_after_ore <> balance_before_ore + amount_ore THEN 1 ELSE 0 END) AS bad_rows, \
-         SUM(CASE WHEN kind = 'payout' AND amount_ore <> -balance_before_ore THEN 1 ELSE 0 END) AS bad_payouts \
+        "SELECT ledger_date, COUNT(*) AS n, CAST(SUM(amount_ore) AS BIGINT) AS total, \
+         CAST(SUM(CASE WHEN first_row = 1 THEN COALESCE(balance_before_ore, 0) ELSE 0 END) AS BIGINT) AS opening, \
+         CAST(SUM(CASE WHEN last_row = 1 THEN COALESCE(balance_after_ore, 0) ELSE 0 END) AS BIGINT) AS closing, \
+         CAST(SUM(CASE WHEN prev_after IS NOT NULL AND balance_before_ore <> prev_after THEN 1 ELSE 0 END) AS BIGINT) AS gaps, \
+         CAST(SUM(CASE WHEN balance_after_ore <> balance_before_ore + amount_ore THEN 1 ELSE 0 END) AS BIGINT) AS bad_rows, \
+         CAST(SUM(CASE WHEN kind = 'payout' AND amount_ore <> -balance_before_ore THEN 1 ELSE 0 END) AS BIGINT) AS bad_payouts \
          FROM (SELECT ledger_date, amount_ore, balance_before_ore, balance_after_ore, kind, \
                ROW_NUMBER() OVER (PARTITION BY ledger_date ORDER BY seq) AS first_row, \
                ROW_NUMBER() OVER (PARTITION BY ledger_date ORDER BY seq DESC) AS last_row, \
@@ -616,26 +618,29 @@ pub(crate) fn entry_from_row(row: &sqlx::any::AnyRow) -> StoreResult<EntryRow> {
     })
 }
 
-/// Up to `limit` rows of `account_id` waiting to be matched (status `new`), after `(ledger_date, topic, seq,
-/// id)` position `after` — funds before fees on each date, in Vipps' order — so matching walks them in pages.
+/// Up to `limit` rows of `account_id` on `topic` waiting to be matched (status `new`, on a date checked and
+/// balanced), after `after` in `(ledger_date, seq, id)` order, so matching walks them in pages along the index.
 pub async fn entries_to_match(
     conn: &mut AnyConnection,
     account_id: &str,
+    topic: Topic,
     after: Option<&EntryRow>,
     limit: i64,
 ) -> StoreResult<Vec<EntryRow>> {
-    let (date, topic, seq, id) = match after {
-        Some(e) => (e.ledger_date.to_string(), e.topic.clone(), e.seq, e.id.clone()),
-        None => (String::new(), "~".to_owned(), -1, String::new()),
+    let (date, seq, id) = match after {
+        Some(e) => (e.ledger_date.to_string(), e.seq, e.id.clone()),
+        None => (String::new(), -1, String::new()),
     };
     let rows = sqlx::query(
-        "SELECT * FROM ledger_entries WHERE status = 'new' AND account_id = $1 \
-         AND (ledger_date > $2 OR (ledger_date = $2 AND (topic < $3 OR (topic = $3 AND (seq > $4 OR (seq = $4 AND id > $5)))))) \
-         ORDER BY ledger_date, topic DESC, seq, id LIMIT $6",
+        "SELECT * FROM ledger_entries WHERE status = 'new' AND account_id = $1 AND topic = $2 \
+         AND (ledger_date > $3 OR (ledger_date = $3 AND (seq > $4 OR (seq = $4 AND id > $5)))) \
+         AND EXISTS (SELECT 1 FROM ledger_days d WHERE d.ledger_id = ledger_entries.ledger_id \
+         AND d.topic = ledger_entries.topic AND d.ledger_date = ledger_entries.ledger_date AND d.status = 'balanced') \
+         ORDER BY status, account_id, topic, ledger_date, seq, id LIMIT $6",
     )
     .bind(account_id)
+    .bind(topic.as_str())
     .bind(date)
-    .bind(topic)
     .bind(seq)
     .bind(id)
     .bind(limit)
@@ -651,10 +656,10 @@ pub async fn entries_by_id(conn: &mut AnyConnection, ids: &[String]) -> StoreRes
     }
     let sqlite = conn.backend_name() == "SQLite";
     let sql = if sqlite {
-        "SELECT * FROM ledger_entries WHERE id IN (SELECT value FROM json_each($1)) ORDER BY ledger_date, seq, id"
+        "SELECT * FROM ledger_entries WHERE id IN (SELECT value FROM json_each($1)) ORDER BY ledger_date, topic DESC, seq, id"
     } else {
         "SELECT * FROM ledger_entries WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) \
-         ORDER BY ledger_date, seq, id"
+         ORDER BY ledger_date, topic DESC, seq, id"
     };
     let rows = sqlx::query(sql).bind(serde_json::to_string(ids).unwrap_or_default()).fetch_all(conn).await?;
     rows.iter().map(entry_from_row).collect()
@@ -669,4 +674,30 @@ pub async fn entry(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Ent
         .as_ref()
         .map(entry_from_row)
         .transpose()
+}
+
+/// The ledger dates of `ledger_id` / `topic` not checked yet, up to `through`: from the day after the last
+/// date checked (or the ledger's first date) to the last date holding rows. Dates are imported in order and
+/// checked once whole, so these are exactly the dates [`check_days`] must look at.
+pub async fn unchecked_range(
+    conn: &mut AnyConnection,
+    ledger_id: &str,
+    topic: Topic,
+    through: NaiveDate,
+) -> StoreResult<Option<(NaiveDate, NaiveDate)>> {
+    let row = sqlx::query(
+        "SELECT (SELECT MAX(ledger_date) FROM ledger_days WHERE ledger_id = $1 AND topic = $2) AS checked, \
+         (SELECT MIN(ledger_date) FROM ledger_entries WHERE ledger_id = $1) AS lo, \
+         (SELECT MAX(ledger_date) FROM ledger_entries WHERE ledger_id = $1) AS hi",
+    )
+    .bind(ledger_id)
+    .bind(topic.as_str())
+    .fetch_one(conn)
+    .await?;
+    let (checked, lo, hi) = (opt_date(&row, "checked")?, opt_date(&row, "lo")?, opt_date(&row, "hi")?);
+    let lo = match checked {
+        Some(c) => c.succ_opt(),
+        None => lo,
+    };
+    Ok(lo.zip(hi.map(|h| h.min(through))).filter(|(lo, hi)| lo <= hi))
 }

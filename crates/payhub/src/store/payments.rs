@@ -23,6 +23,18 @@ pub struct PaymentRow {
     pub kind: String,
     /// The inbound report that caused it.
     pub inbound_report_id: Option<String>,
+    /// The ledger date it settled on (from the Vipps settlement ledger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_date: Option<NaiveDate>,
+    /// The fee Vipps kept for it, in øre (positive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee_ore: Option<i64>,
+    /// Amount less fee, in øre, once settled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_amount_ore: Option<i64>,
+    /// The payout that paid it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout_id: Option<String>,
 }
 
 /// Records a payment once per psp reference; returns its id when it was new.
@@ -68,6 +80,10 @@ pub async fn payments_of(conn: &mut AnyConnection, installment_id: &str) -> Stor
                 psp_reference: row.try_get("psp_reference")?,
                 kind: row.try_get("kind")?,
                 inbound_report_id: row.try_get("inbound_report_id")?,
+                ledger_date: super::sql::opt_date(row, "ledger_date")?,
+                fee_ore: row.try_get("fee_ore")?,
+                net_amount_ore: row.try_get("net_amount_ore")?,
+                payout_id: row.try_get("payout_id")?,
             })
         })
         .collect()

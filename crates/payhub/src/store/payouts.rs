@@ -101,19 +101,21 @@ pub struct NewPayout<'a> {
     pub amount_ore: i64,
     /// Currency.
     pub currency: &'a str,
-    /// First date covered (the day after the previous payout, or the first date imported).
-    pub first_date: NaiveDate,
     /// The payout row's date.
     pub ledger_date: NaiveDate,
     /// The payout row's Inbound Report.
     pub inbound_report_id: &'a str,
 }
 
-/// Records a payout and links what it covers: every funds and fees row of the ledger dated `first_date ..=
-/// ledger_date` not yet in a payout (their fees-retained and payout rows become `booked`), and the Payments
+/// Records a payout and links what it covers: every funds and fees row of the ledger dated up to its date not
+/// yet in a payout (`first_date` becomes the earliest of them) (their fees-retained and payout rows become `booked`), and the Payments
 /// settled by those rows. Its totals are summed from the rows. Returns its id (the existing one if the payout
-/// row was recorded before).
-pub async fn record_payout(conn: &mut AnyConnection, new: &NewPayout<'_>, now: DateTime<Utc>) -> StoreResult<String> {
+/// row was recorded before) and how many fees-retained and payout rows it booked.
+pub async fn record_payout(
+    conn: &mut AnyConnection,
+    new: &NewPayout<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<(String, u64)> {
     let id = new_id("po");
     let at = timestamp(now);
     let done = sqlx::query(
@@ -130,7 +132,7 @@ pub async fn record_payout(conn: &mut AnyConnection, new: &NewPayout<'_>, now: D
     .bind(new.bank_text)
     .bind(new.amount_ore)
     .bind(new.currency)
-    .bind(new.first_date.to_string())
+    .bind(new.ledger_date.to_string())
     .bind(new.ledger_date.to_string())
     .bind(new.inbound_report_id)
     .bind(&at)
@@ -142,27 +144,26 @@ pub async fn record_payout(conn: &mut AnyConnection, new: &NewPayout<'_>, now: D
             .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
-        return Ok(existing);
+        return Ok((existing, 0));
     }
-    let (first, last) = (new.first_date.to_string(), new.ledger_date.to_string());
     sqlx::query(
-        "UPDATE ledger_entries SET payout_id = $1, updated_at = $5 WHERE ledger_id = $2 AND ledger_date >= $3 \
-         AND ledger_date <= $4 AND payout_id IS NULL AND status IN ('new', 'booked', 'queued')",
+        "UPDATE ledger_entries SET payout_id = $1, updated_at = $4 WHERE ledger_id = $2 AND ledger_date <= $3 \
+         AND payout_id IS NULL AND status IN ('new', 'booked', 'queued')",
     )
     .bind(&id)
     .bind(new.ledger_id)
-    .bind(&first)
-    .bind(&last)
+    .bind(new.ledger_date.to_string())
     .bind(&at)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    let booked = sqlx::query(
         "UPDATE ledger_entries SET status = 'booked' WHERE payout_id = $1 AND status = 'new' \
          AND kind IN ('fees_retained', 'payout')",
     )
     .bind(&id)
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
     sqlx::query(
         "UPDATE inbound_reports SET status = 'Matched', detail = $2, updated_at = $3 WHERE id IN \
          (SELECT inbound_report_id FROM ledger_entries WHERE payout_id = $1 AND kind IN ('fees_retained', 'payout'))",
@@ -184,12 +185,14 @@ pub async fn record_payout(conn: &mut AnyConnection, new: &NewPayout<'_>, now: D
          fees_retained_ore = (SELECT COALESCE(SUM(amount_ore), 0) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds' AND kind = 'fees_retained'), \
          captures_ore = (SELECT COALESCE(SUM(amount_ore), 0) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds' AND kind = 'capture'), \
          refunds_ore = (SELECT COALESCE(SUM(amount_ore), 0) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds' AND kind = 'refund'), \
-         rows_count = (SELECT COUNT(*) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds') WHERE id = $1",
+         rows_count = (SELECT COUNT(*) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds'), \
+         first_date = COALESCE((SELECT MIN(ledger_date) FROM ledger_entries WHERE payout_id = $1), first_date) \
+         WHERE id = $1",
     )
     .bind(&id)
     .execute(&mut *conn)
     .await?;
-    Ok(id)
+    Ok((id, booked))
 }
 
 /// Sets the payout of Payments settled by rows already in a payout (a capture booked after its payout was).

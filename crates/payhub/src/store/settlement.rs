@@ -8,7 +8,6 @@ use sqlx::AnyConnection;
 
 use super::together::statements::{text, BatchConn, Steps};
 use super::{timestamp, StoreResult};
-use crate::domain::ids::new_id;
 use crate::domain::ledger::EntryStatus;
 use crate::domain::trail::Outcome;
 
@@ -136,11 +135,15 @@ pub struct Settle<'a> {
     pub amount_ore: i64,
     /// Why it matched, for the report.
     pub detail: String,
+    /// A capture (its installment moves from Collected to Paid); a refund moves nothing.
+    pub pays: bool,
 }
 
 /// A capture payhub never recorded, booked from its ledger row: a new Payment under the row's pspReference.
 #[derive(Debug, Clone)]
 pub struct FromLedger<'a> {
+    /// The new Payment's id.
+    pub payment_id: String,
     /// The ledger row.
     pub entry_id: &'a str,
     /// Its Inbound Report (the new Payment's cause).
@@ -207,7 +210,7 @@ pub async fn book(conn: &mut AnyConnection, bookings: &Bookings<'_>, now: DateTi
     let mut steps = Steps::default();
     steps.push(
         "UPDATE payments SET ledger_date = u.d, ledger_entry_id = u.e, \
-         net_amount_ore = COALESCE(payments.amount_ore + payments.fee_ore, payments.amount_ore) \
+         net_amount_ore = COALESCE(payments.amount_ore - payments.fee_ore, payments.amount_ore) \
          FROM (SELECT {r}->>0 AS id, {r}->>1 AS d, {r}->>2 AS e FROM {rows}) AS u \
          WHERE payments.id = u.id AND payments.ledger_entry_id IS NULL",
         bookings.settle.iter().map(|s| json!([s.payment_id, s.ledger_date.to_string(), s.entry_id])).collect(),
@@ -223,7 +226,7 @@ pub async fn book(conn: &mut AnyConnection, bookings: &Bookings<'_>, now: DateTi
             .iter()
             .map(|f| {
                 json!([
-                    new_id("pmt"),
+                    f.payment_id,
                     f.installment_id,
                     f.amount_ore,
                     f.ledger_date.to_string(),
@@ -246,6 +249,7 @@ pub async fn book(conn: &mut AnyConnection, bookings: &Bookings<'_>, now: DateTi
     let paid: Vec<serde_json::Value> = bookings
         .settle
         .iter()
+        .filter(|s| s.pays)
         .map(|s| json!([s.installment_id, "Collected"]))
         .chain(
             bookings
@@ -261,20 +265,23 @@ pub async fn book(conn: &mut AnyConnection, bookings: &Bookings<'_>, now: DateTi
         paid,
         vec![at.clone()],
     );
-    let entries: Vec<serde_json::Value> = bookings
-        .settle
-        .iter()
-        .map(|s| json!([s.entry_id, s.payment_id, s.installment_id, s.report_id, s.detail]))
-        .chain(bookings.from_ledger.iter().map(|f| json!([f.entry_id, null, f.installment_id, f.report_id, f.detail])))
-        .chain(
-            bookings.fees.iter().map(|f| {
+    let entries: Vec<serde_json::Value> =
+        bookings
+            .settle
+            .iter()
+            .map(|s| json!([s.entry_id, s.payment_id, s.installment_id, s.report_id, s.detail]))
+            .chain(
+                bookings
+                    .from_ledger
+                    .iter()
+                    .map(|f| json!([f.entry_id, f.payment_id, f.installment_id, f.report_id, f.detail])),
+            )
+            .chain(bookings.fees.iter().map(|f| {
                 json!([f.entry_id, f.payment_id, f.installment_id, f.report_id, "fee of the capture's Payment"])
-            }),
-        )
-        .collect();
+            }))
+            .collect();
     steps.push(
-        "UPDATE ledger_entries SET status = $2, payment_id = COALESCE(u.p, (SELECT p.id FROM payments p \
-         WHERE p.ledger_entry_id = ledger_entries.id)), installment_id = u.i, updated_at = $3 \
+        "UPDATE ledger_entries SET status = $2, payment_id = u.p, installment_id = u.i, updated_at = $3 \
          FROM (SELECT {r}->>0 AS id, {r}->>1 AS p, {r}->>2 AS i FROM {rows}) AS u WHERE ledger_entries.id = u.id",
         entries.clone(),
         vec![EntryStatus::Booked.as_str().to_owned(), at.clone()],
@@ -315,4 +322,13 @@ pub async fn rules(conn: &mut AnyConnection, account_id: &str) -> StoreResult<Ve
         )
         .await?;
     rows.iter().map(|r| Ok((text(r, 0, "sub type")?.to_owned(), text(r, 1, "rule")?.to_owned()))).collect()
+}
+
+/// Serialises matching per account across instances (PostgreSQL: the account's row is locked for the rest of
+/// the transaction; SQLite's write transaction already excludes other writers).
+pub async fn lock_account(conn: &mut AnyConnection, backend: super::Backend, account_id: &str) -> StoreResult<()> {
+    if backend == super::Backend::Postgres {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE").bind(account_id).fetch_optional(conn).await?;
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ mod operations;
 mod outbound_webhooks;
 mod page_security;
 mod polls;
+mod reconciliation;
 mod recurring;
 mod recurring_bad_input;
 mod recurring_beats_by_hand;

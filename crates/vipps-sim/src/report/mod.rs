@@ -8,8 +8,10 @@
 //! Rows are built lazily (on each Report API call) and never change once built.
 
 mod book;
+mod bulk;
 mod settlement_csv;
 
+pub(crate) use bulk::sim_bulk_ledger;
 pub(crate) use settlement_csv::export as sim_vipps_number_settlement_csv;
 
 use std::collections::{BTreeMap, HashMap};

@@ -398,6 +398,12 @@ async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError>
             "PspReference": p.psp_reference,
             "Type": p.kind,
             "InboundReportId": p.inbound_report_id,
+            "LedgerDate": p.ledger_date.map(|d| d.to_string()),
+            "Fee": p.fee_ore.map(signed_json_kroner),
+            "FeeOre": p.fee_ore,
+            "NetAmount": p.net_amount_ore.map(signed_json_kroner),
+            "NetAmountOre": p.net_amount_ore,
+            "PayoutId": p.payout_id,
         })).collect::<Vec<_>>(),
     }))
 }

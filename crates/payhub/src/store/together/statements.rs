@@ -621,6 +621,10 @@ pub(crate) async fn installments_for_events<C: BatchConn>(
             psp_reference: text(&row, 4, "payment psp reference")?.to_owned(),
             kind: text(&row, 5, "payment kind")?.to_owned(),
             inbound_report_id: optional(&row, 6),
+            ledger_date: None,
+            fee_ore: None,
+            net_amount_ore: None,
+            payout_id: None,
         };
         if let Some(events) = found.get_mut(text(&row, 1, "payment installment")?) {
             events.payments.push(payment);

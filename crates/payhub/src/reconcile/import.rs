@@ -1,0 +1,240 @@
+//! The ledger import: discover an account's ledgers, then read funds and fees date by date from where the
+//! last run stopped (the dates endpoint, which answers only for closed dates), page by page. Each page is
+//! written in one transaction with its Message, one Message and Inbound Report per new row, and the position it
+//! reached, so a crash at any point loses nothing and a re-run writes nothing twice.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+use vipps_client::report::{Entry, Topic as WireTopic};
+use vipps_client::{Client, ErrorKind};
+
+use crate::domain::ledger::{EntrySource, Topic};
+use crate::store::ledger::{self, LedgerRow, NewEntry, NewLedger, PageWritten, Position};
+use crate::store::{Store, StoreError};
+
+/// What reading one topic of one ledger did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicImport {
+    /// Pages read (and written).
+    pub pages: u64,
+    /// Rows stored for the first time.
+    pub rows_new: u64,
+    /// Rows read again.
+    pub rows_already: u64,
+    /// Time spent waiting for Vipps.
+    pub fetch: std::time::Duration,
+    /// Time spent writing.
+    pub write: std::time::Duration,
+}
+
+/// Why an import stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Vipps refused or failed.
+    #[error("Vipps Report API: {0}")]
+    Vipps(#[from] vipps_client::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Another importer moved this ledger's position while this one was reading: it owns the work.
+    #[error("another import of ledger {0} ({1}) is running")]
+    Raced(String, &'static str),
+}
+
+/// The account's ledgers for its API sales unit (`api:<MSN>`), stored (or refreshed).
+pub async fn discover(
+    store: &Store,
+    client: &Client,
+    account_id: &str,
+    msn: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<LedgerRow>, ImportError> {
+    let handle = format!("api:{msn}");
+    let report = client.report();
+    let mut cursor: Option<String> = None;
+    let mut found = Vec::new();
+    loop {
+        let page = report.ledgers(Some(&handle), cursor.as_deref()).await?;
+        found.extend(page.items);
+        match page.cursor.filter(|c| !c.is_empty()) {
+            Some(next) if cursor.as_deref() != Some(next.as_str()) => cursor = Some(next),
+            _ => break,
+        }
+    }
+    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+    let mut out = Vec::with_capacity(found.len());
+    for l in &found {
+        let row = ledger::upsert_ledger(
+            &mut conn,
+            account_id,
+            &NewLedger {
+                vipps_ledger_id: &l.ledger_id,
+                recipient_handle: l.settles_for_recipient_handles.first().map_or(handle.as_str(), String::as_str),
+                currency: l.currency.as_str(),
+                payout_account: l.payout_bank_account.as_ref().and_then(|a| a.id.as_deref()),
+                payout_scheme: l.payout_bank_account.as_ref().and_then(|a| a.scheme.as_deref()),
+            },
+            now,
+        )
+        .await?;
+        out.push(row);
+    }
+    Ok(out)
+}
+
+fn wire(topic: Topic) -> WireTopic {
+    match topic {
+        Topic::Funds => WireTopic::Funds,
+        Topic::Fees => WireTopic::Fees,
+    }
+}
+
+/// A received row as its Message body: the fields as Vipps named them (fields this version does not know
+/// are not kept).
+fn entry_body(e: &Entry) -> String {
+    json!({
+        "pspReference": e.psp_reference,
+        "time": e.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+        "ledgerDate": e.ledger_date.to_string(),
+        "entryType": e.entry_type.as_str(),
+        "reference": e.reference,
+        "currency": e.currency.as_str(),
+        "amount": e.amount,
+        "balanceBefore": e.balance_before,
+        "balanceAfter": e.balance_after,
+        "recipientHandle": e.recipient_handle,
+        "name": e.name,
+        "message": e.message,
+        "maskedPhoneNo": e.masked_phone_no,
+    })
+    .to_string()
+}
+
+/// Reads one topic of `ledger` from its stored position: each closed date from the one after the last done
+/// (or `initial_date`), following its pages, until Vipps says a date is not closed yet (`tryLater`, or the
+/// older 404). Dates before `initial_date` are never asked for.
+pub async fn import_topic(
+    store: &Store,
+    client: &Client,
+    ledger: &LedgerRow,
+    topic: Topic,
+    initial_date: NaiveDate,
+    clock: &crate::jobs::Clock,
+) -> Result<TopicImport, ImportError> {
+    let mut done = TopicImport::default();
+    let report = client.report();
+    let mut position = {
+        let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+        read_position(&mut conn, store, &ledger.id, topic, clock()).await?
+    };
+    loop {
+        let date = match (position.page_date, position.date_done) {
+            (Some(d), _) => d,
+            (None, Some(d)) => d.succ_opt().unwrap_or(d).max(initial_date),
+            (None, None) => initial_date,
+        };
+        let started = std::time::Instant::now();
+        let page =
+            report.date_page(&ledger.vipps_ledger_id, wire(topic), date, position.page_cursor.as_deref(), true).await;
+        done.fetch += started.elapsed();
+        let page = match page {
+            Ok(p) if p.try_later => break,
+            Ok(p) => p,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let started = std::time::Instant::now();
+        let bodies: Vec<String> = page.items.iter().map(entry_body).collect();
+        let times: Vec<DateTime<Utc>> = page.items.iter().map(|e| e.time.with_timezone(&Utc)).collect();
+        let entries: Vec<NewEntry<'_>> = page
+            .items
+            .iter()
+            .zip(&bodies)
+            .zip(&times)
+            .map(|((e, body), time)| NewEntry {
+                topic,
+                psp_reference: &e.psp_reference,
+                entry_type: e.entry_type.as_str(),
+                amount_ore: e.amount,
+                balance_before_ore: e.balance_before,
+                balance_after_ore: e.balance_after,
+                currency: e.currency.as_str(),
+                ledger_date: e.ledger_date,
+                time: *time,
+                reference: e.reference.as_deref(),
+                recipient_handle: e.recipient_handle.as_deref(),
+                payer_name: e.name.as_deref(),
+                payer_message: e.message.as_deref(),
+                masked_phone: e.masked_phone_no.as_deref(),
+                body,
+            })
+            .collect();
+        let next_cursor = page.cursor.clone().filter(|c| page.has_more && !c.is_empty());
+        let page_body = json!({
+            "request": format!("/report/v2/ledgers/{}/{}/dates/{date}", ledger.vipps_ledger_id, topic.as_str()),
+            "cursor": position.page_cursor,
+            "items": page.items.len(),
+            "hasMore": page.has_more,
+            "nextCursor": next_cursor,
+        })
+        .to_string();
+        let written =
+            write_page(store, ledger, topic, &position, date, next_cursor, &entries, &page_body, clock()).await?;
+        position = written.1;
+        done.pages += 1;
+        done.rows_new += written.0.new;
+        done.rows_already += written.0.already;
+        done.write += started.elapsed();
+    }
+    Ok(done)
+}
+
+async fn read_position(
+    conn: &mut sqlx::AnyConnection,
+    store: &Store,
+    ledger_id: &str,
+    topic: Topic,
+    now: DateTime<Utc>,
+) -> Result<Position, ImportError> {
+    // Outside a write transaction the lock is only a read (SQLite) or released at once (PostgreSQL's
+    // autocommit); the position is checked again under the lock before anything is written.
+    Ok(ledger::lock_position(conn, store.backend(), ledger_id, topic, now).await?)
+}
+
+/// Writes one page: under the position's lock, checks that nobody moved it since it was read (else
+/// [`ImportError::Raced`]), stores the page's Message and new rows, and the position after the page, in one
+/// transaction.
+#[allow(clippy::too_many_arguments)]
+async fn write_page(
+    store: &Store,
+    ledger: &LedgerRow,
+    topic: Topic,
+    read: &Position,
+    date: NaiveDate,
+    next_cursor: Option<String>,
+    entries: &[NewEntry<'_>],
+    page_body: &str,
+    now: DateTime<Utc>,
+) -> Result<(PageWritten, Position), ImportError> {
+    let mut tx = store.begin_write().await?;
+    let mut position = ledger::lock_position(&mut tx, store.backend(), &ledger.id, topic, now).await?;
+    if position != *read {
+        return Err(ImportError::Raced(ledger.vipps_ledger_id.clone(), topic.as_str()));
+    }
+    ledger::insert_page_message(&mut tx, &ledger.vipps_ledger_id, page_body, now).await?;
+    let written = ledger::insert_entries(&mut tx, ledger, EntrySource::Api, entries, &mut position, now).await?;
+    match next_cursor {
+        Some(cursor) => {
+            position.page_date = Some(date);
+            position.page_cursor = Some(cursor);
+        }
+        None => {
+            position.date_done = Some(date);
+            position.page_date = None;
+            position.page_cursor = None;
+        }
+    }
+    ledger::set_position(&mut tx, &ledger.id, topic, &position, now).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok((written, position))
+}
