@@ -139,6 +139,9 @@ pub struct AccountArgs {
     /// Stop the Vipps agreement when a recurring payment is cancelled in payhub.
     #[arg(long)]
     pub cancel_agreement_on_cancel: Option<bool>,
+    /// What a manual match books when the amount differs: book_on_next, book_all_on_first, leave_on_report.
+    #[arg(long, value_parser = parse_remainder_handling)]
+    pub remainder_handling: Option<crate::domain::account::RemainderHandling>,
     /// Initial Ledger Date (YYYY-MM-DD).
     #[arg(long)]
     pub initial_ledger_date: Option<String>,
@@ -152,6 +155,11 @@ pub struct AccountArgs {
 
 /// Parameter defaults as the command line takes them.
 pub type ParameterDefaults = std::collections::BTreeMap<String, crate::domain::account::ParameterDefault>;
+
+fn parse_remainder_handling(text: &str) -> Result<crate::domain::account::RemainderHandling, String> {
+    crate::domain::account::RemainderHandling::parse(text)
+        .ok_or_else(|| "use book_on_next, book_all_on_first or leave_on_report".to_owned())
+}
 
 fn parse_parameter_defaults(text: &str) -> Result<ParameterDefaults, String> {
     serde_json::from_str(text).map_err(|e| format!("not parameter defaults JSON: {e}"))
@@ -175,6 +183,7 @@ impl AccountArgs {
             api_base_url: self.api_base_url.clone(),
             parameter_defaults: self.parameter_defaults.clone(),
             cancel_agreement_on_cancel: self.cancel_agreement_on_cancel,
+            remainder_handling: self.remainder_handling,
         }
     }
 }

@@ -19,12 +19,26 @@ pub enum ReconcileCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import a settlement report (CSV) from the Vipps portal for an account: Vipps-number payments go to the
+    /// Guided Matching queue; re-importing a file says "n new, m already imported".
+    ImportFile {
+        /// The account (by name) the file belongs to.
+        #[arg(long)]
+        account: String,
+        /// The CSV file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Runs `payhub reconcile …`; returns whether every run succeeded.
 pub async fn reconcile(command: ReconcileCommand, config: Config) -> anyhow::Result<bool> {
+    let (account, json) = match command {
+        ReconcileCommand::Run { account, json } => (account, json),
+        ReconcileCommand::ImportFile { account, file } => {
+            return crate::cli_settlement::import_file(account, file, config).await
+        }
+    };
     let state = Application::build_state(config, crate::jobs::system_clock()).await?;
-    let ReconcileCommand::Run { account, json } = command;
     let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
     let runs = match account.as_deref() {
         Some(name) => vec![state.reconciler.run_named(Some(name), RunTrigger::Command, Some(&actor)).await?],

@@ -24,6 +24,7 @@ mod batcher;
 pub mod cli;
 pub mod cli_reconcile;
 pub mod cli_recurring;
+pub mod cli_settlement;
 pub mod config;
 pub mod domain;
 pub mod error;

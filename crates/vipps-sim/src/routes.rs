@@ -52,6 +52,7 @@ pub(crate) fn router(sim: SharedSim) -> Router {
             "/_sim/vipps-number-payments",
             post(report::sim_vipps_number_payment).get(report::sim_vipps_number_ledgers),
         )
+        .route("/_sim/vipps-number-payments/{number}/settlement.csv", get(report::sim_vipps_number_settlement_csv))
         .route("/_sim/report/bulk", post(report::sim_bulk_ledger))
         .route("/_sim/clock", get(controls::get_clock).put(controls::set_clock))
         .route("/_sim/clock/advance", post(controls::advance_clock))

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod guided;
 pub mod json;
 pub mod ops;
 pub mod reconciliation;

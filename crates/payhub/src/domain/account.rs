@@ -38,6 +38,51 @@ pub struct AccountSettings {
     pub parameter_defaults: BTreeMap<String, ParameterDefault>,
     /// Stop the Vipps agreement when a recurring payment is cancelled in payhub.
     pub cancel_agreement_on_cancel: bool,
+    /// Where money beyond what matched installments expect goes when a person matches a settlement line.
+    pub remainder_handling: RemainderHandling,
+}
+
+/// What a manual match does with an amount that differs from what the chosen installments expect (FinDock's
+/// Process Installment options), per account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemainderHandling {
+    /// Fill the installments in order; what is left goes on the next one (an overpayment beyond the last stays
+    /// on the report).
+    #[default]
+    BookOnNext,
+    /// Book the whole amount on the first installment chosen.
+    BookAllOnFirst,
+    /// Book what the installments expect; leave the difference on the report for a person.
+    LeaveOnReport,
+}
+
+impl RemainderHandling {
+    /// Every choice, in the order a form lists them.
+    pub const ALL: [RemainderHandling; 3] = [Self::BookOnNext, Self::BookAllOnFirst, Self::LeaveOnReport];
+
+    /// The stored and sent word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BookOnNext => "book_on_next",
+            Self::BookAllOnFirst => "book_all_on_first",
+            Self::LeaveOnReport => "leave_on_report",
+        }
+    }
+
+    /// How a form labels it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BookOnNext => "Book the remainder on the next installment",
+            Self::BookAllOnFirst => "Book all on the first installment",
+            Self::LeaveOnReport => "Leave the remainder on the report",
+        }
+    }
+
+    /// The choice a stored word names; an unknown word is the default.
+    pub fn parse(word: &str) -> Option<RemainderHandling> {
+        Self::ALL.into_iter().find(|r| r.as_str() == word)
+    }
 }
 
 /// Where a Vipps parameter's default comes from: a fixed value, or a field of the payer as the intent sent it
@@ -99,6 +144,8 @@ pub struct AccountInput {
     pub parameter_defaults: Option<BTreeMap<String, ParameterDefault>>,
     /// See [`AccountSettings::cancel_agreement_on_cancel`].
     pub cancel_agreement_on_cancel: Option<bool>,
+    /// See [`AccountSettings::remainder_handling`].
+    pub remainder_handling: Option<RemainderHandling>,
 }
 
 /// New secret values to seal, when given.
@@ -215,6 +262,7 @@ pub fn validate(
     let is_default = input.is_default.or(current.map(|c| c.is_default)).unwrap_or(false);
     let cancel_agreement_on_cancel =
         input.cancel_agreement_on_cancel.or(current.map(|c| c.cancel_agreement_on_cancel)).unwrap_or(false);
+    let remainder_handling = input.remainder_handling.or(current.map(|c| c.remainder_handling)).unwrap_or_default();
     let reconciliation_enabled =
         input.reconciliation_enabled.or(current.map(|c| c.reconciliation_enabled)).unwrap_or(false);
 
@@ -281,6 +329,7 @@ pub fn validate(
                 api_base_url,
                 parameter_defaults,
                 cancel_agreement_on_cancel,
+                remainder_handling,
             },
             secrets,
         )),

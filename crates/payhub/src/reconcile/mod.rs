@@ -7,8 +7,11 @@
 //! ([`matching`]). Runs are recorded (`reconcile_runs`); the beat [`BEAT`] runs it daily, once per period
 //! across instances (the heartbeat's guarantee), and `payhub reconcile run` and the admin API run it now.
 
+pub mod file_import;
 pub mod import;
 pub mod matching;
+pub mod queue;
+pub mod settlement_file;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{get_bool, map_conflict, parse_timestamp, timestamp, StoreResult};
-use crate::domain::account::AccountSettings;
+use crate::domain::account::{AccountSettings, RemainderHandling};
 
 /// A stored merchant account: its settings and the sealed forms of its secrets.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct AccountRecord {
 
 const COLUMNS: &str = "id, name, merchant_serial_number, client_key, client_secret_sealed, subscription_key_sealed, \
     is_test, product_name, merchant_agreement_url, retry_days, is_default, reconciliation_enabled, \
-    initial_ledger_date, api_base_url, created_at, updated_at, parameter_defaults, cancel_agreement_on_cancel";
+    initial_ledger_date, api_base_url, created_at, updated_at, parameter_defaults, cancel_agreement_on_cancel, remainder_handling";
 
 fn from_row(row: &AnyRow) -> StoreResult<AccountRecord> {
     let date: Option<String> = row.try_get("initial_ledger_date")?;
@@ -47,6 +47,8 @@ fn from_row(row: &AnyRow) -> StoreResult<AccountRecord> {
             parameter_defaults: serde_json::from_str(&row.try_get::<String, _>("parameter_defaults")?)
                 .unwrap_or_default(),
             cancel_agreement_on_cancel: get_bool(row, "cancel_agreement_on_cancel")?,
+            remainder_handling: RemainderHandling::parse(&row.try_get::<String, _>("remainder_handling")?)
+                .unwrap_or_default(),
         },
         client_secret_sealed: row.try_get("client_secret_sealed")?,
         subscription_key_sealed: row.try_get("subscription_key_sealed")?,
@@ -82,7 +84,7 @@ pub async fn get_default(conn: &mut AnyConnection) -> StoreResult<Option<Account
 /// Inserts a new account. A duplicate name is [`super::StoreError::Conflict`].
 pub async fn insert(conn: &mut AnyConnection, record: &AccountRecord) -> StoreResult<()> {
     let s = &record.settings;
-    let sql = format!("INSERT INTO accounts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)");
+    let sql = format!("INSERT INTO accounts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)");
     sqlx::query(&sql)
         .bind(&record.id)
         .bind(&s.name)
@@ -102,6 +104,7 @@ pub async fn insert(conn: &mut AnyConnection, record: &AccountRecord) -> StoreRe
         .bind(timestamp(record.updated_at))
         .bind(serde_json::to_string(&s.parameter_defaults).unwrap_or_else(|_| "{}".into()))
         .bind(s.cancel_agreement_on_cancel)
+        .bind(s.remainder_handling.as_str())
         .execute(conn)
         .await
         .map_err(map_conflict)?;
@@ -115,7 +118,7 @@ pub async fn update(conn: &mut AnyConnection, record: &AccountRecord) -> StoreRe
         "UPDATE accounts SET name = $2, merchant_serial_number = $3, client_key = $4, client_secret_sealed = $5, \
          subscription_key_sealed = $6, is_test = $7, product_name = $8, merchant_agreement_url = $9, retry_days = $10, \
          is_default = $11, reconciliation_enabled = $12, initial_ledger_date = $13, api_base_url = $14, updated_at = $15, \
-         parameter_defaults = $16, cancel_agreement_on_cancel = $17 \
+         parameter_defaults = $16, cancel_agreement_on_cancel = $17, remainder_handling = $18 \
          WHERE id = $1",
     )
     .bind(&record.id)
@@ -135,6 +138,7 @@ pub async fn update(conn: &mut AnyConnection, record: &AccountRecord) -> StoreRe
     .bind(timestamp(record.updated_at))
     .bind(serde_json::to_string(&s.parameter_defaults).unwrap_or_else(|_| "{}".into()))
     .bind(s.cancel_agreement_on_cancel)
+    .bind(s.remainder_handling.as_str())
     .execute(conn)
     .await
     .map_err(map_conflict)?;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod changes;
 pub mod charges;
 pub mod checkpoint;
+pub mod guided;
 pub mod idempotency;
 pub mod installments;
 pub mod intents;
@@ -245,6 +246,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "reconciliation",
         sqlite: include_str!("../../migrations/sqlite/0011_reconciliation.sql"),
         postgres: include_str!("../../migrations/postgres/0011_reconciliation.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "guided_matching",
+        sqlite: include_str!("../../migrations/sqlite/0012_guided_matching.sql"),
+        postgres: include_str!("../../migrations/postgres/0012_guided_matching.sql"),
     },
 ];
 

@@ -51,6 +51,8 @@ pub struct AccountView {
     pub parameter_defaults: std::collections::BTreeMap<String, crate::domain::account::ParameterDefault>,
     /// Stop the Vipps agreement when a recurring payment is cancelled in payhub.
     pub cancel_agreement_on_cancel: bool,
+    /// What a manual match does with an amount the chosen installments do not expect.
+    pub remainder_handling: crate::domain::account::RemainderHandling,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -78,6 +80,7 @@ impl From<&AccountRecord> for AccountView {
             vipps_base_url: s.vipps_base_url().to_owned(),
             parameter_defaults: s.parameter_defaults.clone(),
             cancel_agreement_on_cancel: s.cancel_agreement_on_cancel,
+            remainder_handling: s.remainder_handling,
             created_at: crate::store::timestamp(r.created_at),
             updated_at: crate::store::timestamp(r.updated_at),
         }

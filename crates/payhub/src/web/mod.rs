@@ -3,6 +3,7 @@
 
 pub mod login;
 pub mod payer_return;
+pub mod reconciliation;
 pub mod setup;
 pub mod users;
 
@@ -65,6 +66,9 @@ pub fn page(title: &str, who: Option<&Principal>, body: Markup) -> Response {
                     a.brand href="/" { "payhub" }
                     @if let Some(who) = who {
                         a href="/" { "Dashboard" }
+                        @if who.role.allows(crate::domain::role::Access::Finance) {
+                            a href="/reconciliation/queue" { "Guided Matching" }
+                        }
                         @if who.role == Role::Admin {
                             a href="/setup" { "Setup" }
                             a href="/setup/keys" { "API keys" }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{check_field, csrf_field, page, text_field};
 use crate::auth::Principal;
-use crate::domain::account::{AccountInput, AccountSettings, DEFAULT_RETRY_DAYS};
+use crate::domain::account::{AccountInput, AccountSettings, RemainderHandling, DEFAULT_RETRY_DAYS};
 use crate::domain::role::Role;
 use crate::domain::FieldError;
 use crate::error::ServiceError;
@@ -180,6 +180,7 @@ pub struct AccountForm {
     is_default: Option<String>,
     reconciliation_enabled: Option<String>,
     cancel_agreement_on_cancel: Option<String>,
+    remainder_handling: Option<String>,
     initial_ledger_date: Option<String>,
     api_base_url: Option<String>,
     parameter_defaults: Option<String>,
@@ -201,6 +202,7 @@ impl AccountForm {
             is_default: on(s.is_default),
             reconciliation_enabled: on(s.reconciliation_enabled),
             cancel_agreement_on_cancel: on(s.cancel_agreement_on_cancel),
+            remainder_handling: Some(s.remainder_handling.as_str().to_owned()),
             initial_ledger_date: s.initial_ledger_date.map(|d| d.to_string()),
             api_base_url: s.api_base_url.clone(),
             parameter_defaults: (!s.parameter_defaults.is_empty())
@@ -232,6 +234,12 @@ impl AccountForm {
             is_default: Some(self.is_default.is_some()),
             reconciliation_enabled: Some(self.reconciliation_enabled.is_some()),
             cancel_agreement_on_cancel: Some(self.cancel_agreement_on_cancel.is_some()),
+            remainder_handling: match self.remainder_handling.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(word) => Some(RemainderHandling::parse(word).ok_or_else(|| {
+                    FieldError::invalid("remainder_handling", "Choose one of the listed ways to book a remainder.")
+                })?),
+            },
             initial_ledger_date: Some(self.initial_ledger_date.clone().unwrap_or_default()),
             api_base_url: Some(self.api_base_url.clone().unwrap_or_default()),
             parameter_defaults: match self.parameter_defaults.as_deref().map(str::trim) {
@@ -267,6 +275,16 @@ fn account_form(who: &Principal, action: &str, form: &AccountForm, errors: &[Fie
             (check_field("is_default", "Default account", form.is_default.is_some(), error_for("is_default")))
             (check_field("cancel_agreement_on_cancel", "Cancel the Vipps agreement when a recurring payment is cancelled in payhub", form.cancel_agreement_on_cancel.is_some(), error_for("cancel_agreement_on_cancel")))
             (check_field("reconciliation_enabled", "Enable Reconciliation Incoming Payments", form.reconciliation_enabled.is_some(), error_for("reconciliation_enabled")))
+            div.field.has-error[error_for("remainder_handling").is_some()] {
+                label for="remainder_handling" { "When a matched payment is more or less than expected" }
+                select id="remainder_handling" name="remainder_handling" {
+                    @for choice in RemainderHandling::ALL {
+                        option value=(choice.as_str()) selected[form.remainder_handling.as_deref().unwrap_or(RemainderHandling::default().as_str()) == choice.as_str()] { (choice.label()) }
+                    }
+                }
+                div.hint { "How Guided Matching books a settlement line matched by hand." }
+                @if let Some(error) = error_for("remainder_handling") { div.error role="alert" { (error) } }
+            }
             (text_field("initial_ledger_date", "Initial Ledger Date", "date", &v(&form.initial_ledger_date), Some("Required when reconciliation is enabled."), error_for("initial_ledger_date")))
             (text_field("api_base_url", "Vipps API base URL (advanced)", "url", &v(&form.api_base_url), Some("Leave blank for Vipps' own test or production host."), error_for("api_base_url")))
             div.field.has-error[error_for("parameter_defaults").is_some()] {

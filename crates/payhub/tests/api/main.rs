@@ -8,6 +8,7 @@ mod accounts;
 mod cli;
 mod fault_suite;
 mod fuzz_input;
+mod guided_matching;
 mod hostile_input;
 mod idempotency;
 mod jobs;

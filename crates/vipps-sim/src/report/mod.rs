@@ -9,8 +9,10 @@
 
 mod book;
 mod bulk;
+mod settlement_csv;
 
 pub(crate) use bulk::sim_bulk_ledger;
+pub(crate) use settlement_csv::export as sim_vipps_number_settlement_csv;
 
 use std::collections::{BTreeMap, HashMap};
 
