@@ -25,6 +25,7 @@ mod recurring_bad_input;
 mod recurring_beats_by_hand;
 mod recurring_changes;
 mod recurring_charge_faults;
+mod recurring_charge_reports;
 mod recurring_dropped_charges;
 mod recurring_pending_changes;
 mod recurring_races;

@@ -228,7 +228,7 @@ impl Payments {
                     .clone()
                     .filter(|t| !t.is_empty())
                     .unwrap_or_else(|| format!("{}-capture", charge.id));
-                payments::insert_payment(
+                let inserted = payments::insert_payment(
                     &mut *tx,
                     &row.installment_id,
                     captured,
@@ -238,6 +238,12 @@ impl Payments {
                     now,
                 )
                 .await?;
+                if inserted.is_none() {
+                    // A later answer about a charge already booked (refunded since, say): this report books
+                    // nothing, and must not read as a second capture.
+                    status = Outcome::Ignored;
+                    detail = Some(format!("capture {psp} already recorded; {sub_type} books nothing new"));
+                }
                 let moved = outbox::move_installment(
                     &mut *tx,
                     &listeners,
