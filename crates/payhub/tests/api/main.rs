@@ -6,6 +6,7 @@ mod helpers;
 mod account_isolation;
 mod accounts;
 mod cli;
+mod data_dir;
 mod fuzz_input;
 mod hostile_input;
 mod idempotency;
