@@ -3,7 +3,7 @@
 //! The library holds everything; the `payhub` binary only parses its command line. Start with
 //! [`app::Application::build`]. Module map (dependencies point downwards):
 //!
-//! - [`cli`], [`cli_recurring`], [`app`]: the command line; the one list of routes, the access guard, the
+//! - [`cli`], [`cli_recurring`], [`cli_ops`], [`app`]: the command line; the one list of routes, the access guard, the
 //!   request middleware, start-up and shutdown;
 //! - [`state`]: the wiring every handler receives;
 //! - [`api`], [`web`]: the JSON APIs and the server-rendered pages (thin handlers);
@@ -22,6 +22,7 @@ pub mod app;
 pub mod auth;
 mod batcher;
 pub mod cli;
+pub mod cli_ops;
 pub mod cli_recurring;
 pub mod config;
 pub mod domain;

@@ -35,7 +35,10 @@ fn a_command_run_where_there_is_no_database_refuses_and_creates_nothing() {
         let looked_at = dir.path().join("payhub-data").join("payhub.db");
         assert!(err.contains(&looked_at.display().to_string()), "{args:?} names the path it looked at: {err}");
         assert!(err.contains("--data-dir") && err.contains("PAYHUB_DATA_DIR"), "{args:?} says how to point it: {err}");
-        assert!(err.contains("payhub serve") || err.contains("payhub migrate"), "{args:?} says what creates one: {err}");
+        assert!(
+            err.contains("payhub serve") || err.contains("payhub migrate"),
+            "{args:?} says what creates one: {err}"
+        );
         assert!(!dir.path().join("payhub-data").exists(), "{args:?} created the data directory");
     }
 }
@@ -113,7 +116,7 @@ async fn a_missing_postgresql_database_gets_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     for args in [&["accounts", "list"][..], &["migrate"]] {
         let mut command = payhub_in(dir.path());
-        command.env("PAYHUB_DATABASE_URL", &url).args(args);
+        command.env("PAYHUB_DATABASE_URL", &url).env("PAYHUB_MASTER_KEY", "ab".repeat(32)).args(args);
         let (code, _, err) = tokio::task::spawn_blocking(move || run(command, "")).await.unwrap();
         assert_ne!(code, 0, "{args:?}");
         assert!(err.contains(&name) && err.contains("does not exist"), "{args:?}: {err}");
