@@ -187,7 +187,7 @@ pub async fn backup(config: &Config, file: PathBuf) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let (from, to, shown) = (source.clone(), file.clone(), bar.clone());
-    tokio::task::spawn_blocking(move || {
+    let pages = tokio::task::spawn_blocking(move || {
         store::backup::backup_sqlite(&from, &to, |done, total| {
             shown.set_length(total);
             shown.set_position(done);
@@ -202,7 +202,7 @@ pub async fn backup(config: &Config, file: PathBuf) -> anyhow::Result<()> {
         None => format!("it is the file {}", absolute(&config.data_dir.join("master.key")).display()),
     };
     println!(
-        "backed up {} to {} ({bytes} bytes, integrity ok). The master key is not in the backup ({key}): keep a \
+        "backed up {} to {} ({pages} pages of the one snapshot, {bytes} bytes, integrity ok). The master key is not in the backup ({key}): keep a \
          copy of it apart from the backups",
         absolute(&source).display(),
         absolute(&file).display()

@@ -12,14 +12,15 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{StoreError, StoreResult};
 
-/// Pages copied per step: about 4 MiB at SQLite's default page size, so progress moves in visible steps.
-const PAGES_PER_STEP: std::os::raw::c_int = 1024;
+/// Pages copied per step: 400 KiB at SQLite's default page size, so the progress bar moves smoothly; the
+/// snapshot makes the number of steps irrelevant to the copy's consistency.
+pub const PAGES_PER_STEP: u64 = 100;
 
 /// Copies the SQLite database `source` to `target` as one consistent snapshot, calling `progress(copied, total)`
 /// in pages after each step, then checks the copy with `PRAGMA integrity_check`. The copy is written under a
 /// temporary name beside `target` and renamed at the end, so an interrupted backup never leaves a file that
-/// looks like a finished one. `target` must not exist.
-pub fn backup_sqlite(source: &Path, target: &Path, mut progress: impl FnMut(u64, u64)) -> StoreResult<()> {
+/// looks like a finished one. `target` must not exist. Returns the pages copied.
+pub fn backup_sqlite(source: &Path, target: &Path, mut progress: impl FnMut(u64, u64)) -> StoreResult<u64> {
     if target.exists() {
         return Err(invalid(format!("{} exists already; name a new file", target.display())));
     }
@@ -33,14 +34,16 @@ pub fn backup_sqlite(source: &Path, target: &Path, mut progress: impl FnMut(u64,
         // The snapshot: a read transaction that the backup's steps share (it needs one read to begin).
         src.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")?;
         let mut dst = Connection::open(&partial)?;
+        let mut pages = 0;
         {
             let backup = Backup::new(&src, &mut dst)?;
             loop {
-                let step = backup.step(PAGES_PER_STEP)?;
+                let step = backup.step(PAGES_PER_STEP as std::os::raw::c_int)?;
                 let p = backup.progress();
                 let total = u64::try_from(p.pagecount).unwrap_or(0);
                 let remaining = u64::try_from(p.remaining).unwrap_or(0);
                 progress(total.saturating_sub(remaining), total);
+                pages = total;
                 match step {
                     StepResult::Done => break,
                     StepResult::More => {}
@@ -57,7 +60,7 @@ pub fn backup_sqlite(source: &Path, target: &Path, mut progress: impl FnMut(u64,
         }
         dst.close().map_err(|(_, e)| StoreError::Sqlite(e))?;
         std::fs::rename(&partial, target).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(())
+        Ok(pages)
     })();
     if outcome.is_err() {
         let _ = std::fs::remove_file(&partial);

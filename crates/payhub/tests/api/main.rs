@@ -5,7 +5,9 @@ mod helpers;
 
 mod account_isolation;
 mod accounts;
+mod backup;
 mod cli;
+mod credential_check;
 mod data_dir;
 mod fuzz_input;
 mod hostile_input;
