@@ -34,7 +34,7 @@ pub fn backup_sqlite(source: &Path, target: &Path, mut progress: impl FnMut(u64,
         // The snapshot: a read transaction that the backup's steps share (it needs one read to begin).
         src.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")?;
         let mut dst = Connection::open(&partial)?;
-        let mut pages = 0;
+        let pages;
         {
             let backup = Backup::new(&src, &mut dst)?;
             loop {
@@ -43,9 +43,11 @@ pub fn backup_sqlite(source: &Path, target: &Path, mut progress: impl FnMut(u64,
                 let total = u64::try_from(p.pagecount).unwrap_or(0);
                 let remaining = u64::try_from(p.remaining).unwrap_or(0);
                 progress(total.saturating_sub(remaining), total);
-                pages = total;
                 match step {
-                    StepResult::Done => break,
+                    StepResult::Done => {
+                        pages = total;
+                        break;
+                    }
                     StepResult::More => {}
                     // Busy or locked: the target is ours alone and the source is read under a snapshot, so only
                     // a moment's lock (a checkpoint's) can cause it: wait and go on.
