@@ -9,6 +9,7 @@ mod backup;
 mod cli;
 mod credential_check;
 mod data_dir;
+mod deploy_files;
 mod fuzz_input;
 mod hostile_input;
 mod idempotency;
