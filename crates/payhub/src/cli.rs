@@ -21,11 +21,14 @@ use crate::vipps::accounts::{AccountView, Accounts};
 
 /// payhub: a self-hosted payment hub for Vipps MobilePay.
 #[derive(Debug, Parser)]
-#[command(name = "payhub", version, about, propagate_version = true)]
+#[command(name = "payhub", version, about, propagate_version = true, after_help = crate::cli_ops::AFTER_HELP)]
 pub struct Cli {
     /// TOML configuration file (also PAYHUB_CONFIG).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Data directory: the SQLite database and the master key (also PAYHUB_DATA_DIR; default ./payhub-data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Write logs as JSON lines (same as PAYHUB_LOG_FORMAT=json).
     #[arg(long, global = true)]
     pub log_json: bool,
@@ -44,8 +47,17 @@ pub enum Command {
         #[arg(long)]
         sandbox: bool,
     },
-    /// Apply database migrations and exit.
+    /// Apply database migrations and exit (creates the database and master key when there are none).
     Migrate,
+    /// Check the configuration, the database, and each merchant account's credentials at Vipps (exit 1 if any
+    /// is refused or unreachable).
+    Check,
+    /// Copy the SQLite database to FILE while payhub may be serving (on PostgreSQL: use pg_dump). The master
+    /// key is not in the copy: keep it apart.
+    Backup {
+        /// The copy to write; must not exist yet.
+        file: PathBuf,
+    },
     /// Manage Vipps merchant accounts.
     #[command(subcommand)]
     Accounts(Box<AccountsCommand>),
@@ -234,7 +246,22 @@ pub enum KeysCommand {
 /// Runs the command line; the process exit code says how it went (2 for bad configuration or input).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(cli.config.as_deref()) {
+    let mut env: std::collections::HashMap<String, String> =
+        std::env::vars().filter(|(k, _)| k.starts_with("PAYHUB_")).collect();
+    let origin = if let Some(dir) = &cli.data_dir {
+        env.insert("PAYHUB_DATA_DIR".into(), dir.display().to_string());
+        "--data-dir".to_owned()
+    } else if env.contains_key("PAYHUB_DATABASE_URL") {
+        "PAYHUB_DATABASE_URL".to_owned()
+    } else if env.contains_key("PAYHUB_DATA_DIR") {
+        "PAYHUB_DATA_DIR".to_owned()
+    } else if cli.config.is_some() || env.contains_key("PAYHUB_CONFIG") {
+        "the configuration file, else the default ./payhub-data".to_owned()
+    } else {
+        let here = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
+        format!("the default ./payhub-data, in the current directory {here}")
+    };
+    let mut config = match Config::from_sources(cli.config.as_deref(), &env) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
@@ -252,7 +279,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    match runtime.block_on(run(cli.command, config, &origin)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             match error.downcast_ref::<ServiceError>() {
@@ -278,12 +305,41 @@ async fn open(config: &Config) -> anyhow::Result<(Store, Accounts)> {
     Ok((store.clone(), Accounts::new(store, key)))
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database_url).await.context("opening the database (PAYHUB_DATABASE_URL)")?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn run(command: Command, config: Config, origin: &str) -> anyhow::Result<()> {
+    use crate::cli_ops::Missing;
+    let missing = match &command {
+        Command::Serve { .. } | Command::Migrate => Missing::Create,
+        Command::Users(_) | Command::Keys(_) | Command::Backup { .. } => Missing::Refuse,
+        Command::Accounts(_)
+        | Command::Check
+        | Command::Recurring(_)
+        | Command::Agreements(_)
+        | Command::Heartbeat(_) => Missing::RefuseWithKey,
+    };
+    crate::cli_ops::prepare(&config, missing, origin)?;
     match command {
         Command::Serve { sandbox } => serve(config, sandbox).await,
+        Command::Check => {
+            if !crate::cli_ops::check(&config).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Backup { file } => crate::cli_ops::backup(&config, file).await,
         Command::Migrate => {
             let store = Store::connect(&config.database_url).await?;
             let applied = store.migrate().await?;
+            store.close().await;
+            // The key comes with the database it seals secrets for, so the commands that follow can use it.
+            if config.master_key.is_none() {
+                MasterKey::load_or_create(&config.data_dir)?;
+            }
             println!(
                 "migrations applied: {}",
                 if applied.is_empty() { "none (up to date)".into() } else { format!("{applied:?}") }
@@ -476,7 +532,7 @@ async fn accounts(command: AccountsCommand, config: &Config) -> anyhow::Result<(
 }
 
 async fn users(command: UsersCommand, config: &Config) -> anyhow::Result<()> {
-    let (store, _) = open(config).await?;
+    let store = open_store(config).await?;
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let (email, role) = match command {
@@ -503,7 +559,7 @@ async fn users(command: UsersCommand, config: &Config) -> anyhow::Result<()> {
 }
 
 async fn keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
-    let (store, _) = open(config).await?;
+    let store = open_store(config).await?;
     let actor = Actor::cli();
     match command {
         KeysCommand::Create { name, role } => {

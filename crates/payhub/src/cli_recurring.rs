@@ -218,11 +218,21 @@ pub async fn heartbeat(command: HeartbeatCommand, config: Config) -> anyhow::Res
         HeartbeatCommand::Run { beats } => {
             let names: Vec<String> =
                 if beats.is_empty() { heartbeat.beats().into_iter().map(|(name, _)| name).collect() } else { beats };
+            // One beat at a time, each with the jobs it queued, so the bar moves as beats finish (a charge run
+            // over many agreements takes minutes); indicatif hides the bar when stderr is not a terminal.
+            let bar = indicatif::ProgressBar::new(names.len() as u64).with_style(
+                indicatif::ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} beats, now {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
             let mut runs = Vec::new();
             for name in &names {
+                bar.set_message(name.clone());
                 runs.push(heartbeat.run_now(name).await.with_context(|| format!("beat {name}"))?);
+                state.jobs.run_until_idle().await?;
+                bar.inc(1);
             }
-            state.jobs.run_until_idle().await?;
+            bar.finish_and_clear();
             for id in runs {
                 if let Some(run) = heartbeat.run(&id).await? {
                     ok &= run.status == "succeeded";

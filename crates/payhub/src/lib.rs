@@ -3,7 +3,7 @@
 //! The library holds everything; the `payhub` binary only parses its command line. Start with
 //! [`app::Application::build`]. Module map (dependencies point downwards):
 //!
-//! - [`cli`], [`cli_recurring`], [`app`]: the command line; the one list of routes, the access guard, the
+//! - [`cli`], [`cli_recurring`], [`cli_ops`], [`app`]: the command line; the one list of routes, the access guard, the
 //!   request middleware, start-up and shutdown;
 //! - [`state`]: the wiring every handler receives;
 //! - [`api`], [`web`]: the JSON APIs and the server-rendered pages (thin handlers);
@@ -23,6 +23,7 @@ pub mod auth;
 mod batcher;
 pub mod cli;
 pub mod cli_reconcile;
+pub mod cli_ops;
 pub mod cli_recurring;
 pub mod cli_settlement;
 pub mod config;

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod changes;
 pub mod charges;
 pub mod checkpoint;
@@ -58,6 +59,10 @@ pub enum StoreError {
     /// The record asked for does not exist.
     #[error("not found")]
     NotFound,
+    /// The database the URL names does not exist (a PostgreSQL database not yet created); the message says
+    /// which and how to make it.
+    #[error("{0}")]
+    MissingDatabase(String),
     /// Anything else the driver reported.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -296,7 +301,8 @@ impl Store {
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
-                    .await?;
+                    .await
+                    .map_err(|e| missing_postgres_database(url, e))?;
                 (pool.clone(), pool)
             }
         };
@@ -422,6 +428,34 @@ fn sqlite_pragmas() -> String {
          PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = {};",
         checkpoint::BACKSTOP_FRAMES
     )
+}
+
+/// PostgreSQL's "database does not exist" (SQLSTATE 3D000) as a message an operator can act on: payhub creates
+/// the schema (`payhub migrate`), never the database itself, which needs rights payhub should not hold.
+fn missing_postgres_database(url: &str, error: sqlx::Error) -> StoreError {
+    let missing = matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"));
+    if !missing {
+        return StoreError::Database(error);
+    }
+    let parsed = url::Url::parse(url).ok();
+    let name = parsed.as_ref().map(|u| u.path().trim_start_matches('/').to_owned()).unwrap_or_default();
+    let server = parsed
+        .as_ref()
+        .map(|u| format!("{}:{}", u.host_str().unwrap_or("localhost"), u.port().unwrap_or(5432)))
+        .unwrap_or_default();
+    StoreError::MissingDatabase(format!(
+        "the PostgreSQL database \"{name}\" does not exist on {server} (PAYHUB_DATABASE_URL). Create it first \
+         (`createdb -h HOST -U USER {name}`, or `CREATE DATABASE {name};` in psql), then run `payhub migrate`, \
+         or point PAYHUB_DATABASE_URL at an existing database"
+    ))
+}
+
+/// The file an SQLite database URL names (`None` for another backend or an in-memory database).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if Backend::from_url(url).ok()? != Backend::Sqlite || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    sqlite_path(url).filter(|p| !p.is_empty()).map(std::path::PathBuf::from)
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {

@@ -40,7 +40,21 @@ impl VippsClients {
                 }
             }
         }
-        let credentials = accounts.credentials(account_id).await?;
+        let client = self.build(accounts, view, None).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(account_id.to_owned(), (view.updated_at.clone(), client.clone()));
+        }
+        Ok(client)
+    }
+
+    /// A client for `view` outside the cache, with `retry` instead of the usual retries when given.
+    async fn build(
+        &self,
+        accounts: &Accounts,
+        view: &AccountView,
+        retry: Option<vipps_client::RetryPolicy>,
+    ) -> ServiceResult<Client> {
+        let credentials = accounts.credentials(&view.id).await?;
         let environment = match (view.api_base_url.as_deref(), view.is_test) {
             (Some(url), _) => Environment::Custom(
                 Url::parse(&format!("{}/", url.trim_end_matches('/'))).map_err(|e| ServiceError::Internal(e.into()))?,
@@ -65,10 +79,65 @@ impl VippsClients {
         );
         let mut config = config;
         config.timeout = self.timeout;
-        let client = Client::new(config).map_err(|e| ServiceError::Internal(e.into()))?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(account_id.to_owned(), (view.updated_at.clone(), client.clone()));
+        if let Some(retry) = retry {
+            config.retry = retry;
         }
-        Ok(client)
+        Client::new(config).map_err(|e| ServiceError::Internal(e.into()))
+    }
+
+    /// Asks Vipps' token endpoint whether `view`'s stored credentials are accepted, with a client of its own
+    /// (a cached token would answer for credentials Vipps no longer takes) and without retries (an operator
+    /// waits for the answer; a retry would only delay "unreachable").
+    pub async fn check_credentials(&self, accounts: &Accounts, view: &AccountView) -> CredentialCheck {
+        let client = match self.build(accounts, view, Some(vipps_client::RetryPolicy::none())).await {
+            Ok(client) => client,
+            Err(error) => {
+                return CredentialCheck::Refused(format!("payhub cannot use the stored credentials: {error}"))
+            }
+        };
+        match client.authenticate().await {
+            Ok(()) => CredentialCheck::Ok,
+            Err(error) => {
+                use vipps_client::ErrorKind as K;
+                match error.kind() {
+                    K::Transport | K::Timeout | K::ServerError | K::RateLimited | K::UnexpectedBody => {
+                        CredentialCheck::Unreachable(error.to_string())
+                    }
+                    // Authentication, Forbidden, MerchantConfiguration, InvalidInput and any answer that is not
+                    // a token: Vipps (or the client, before sending) did not take these credentials.
+                    _ => CredentialCheck::Refused(error.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// What Vipps' token endpoint said to an account's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialCheck {
+    /// Vipps issued an access token.
+    Ok,
+    /// Vipps refused the client id, client secret or subscription key (or payhub could not use them); why.
+    Refused(String),
+    /// Vipps could not be reached or answered with a failure of its own (5xx, 429, timeout); what happened.
+    Unreachable(String),
+}
+
+impl CredentialCheck {
+    /// The outcome in the words `payhub check` prints: `credentials ok`, `refused`, `unreachable`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CredentialCheck::Ok => "credentials ok",
+            CredentialCheck::Refused(_) => "refused",
+            CredentialCheck::Unreachable(_) => "unreachable",
+        }
+    }
+
+    /// Why, for a refusal or an unreachable Vipps.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            CredentialCheck::Ok => None,
+            CredentialCheck::Refused(why) | CredentialCheck::Unreachable(why) => Some(why),
+        }
     }
 }

@@ -111,6 +111,18 @@ pub async fn extensions(Extension(who): Extension<Principal>) -> Response {
 /// A flash message shown after a redirect.
 pub struct Flash {
     done: Option<String>,
+    check: Option<String>,
+}
+
+fn check_text(check: Option<&str>) -> Option<&'static str> {
+    match check {
+        Some("ok") => Some("Vipps accepted its credentials."),
+        Some("unreachable") => Some(
+            "Vipps could not be reached to test its credentials; they are tested again when payhub calls Vipps \
+             (or now with `payhub check`).",
+        ),
+        _ => None,
+    }
 }
 
 fn flash_text(done: Option<&str>) -> Option<&'static str> {
@@ -137,7 +149,9 @@ pub async fn accounts(
         Some(&who),
         html! {
             h1 { "Vipps accounts" }
-            @if let Some(text) = flash_text(flash.done.as_deref()) { div.flash role="status" { (text) } }
+            @if let Some(text) = flash_text(flash.done.as_deref()) {
+                div.flash role="status" { (text) @if let Some(check) = check_text(flash.check.as_deref()) { " " (check) } }
+            }
             @if accounts.is_empty() {
                 div.card { p { "No accounts yet." } }
             } @else {
@@ -353,12 +367,50 @@ pub async fn create_account(
         Err(error) => return form_errors("Add Account", &who, "/setup/vipps", &form, vec![error], false),
     };
     match state.accounts.create(&input, &who.actor()).await {
-        Ok(_) => Redirect::to("/setup/vipps?done=created").into_response(),
+        Ok(view) => tested(&state, &who, &view, "created").await,
         Err(ServiceError::Invalid(errors) | ServiceError::Conflict(errors)) => {
             form_errors("Add Account", &who, "/setup/vipps", &form, errors, false)
         }
         Err(error) => super::internal_error(&error.into()),
     }
+}
+
+/// After a Save: asks Vipps' token endpoint whether the saved credentials work. The account is saved either
+/// way: secrets are not shown again, so refusing to save would make the admin type them anew, and a test
+/// sales unit is often saved before Vipps has activated it. Accepted, or Vipps unreachable (nothing the admin
+/// typed is shown wrong), goes back to the list saying so; refused stays on the account's form with Vipps'
+/// answer beside it, since the form is where it gets fixed.
+async fn tested(state: &AppState, who: &Principal, view: &crate::vipps::accounts::AccountView, done: &str) -> Response {
+    use crate::vipps::client::CredentialCheck;
+    let outcome = state.payments.clients.check_credentials(&state.accounts, view).await;
+    let reason = match &outcome {
+        CredentialCheck::Ok => return Redirect::to(&format!("/setup/vipps?done={done}&check=ok")).into_response(),
+        CredentialCheck::Unreachable(why) => {
+            tracing::warn!(account_id = %view.id, error = %why, "credential test on save: Vipps unreachable");
+            return Redirect::to(&format!("/setup/vipps?done={done}&check=unreachable")).into_response();
+        }
+        CredentialCheck::Refused(why) => why,
+    };
+    tracing::warn!(account_id = %view.id, error = %reason, "credential test on save: Vipps refused");
+    let settings = match state.accounts.settings(&view.id).await {
+        Ok(settings) => settings,
+        Err(error) => return super::internal_error(&error.into()),
+    };
+    let form = AccountForm::from_settings(&settings);
+    let action = format!("/setup/vipps/{}", view.id);
+    page(
+        "Edit Account",
+        Some(who),
+        html! {
+            h1 { "Edit " (settings.name) }
+            div.alert role="alert" {
+                strong { "Saved, but Vipps refused these credentials. " }
+                "Correct the Client Key, Client Secret or Subscription Key (and the MSN) below and Save again; until "
+                "then Vipps refuses this account's payments. Vipps said: " (reason)
+            }
+            (account_form(who, &action, &form, &[], true))
+        },
+    )
 }
 
 /// `GET /setup/vipps/{id}`: the edit form.
@@ -399,7 +451,7 @@ pub async fn update_account(
         Err(error) => return form_errors("Edit Account", &who, &action, &form, vec![error], true),
     };
     match state.accounts.update(&id, &input, &who.actor()).await {
-        Ok(_) => Redirect::to("/setup/vipps?done=updated").into_response(),
+        Ok(view) => tested(&state, &who, &view, "updated").await,
         Err(ServiceError::Invalid(errors) | ServiceError::Conflict(errors)) => {
             form_errors("Edit Account", &who, &action, &form, errors, true)
         }

@@ -5,8 +5,12 @@ mod helpers;
 
 mod account_isolation;
 mod accounts;
+mod backup;
 mod cli;
 mod fault_suite;
+mod credential_check;
+mod data_dir;
+mod deploy_files;
 mod fuzz_input;
 mod guided_matching;
 mod hostile_input;
