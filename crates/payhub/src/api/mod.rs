@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod giving_pages;
 pub mod json;
 pub mod ops;
 pub mod v2;

@@ -1,6 +1,7 @@
 //! Pure types and rules: no I/O. Everything here parses, validates and computes; storage and HTTP live elsewhere.
 
 pub mod account;
+pub mod giving_page;
 pub mod ids;
 pub mod intent;
 pub mod money;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod changes;
 pub mod charges;
 pub mod checkpoint;
+pub mod giving_pages;
 pub mod idempotency;
 pub mod installments;
 pub mod intents;
@@ -235,6 +236,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "poll_order",
         sqlite: include_str!("../../migrations/sqlite/0010_poll_order.sql"),
         postgres: include_str!("../../migrations/postgres/0010_poll_order.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "giving_pages",
+        sqlite: include_str!("../../migrations/sqlite/0013_giving_pages.sql"),
+        postgres: include_str!("../../migrations/postgres/0013_giving_pages.sql"),
     },
 ];
 
