@@ -298,8 +298,8 @@ fn form_page(
 
 /// Puts this request's CSRF token into a rendered page and sets the cookie when the browser has none.
 fn with_token(rendered: &(String, String), headers: &HeaderMap, status: StatusCode) -> Response {
-    let existing = cookie(headers, CSRF_COOKIE).filter(|t| t.len() == 48 && t.starts_with("gv_"));
-    let token = existing.map(str::to_owned).unwrap_or_else(|| new_token("gv_")[..48].to_owned());
+    let existing = cookie(headers, CSRF_COOKIE).filter(|t| t.len() == 46 && t.starts_with("gv_"));
+    let token = existing.map(str::to_owned).unwrap_or_else(|| new_token("gv_"));
     let mut body = String::with_capacity(rendered.0.len() + rendered.1.len() + token.len());
     body.push_str(&rendered.0);
     body.push_str(&token);

@@ -7,6 +7,7 @@ mod account_isolation;
 mod accounts;
 mod cli;
 mod fuzz_input;
+mod giving_pages;
 mod hostile_input;
 mod idempotency;
 mod jobs;
