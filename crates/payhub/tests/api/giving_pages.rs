@@ -193,7 +193,8 @@ on_both_backends! {
         let (page, token) = open_form(&browser, "/give/spring?amount=999999&mobileNumber=12").await;
         assert!(!page.contains("999999") && !page.contains("value=\"12\""), "unfit query values are left out");
         let before = messages(&app).await;
-        let cases: [(&[(&str, &str)], &str, &str); 4] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 4] = [
             (&[("frequency", "OneTime"), ("amount", "ti kroner")], "amount", "Skriv beløpet i kroner"),
             (&[("frequency", "OneTime"), ("amount", "5")], "amount", "lavere enn det minste"),
             (&[("frequency", "OneTime"), ("amount", "6000")], "amount", "høyere enn det største"),

@@ -1,6 +1,7 @@
 //! Payer pages in a real browser: headless Chromium on a phone-sized screen, against payhub and the Vipps
 //! simulator, with axe-core checking each page. SQLite only: what is checked here is the browser's side (the
 //! HTTP tests run both backends).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod helpers;
 
