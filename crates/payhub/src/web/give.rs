@@ -18,11 +18,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use super::give_form::{check, lang_of, prefill, t, Problem, Values};
 use crate::auth::http::cookie;
 use crate::auth::tokens::{new_token, tokens_match};
-use crate::domain::giving_page::{format_kroner, parse_payer_amount, Giving, GivingPageSettings, Lang};
-use crate::domain::phone::Phone;
-use crate::pages::{Gift, GiftStatus};
+use crate::domain::giving_page::{format_kroner, Giving, GivingPageSettings, Lang};
+use crate::pages::GiftStatus;
 use crate::processing::IntentError;
 use crate::state::AppState;
 use crate::store::giving_pages::GivingPageRecord;
@@ -70,96 +70,6 @@ button:focus-visible{outline:3px solid #1f2430;outline-offset:2px}
 .amount{font-size:1.4rem;font-weight:700}
 .secure{color:#4b5563;font-size:.9rem;margin-top:1rem}
 "#;
-
-/// What the payer sent (or the query pre-filled), kept as typed so the form can show it again.
-#[derive(Debug, Default, Clone)]
-struct Values {
-    amount: String,
-    preset: String,
-    frequency: String,
-    first_name: String,
-    last_name: String,
-    email: String,
-    mobile_number: String,
-    campaign: String,
-    origin: String,
-}
-
-/// One problem, tied to its field.
-struct Problem {
-    field: &'static str,
-    message: &'static str,
-}
-
-fn lang_of(query: &HashMap<String, String>, headers: &HeaderMap) -> Lang {
-    match query.get("lang").map(String::as_str) {
-        Some("en") => Lang::En,
-        Some("nb" | "no" | "nn") => Lang::Nb,
-        _ if super::payer_return::norwegian(headers) => Lang::Nb,
-        _ => Lang::En,
-    }
-}
-
-fn t(lang: Lang, nb: &'static str, en: &'static str) -> &'static str {
-    match lang {
-        Lang::Nb => nb,
-        Lang::En => en,
-    }
-}
-
-/// A tracking value from the query or the form: up to 100 letters, digits, spaces and `-_.:/`; anything
-/// else is dropped, not refused (a mangled link must still give a working page).
-fn tracking(value: Option<&String>) -> String {
-    value
-        .map(|v| v.trim())
-        .filter(|v| v.chars().count() <= 100 && v.chars().all(|c| c.is_alphanumeric() || " -_.:/".contains(c)))
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The query's pre-fill, each value checked against the page; what does not fit is left out.
-fn prefill(page: &GivingPageSettings, query: &HashMap<String, String>) -> Values {
-    let giving = query
-        .get("frequency")
-        .and_then(|f| Giving::parse(f))
-        .filter(|g| page.frequencies.contains(g))
-        .unwrap_or(page.default_frequency);
-    let (min, max) = page.limits(giving);
-    let amount = query.get("amount").and_then(|a| parse_payer_amount(a)).filter(|m| (min..=max).contains(&m.ore()));
-    let (amount, preset) = match amount {
-        Some(m) if page.amounts.iter().any(|p| p.ore == m.ore()) => (String::new(), m.ore().to_string()),
-        Some(m) => (kroner_input(m.ore()), String::new()),
-        None => (String::new(), String::new()),
-    };
-    let phone = query
-        .get("mobileNumber")
-        .or_else(|| query.get("phone"))
-        .filter(|p| Phone::parse(p).is_ok())
-        .cloned()
-        .unwrap_or_default();
-    let text = |key: &str| {
-        query.get(key).map(|v| v.trim()).filter(|v| v.chars().count() <= 100).unwrap_or_default().to_owned()
-    };
-    Values {
-        amount,
-        preset,
-        frequency: giving.as_str().to_owned(),
-        first_name: text("firstName"),
-        last_name: text("lastName"),
-        email: text("email"),
-        mobile_number: phone,
-        campaign: tracking(query.get("campaign")),
-        origin: tracking(query.get("origin")),
-    }
-}
-
-/// An amount as the payer would type it: `250` or `250,50`.
-fn kroner_input(ore: i64) -> String {
-    match ore % 100 {
-        0 => (ore / 100).to_string(),
-        cents => format!("{},{cents:02}", ore / 100),
-    }
-}
 
 fn page_shell(settings: &GivingPageSettings, lang: Lang, title: &str, refresh: bool, body: Markup) -> Markup {
     html! {
@@ -378,151 +288,6 @@ fn refused(lang: Lang, status: StatusCode, nb: &'static str, en: &'static str, s
     (status, Html(markup.into_string())).into_response()
 }
 
-/// Checks a submission against the page; the gift, or every problem.
-fn check(
-    page: &GivingPageSettings,
-    form: &HashMap<String, String>,
-    lang: Lang,
-) -> (Values, Result<Gift, Vec<Problem>>) {
-    let get = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let values = Values {
-        amount: get("amount"),
-        preset: get("preset"),
-        frequency: get("frequency"),
-        first_name: get("firstName"),
-        last_name: get("lastName"),
-        email: get("email"),
-        mobile_number: get("mobileNumber"),
-        campaign: tracking(form.get("campaign")),
-        origin: tracking(form.get("origin")),
-    };
-    let mut problems = Vec::new();
-    let giving = Giving::parse(&values.frequency).filter(|g| page.frequencies.contains(g));
-    if giving.is_none() {
-        problems.push(Problem {
-            field: "frequency",
-            message: t(lang, "Velg hvor ofte du vil gi.", "Choose how often you want to give."),
-        });
-    }
-    let (min, max) = page.limits(giving.unwrap_or(page.default_frequency));
-    let amount = if !values.amount.is_empty() {
-        match parse_payer_amount(&values.amount) {
-            Some(m) if m.ore() < min => {
-                problems.push(Problem {
-                    field: "amount",
-                    message: t(
-                        lang,
-                        "Beløpet er lavere enn det minste vi kan ta imot.",
-                        "The amount is below the smallest gift we can take.",
-                    ),
-                });
-                None
-            }
-            Some(m) if m.ore() > max => {
-                problems.push(Problem {
-                    field: "amount",
-                    message: t(
-                        lang,
-                        "Beløpet er høyere enn det største vi kan ta imot.",
-                        "The amount is above the largest gift we can take.",
-                    ),
-                });
-                None
-            }
-            Some(m) => Some(m),
-            None => {
-                problems.push(Problem {
-                    field: "amount",
-                    message: t(
-                        lang,
-                        "Skriv beløpet i kroner, for eksempel 250 eller 250,50.",
-                        "Type the amount in kroner, for example 250 or 250.50.",
-                    ),
-                });
-                None
-            }
-        }
-    } else {
-        // A preset counts only as one of the page's own amounts: the form cannot name a price of its own.
-        match page.amounts.iter().find(|p| p.ore.to_string() == values.preset) {
-            Some(p) if (min..=max).contains(&p.ore) => Some(crate::domain::money::Money::from_ore(p.ore)),
-            _ => {
-                problems.push(Problem {
-                    field: "amount",
-                    message: t(lang, "Velg et beløp eller skriv inn et.", "Choose an amount or type one."),
-                });
-                None
-            }
-        }
-    };
-    let name = |value: &str, field: &'static str, problems: &mut Vec<Problem>| {
-        if value.chars().count() > 100 {
-            problems.push(Problem { field, message: t(lang, "Høyst 100 tegn.", "At most 100 characters.") });
-        }
-        (!value.is_empty()).then(|| value.to_owned())
-    };
-    let first_name = name(&values.first_name, "firstName", &mut problems);
-    let last_name = name(&values.last_name, "lastName", &mut problems);
-    let email = name(&values.email, "email", &mut problems);
-    if email.as_ref().is_some_and(|e| !valid_email(e)) {
-        problems.push(Problem {
-            field: "email",
-            message: t(
-                lang,
-                "Skriv en e-postadresse som navn@eksempel.no.",
-                "Type an email address like name@example.com.",
-            ),
-        });
-    }
-    let phone = if values.mobile_number.is_empty() {
-        None
-    } else {
-        match Phone::parse(&values.mobile_number) {
-            Ok(p) => Some(p),
-            Err(_) => {
-                problems.push(Problem {
-                    field: "mobileNumber",
-                    message: t(
-                        lang,
-                        "Skriv et mobilnummer med 8 siffer, eller med landskode som +46 70 123 45 67.",
-                        "Type a mobile number with 8 digits, or with a country code like +46 70 123 45 67.",
-                    ),
-                });
-                None
-            }
-        }
-    };
-    match (amount, giving) {
-        (Some(amount), Some(giving)) if problems.is_empty() => {
-            let gift = Gift {
-                amount,
-                giving,
-                first_name,
-                last_name,
-                email,
-                phone,
-                campaign: (!values.campaign.is_empty()).then(|| values.campaign.clone()),
-                origin: (!values.origin.is_empty()).then(|| values.origin.clone()),
-            };
-            (values, Ok(gift))
-        }
-        _ => (values, Err(problems)),
-    }
-}
-
-fn valid_email(email: &str) -> bool {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.contains(char::is_whitespace)
-        }
-        None => false,
-    }
-}
-
 /// `POST /give/{slug}`: checks, then hands the gift to the intake and sends the payer to Vipps (`303`).
 pub async fn submit(
     State(state): State<AppState>,
@@ -692,7 +457,5 @@ mod tests {
     #[test]
     fn the_form_token_is_left_out_of_the_message() {
         assert_eq!(redact_token("amount=250&csrf_token=gv_abc&email=a%40b.no"), "amount=250&email=a%40b.no");
-        assert!(valid_email("kari@example.no") && !valid_email("kari@") && !valid_email("kari example.no"));
-        assert_eq!(kroner_input(25_050), "250,50");
     }
 }

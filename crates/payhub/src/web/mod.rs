@@ -2,6 +2,7 @@
 //! Vipps extension's accounts, API keys, users and the audit log. Every form carries the session's CSRF token.
 
 pub mod give;
+mod give_form;
 pub mod giving_pages;
 pub mod login;
 pub mod payer_return;

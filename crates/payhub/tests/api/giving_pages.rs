@@ -278,3 +278,43 @@ on_both_backends! {
         assert_eq!(messages(&app).await, before);
     }
 }
+
+on_both_backends! {
+    async fn an_admin_creates_and_edits_a_page_in_the_ui(app) {
+        let _vipps = app.with_vipps().await;
+        let admin = app.browser(payhub::domain::role::Role::Admin).await;
+        let csrf = admin.csrf().await;
+        let (status, form) = admin.get("/setup/giving-pages/new").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(form.contains("name=\"slug\"") && form.contains("<option value=\"Sandbox\""));
+        let fields = [("csrf_token", csrf.as_str()), ("slug", "summer"), ("title_nb", "Sommeraksjon"), ("title_en", "Summer appeal"),
+            ("amounts", "100, 250, 1 000"), ("frequencies", "OneTime"), ("frequencies", "Monthly"), ("default_frequency", "Monthly"),
+            ("account", "Sandbox"), ("brand_colour", "#0b5fff"), ("transaction_text", "Gave til sommeraksjonen"), ("active", "on")];
+        let (status, _, location) = admin.post("/setup/giving-pages", &fields).await;
+        assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/setup/giving-pages")));
+        let (_, list) = admin.get("/setup/giving-pages").await;
+        assert!(list.contains("href=\"/give/summer\""), "{list}");
+        let page = app.state.pages.by_slug("summer").await.unwrap().unwrap();
+        assert_eq!(page.settings.amounts.iter().map(|p| p.ore).collect::<Vec<_>>(), vec![10_000, 25_000, 100_000]);
+        assert_eq!(page.settings.default_frequency.as_str(), "Monthly");
+        // The page is on the air at once, in the admin's words.
+        let (status, public) = Browser::new(&app).get("/give/summer").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(public.contains("Sommeraksjon") && public.contains("kr\u{a0}1\u{a0}000") && public.contains("--brand:#0b5fff"));
+
+        // A bad edit is shown with its errors and changes nothing.
+        let (_, edit) = admin.get(&format!("/setup/giving-pages/{}", page.id)).await;
+        assert!(edit.contains("value=\"Sommeraksjon\""));
+        let bad = [("csrf_token", csrf.as_str()), ("slug", "summer"), ("title_nb", "Sommer"), ("amounts", "many"), ("frequencies", "OneTime")];
+        let (status, shown, _) = admin.post(&format!("/setup/giving-pages/{}", page.id), &bad).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(shown.contains("amounts: Amount must be a number"), "{shown}");
+        assert_eq!(app.state.pages.by_slug("summer").await.unwrap().unwrap().settings.title.nb, "Sommeraksjon");
+        let good = [("csrf_token", csrf.as_str()), ("slug", "summer"), ("title_nb", "Sommer"), ("amounts", "50"), ("frequencies", "OneTime"), ("active", "on")];
+        let (status, _, _) = admin.post(&format!("/setup/giving-pages/{}", page.id), &good).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, public) = Browser::new(&app).get("/give/summer").await;
+        assert!(public.contains("<h1>Sommer</h1>"), "the edit shows at once");
+        assert!(!public.contains("--brand:#0b5fff"), "an emptied field takes its default");
+    }
+}
