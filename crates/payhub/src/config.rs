@@ -72,6 +72,9 @@ pub struct Config {
     /// Days operational rows are kept (`PAYHUB_RETENTION_OPERATIONAL_DAYS`, default 14): answered idempotency
     /// keys, finished webhook deliveries, raw webhook Messages that became no report, ended sessions and links.
     pub retention_operational_days: u32,
+    /// Giving Page submissions one client address may make per minute (`PAYHUB_GIVE_SUBMISSIONS_PER_MINUTE`,
+    /// default 20); past it the page answers 429.
+    pub give_submissions_per_minute: u32,
     /// Whether outbound webhooks may go to hosts that are not public: loopback, private and link-local
     /// networks (cloud metadata at 169.254.169.254), `localhost` and other local names
     /// (`PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS`, default false). Off, such a `WebhookURL` or endpoint URL is
@@ -130,6 +133,7 @@ struct FileLayer {
     retention_trail_days: Option<u32>,
     redact_bodies_after_days: Option<u32>,
     retention_operational_days: Option<u32>,
+    give_submissions_per_minute: Option<u32>,
     allow_private_webhook_targets: Option<bool>,
     clock_url: Option<String>,
 }
@@ -266,6 +270,8 @@ impl Config {
             number("PAYHUB_REDACT_BODIES_AFTER_DAYS", layer.redact_bodies_after_days, 0, 0..=36_500)?;
         let retention_operational_days =
             number("PAYHUB_RETENTION_OPERATIONAL_DAYS", layer.retention_operational_days, 14, 1..=3650)?;
+        let give_submissions_per_minute =
+            number("PAYHUB_GIVE_SUBMISSIONS_PER_MINUTE", layer.give_submissions_per_minute, 20, 1..=1_000_000)?;
 
         let allow_private_webhook_targets = match env.get("PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS") {
             Some(text) => match text.trim().to_ascii_lowercase().as_str() {
@@ -312,6 +318,7 @@ impl Config {
             retention_operational_days,
             allow_private_webhook_targets,
             clock_url,
+            give_submissions_per_minute,
         })
     }
 }

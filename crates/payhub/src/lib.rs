@@ -8,8 +8,8 @@
 //! - [`state`]: the wiring every handler receives;
 //! - [`api`], [`web`]: the JSON APIs and the server-rendered pages (thin handlers);
 //! - [`processing`], [`vipps`], [`jobs`], [`auth`]: the flows (intake, trail, one-time, refunds, recurring,
-//!   outbox), the Vipps extension (accounts, clients, webhooks), the durable queue and heartbeat, and who may
-//!   call;
+//!   outbox), the Vipps extension (accounts, clients, webhooks), the durable queue and heartbeat, who may
+//!   call, and [`pages`] (Giving Pages);
 //! - [`store`]: persistence on SQLite or PostgreSQL, one file per table family, group commit;
 //! - [`domain`]: pure types and rules;
 //! - [`config`], [`secrets`], [`ops`], [`error`]: configuration, sealing, request id and metrics, the service
@@ -31,6 +31,7 @@ pub mod domain;
 pub mod error;
 pub mod jobs;
 pub mod ops;
+pub mod pages;
 pub mod processing;
 pub mod reconcile;
 pub mod secrets;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::jobs::{Clock, Jobs};
 use crate::ops::Metrics;
+use crate::pages::GivingPages;
 use crate::processing::outbox::Outbox;
 use crate::processing::recurring::RecurringSettings;
 use crate::processing::retention::Retention;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub outbox: Outbox,
     /// The settlement ledger import and matching.
     pub reconciler: crate::reconcile::Reconciler,
+    /// Giving Pages: their settings, the gifts they take, their rendered-page cache.
+    pub pages: GivingPages,
 }
 
 impl AppState {
@@ -74,7 +77,9 @@ impl AppState {
             lead_days: config.charge_lead_days,
             ..Default::default()
         });
+        let pages = GivingPages::new(store.clone(), payments.clone(), config.give_submissions_per_minute);
         let state = AppState {
+            pages,
             accounts,
             store,
             config: Arc::new(config),

@@ -76,15 +76,17 @@ fn not_waiting(kind: &str, state: &str) -> Response {
     page(status, "Nothing to approve", &format!("<p>{}</p>", esc(&text)))
 }
 
-fn form(token: &str, approve: &str, reject: &str) -> String {
+/// The payer's form. Like Vipps' own landing page, the phone number the merchant sent is filled in.
+fn form(token: &str, phone: Option<&str>, approve: &str, reject: &str) -> String {
     format!(
         "<form method=\"post\" action=\"/landing\">\
          <input type=\"hidden\" name=\"token\" value=\"{t}\">\
          <p><label>Phone number (optional) <input name=\"phoneNumber\" inputmode=\"numeric\" \
-         placeholder=\"4791234567\"></label></p>\
+         placeholder=\"4791234567\" value=\"{p}\"></label></p>\
          <button class=\"approve\" name=\"action\" value=\"approve\">{a}</button>\
          <button name=\"action\" value=\"reject\">{r}</button></form>",
         t = esc(token),
+        p = esc(phone.unwrap_or_default()),
         a = esc(approve),
         r = esc(reject)
     )
@@ -121,7 +123,7 @@ pub(crate) async fn show(State(sim): State<SharedSim>, uri: Uri) -> Response {
                 let _ = write!(body, "<p>{}</p>", esc(d));
             }
             let _ = write!(body, "<p><small>Order {}</small></p>", esc(&p.reference));
-            body.push_str(&form(&token, "Approve", "Reject"));
+            body.push_str(&form(&token, p.phone.as_deref(), "Approve", "Reject"));
             page(StatusCode::OK, "Pay", &body)
         }
         Some(LandingTarget::Agreement { agreement_id }) => {
@@ -149,7 +151,7 @@ pub(crate) async fn show(State(sim): State<SharedSim>, uri: Uri) -> Response {
             if let Some(c) = a.charges.iter().find(|c| c.initial) {
                 let _ = write!(body, "<p>To pay now: {} ({})</p>", esc(&nok(c.amount)), esc(&c.description));
             }
-            body.push_str(&form(&token, "Accept", "Reject"));
+            body.push_str(&form(&token, a.phone.as_deref(), "Accept", "Reject"));
             page(StatusCode::OK, "Agreement", &body)
         }
     }

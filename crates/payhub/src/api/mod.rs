@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod error;
 pub mod guided;
+pub mod giving_pages;
 pub mod json;
 pub mod ops;
 pub mod reconciliation;

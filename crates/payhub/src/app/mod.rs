@@ -108,6 +108,11 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/admin/api/reconciliation/runs", Finance, api::reconciliation::start_run),
         route(M::GET, "/admin/api/reconciliation/runs", Finance, api::reconciliation::list_runs),
         route(M::GET, "/admin/api/payouts", Finance, api::reconciliation::list_payouts),
+        route(M::GET, "/admin/api/giving-pages", Admin, api::giving_pages::list),
+        route(M::POST, "/admin/api/giving-pages", Admin, api::giving_pages::create),
+        route(M::GET, "/admin/api/giving-pages/{id}", Admin, api::giving_pages::get),
+        route(M::PATCH, "/admin/api/giving-pages/{id}", Admin, api::giving_pages::update),
+        route(M::DELETE, "/admin/api/giving-pages/{id}", Admin, api::giving_pages::delete),
         // Payment API v2 (JSON, bearer keys; FinDock-compatible)
         route(M::POST, "/v2/PaymentIntent", PaymentApi, api::v2::create_intent),
         route(M::GET, "/v2/PaymentIntent/{id}", PaymentApi, api::v2::get_intent),
@@ -122,6 +127,10 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v2/Mandate/{id}", PaymentApi, api::v2::recurring::get_mandate),
         route(M::POST, "/v2/actions/CancelVippsAgreement", Refunds, api::v2::recurring::cancel_vipps_agreement),
         route(M::GET, "/v2/return/{id}", Public, web::payer_return::payer_return),
+        // Giving Pages (public; CSRF by double-submit cookie, rate limit per address)
+        route(M::GET, "/give/{slug}", Public, web::give::show),
+        route(M::POST, "/give/{slug}", Public, web::give::submit),
+        route(M::GET, "/give/{slug}/thanks/{token}", Public, web::give::thanks),
         // Vipps webhooks (public; every delivery's HMAC signature is verified)
         route(M::POST, "/webhooks/vipps/{id}", Public, api::vipps_webhooks::intake),
         // Pages: sign-in and first run
@@ -157,6 +166,11 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/setup/users", Admin, web::users::users),
         route(M::POST, "/setup/users", Admin, web::users::create_user),
         route(M::GET, "/setup/audit", Admin, web::users::audit),
+        route(M::GET, "/setup/giving-pages", Admin, web::giving_pages::list),
+        route(M::GET, "/setup/giving-pages/new", Admin, web::giving_pages::new_page),
+        route(M::POST, "/setup/giving-pages", Admin, web::giving_pages::create),
+        route(M::GET, "/setup/giving-pages/{id}", Admin, web::giving_pages::edit),
+        route(M::POST, "/setup/giving-pages/{id}", Admin, web::giving_pages::update),
     ]
 }
 

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod guided;
+pub mod giving_page;
 pub mod ids;
 pub mod intent;
 pub mod ledger;

@@ -11,6 +11,7 @@ pub mod changes;
 pub mod charges;
 pub mod checkpoint;
 pub mod guided;
+pub mod giving_pages;
 pub mod idempotency;
 pub mod installments;
 pub mod intents;
@@ -257,6 +258,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "guided_matching",
         sqlite: include_str!("../../migrations/sqlite/0012_guided_matching.sql"),
         postgres: include_str!("../../migrations/postgres/0012_guided_matching.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "giving_pages",
+        sqlite: include_str!("../../migrations/sqlite/0013_giving_pages.sql"),
+        postgres: include_str!("../../migrations/postgres/0013_giving_pages.sql"),
     },
 ];
 

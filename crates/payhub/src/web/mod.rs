@@ -1,6 +1,9 @@
 //! Server-rendered pages (no front-end build step, no JavaScript needed): sign-in, first run, Setup with the
 //! Vipps extension's accounts, API keys, users and the audit log. Every form carries the session's CSRF token.
 
+pub mod give;
+mod give_form;
+pub mod giving_pages;
 pub mod login;
 pub mod payer_return;
 pub mod reconciliation;
@@ -74,6 +77,7 @@ pub fn page(title: &str, who: Option<&Principal>, body: Markup) -> Response {
                             a href="/setup/keys" { "API keys" }
                             a href="/setup/users" { "Users" }
                             a href="/setup/audit" { "Audit log" }
+                            a href="/setup/giving-pages" { "Giving Pages" }
                         }
                         form method="post" action="/logout" {
                             span.who { (who.label.split_once(' ').map(|(_, e)| e).unwrap_or(&who.label)) " · " (who.role) " " }

@@ -25,7 +25,7 @@ pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>,
 
 /// Whether the browser prefers Norwegian (Bokmål, Nynorsk or plain `no`) to English. Payers are in Norway, so
 /// Norwegian is also the answer when the browser states no preference.
-fn norwegian(headers: &HeaderMap) -> bool {
+pub(crate) fn norwegian(headers: &HeaderMap) -> bool {
     let Some(accepted) = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) else { return true };
     accepted
         .split(',')

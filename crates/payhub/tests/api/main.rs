@@ -13,6 +13,7 @@ mod data_dir;
 mod deploy_files;
 mod fuzz_input;
 mod guided_matching;
+mod giving_pages;
 mod hostile_input;
 mod idempotency;
 mod jobs;

@@ -68,7 +68,7 @@ on_both_backends! {
         assert!(table.len() >= 30, "the route table lists every route");
         let mut checked = 0;
         for route in &table {
-            let path = route.path.replace("{id}", "x_unknown");
+            let path = route.path.replace("{id}", "x_unknown").replace("{slug}", "x_unknown").replace("{token}", "x_unknown");
             let api = path.starts_with("/admin/api") || path.starts_with("/v2/");
             for caller in [Caller::Nobody, Caller::As(Role::Admin), Caller::As(Role::Finance), Caller::As(Role::Integrator)] {
                 let (status, location) = call(&app, &browsers, caller, &route.method, &path).await;

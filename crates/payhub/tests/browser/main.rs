@@ -1,0 +1,126 @@
+//! Payer pages in a real browser: headless Chromium on a phone-sized screen, against payhub and the Vipps
+//! simulator, with axe-core checking each page. SQLite only: what is checked here is the browser's side (the
+//! HTTP tests run both backends).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod helpers;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use helpers::webdriver::Browser;
+use helpers::{axe, storage, Backend, TestApp};
+
+/// An app with the simulator and the `spring` page, and a browser; `None` when no browser is installed.
+async fn start() -> Option<(TestApp, helpers::Vipps, Browser)> {
+    let browser = Browser::start().await?;
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("app");
+    let vipps = app.with_vipps().await;
+    let response = app
+        .admin(Method::POST, "/admin/api/giving-pages")
+        .json(&json!({"slug": "spring", "title": {"nb": "Vårinnsamling for rent vann", "en": "Spring appeal for clean water"},
+            "intro": {"nb": "Hver gave gir en familie rent vann.", "en": "Every gift gives a family clean water."},
+            "amounts": [{"amount": 100, "narrative": {"nb": "Vannfilter", "en": "A water filter"}}, 250, 500],
+            "frequencies": ["OneTime", "Monthly"], "account": "Sandbox", "max_amount": 5000,
+            "thank_you": {"nb": "Gaven din gir rent vann.", "en": "Your gift gives clean water."}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    Some((app, vipps, browser))
+}
+
+/// On the simulator's payer page: the phone payhub sent is shown; approve.
+async fn approve_in_vipps(browser: &Browser) -> String {
+    browser.wait_for("Vipps MobilePay · simulator").await;
+    let phone = browser.value("input[name=phoneNumber]").await;
+    browser.click("button[value=approve]").await;
+    phone
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_gift_on_a_phone_prefilled_then_typed() {
+    let Some((app, _vipps, browser)) = start().await else { return };
+    browser.open(&app.url("/give/spring?mobileNumber=4791234567")).await;
+    assert_eq!(browser.value("#mobileNumber").await, "4791234567", "the query pre-fills the phone");
+    assert_eq!(browser.script("return document.documentElement.lang").await, "nb");
+    axe::check(&browser, "the giving page").await;
+    let shot = browser.screenshot().await;
+    let saved = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("giving-page.png");
+    std::fs::write(&saved, &shot).unwrap();
+    if std::env::var_os("PAYHUB_UPDATE_SCREENSHOTS").is_some() {
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/giving-page.png"), &shot).unwrap();
+    }
+    assert!(shot.starts_with(b"\x89PNG"), "a phone-sized screenshot, at {}", saved.display());
+
+    browser.click("label[for=preset-25000]").await;
+    browser.type_into("#mobileNumber", "930 00 002").await;
+    browser.type_into("#firstName", "Kari").await;
+    browser.type_into("#email", "kari@example.no").await;
+    browser.click("button[type=submit]").await;
+    let phone = approve_in_vipps(&browser).await;
+    assert_eq!(phone, "4793000002", "Vipps got the number the payer typed, not the query's");
+    let page = browser.wait_for("Takk for gaven!").await;
+    assert!(page.contains("Gaven din gir rent vann."));
+    assert!(browser.url().await.contains("/give/spring/thanks/"));
+    axe::check(&browser, "the thank-you page").await;
+    assert_eq!(storage::text(&app, "SELECT status FROM installments", &[]).await.as_deref(), Some("Collected"));
+    assert_eq!(
+        storage::text(&app, "SELECT CAST(amount_ore AS TEXT) FROM installments", &[]).await.as_deref(),
+        Some("25000")
+    );
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monthly_gift_on_a_phone() {
+    let Some((app, _vipps, browser)) = start().await else { return };
+    browser.open(&app.url("/give/spring?phone=%2B47%20912%2034%20567")).await;
+    assert_eq!(browser.value("#mobileNumber").await, "+47 912 34 567");
+    browser.click("label[for=frequency-Monthly]").await;
+    browser.type_into("#amount", "150").await;
+    browser.type_into("#mobileNumber", "93000003").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("Vipps MobilePay · simulator").await;
+    let phone = browser.value("input[name=phoneNumber]").await;
+    assert_eq!(phone, "4793000003");
+    browser.click("button[value=approve]").await;
+    browser.wait_for("Takk for at du gir fast!").await;
+    axe::check(&browser, "the thank-you page of a monthly gift").await;
+    assert_eq!(storage::text(&app, "SELECT status FROM mandates", &[]).await.as_deref(), Some("Active"));
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_amount_is_shown_beside_its_field() {
+    let Some((app, _vipps, browser)) = start().await else { return };
+    browser.open(&app.url("/give/spring")).await;
+    browser.type_into("#amount", "tusen").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("Noe må rettes").await;
+    assert!(browser.text("#amount-error").await.contains("Skriv beløpet i kroner"));
+    assert_eq!(
+        browser.script("return document.getElementById('amount').getAttribute('aria-describedby')").await,
+        "amount-hint amount-error"
+    );
+    assert_eq!(browser.value("#amount").await, "tusen", "what the payer typed stays");
+    axe::check(&browser, "the giving page with errors").await;
+    assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM messages", &[]).await, 0, "nothing recorded");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_english() {
+    let Some((app, _vipps, browser)) = start().await else { return };
+    browser.open(&app.url("/give/spring?lang=en&amount=75")).await;
+    assert_eq!(browser.script("return document.documentElement.lang").await, "en");
+    assert_eq!(browser.text("h1").await, "Spring appeal for clean water");
+    assert_eq!(browser.text("button[type=submit]").await, "Give with Vipps");
+    assert_eq!(browser.value("#amount").await, "75");
+    axe::check(&browser, "the giving page in English").await;
+    browser.type_into("#amount", "1").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("Something needs fixing").await;
+    assert!(browser.text("#amount-error").await.contains("below the smallest gift"));
+    browser.quit().await;
+}
