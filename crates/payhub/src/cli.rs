@@ -320,7 +320,8 @@ async fn run(command: Command, config: Config, origin: &str) -> anyhow::Result<(
         | Command::Check
         | Command::Recurring(_)
         | Command::Agreements(_)
-        | Command::Heartbeat(_) => Missing::RefuseWithKey,
+        | Command::Heartbeat(_)
+        | Command::Reconcile(_) => Missing::RefuseWithKey,
     };
     crate::cli_ops::prepare(&config, missing, origin)?;
     match command {
