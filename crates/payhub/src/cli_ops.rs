@@ -94,7 +94,7 @@ pub fn prepare(config: &Config, missing: Missing, origin: &str) -> anyhow::Resul
     // On PostgreSQL the database may yet turn out to be missing; the key file's creation is then logged by
     // whoever makes it, rather than announced here before the connection is known to work.
     if let Some(path) = key_missing.filter(|_| database.is_some()) {
-        creating.push(format!("a new master key at {} (back it up with the database)", path.display()));
+        creating.push(format!("a new master key at {} (keep a copy apart from the backups)", path.display()));
     }
     if !creating.is_empty() {
         eprintln!("payhub: creating {}", creating.join(" and "));

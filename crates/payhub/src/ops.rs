@@ -92,6 +92,99 @@ impl Metrics {
     }
 }
 
+/// The business figures operators watch, next to the request metrics: intents by outcome, Vipps calls by API,
+/// status and latency, Vipps webhook intake and outbound delivery outcomes, beat runs and durations. They are
+/// process-wide (see [`business`]), so a flow counts without a handle passed down to it. Every label value
+/// comes from a fixed set in code (an outcome, an API, an HTTP status, a beat's name), never from input, so
+/// the number of series stays bounded.
+#[derive(Default)]
+pub struct Business {
+    counters: Mutex<std::collections::BTreeMap<(&'static str, String), u64>>,
+    histograms: Mutex<std::collections::BTreeMap<(&'static str, String), RouteSeries>>,
+}
+
+/// What each business series means, for its `# HELP` line.
+const BUSINESS_HELP: [(&str, &str); 7] = [
+    (
+        "payhub_intents_total",
+        "Payment intents taken by the Payment API, by outcome (created, refused, vipps_failed, error).",
+    ),
+    ("payhub_vipps_calls_total", "Attempts of calls to Vipps by API and HTTP status (none: no answer)."),
+    ("payhub_vipps_call_duration_seconds", "Latency of attempts of calls to Vipps by API."),
+    (
+        "payhub_vipps_webhooks_total",
+        "Vipps webhook deliveries received, by outcome (accepted, unknown, unsigned, error).",
+    ),
+    (
+        "payhub_webhook_deliveries_total",
+        "Attempts of outbound webhook deliveries, by outcome (delivered, retrying, failed).",
+    ),
+    ("payhub_beat_runs_total", "Heartbeat beat runs by beat and status (succeeded, failed)."),
+    ("payhub_beat_duration_seconds", "Duration of heartbeat beat runs by beat."),
+];
+
+/// The process's business figures.
+pub fn business() -> &'static Business {
+    static BUSINESS: std::sync::OnceLock<Business> = std::sync::OnceLock::new();
+    BUSINESS.get_or_init(Business::default)
+}
+
+fn label_text(labels: &[(&'static str, &str)]) -> String {
+    labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect::<Vec<_>>().join(",")
+}
+
+impl Business {
+    /// Adds one to the counter `name` with these labels.
+    pub fn count(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        if let Ok(mut counters) = self.counters.lock() {
+            *counters.entry((name, label_text(labels))).or_default() += 1;
+        }
+    }
+
+    /// Records one observation, in seconds, in the histogram `name` with these labels.
+    pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], seconds: f64) {
+        let Ok(mut histograms) = self.histograms.lock() else { return };
+        let series = histograms.entry((name, label_text(labels))).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                series.buckets[i] += 1;
+            }
+        }
+        series.sum += seconds;
+        series.count += 1;
+    }
+
+    /// The figures in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut described = std::collections::BTreeSet::new();
+        let mut describe = |out: &mut String, name: &'static str, kind: &str| {
+            if described.insert(name) {
+                let help = BUSINESS_HELP.iter().find(|(n, _)| *n == name).map_or("", |(_, h)| *h);
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            }
+        };
+        if let Ok(counters) = self.counters.lock() {
+            for ((name, labels), value) in counters.iter() {
+                describe(&mut out, name, "counter");
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        }
+        if let Ok(histograms) = self.histograms.lock() {
+            for ((name, labels), s) in histograms.iter() {
+                describe(&mut out, name, "histogram");
+                for (bound, count) in BUCKETS.iter().zip(s.buckets) {
+                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
+                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.sum);
+                let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
+            }
+        }
+        out
+    }
+}
+
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -122,5 +215,18 @@ mod tests {
         assert!(text.contains("payhub_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"503\"} 1"));
         assert!(text.contains("le=\"0.0025\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 3"));
+    }
+
+    #[test]
+    fn business_figures_render_with_help_and_labels() {
+        let business = Business::default();
+        business.count("payhub_intents_total", &[("outcome", "created")]);
+        business.count("payhub_intents_total", &[("outcome", "created")]);
+        business.observe("payhub_vipps_call_duration_seconds", &[("api", "epayment")], 0.02);
+        let text = business.render();
+        assert!(text.contains("# TYPE payhub_intents_total counter"), "{text}");
+        assert!(text.contains("payhub_intents_total{outcome=\"created\"} 2"), "{text}");
+        assert!(text.contains("payhub_vipps_call_duration_seconds_bucket{api=\"epayment\",le=\"0.025\"} 1"), "{text}");
+        assert!(text.contains("payhub_vipps_call_duration_seconds_count{api=\"epayment\"} 1"), "{text}");
     }
 }

@@ -172,6 +172,30 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Refresh the access token this long before it expires (capped at half its lifetime); default 5 min.
     pub token_refresh_margin: Duration,
+    /// Told of every attempt of every call (for metrics); default none.
+    pub observer: Option<CallObserver>,
+}
+
+/// One attempt of a call to Vipps, as a [`CallObserver`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRecord {
+    /// Which API: `accesstoken`, `epayment`, `recurring`, `webhooks`, `report`, or `other`.
+    pub api: &'static str,
+    /// The HTTP status, or `None` when no response came (connection failure, timeout).
+    pub status: Option<u16>,
+    /// From sending the request to the end of the response body (or the failure).
+    pub elapsed: Duration,
+}
+
+/// A function called after each attempt of each call, e.g. to count calls by API and status. It runs on the
+/// caller's task: keep it quick.
+#[derive(Clone)]
+pub struct CallObserver(pub std::sync::Arc<dyn Fn(&CallRecord) + Send + Sync>);
+
+impl std::fmt::Debug for CallObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallObserver")
+    }
 }
 
 impl ClientConfig {
@@ -185,6 +209,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(300),
+            observer: None,
         }
     }
 }

@@ -60,7 +60,7 @@ pub mod webhooks;
 mod wire;
 
 pub use client::{CallOptions, Client};
-pub use config::{ClientConfig, Credentials, Environment, Msn, RetryPolicy, SystemInfo};
+pub use config::{CallObserver, CallRecord, ClientConfig, Credentials, Environment, Msn, RetryPolicy, SystemInfo};
 pub use error::{EpaymentErrorCode, Error, ErrorKind, ExtraDetail, Problem, RecurringProblem};
 pub use idempotency::{IdempotencyKey, RecurringIdempotencyKey};
 pub use secret::Secret;

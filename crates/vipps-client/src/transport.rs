@@ -153,9 +153,12 @@ impl Inner {
         let mut attempt: u32 = 0;
         loop {
             // reqwest's per-request timeout covers connecting, sending and reading the whole body.
+            let started = std::time::Instant::now();
+            let mut api = "other";
             let outcome = async {
                 let mut request = build()?;
                 *request.timeout_mut() = Some(timeout);
+                api = api_of(request.url());
                 let mut response = self.http.execute(request).await.map_err(Fetch::Transport)?;
                 let status = response.status().as_u16();
                 let headers = std::mem::take(response.headers_mut());
@@ -163,6 +166,15 @@ impl Inner {
                 Ok::<_, Fetch>(RawResponse { status, headers, body })
             }
             .await;
+            if let Some(observer) = &self.config.observer {
+                let status = match &outcome {
+                    Ok(response) => Some(response.status),
+                    Err(_) => None,
+                };
+                if !matches!(outcome, Err(Fetch::Build(_))) {
+                    (observer.0)(&crate::config::CallRecord { api, status, elapsed: started.elapsed() });
+                }
+            }
 
             let (err, retryable, retry_after) = match outcome {
                 Ok(response) if (200..300).contains(&response.status) => return Ok(response),
@@ -202,6 +214,17 @@ impl Inner {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// The API a request URL belongs to, from a fixed list (so a metrics label stays bounded), wherever the base
+/// URL puts it (a simulator may sit under a path prefix).
+fn api_of(url: &url::Url) -> &'static str {
+    const APIS: [&str; 5] = ["accesstoken", "epayment", "recurring", "webhooks", "report"];
+    url.path_segments()
+        .into_iter()
+        .flatten()
+        .find_map(|segment| APIS.iter().find(|api| **api == segment).copied())
+        .unwrap_or("other")
 }
 
 /// Why an attempt produced no response.

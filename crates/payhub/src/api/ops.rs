@@ -30,5 +30,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
          failing together.\n# TYPE payhub_group_commit_fallbacks_total counter\npayhub_group_commit_fallbacks_total {}\n",
         state.payments.group_commit_fallbacks()
     ));
+    text.push_str(&crate::ops::business().render());
+    match state.jobs.queue.depth().await {
+        Ok(depth) => {
+            text.push_str("# HELP payhub_jobs_queued Queued jobs by kind.\n# TYPE payhub_jobs_queued gauge\n");
+            for (kind, count, _) in &depth {
+                text.push_str(&format!("payhub_jobs_queued{{kind=\"{kind}\"}} {count}\n"));
+            }
+            text.push_str(
+                "# HELP payhub_jobs_oldest_due_age_seconds How long the oldest due job of each kind has waited.\n\
+                 # TYPE payhub_jobs_oldest_due_age_seconds gauge\n",
+            );
+            for (kind, _, age) in &depth {
+                text.push_str(&format!("payhub_jobs_oldest_due_age_seconds{{kind=\"{kind}\"}} {age}\n"));
+            }
+        }
+        Err(error) => tracing::warn!(%error, "metrics: could not read the job queue"),
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -17,16 +17,19 @@ pub async fn intake(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match accept(&state.store, &state.accounts, &account_id, &headers, &body).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(Refusal::Unknown) => StatusCode::NOT_FOUND.into_response(),
+    tracing::Span::current().record("account", account_id.as_str());
+    let (outcome, response) = match accept(&state.store, &state.accounts, &account_id, &headers, &body).await {
+        Ok(()) => ("accepted", StatusCode::OK.into_response()),
+        Err(Refusal::Unknown) => ("unknown", StatusCode::NOT_FOUND.into_response()),
         Err(Refusal::Unsigned(reason)) => {
             tracing::warn!(%account_id, %reason, "rejected a Vipps webhook");
-            (StatusCode::UNAUTHORIZED, "signature not valid").into_response()
+            ("unsigned", (StatusCode::UNAUTHORIZED, "signature not valid").into_response())
         }
         Err(Refusal::Internal(error)) => {
             tracing::error!(%account_id, error = ?error, "could not store a Vipps webhook");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            ("error", StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
-    }
+    };
+    crate::ops::business().count("payhub_vipps_webhooks_total", &[("outcome", outcome)]);
+    response
 }

@@ -30,7 +30,16 @@ pub async fn request_context(State(state): State<AppState>, request: Request, ne
     let api = is_api_path(request.uri().path());
     // No record has a NUL in its id (and PostgreSQL cannot even compare one): such a path names nothing.
     let nul_in_path = request.uri().path().to_ascii_lowercase().contains("%00");
-    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
+    // `account` and `record` are filled in by the handler once it knows them (the intent's account and id, the
+    // webhook's account), so every line logged for the request names what it concerns.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        %method,
+        route = %route,
+        account = tracing::field::Empty,
+        record = tracing::field::Empty
+    );
     let started = Instant::now();
     let mut response = with_request_id(id.clone(), async move {
         if nul_in_path {

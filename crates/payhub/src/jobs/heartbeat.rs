@@ -274,11 +274,12 @@ impl Heartbeat {
                     manual: run.trigger == "manual",
                 };
                 let wall = std::time::Instant::now();
-                let result =
-                    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe((beat.run)(context))).await {
-                        Ok(result) => result,
-                        Err(_) => Err(anyhow::anyhow!("the beat panicked")),
-                    };
+                let span = tracing::info_span!("beat", beat = %run.beat, run_id = %run_id, scope = %run.scope);
+                let run_beat = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe((beat.run)(context)));
+                let result = match tracing::Instrument::instrument(run_beat, span).await {
+                    Ok(result) => result,
+                    Err(_) => Err(anyhow::anyhow!("the beat panicked")),
+                };
                 Ok((result, wall.elapsed()))
             }
         };
@@ -290,6 +291,10 @@ impl Heartbeat {
         if let Some(error) = &error {
             tracing::warn!(beat = %run.beat, run = %run_id, error = %error, "beat failed");
         }
+        // A beat's name comes from the registered beats, a fixed set: a bounded label.
+        let business = crate::ops::business();
+        business.count("payhub_beat_runs_total", &[("beat", &run.beat), ("status", status)]);
+        business.observe("payhub_beat_duration_seconds", &[("beat", &run.beat)], elapsed.as_secs_f64());
         sqlx::query("UPDATE beat_runs SET status = $1, duration_ms = $2, error = $3 WHERE id = $4")
             .bind(status)
             .bind(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))

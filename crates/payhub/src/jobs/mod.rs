@@ -477,6 +477,29 @@ impl Queue {
         rows.iter().map(job_record).collect()
     }
 
+    /// Queued jobs by kind: how many, and how long the oldest that is due has waited (zero when none is due),
+    /// for `/metrics`. Kinds are the registered handlers' names, a fixed set.
+    pub async fn depth(&self) -> StoreResult<Vec<(String, i64, f64)>> {
+        let now = self.now();
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(*) AS n, MIN(CASE WHEN run_at <= $1 THEN run_at END) AS oldest \
+             FROM jobs WHERE status = 'queued' GROUP BY kind ORDER BY kind",
+        )
+        .bind(crate::store::timestamp(now))
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut depth = Vec::new();
+        for row in rows {
+            let oldest: Option<String> = row.try_get("oldest")?;
+            let age = match oldest {
+                Some(text) => (now - parse_timestamp(&text)?).num_milliseconds().max(0) as f64 / 1000.0,
+                None => 0.0,
+            };
+            depth.push((row.try_get("kind")?, row.try_get("n")?, age));
+        }
+        Ok(depth)
+    }
+
     /// How many jobs are in each state.
     pub async fn counts(&self) -> StoreResult<QueueCounts> {
         let rows =

@@ -74,9 +74,24 @@ impl Worker {
         let Some(job) = self.queue.claim(&self.handlers.kinds()).await? else {
             return Ok(false);
         };
+        // Every log line of the job names it and the record it is about (the ordering key: a payment reference,
+        // an agreement; or what the handler records), never its payload, which may hold a payer's data.
+        let span = tracing::info_span!(
+            "job",
+            job_id = job.id,
+            kind = %job.kind,
+            attempt = job.attempt,
+            record = tracing::field::Empty
+        );
+        if let Some(key) = &job.ordering_key {
+            span.record("record", key.as_str());
+        }
         let outcome = match self.handlers.get(&job.kind) {
             Some(handler) => {
-                let run = AssertUnwindSafe(handler.handle(job.clone())).catch_unwind();
+                let run = tracing::Instrument::instrument(
+                    AssertUnwindSafe(handler.handle(job.clone())).catch_unwind(),
+                    span.clone(),
+                );
                 match self.renewing_lease(&job, run).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(anyhow::anyhow!("the handler panicked")),
@@ -87,12 +102,12 @@ impl Worker {
         match outcome {
             Ok(()) => {
                 if !self.queue.complete(&job).await? {
-                    tracing::warn!(job = job.id, kind = %job.kind, "job finished after its claim was lost");
+                    span.in_scope(|| tracing::warn!("job finished after its claim was lost"));
                 }
             }
             Err(error) => {
                 let message = format!("{error:#}");
-                tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %message, "job failed");
+                span.in_scope(|| tracing::warn!(error = %message, "job failed"));
                 self.queue.fail(&job, &message).await?;
             }
         }

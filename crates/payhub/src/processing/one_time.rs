@@ -236,7 +236,7 @@ impl Payments {
     ) -> Result<Option<String>, String> {
         let reference = row.reference.as_str();
         let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
-        tracing::warn!(%reference, error = %message, "Vipps did not answer the create; the poll will retry with the same key");
+        tracing::warn!(%reference, account_id = %row.account_id, error = %message, "Vipps did not answer the create; the poll will retry with the same key");
         let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
         let kept = vipps_payments::update_vipps_payment(
             &mut conn,
@@ -266,7 +266,7 @@ impl Payments {
         now: chrono::DateTime<Utc>,
     ) -> Result<Option<String>, String> {
         let reference = row.reference.as_str();
-        tracing::warn!(%reference, error = %message, "Vipps refused the payment");
+        tracing::warn!(%reference, %intent_id, account_id = %row.account_id, error = %message, "Vipps refused the payment");
         let result: ServiceResult<bool> = async {
             let mut tx = self.store.begin_write().await?;
             let refused = vipps_payments::update_vipps_payment(

@@ -82,6 +82,12 @@ impl VippsClients {
         if let Some(retry) = retry {
             config.retry = retry;
         }
+        config.observer = Some(vipps_client::CallObserver(std::sync::Arc::new(|call: &vipps_client::CallRecord| {
+            let business = crate::ops::business();
+            let status = call.status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+            business.count("payhub_vipps_calls_total", &[("api", call.api), ("status", &status)]);
+            business.observe("payhub_vipps_call_duration_seconds", &[("api", call.api)], call.elapsed.as_secs_f64());
+        })));
         Client::new(config).map_err(|e| ServiceError::Internal(e.into()))
     }
 

@@ -231,7 +231,18 @@ pub async fn create_intent(
     let scope = format!("intent:{}", caller.id);
     let work = {
         let (state, bytes) = (state.clone(), bytes.clone());
-        async move { answer_intent(&state, &body, &bytes).await }
+        async move {
+            let (status, answer) = answer_intent(&state, &body, &bytes).await;
+            // Counted here, where the work runs once per IdempotencyKey: a replayed answer is not a new intent.
+            let outcome = match status.as_u16() {
+                200..=299 => "created",
+                400..=499 => "refused",
+                502 => "vipps_failed",
+                _ => "error",
+            };
+            crate::ops::business().count("payhub_intents_total", &[("outcome", outcome)]);
+            (status, answer)
+        }
     };
     once(&state, scope, key, &bytes, work).await
 }
@@ -246,6 +257,9 @@ async fn answer_intent(state: &AppState, body: &Value, bytes: &Bytes) -> (Status
         Ok(taken) => taken,
         Err(error) => return intent_error(error),
     };
+    let span = tracing::Span::current();
+    span.record("account", taken.target());
+    span.record("record", taken.intent_id());
     let mut answer = json!({
         "Id": taken.intent_id(),
         "Status": IntentStatus::Matched.as_str(),

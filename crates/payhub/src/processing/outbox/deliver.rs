@@ -191,6 +191,7 @@ impl Outbox {
             .and_then(|v| v.as_str())
             .ok_or_else(|| anyhow::anyhow!("delivery job without delivery_id"))?
             .to_owned();
+        tracing::Span::current().record("record", delivery_id.as_str());
         let Some(table::ToSend { endpoint_id, url, body, status }) =
             table::to_send(self.queue.store().pool(), &delivery_id).await?
         else {
@@ -213,6 +214,8 @@ impl Outbox {
         } else {
             "pending"
         };
+        let counted = if status == "pending" { "retrying" } else { status };
+        crate::ops::business().count("payhub_webhook_deliveries_total", &[("outcome", counted)]);
         let (code, error) = (outcome.status_code, outcome.error.as_deref());
         table::record_attempt(self.queue.store().pool(), &delivery_id, status, code, error, self.queue.now()).await?;
         match outcome.error {
