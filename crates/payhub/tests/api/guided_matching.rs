@@ -5,6 +5,7 @@ use payhub::domain::role::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::helpers::cli::{payhub_of, run_beside};
 use crate::helpers::storage::count;
 use crate::helpers::{TestApp, Vipps};
 use crate::on_both_backends;
@@ -256,5 +257,26 @@ on_both_backends! {
         for id in &installments {
             assert_eq!(app.v2_get(&vipps, &format!("/v2/Installment/{id}")).await["Status"], "Paid");
         }
+    }
+
+    async fn the_command_line_imports_a_file_once_and_refuses_a_bad_one_whole(app) {
+        let vipps = app.with_vipps().await;
+        pay_vipps_number(&vipps, 12_300, "Kari Test", "gave").await;
+        let file = settlement_file(&vipps, "en").await;
+        let path = app.data_dir.path().join("settlement.csv");
+        std::fs::write(&path, &file).unwrap();
+        let args = ["reconcile", "import-file", "--account", "Sandbox", path.to_str().unwrap()];
+        let (code, out, err) = run_beside(payhub_of(&app, &args)).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("1 new, 0 already imported"), "{out}");
+        let (code, out, _) = run_beside(payhub_of(&app, &args)).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("0 new, 1 already imported"), "{out}");
+        let bad = String::from_utf8(file).unwrap().replace(",123.00,", ",12x.00,");
+        std::fs::write(&path, bad).unwrap();
+        let (code, _, err) = run_beside(payhub_of(&app, &args)).await;
+        assert_eq!(code, 1);
+        assert!(err.contains("not imported: line 2, column 8 (Amount)"), "{err}");
+        assert_eq!(ledger_rows(&app).await, 1);
     }
 }
