@@ -5,6 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::helpers::cli::{payhub_of, run_beside};
 use crate::helpers::vipps::sim_client;
 use crate::helpers::{collected, storage, TestApp, Vipps};
 use crate::on_both_backends;
@@ -247,6 +248,33 @@ on_both_backends! {
         // A re-run keeps one item per line.
         import_now(&app).await;
         assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM match_queue", &[]).await, 2);
+    }
+
+    async fn the_command_and_the_beat_run_by_hand_import_and_say_what_they_did(app) {
+        let vipps = app.with_vipps().await;
+        let (id, _) = collected(&app, &vipps).await;
+        vipps.sim.advance(86_400).await;
+        // Reconciliation off: the command refuses, the beat has nothing to do.
+        let (code, _, err) = run_beside(payhub_of(&app, &["reconcile", "run", "--account", "Sandbox"])).await;
+        assert_ne!(code, 0);
+        assert!(err.contains("reconciliation is not enabled"), "{err}");
+        let (code, out, _) = run_beside(payhub_of(&app, &["reconcile", "run"])).await;
+        assert_eq!((code, out.trim()), (0, "no account has reconciliation enabled"));
+
+        let accounts: Value = app.admin(Method::GET, "/admin/api/accounts").send().await.unwrap().json().await.unwrap();
+        let account = accounts["accounts"][0]["id"].as_str().unwrap();
+        let yesterday = (today(&vipps) - chrono::Days::new(1)).to_string();
+        let body = json!({"reconciliation_enabled": true, "initial_ledger_date": yesterday});
+        app.admin(Method::PATCH, &format!("/admin/api/accounts/{account}")).json(&body).send().await.unwrap();
+        let (code, out, err) = run_beside(payhub_of(&app, &["reconcile", "run", "--account", "Sandbox"])).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.starts_with("Sandbox\tsucceeded\t2 pages, 5 new rows (0 already imported), 5 booked, 0 queued, 1 payouts"), "{out}");
+        assert_eq!(installment(&app, &vipps, &id).await["Status"], "Paid");
+        let (code, out, err) = run_beside(payhub_of(&app, &["heartbeat", "run", "reconcile.import"])).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.starts_with("reconcile.import\tsucceeded"), "{out}");
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM reconcile_runs WHERE trigger = 'beat' AND outcome = 'no_new_data'", &[]).await, 1);
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM ledger_entries", &[]).await, 5);
     }
 }
 
