@@ -593,8 +593,12 @@ pub fn parse_ore(text: &str) -> Result<i64, String> {
         Some(i) => (&digits[..i], &digits[i + 1..]),
         None => (digits, ""),
     };
-    // What remains of a thousands separator in the whole part goes; anything else is not a number.
-    let whole: String = whole.chars().filter(|c| *c != '.' && *c != ',').collect();
+    // Thousands separators left in the whole part must group it in threes (`1.234.567`); `45.0.0` is no number.
+    let groups: Vec<&str> = whole.split(['.', ',']).collect();
+    if groups.len() > 1 && (groups[0].is_empty() || groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3)) {
+        return Err(bad());
+    }
+    let whole: String = groups.concat();
     if whole.is_empty() && fraction.is_empty() {
         return Err(bad());
     }
@@ -860,6 +864,7 @@ mod tests {
             ("1\u{a0}234,5", 123_450),
             ("1,234.50", 123_450),
             ("1.234,50", 123_450),
+            ("1.234.567", 123_456_700),
             ("12", 1_200),
             ("0.07", 7),
             ("+3,1", 310),
@@ -867,7 +872,7 @@ mod tests {
         ] {
             assert_eq!(parse_ore(text), Ok(ore), "{text}");
         }
-        for text in ["", "-", "1.005", "1,234", "12a", "1e5", "--1", "1,2,3.4.5x"] {
+        for text in ["", "-", "1.005", "1,234", "45.0.0", "1.23.456,00", "12a", "1e5", "--1", "1,2,3.4.5x"] {
             assert!(parse_ore(text).is_err(), "{text} was accepted");
         }
     }

@@ -5,6 +5,7 @@ use payhub::domain::role::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::helpers::cli::{payhub_of, run_beside};
 use crate::helpers::storage::count;
 use crate::helpers::{TestApp, Vipps};
 use crate::on_both_backends;
@@ -256,5 +257,69 @@ on_both_backends! {
         for id in &installments {
             assert_eq!(app.v2_get(&vipps, &format!("/v2/Installment/{id}")).await["Status"], "Paid");
         }
+    }
+
+    async fn the_command_line_imports_a_file_once_and_refuses_a_bad_one_whole(app) {
+        let vipps = app.with_vipps().await;
+        pay_vipps_number(&vipps, 12_300, "Kari Test", "gave").await;
+        let file = settlement_file(&vipps, "en").await;
+        let path = app.data_dir.path().join("settlement.csv");
+        std::fs::write(&path, &file).unwrap();
+        let args = ["reconcile", "import-file", "--account", "Sandbox", path.to_str().unwrap()];
+        let (code, out, err) = run_beside(payhub_of(&app, &args)).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("1 new, 0 already imported"), "{out}");
+        let (code, out, _) = run_beside(payhub_of(&app, &args)).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("0 new, 1 already imported"), "{out}");
+        let bad = String::from_utf8(file).unwrap().replace(",123.00,", ",12x.00,");
+        std::fs::write(&path, bad).unwrap();
+        let (code, _, err) = run_beside(payhub_of(&app, &args)).await;
+        assert_eq!(code, 1);
+        assert!(err.contains("not imported: line 2, column 8 (Amount)"), "{err}");
+        assert_eq!(ledger_rows(&app).await, 1);
+    }
+
+    async fn a_finance_user_uploads_a_file_and_works_the_queue_on_the_pages(app) {
+        let vipps = app.with_vipps().await;
+        pay_vipps_number(&vipps, 4_500, "Ola Test", "Loddsalg").await;
+        pay_vipps_number(&vipps, 9_900, "Per Test", "Kake").await;
+        let file = String::from_utf8(settlement_file(&vipps, "no").await).unwrap();
+        let browser = app.browser(Role::Finance).await;
+        let csrf = browser.csrf().await;
+        let (status, page) = browser.get("/reconciliation/files").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Sandbox"), "the account is offered");
+        // A broken paste is refused whole, in words, and nothing is written.
+        let broken = file.replace(",45.00,", ",45.0.0,");
+        let (status, page, _) = browser.post("/reconciliation/files", &[("csrf_token", &csrf), ("account", "Sandbox"), ("csv", &broken)]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Not imported (nothing was written): line 2, column 8 (Beløp)"), "{page}");
+        assert_eq!(ledger_rows(&app).await, 0);
+        let (_, page, _) = browser.post("/reconciliation/files", &[("csrf_token", &csrf), ("account", "Sandbox"), ("csv", &file)]).await;
+        assert!(page.contains("Imported: 2 new, 0 already imported"), "{page}");
+        let (_, page) = browser.get("/reconciliation/queue").await;
+        assert!(page.contains("Ola Test") && page.contains("Per Test"), "{page}");
+        // Next opens the oldest item; Ignore & Next decides it and opens the other.
+        let (status, _, location) = browser.post("/reconciliation/queue/next", &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let first = location.unwrap();
+        let (_, page) = browser.get(&first).await;
+        assert!(page.contains("Loddsalg") && page.contains("+47 xxxx 4567"), "the raw line: {page}");
+        let (status, page, _) = browser.post(&format!("{first}/ignore"), &[("csrf_token", &csrf), ("remark", ""), ("then", "next")]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Say why"), "a remark is required: {page}");
+        let (status, _, location) = browser.post(&format!("{first}/ignore"), &[("csrf_token", &csrf), ("remark", "lottery float"), ("then", "next")]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let second = location.unwrap();
+        assert_ne!(second, first);
+        let (status, _, _) = browser.post(&format!("{second}/create"), &[("csrf_token", &csrf), ("product", "Kake")]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (_, page) = browser.get(&second).await;
+        assert!(page.contains("matched") && page.contains("Undo this match"), "{page}");
+        // Without the CSRF token nothing happens.
+        let (status, _, _) = browser.post(&format!("{second}/undo"), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(open_items(&app, &app.key(Role::Finance).await).await.is_empty());
     }
 }
