@@ -41,6 +41,8 @@ Environment (each also a key of the --config TOML file, e.g. PAYHUB_LISTEN is `l
   PAYHUB_REDACT_BODIES_AFTER_DAYS       days after which raw message bodies are redacted
   PAYHUB_RETENTION_OPERATIONAL_DAYS     days operational rows are kept
   PAYHUB_ALLOW_PRIVATE_WEBHOOK_TARGETS  whether outbound webhooks may reach private hosts
+  PAYHUB_GIVE_SUBMISSIONS_PER_MINUTE    Giving Page submissions one address may make per minute
+  PAYHUB_CLOCK_URL                      a vipps-sim whose virtual clock serve follows (fault runs, demos)
 RUST_LOG filters the logs (default info). The README's Configuration section says more.";
 
 /// What a command may do about a missing data directory, database or master key.
