@@ -236,6 +236,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_poll_order.sql"),
         postgres: include_str!("../../migrations/postgres/0010_poll_order.sql"),
     },
+    Migration {
+        version: 11,
+        name: "prune_indexes",
+        sqlite: include_str!("../../migrations/sqlite/0011_prune_indexes.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_prune_indexes.sql"),
+    },
 ];
 
 impl Store {
