@@ -6,8 +6,8 @@
 //!   recorded, and no installment holds two captures or a charge payhub does not know;
 //! - nothing is left in a state short of what Vipps decided: an authorized payment is captured and
 //!   Collected (or Refunded as far as Vipps refunded it), an aborted or expired one Failed, a charge's
-//!   installment as final as the charge, an agreement's mandate as the agreement, and no refund is left
-//!   Pending.
+//!   installment as final as the charge, an agreement's mandate as the agreement, no refund is left
+//!   Pending, and no installment of an active agreement due two days ago is left uncharged.
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,6 +27,8 @@ pub struct Findings {
     pub charges: usize,
     pub charged: usize,
     pub mandates_active: usize,
+    /// Installments of active agreements due days ago and still not charged nor failed.
+    pub overdue: usize,
     pub violations: Vec<String>,
 }
 
@@ -281,6 +283,27 @@ pub async fn check(
                 violations.push(format!("installment {installment} has {live} live charges at Vipps"));
             }
         }
+    }
+    // Every installment of an active agreement that fell due days ago has been charged or has failed.
+    let clock: Value = http.get(format!("{sim_url}/_sim/clock")).send().await?.json().await?;
+    let today = clock["now"].as_str().and_then(|n| n.get(..10)).unwrap_or_default().to_owned();
+    let today = chrono::NaiveDate::parse_from_str(&today, "%Y-%m-%d")?;
+    let overdue = today.checked_sub_days(chrono::Days::new(2)).unwrap_or(today).to_string();
+    for row in sqlx::query(
+        "SELECT i.id, i.status, i.due_date FROM installments i JOIN mandates m ON m.id = i.mandate_id \
+         WHERE m.status = 'Active' AND i.status IN ('Outstanding', 'Pending') AND i.due_date < $1",
+    )
+    .bind(&overdue)
+    .fetch_all(&pool)
+    .await?
+    {
+        violations.push(format!(
+            "installment {} of an active agreement, due {}, is still {}",
+            text(&row, "id"),
+            text(&row, "due_date"),
+            text(&row, "status")
+        ));
+        found.overdue += 1;
     }
     pool.close().await;
     found.violations = violations;

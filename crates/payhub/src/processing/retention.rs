@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Days, Utc};
+use futures::future::BoxFuture;
 
 use super::Payments;
 use crate::error::ServiceResult;
 use crate::jobs::heartbeat::Heartbeat;
-use crate::store::{idempotency, outbox, trail, users};
+use crate::store::{idempotency, outbox, trail, users, StoreResult};
 
 /// The beat that prunes (daily).
 pub const PRUNE: &str = "retention.prune";
@@ -43,21 +44,45 @@ fn days_before(now: DateTime<Utc>, days: u32) -> DateTime<Utc> {
 }
 
 impl Payments {
-    /// Prunes and redacts as `retention` says, on payhub's clock.
+    /// Prunes and redacts as `retention` says, on payhub's clock. Each step is a write of its own, with the
+    /// writer slot on SQLite like every other write, and the trail's steps go [`trail::PRUNE_BATCH`] rows at a
+    /// time: a large backlog never holds the database's one writer for long.
     pub async fn prune(&self, retention: &Retention) -> ServiceResult<Pruned> {
         let now = self.now();
         let operational = days_before(now, retention.operational_days);
+        let trail_before = days_before(now, retention.trail_days);
         let mut pruned = Pruned::default();
-        let mut conn = self.store.pool().acquire().await?;
-        pruned.operational += idempotency::prune(&mut conn, operational).await?;
-        pruned.operational += outbox::prune_deliveries(&mut conn, operational).await?;
-        pruned.operational += users::prune(&mut conn, now, operational).await?;
-        pruned.operational += trail::prune_unreported(&mut conn, operational).await?;
+        let mut tx = self.store.begin_write().await?;
+        pruned.operational += idempotency::prune(&mut tx, operational).await?;
+        pruned.operational += outbox::prune_deliveries(&mut tx, operational).await?;
+        pruned.operational += users::prune(&mut tx, now, operational).await?;
+        tx.commit().await?;
+        pruned.operational += self.in_batches(|conn| Box::pin(trail::prune_unreported(conn, operational))).await?;
         if retention.redact_after_days > 0 {
-            pruned.redacted = trail::redact_bodies(&mut conn, days_before(now, retention.redact_after_days)).await?;
+            let before = days_before(now, retention.redact_after_days);
+            pruned.redacted = self.in_batches(|conn| Box::pin(trail::redact_bodies(conn, before))).await?;
         }
-        pruned.trail = trail::prune_trail(&mut conn, days_before(now, retention.trail_days)).await?;
+        pruned.trail = self.in_batches(|conn| Box::pin(trail::prune_trail(conn, trail_before))).await?;
+        self.in_batches(|conn| Box::pin(trail::prune_unreported(conn, trail_before))).await?;
         Ok(pruned)
+    }
+
+    /// Runs `step` (which touches at most [`trail::PRUNE_BATCH`] rows) in transactions of its own until a run
+    /// touches fewer; how many rows in all.
+    async fn in_batches<F>(&self, step: F) -> ServiceResult<u64>
+    where
+        F: for<'c> Fn(&'c mut sqlx::AnyConnection) -> BoxFuture<'c, StoreResult<u64>>,
+    {
+        let mut total = 0;
+        loop {
+            let mut tx = self.store.begin_write().await?;
+            let done = step(&mut tx).await?;
+            tx.commit().await?;
+            total += done;
+            if done < trail::PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Registers the daily [`PRUNE`] beat.

@@ -265,6 +265,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0013_giving_pages.sql"),
         postgres: include_str!("../../migrations/postgres/0013_giving_pages.sql"),
     },
+    Migration {
+        version: 15,
+        name: "prune_indexes",
+        sqlite: include_str!("../../migrations/sqlite/0015_prune_indexes.sql"),
+        postgres: include_str!("../../migrations/postgres/0015_prune_indexes.sql"),
+    },
 ];
 
 impl Store {

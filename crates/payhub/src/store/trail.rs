@@ -140,44 +140,83 @@ pub async fn set_report_outcome(
     Ok(())
 }
 
+/// The most rows one pruning statement deletes or redacts: a backlog goes in many short transactions, so the
+/// database's one writer is never held for long.
+pub const PRUNE_BATCH: i64 = 1000;
+
+const PRUNE_UNREPORTED: &str = "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m \
+     WHERE m.received_at < $1 AND m.status <> 'New' \
+     AND NOT EXISTS (SELECT 1 FROM inbound_reports r WHERE r.message_id = m.id) LIMIT $2)";
+
+const PRUNE_TRAIL: &str = "DELETE FROM inbound_reports WHERE id IN (SELECT r.id FROM inbound_reports r \
+     WHERE r.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.inbound_report_id = r.id) \
+     AND NOT EXISTS (SELECT 1 FROM payment_intents i WHERE i.inbound_report_id = r.id) LIMIT $2)";
+
+const REDACT: &str = "UPDATE messages SET body = $2 WHERE id IN (SELECT m.id FROM messages m \
+     WHERE m.received_at < $1 AND m.status <> 'New' AND m.body <> $2 LIMIT $3)";
+
 /// The body a redacted Message keeps.
 pub const REDACTED: &str = "{\"redacted\": true}";
 
-/// Redacts the raw bodies of Messages received before `before` (processed ones: a Message still waiting keeps
-/// its body until its job ran); returns how many.
+/// Redacts the raw bodies of up to [`PRUNE_BATCH`] Messages received before `before` (processed ones: a Message
+/// still waiting keeps its body until its job ran); returns how many.
 pub async fn redact_bodies(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
-    let done = sqlx::query("UPDATE messages SET body = $2 WHERE received_at < $1 AND status <> 'New' AND body <> $2")
-        .bind(timestamp(before))
-        .bind(REDACTED)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(REDACT).bind(timestamp(before)).bind(REDACTED).bind(PRUNE_BATCH).execute(conn).await?;
     Ok(done.rows_affected())
 }
 
-/// Deletes processed Messages received before `before` that no Inbound Report was made from (raw webhook
-/// deliveries: each one's processing recorded its own Message and report); returns how many.
+/// Deletes up to [`PRUNE_BATCH`] processed Messages received before `before` that no Inbound Report was made
+/// from (raw webhook deliveries: each one's processing recorded its own Message and report, or Messages whose
+/// reports were pruned); returns how many.
 pub async fn prune_unreported(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM messages WHERE received_at < $1 AND status <> 'New' \
-         AND NOT EXISTS (SELECT 1 FROM inbound_reports r WHERE r.message_id = messages.id)",
-    )
-    .bind(timestamp(before))
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(PRUNE_UNREPORTED).bind(timestamp(before)).bind(PRUNE_BATCH).execute(conn).await?;
     Ok(done.rows_affected())
 }
 
-/// Deletes Inbound Reports made before `before` that no payment or intent points at (what documents money still
-/// on record stays), then the Messages left without a report; returns how many reports went.
+/// Deletes up to [`PRUNE_BATCH`] Inbound Reports made before `before` that no payment or intent points at (what
+/// documents money still on record stays); returns how many. Their Messages go with [`prune_unreported`].
 pub async fn prune_trail(conn: &mut AnyConnection, before: DateTime<Utc>) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM inbound_reports WHERE created_at < $1 \
-         AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.inbound_report_id = inbound_reports.id) \
-         AND NOT EXISTS (SELECT 1 FROM payment_intents i WHERE i.inbound_report_id = inbound_reports.id)",
-    )
-    .bind(timestamp(before))
-    .execute(&mut *conn)
-    .await?;
-    prune_unreported(conn, before).await?;
+    let done = sqlx::query(PRUNE_TRAIL).bind(timestamp(before)).bind(PRUNE_BATCH).execute(&mut *conn).await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use sqlx::Row;
+
+    use super::*;
+
+    /// SQLite's plan of `sql`, one step a line.
+    async fn plan(store: &crate::store::Store, sql: &str, params: &[&str]) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain);
+        for param in params {
+            query = query.bind(*param);
+        }
+        let rows = query.fetch_all(store.pool()).await.unwrap();
+        rows.iter().map(|row| row.try_get::<String, _>(3).unwrap()).collect()
+    }
+
+    /// Pruning runs with the database's one writer held: it must find what it deletes by index, not by reading
+    /// the trail once for every Message (minutes of a held write lock once the trail is large, during which
+    /// every other write waits and on SQLite fails after its busy timeout).
+    #[tokio::test]
+    async fn pruning_finds_its_rows_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plan.db").display());
+        crate::store::Store::connect(&url).await.unwrap().migrate().await.unwrap();
+        // Connections opened after the migrations: SQLite plans with the schema a connection last read.
+        let store = crate::store::Store::connect(&url).await.unwrap();
+        for (sql, params) in [
+            (PRUNE_UNREPORTED, &["2026-01-01", "1000"][..]),
+            (PRUNE_TRAIL, &["2026-01-01", "1000"][..]),
+            (REDACT, &["2026-01-01", REDACTED, "1000"][..]),
+        ] {
+            let steps = plan(&store, sql, params).await;
+            let scans: Vec<&String> = steps.iter().filter(|s| s.starts_with("SCAN")).collect();
+            assert!(scans.is_empty(), "{sql}: {steps:?}");
+        }
+    }
 }
