@@ -150,6 +150,7 @@ async fn accepting_an_agreement_on_the_landing_page_activates_it_and_returns_to_
     assert!(page.text.contains("Avis &lt;Pluss&gt;"), "{}", page.text);
     assert!(page.text.contains("299,00 kr"));
     assert!(page.text.contains("To pay now: 99,00 kr (First month)"));
+    assert!(page.text.contains("value=\"4791234567\""), "the number the merchant sent is filled in");
 
     let r = press(&t, &token_of(&url), "approve", "").await;
     assert_eq!(r.status, 303, "{}", r.text);

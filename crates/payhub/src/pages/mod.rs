@@ -95,6 +95,12 @@ impl GivingPages {
         Ok(page_store::by_slug(&mut conn, slug).await?)
     }
 
+    /// The newest gifts of every page, with their status now.
+    pub async fn recent_gifts(&self, limit: i64) -> ServiceResult<Vec<page_store::GiftRow>> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(page_store::recent_gifts(&mut conn, limit).await?)
+    }
+
     /// How many gifts a page handed to the intake.
     pub async fn gift_count(&self, id: &str) -> ServiceResult<i64> {
         let mut conn = self.store.pool().acquire().await?;

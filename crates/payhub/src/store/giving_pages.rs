@@ -146,3 +146,51 @@ pub async fn donation_count(conn: &mut AnyConnection, page_id: &str) -> StoreRes
         .await?
         .try_get("n")?)
 }
+
+/// One gift a page took, as the admin list shows it.
+#[derive(Debug, Clone)]
+pub struct GiftRow {
+    /// The page's slug.
+    pub slug: String,
+    /// The intent (`pi_…`), as the Payment API knows it.
+    pub intent_id: String,
+    /// When the payer submitted it.
+    pub created_at: DateTime<Utc>,
+    /// The amount in øre (of the one-time payment, or of each recurring installment).
+    pub amount_ore: i64,
+    /// `OneTime`, or the recurring payment's frequency.
+    pub kind: String,
+    /// The installment's status (one-time) or the recurring payment's.
+    pub status: String,
+}
+
+/// The newest gifts of every page.
+pub async fn recent_gifts(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<GiftRow>> {
+    let rows = sqlx::query(
+        "SELECT p.slug, d.intent_id, d.created_at, \
+                COALESCE(i.amount_ore, r.amount_ore, 0) AS amount_ore, \
+                COALESCE(r.frequency, 'OneTime') AS kind, \
+                COALESCE(CASE WHEN r.id IS NULL THEN i.status ELSE r.status END, '') AS status \
+         FROM giving_donations d \
+         JOIN giving_pages p ON p.id = d.page_id \
+         LEFT JOIN payment_intents pi ON pi.id = d.intent_id \
+         LEFT JOIN recurring_payments r ON r.intent_id = d.intent_id \
+         LEFT JOIN installments i ON i.id = pi.installment_id AND r.id IS NULL \
+         ORDER BY d.created_at DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(GiftRow {
+                slug: r.try_get("slug")?,
+                intent_id: r.try_get("intent_id")?,
+                created_at: parse_timestamp(&r.try_get::<String, _>("created_at")?)?,
+                amount_ore: r.try_get("amount_ore")?,
+                kind: r.try_get("kind")?,
+                status: r.try_get("status")?,
+            })
+        })
+        .collect()
+}

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::{check_field, csrf_field, page, text_field};
 use crate::auth::Principal;
-use crate::domain::giving_page::{Giving, GivingPageSettings, DEFAULT_COLOUR};
+use crate::domain::giving_page::{format_kroner, Giving, GivingPageSettings, DEFAULT_COLOUR};
 use crate::domain::money::Money;
 use crate::domain::schedule::Frequency;
 use crate::domain::FieldError;
@@ -32,6 +32,7 @@ pub async fn list(State(state): State<AppState>, Extension(who): Extension<Princ
         Ok(pages) => pages,
         Err(error) => return super::internal_error(&error.into()),
     };
+    let gifts = state.pages.recent_gifts(20).await.unwrap_or_default();
     let mut counts = Vec::with_capacity(pages.len());
     for p in &pages {
         counts.push(state.pages.gift_count(&p.id).await.unwrap_or(0));
@@ -61,6 +62,24 @@ pub async fn list(State(state): State<AppState>, Extension(who): Extension<Princ
                 }
             }
             div.actions { a.button href="/setup/giving-pages/new" { "New page" } }
+            @if !gifts.is_empty() {
+                h2 { "Recent gifts" }
+                table {
+                    thead { tr { th { "When (UTC)" } th { "Page" } th { "Amount" } th { "How often" } th { "Status" } th { "Intent" } } }
+                    tbody {
+                        @for g in &gifts {
+                            tr {
+                                td { (g.created_at.format("%d.%m.%Y %H.%M")) }
+                                td { (g.slug) }
+                                td { (format_kroner(g.amount_ore)) }
+                                td { (g.kind) }
+                                td { (g.status) }
+                                td { code { (g.intent_id) } }
+                            }
+                        }
+                    }
+                }
+            }
         },
     )
 }

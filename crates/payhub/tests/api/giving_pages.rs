@@ -149,6 +149,10 @@ on_both_backends! {
         assert_eq!(origin, vec![("give/spring".to_owned(), "tv-2027".to_owned())]);
         let message = storage::text(&app, "SELECT body FROM messages WHERE channel = 'api'", &[]).await.unwrap();
         assert!(message.contains("amount=75") && !message.contains("csrf_token"), "the form is the Message: {message}");
+        // The admin sees the gift with its status now.
+        let admin = app.browser(payhub::domain::role::Role::Admin).await;
+        let (_, list) = admin.get("/setup/giving-pages").await;
+        assert!(list.contains("Recent gifts") && list.contains("kr\u{a0}75") && list.contains("Collected"), "{list}");
     }
 
     async fn a_monthly_gift_approves_an_agreement(app) {
