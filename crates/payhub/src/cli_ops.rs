@@ -37,6 +37,7 @@ Environment (each also a key of the --config TOML file, e.g. PAYHUB_LISTEN is `l
   PAYHUB_RECURRING_HORIZON              upcoming installments kept generated
   PAYHUB_CHARGE_LEAD_DAYS               days before the due date a charge is created
   PAYHUB_RECURRING_BEAT_SECONDS         how often the recurring beats run
+  PAYHUB_RECONCILE_BEAT_HOURS           hours between runs of the ledger import (reconcile.import)
   PAYHUB_RETENTION_TRAIL_DAYS           days the trail is kept
   PAYHUB_REDACT_BODIES_AFTER_DAYS       days after which raw message bodies are redacted
   PAYHUB_RETENTION_OPERATIONAL_DAYS     days operational rows are kept

@@ -200,7 +200,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
 
-    // Set-up as an operator does it.
+    // Set-up as an operator does it: `migrate` makes the database (only `serve` and `migrate` may), then the
+    // account and the key.
+    processes::cli(&settings.payhub_bin, &env, &["migrate"], "")?;
     let secrets = format!("{CLIENT_SECRET}\n{SUBSCRIPTION_KEY}\n");
     processes::cli(
         &settings.payhub_bin,
