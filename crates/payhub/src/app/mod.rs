@@ -27,7 +27,9 @@ use crate::domain::role::Access;
 use crate::jobs::Clock;
 use crate::state::AppState;
 use crate::web;
-use guard::{require_admin, require_finance, require_payment_api, require_refunds, require_signed_in};
+use guard::{
+    require_admin, require_api_read, require_finance, require_payment_api, require_refunds, require_signed_in,
+};
 
 /// Whether a path belongs to a JSON API (bearer keys, JSON errors) rather than the pages.
 pub fn is_api_path(path: &str) -> bool {
@@ -94,16 +96,16 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/admin/api/beats/{id}/run", Admin, api::webhooks_admin::run_beat),
         // Payment API v2 (JSON, bearer keys; FinDock-compatible)
         route(M::POST, "/v2/PaymentIntent", PaymentApi, api::v2::create_intent),
-        route(M::GET, "/v2/PaymentIntent/{id}", PaymentApi, api::v2::get_intent),
-        route(M::GET, "/v2/PaymentMethods", PaymentApi, api::v2::payment_methods),
-        route(M::GET, "/v2/Installment/{id}", PaymentApi, api::v2::get_installment),
+        route(M::GET, "/v2/PaymentIntent/{id}", ApiRead, api::v2::get_intent),
+        route(M::GET, "/v2/PaymentMethods", ApiRead, api::v2::payment_methods),
+        route(M::GET, "/v2/Installment/{id}", ApiRead, api::v2::get_installment),
         route(M::POST, "/v2/Refund", Refunds, api::v2::refund),
-        route(M::GET, "/v2/Recurring/{id}", PaymentApi, api::v2::recurring::get_recurring),
+        route(M::GET, "/v2/Recurring/{id}", ApiRead, api::v2::recurring::get_recurring),
         route(M::PATCH, "/v2/Recurring/{id}", Refunds, api::v2::recurring::change_recurring),
         route(M::POST, "/v2/Recurring/{id}/Pause", Refunds, api::v2::recurring::pause_recurring),
         route(M::POST, "/v2/Recurring/{id}/Resume", Refunds, api::v2::recurring::resume_recurring),
         route(M::POST, "/v2/Recurring/{id}/Cancel", Refunds, api::v2::recurring::cancel_recurring),
-        route(M::GET, "/v2/Mandate/{id}", PaymentApi, api::v2::recurring::get_mandate),
+        route(M::GET, "/v2/Mandate/{id}", ApiRead, api::v2::recurring::get_mandate),
         route(M::POST, "/v2/actions/CancelVippsAgreement", Refunds, api::v2::recurring::cancel_vipps_agreement),
         route(M::GET, "/v2/return/{id}", Public, web::payer_return::payer_return),
         // Vipps webhooks (public; every delivery's HMAC signature is verified)
@@ -129,7 +131,7 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/setup/keys/{id}/revoke", Admin, web::users::revoke_key),
         route(M::GET, "/setup/users", Admin, web::users::users),
         route(M::POST, "/setup/users", Admin, web::users::create_user),
-        route(M::GET, "/setup/audit", Admin, web::users::audit),
+        route(M::GET, "/setup/audit", Admin, web::audit::audit),
     ]
 }
 
@@ -143,6 +145,7 @@ pub fn router(state: AppState) -> Router {
             Access::Finance => handler.route_layer(from_fn_with_state(state.clone(), require_finance)),
             Access::PaymentApi => handler.route_layer(from_fn_with_state(state.clone(), require_payment_api)),
             Access::Refunds => handler.route_layer(from_fn_with_state(state.clone(), require_refunds)),
+            Access::ApiRead => handler.route_layer(from_fn_with_state(state.clone(), require_api_read)),
             Access::SignedIn => handler.route_layer(from_fn_with_state(state.clone(), require_signed_in)),
         };
         router = router.route(path, guarded);

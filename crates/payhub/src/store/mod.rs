@@ -236,6 +236,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_poll_order.sql"),
         postgres: include_str!("../../migrations/postgres/0010_poll_order.sql"),
     },
+    Migration {
+        version: 14,
+        name: "records",
+        sqlite: include_str!("../../migrations/sqlite/0014_records.sql"),
+        postgres: include_str!("../../migrations/postgres/0014_records.sql"),
+    },
 ];
 
 impl Store {

@@ -1,6 +1,7 @@
 //! Server-rendered pages (no front-end build step, no JavaScript needed): sign-in, first run, Setup with the
 //! Vipps extension's accounts, API keys, users and the audit log. Every form carries the session's CSRF token.
 
+pub mod audit;
 pub mod login;
 pub mod payer_return;
 pub mod setup;
@@ -47,6 +48,12 @@ button.link { background:none; color:var(--ink); padding:0; text-decoration:unde
 .badge.default { background:#fff0ea; color:var(--brand); }
 code.secret { background:#fff6d6; padding:.3rem .5rem; border-radius:4px; font-size:1rem; word-break:break-all; }
 .actions { display:flex; gap:.6rem; align-items:center; margin-top:1rem; }
+.muted { color:var(--muted); }
+table.log { table-layout:fixed; } table.log td { overflow-wrap:anywhere; }
+details summary { cursor:pointer; color:var(--muted); font-size:.85rem; }
+details pre { white-space:pre-wrap; overflow-wrap:anywhere; font-size:.8rem; margin:.3rem 0; background:var(--bg); padding:.4rem .5rem; border-radius:4px; }
+form.filters { display:flex; flex-wrap:wrap; gap:.6rem 1rem; align-items:flex-end; }
+form.filters .field { margin:0; } form.filters input { width:auto; max-width:14rem; }
 "#;
 
 /// A whole page: head, navigation for the signed-in `who`, and `body`.

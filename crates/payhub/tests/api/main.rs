@@ -17,6 +17,7 @@ mod operations;
 mod outbound_webhooks;
 mod page_security;
 mod polls;
+mod records_fixes;
 mod recurring;
 mod recurring_bad_input;
 mod recurring_beats_by_hand;
