@@ -11,3 +11,6 @@ CREATE INDEX installments_payer ON installments (payer_id);
 CREATE INDEX payments_created ON payments (created_at, id);
 CREATE INDEX refunds_created ON refunds (created_at, id);
 CREATE INDEX payers_last_name ON payers (lower(last_name));
+-- The search box finds a payment by the phone it was sent to Vipps with.
+CREATE INDEX vipps_payments_phone ON vipps_payments (customer_phone);
+CREATE INDEX mandates_phone ON mandates (customer_phone);

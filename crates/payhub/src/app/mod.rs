@@ -117,6 +117,9 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/first-run", Public, web::login::first_run_form),
         route(M::POST, "/first-run", Public, web::login::first_run_submit),
         route(M::GET, "/", SignedIn, web::setup::dashboard),
+        // Pages: finance records (lists; reconciliation's runs, payouts and queue join here once they exist)
+        route(M::GET, "/installments", Finance, web::records::installments),
+        route(M::GET, "/installments.csv", Finance, web::records::installments_csv),
         // Pages: Setup
         route(M::GET, "/setup", Admin, web::setup::extensions),
         route(M::GET, "/setup/vipps", Admin, web::setup::accounts),

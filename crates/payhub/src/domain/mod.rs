@@ -8,6 +8,7 @@ pub mod phone;
 pub mod recurring;
 pub mod role;
 pub mod schedule;
+pub mod search;
 pub mod status;
 pub mod trail;
 pub mod vipps_state;

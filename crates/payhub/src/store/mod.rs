@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod idempotency;
 pub mod installments;
 pub mod intents;
+pub mod listing;
 pub mod mandates;
 pub mod outbox;
 pub mod payers;

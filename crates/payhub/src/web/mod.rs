@@ -1,9 +1,10 @@
 //! Server-rendered pages (no front-end build step, no JavaScript needed): sign-in, first run, Setup with the
-//! Vipps extension's accounts, API keys, users and the audit log. Every form carries the session's CSRF token.
+//! Vipps extension's accounts, API keys, users and the audit log, and the finance records lists. Every form carries the session's CSRF token.
 
 pub mod audit;
 pub mod login;
 pub mod payer_return;
+pub mod records;
 pub mod setup;
 pub mod users;
 
@@ -53,6 +54,8 @@ table.log { table-layout:fixed; } table.log td { overflow-wrap:anywhere; }
 details summary { cursor:pointer; color:var(--muted); font-size:.85rem; }
 details pre { white-space:pre-wrap; overflow-wrap:anywhere; font-size:.8rem; margin:.3rem 0; background:var(--bg); padding:.4rem .5rem; border-radius:4px; }
 form.filters { display:flex; flex-wrap:wrap; gap:.6rem 1rem; align-items:flex-end; }
+form.search { display:flex; gap:.5rem; margin-bottom:1rem; } form.search input { flex:1; max-width:none; padding:.45rem .55rem; border:1px solid #c5cad3; border-radius:6px; font:inherit; }
+th.num, td.num { text-align:right; font-variant-numeric: tabular-nums; white-space:nowrap; }
 form.filters .field { margin:0; } form.filters input { width:auto; max-width:14rem; }
 "#;
 
@@ -72,6 +75,9 @@ pub fn page(title: &str, who: Option<&Principal>, body: Markup) -> Response {
                     a.brand href="/" { "payhub" }
                     @if let Some(who) = who {
                         a href="/" { "Dashboard" }
+                        @if who.role.allows(crate::domain::role::Access::Finance) {
+                            a href="/installments" { "Installments" }
+                        }
                         @if who.role == Role::Admin {
                             a href="/setup" { "Setup" }
                             a href="/setup/keys" { "API keys" }
