@@ -14,3 +14,5 @@ CREATE INDEX payers_last_name ON payers (lower(last_name));
 -- The search box finds a payment by the phone it was sent to Vipps with.
 CREATE INDEX vipps_payments_phone ON vipps_payments (customer_phone);
 CREATE INDEX mandates_phone ON mandates (customer_phone);
+CREATE INDEX recurring_payments_created ON recurring_payments (created_at, id);
+CREATE INDEX mandates_created ON mandates (created_at, id);

@@ -120,6 +120,14 @@ pub fn routes() -> Vec<Route> {
         // Pages: finance records (lists; reconciliation's runs, payouts and queue join here once they exist)
         route(M::GET, "/installments", Finance, web::records::installments),
         route(M::GET, "/installments.csv", Finance, web::records::installments_csv),
+        route(M::GET, "/payments", Finance, web::records::payments),
+        route(M::GET, "/payments.csv", Finance, web::records::payments_csv),
+        route(M::GET, "/refunds", Finance, web::records::refunds),
+        route(M::GET, "/refunds.csv", Finance, web::records::refunds_csv),
+        route(M::GET, "/recurring", Finance, web::records::recurring),
+        route(M::GET, "/recurring.csv", Finance, web::records::recurring_csv),
+        route(M::GET, "/mandates", Finance, web::records::mandates),
+        route(M::GET, "/mandates.csv", Finance, web::records::mandates_csv),
         // Pages: Setup
         route(M::GET, "/setup", Admin, web::setup::extensions),
         route(M::GET, "/setup/vipps", Admin, web::setup::accounts),

@@ -55,6 +55,8 @@ details summary { cursor:pointer; color:var(--muted); font-size:.85rem; }
 details pre { white-space:pre-wrap; overflow-wrap:anywhere; font-size:.8rem; margin:.3rem 0; background:var(--bg); padding:.4rem .5rem; border-radius:4px; }
 form.filters { display:flex; flex-wrap:wrap; gap:.6rem 1rem; align-items:flex-end; }
 form.search { display:flex; gap:.5rem; margin-bottom:1rem; } form.search input { flex:1; max-width:none; padding:.45rem .55rem; border:1px solid #c5cad3; border-radius:6px; font:inherit; }
+nav.lists { display:flex; flex-wrap:wrap; gap:.4rem 1.2rem; margin-bottom:.6rem; font-size:.95rem; }
+.scroll { overflow-x:auto; } table.records td { overflow-wrap:normal; } table.records { table-layout:auto; font-size:.9rem; }
 th.num, td.num { text-align:right; font-variant-numeric: tabular-nums; white-space:nowrap; }
 form.filters .field { margin:0; } form.filters input { width:auto; max-width:14rem; }
 "#;
@@ -76,7 +78,7 @@ pub fn page(title: &str, who: Option<&Principal>, body: Markup) -> Response {
                     @if let Some(who) = who {
                         a href="/" { "Dashboard" }
                         @if who.role.allows(crate::domain::role::Access::Finance) {
-                            a href="/installments" { "Installments" }
+                            a href="/installments" { "Records" }
                         }
                         @if who.role == Role::Admin {
                             a href="/setup" { "Setup" }

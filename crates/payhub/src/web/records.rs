@@ -3,9 +3,10 @@
 //! with `.csv`, streamed page by page so a million rows never sit in memory. `format=excel-no` writes what
 //! Norwegian Excel opens as it is: `;` between fields, a decimal comma, and a UTF-8 byte order mark.
 //!
-//! Today: installments. The other families (payments, recurring payments, mandates, refunds, inbound reports,
-//! messages, deliveries, jobs; reconciliation runs, payouts and the Guided Matching queue once they exist) get a
-//! `Family` of their own beside [`installments`] and share the search box, filters and CSV writer.
+//! Today: installments, payments, refunds, recurring payments and mandates. The other families (inbound
+//! reports, messages, deliveries, jobs; reconciliation runs, payouts and the Guided Matching queue once they
+//! exist) get a [`Family`] of their own in `store::listing` and a path pair here, and share the search box,
+//! filters and CSV writer.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -20,9 +21,23 @@ use super::page;
 use crate::auth::Principal;
 use crate::domain::money::Money;
 use crate::domain::search::recognise;
-use crate::domain::status::InstallmentStatus;
 use crate::state::AppState;
-use crate::store::listing::{self, Cursor, DateField, InstallmentLine, ListFilter};
+use crate::store::listing::{self, Cell, Cursor, DateField, Family, Kind, Line, ListFilter};
+
+/// A list's path (its CSV is the path with `.csv`) and title.
+fn place(family: Family) -> (&'static str, &'static str) {
+    match family {
+        Family::Installments => ("/installments", "Installments"),
+        Family::Payments => ("/payments", "Payments"),
+        Family::Refunds => ("/refunds", "Refunds"),
+        Family::Recurring => ("/recurring", "Recurring payments"),
+        Family::Mandates => ("/mandates", "Mandates"),
+    }
+}
+
+/// The lists, in the order the navigation shows them.
+pub const LISTS: [Family; 5] =
+    [Family::Installments, Family::Payments, Family::Refunds, Family::Recurring, Family::Mandates];
 
 /// Lines per page on screen.
 const PAGE: i64 = 50;
@@ -140,17 +155,20 @@ fn text_input(name: &str, label: &str, kind: &str, value: &Option<String>) -> Ma
     }
 }
 
-fn filters(query: &ListQuery, accounts: &[(String, String)]) -> Markup {
+fn filters(family: Family, query: &ListQuery, accounts: &[(String, String)]) -> Markup {
+    let (path, _) = place(family);
     let status = given(&query.status).unwrap_or_default();
     let account = given(&query.account).unwrap_or_default();
     let date = query.date.as_deref().unwrap_or("created");
+    let (due, collected) = family.dates();
+    let dates = [("created", "Created", true), ("due", "Due", due), ("collected", "Collected", collected)];
     html! {
-        form.card.filters method="get" action="/installments" {
+        form.card.filters method="get" action=(path) {
             @if let Some(q) = given(&query.q) { input type="hidden" name="q" value=(q); }
-            div.field { label for="status" { "Status" }
+            div.field { label for="status" { @if family == Family::Payments { "Type" } @else { "Status" } }
                 select id="status" name="status" {
                     option value="" { "Any" }
-                    @for s in InstallmentStatus::ALL { option value=(s.as_str()) selected[status == s.as_str()] { (s.as_str()) } }
+                    @for s in family.statuses() { option value=(s) selected[status == *s] { (s) } }
                 } }
             div.field { label for="account" { "Account" }
                 select id="account" name="account" {
@@ -159,8 +177,8 @@ fn filters(query: &ListQuery, accounts: &[(String, String)]) -> Markup {
                 } }
             div.field { label for="date" { "Date" }
                 select id="date" name="date" {
-                    @for (value, label) in [("created", "Created"), ("due", "Due"), ("collected", "Collected")] {
-                        option value=(value) selected[date == value] { (label) }
+                    @for (value, label, _) in dates.iter().filter(|d| d.2) {
+                        option value=(value) selected[date == *value] { (label) }
                     }
                 } }
             (text_input("from", "From", "date", &query.from))
@@ -169,7 +187,7 @@ fn filters(query: &ListQuery, accounts: &[(String, String)]) -> Markup {
             (text_input("max", "Max NOK", "text", &query.max))
             (text_input("campaign", "Campaign", "text", &query.campaign))
             (text_input("origin", "Origin", "text", &query.origin))
-            div.field { button type="submit" { "Filter" } " " a href="/installments" { "Clear" } }
+            div.field { button type="submit" { "Filter" } " " a href=(path) { "Clear" } }
         }
     }
 }
@@ -178,12 +196,21 @@ fn kroner(ore: i64) -> String {
     Money::from_ore(ore).kroner_string()
 }
 
-/// `GET /installments`: installments newest first, filtered and searched by the URL, 50 a page.
-pub async fn installments(
-    State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
-    Query(query): Query<ListQuery>,
-) -> Response {
+/// The navigation between the lists.
+fn lists_nav(current: Family) -> Markup {
+    html! {
+        nav.lists {
+            @for family in LISTS {
+                @let (path, title) = place(family);
+                @if family == current { strong { (title) } } @else { a href=(path) { (title) } }
+            }
+        }
+    }
+}
+
+/// A list page: `family` newest first, filtered and searched by the URL, 50 a page.
+async fn list_page(state: AppState, who: Principal, family: Family, query: ListQuery) -> Response {
+    let (path, title) = place(family);
     let (filter, problems) = query.filter();
     let after = query.after.as_deref().and_then(Cursor::decode);
     let (lines, accounts) = {
@@ -191,7 +218,7 @@ pub async fn installments(
             Ok(conn) => conn,
             Err(error) => return super::internal_error(&error.into()),
         };
-        let lines = match listing::installments(&mut conn, &filter, after.as_ref(), PAGE).await {
+        let lines = match listing::lines(&mut conn, family, &filter, after.as_ref(), PAGE).await {
             Ok(lines) => lines,
             Err(error) => return super::internal_error(&error.into()),
         };
@@ -211,66 +238,83 @@ pub async fn installments(
     };
     let next = lines.last().filter(|_| lines.len() as i64 == PAGE).map(|last| {
         let cursor: String = url::form_urlencoded::byte_serialize(last.cursor().encode().as_bytes()).collect();
-        format!("/installments{}", joined(&format!("after={cursor}")))
+        format!("{path}{}", joined(&format!("after={cursor}")))
     });
+    let columns = family.columns();
     page(
-        "Installments",
+        title,
         Some(&who),
         html! {
-            h1 { "Installments" }
-            (search_box("/installments", &given(&query.q).unwrap_or_default()))
-            (filters(&query, &accounts))
+            (lists_nav(family))
+            h1 { (title) }
+            (search_box(path, &given(&query.q).unwrap_or_default()))
+            (filters(family, &query, &accounts))
             @for problem in &problems { div.alert role="alert" { (problem) } }
             p.muted {
                 "Amounts in NOK, times in UTC. Export this list: "
-                a href={ "/installments.csv" (joined("")) } download { "CSV" } " · "
-                a href={ "/installments.csv" (joined("format=excel-no")) } download { "CSV for Norwegian Excel" }
+                a href={ (path) ".csv" (joined("")) } download { "CSV" } " · "
+                a href={ (path) ".csv" (joined("format=excel-no")) } download { "CSV for Norwegian Excel" }
             }
-            @if lines.is_empty() { p { "No installments match." } }
+            @if lines.is_empty() { p { "Nothing matches." } }
             @else {
-                table.log.records {
-                    thead { tr { th { "Created" } th { "Due" } th { "Payer" } th { "Reference" } th.num { "Amount" }
-                                 th.num { "Open" } th.num { "Refunded" } th { "Status" } th { "Account" } } }
+                div.scroll { table.log.records {
+                    thead { tr { @for (name, kind) in columns.iter().skip(1) {
+                        @if *kind == Kind::Money { th.num { (name.trim_end_matches(" (NOK)")) } } @else { th { (name) } }
+                    } } }
                     tbody {
                         @for line in &lines {
-                            tr {
-                                td { (line.created_at.get(..16).unwrap_or_default().replace('T', " ")) }
-                                td { (line.due_date) }
-                                td { (line.payer_name) @if let Some(email) = &line.payer_email { br; small.muted { (email) } } }
-                                td { code title=(line.id) { (line.payment_reference) } }
-                                td.num { (kroner(line.amount_ore)) }
-                                td.num { (kroner(line.amount_open_ore.max(0))) }
-                                td.num { @if line.refunded_ore > 0 { (kroner(line.refunded_ore)) } }
-                                td { span.badge { (line.status) } }
-                                td { (line.account_name.as_deref().unwrap_or_default()) }
+                            tr title=(line.id) {
+                                @for cell in line.cells.iter().skip(1) {
+                                    @match cell {
+                                        Cell::Money(ore) => td.num { (kroner(*ore)) },
+                                        Cell::Text(text) => td { (shown(text)) },
+                                    }
+                                }
                             }
                         }
                     }
-                }
+                } }
                 @if let Some(next) = next { p { a href=(next) { "Next page →" } } }
             }
         },
     )
 }
 
-/// The CSV header of the installments list.
-const INSTALLMENT_HEADER: [&str; 15] = [
-    "Id",
-    "Created (UTC)",
-    "Due date",
-    "Status",
-    "Amount (NOK)",
-    "Amount open (NOK)",
-    "Amount refunded (NOK)",
-    "Payment reference",
-    "Payer",
-    "Email",
-    "Phone",
-    "Account",
-    "Campaign",
-    "Origin",
-    "Recurring payment",
-];
+/// A stored timestamp to the minute; other text as it is.
+fn shown(text: &str) -> String {
+    let stamp = text.len() > 20 && text.as_bytes().get(10) == Some(&b'T') && text.ends_with('Z');
+    if stamp {
+        text.get(..16).unwrap_or(text).replace('T', " ")
+    } else {
+        text.to_owned()
+    }
+}
+
+macro_rules! list_handlers {
+    ($($page:ident, $csv:ident, $family:expr, $path:literal;)*) => {$(
+        #[doc = concat!("`GET ", $path, "`: the list page.")]
+        pub async fn $page(
+            State(state): State<AppState>,
+            Extension(who): Extension<Principal>,
+            Query(query): Query<ListQuery>,
+        ) -> Response {
+            list_page(state, who, $family, query).await
+        }
+
+        #[doc = concat!("`GET ", $path, ".csv`: the filtered list as CSV, streamed.")]
+        pub async fn $csv(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
+            csv(state, $family, query)
+        }
+    )*};
+}
+
+list_handlers! {
+    installments, installments_csv, Family::Installments, "/installments";
+    payments, payments_csv, Family::Payments, "/payments";
+    refunds, refunds_csv, Family::Refunds, "/refunds";
+    recurring, recurring_csv, Family::Recurring, "/recurring";
+    mandates, mandates_csv, Family::Mandates, "/mandates";
+}
 
 /// How a CSV is written: the field separator and decimal mark.
 #[derive(Debug, Clone, Copy)]
@@ -315,44 +359,24 @@ impl CsvStyle {
         out.push_str("\r\n");
     }
 
-    fn installment(self, out: &mut String, line: &InstallmentLine) {
-        // Amounts are our own numbers, never formulas: written as they are.
-        let amounts =
-            [self.amount(line.amount_ore), self.amount(line.amount_open_ore.max(0)), self.amount(line.refunded_ore)];
-        let due = line.due_date.to_string();
-        let cells: [&str; 15] = [
-            &line.id,
-            &line.created_at,
-            &due,
-            &line.status,
-            "",
-            "",
-            "",
-            &line.payment_reference,
-            &line.payer_name,
-            line.payer_email.as_deref().unwrap_or_default(),
-            line.payer_phone.as_deref().unwrap_or_default(),
-            line.account_name.as_deref().unwrap_or_default(),
-            line.campaign.as_deref().unwrap_or_default(),
-            line.origin.as_deref().unwrap_or_default(),
-            line.recurring_id.as_deref().unwrap_or_default(),
-        ];
-        for (n, cell) in cells.iter().enumerate() {
+    fn line(self, out: &mut String, line: &Line) {
+        for (n, cell) in line.cells.iter().enumerate() {
             if n > 0 {
                 out.push(self.separator);
             }
-            match n {
-                4..=6 => out.push_str(&amounts[n - 4]),
-                _ => self.field(out, cell),
+            match cell {
+                // Amounts are our own numbers, never formulas: written as they are.
+                Cell::Money(ore) => out.push_str(&self.amount(*ore)),
+                Cell::Text(text) => self.field(out, text),
             }
         }
         out.push_str("\r\n");
     }
 }
 
-/// `GET /installments.csv`: the filtered list (all of it, not one page) as CSV, streamed: each chunk is one
-/// keyset page read from the database after the previous chunk was taken by the client.
-pub async fn installments_csv(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
+/// A list as CSV: all of it (not one page), streamed: each chunk is one keyset page read from the database
+/// after the client took the previous chunk.
+fn csv(state: AppState, family: Family, query: ListQuery) -> Response {
     let (filter, _) = query.filter();
     let style = if query.excel_no() {
         CsvStyle { separator: ';', decimal_comma: true }
@@ -363,7 +387,7 @@ pub async fn installments_csv(State(state): State<AppState>, Query(query): Query
     if query.excel_no() {
         head.push('\u{feff}');
     }
-    style.row(&mut head, INSTALLMENT_HEADER);
+    style.row(&mut head, family.columns().iter().map(|(name, _)| *name));
     let store = state.store.clone();
     // State: the next page's cursor, or `None` once the list is done; `Some(None)` is the first page.
     let pages = futures::stream::unfold(Some(None::<Cursor>), move |next| {
@@ -373,16 +397,16 @@ pub async fn installments_csv(State(state): State<AppState>, Query(query): Query
             let after = next?;
             let read = async {
                 let mut conn = store.pool().acquire().await?;
-                listing::installments(&mut conn, &filter, after.as_ref(), CSV_PAGE).await
+                listing::lines(&mut conn, family, &filter, after.as_ref(), CSV_PAGE).await
             };
             match read.await {
                 Ok(lines) if lines.is_empty() => None,
                 Ok(lines) => {
                     let mut chunk = String::with_capacity(lines.len() * 160);
                     for line in &lines {
-                        style.installment(&mut chunk, line);
+                        style.line(&mut chunk, line);
                     }
-                    let more = (lines.len() as i64 == CSV_PAGE).then(|| lines.last().map(InstallmentLine::cursor));
+                    let more = (lines.len() as i64 == CSV_PAGE).then(|| lines.last().map(Line::cursor));
                     Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), more))
                 }
                 Err(error) => {
@@ -394,11 +418,9 @@ pub async fn installments_csv(State(state): State<AppState>, Query(query): Query
         }
     });
     let body = futures::StreamExt::chain(futures::stream::once(async move { Ok(Bytes::from(head)) }), pages);
+    let file = format!("attachment; filename=\"{}.csv\"", place(family).0.trim_start_matches('/'));
     (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"installments.csv\""),
-        ],
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, file)],
         Body::from_stream(body),
     )
         .into_response()

@@ -6,6 +6,7 @@ use payhub::domain::role::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::helpers::recurring::{active_recurring, recurring_intent, today};
 use crate::helpers::{collected, seed_intent, Browser, TestApp, Vipps};
 use crate::on_both_backends;
 
@@ -49,7 +50,7 @@ on_both_backends! {
             assert!(found.contains(&karis_reference) && !found.contains(&erics_reference), "{text}: {found}");
         }
         let (_, nothing) = finance.get("/installments?q=pi-000000").await;
-        assert!(nothing.contains("No installments match"), "{nothing}");
+        assert!(nothing.contains("Nothing matches"), "{nothing}");
     }
 
     async fn filters_narrow_the_list_and_pages_follow_by_key(app) {
@@ -119,5 +120,40 @@ on_both_backends! {
             let with_key = app.http.get(app.url(path)).bearer_auth(key).send().await.unwrap();
             assert_eq!(with_key.status(), StatusCode::SEE_OTHER, "a key opens no page: {path}");
         }
+    }
+
+    async fn payments_refunds_recurring_payments_and_mandates_have_lists_too(app) {
+        let vipps = app.with_vipps().await;
+        let (installment_id, _) = collected(&app, &vipps).await;
+        let refund = app.http.post(app.url("/v2/Refund")).bearer_auth(&vipps.integrator_key)
+            .json(&json!({"InstallmentId": installment_id, "Amount": 10, "Reason": "Asked twice"})).send().await.unwrap();
+        assert_eq!(refund.status(), StatusCode::OK);
+        let refund: Value = refund.json().await.unwrap();
+        let (_, recurring_id, mandate_id, agreement_id) = active_recurring(&app, &vipps, &recurring_intent(today(&app), "200")).await;
+        let installment: Value = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        let capture_psp = installment["Payments"][0]["PspReference"].as_str().unwrap().to_owned();
+        let finance = app.browser(Role::Finance).await;
+
+        let (status, payments) = finance.get("/payments?q=johnson").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(payments.contains(&capture_psp) && payments.contains("36.00") && payments.contains("-10.00"), "{payments}");
+        let (_, refunds_only) = finance.get("/payments?status=refund").await;
+        assert!(!refunds_only.contains(&capture_psp) && refunds_only.contains("-10.00"), "{refunds_only}");
+        let (_, refunds) = finance.get("/refunds").await;
+        assert!(refunds.contains(refund["Id"].as_str().unwrap()) && refunds.contains("Succeeded") && refunds.contains("Asked twice"), "{refunds}");
+        let (_, recurring) = finance.get(&format!("/recurring?q={agreement_id}")).await;
+        assert!(recurring.contains(&recurring_id) && recurring.contains("Monthly") && recurring.contains("200.00"), "{recurring}");
+        let (_, none) = finance.get("/recurring?q=johnson").await;
+        assert!(!none.contains(&recurring_id), "Eric has no recurring payment: {none}");
+        let (_, mandates) = finance.get("/mandates?q=kari@example.org").await;
+        assert!(mandates.contains(&mandate_id) && mandates.contains(&agreement_id) && mandates.contains("per month"), "{mandates}");
+
+        for (path, rows) in [("/payments.csv", 2), ("/refunds.csv", 1), ("/recurring.csv", 1), ("/mandates.csv", 1)] {
+            let csv = finance.client.get(format!("{}{path}", finance.base)).send().await.unwrap().text().await.unwrap();
+            assert!(csv.starts_with("Id,Created (UTC),"), "{path}: {csv}");
+            assert_eq!(csv.lines().count(), rows + 1, "header and one line each: {path}: {csv}");
+        }
+        let csv = finance.client.get(format!("{}/mandates.csv?format=excel-no", finance.base)).send().await.unwrap().text().await.unwrap();
+        assert!(csv.contains(&format!("{agreement_id};")) && csv.contains(";per month;"), "{csv}");
     }
 }
