@@ -16,3 +16,7 @@ CREATE INDEX vipps_payments_phone ON vipps_payments (customer_phone);
 CREATE INDEX mandates_phone ON mandates (customer_phone);
 CREATE INDEX recurring_payments_created ON recurring_payments (created_at, id);
 CREATE INDEX mandates_created ON mandates (created_at, id);
+CREATE INDEX inbound_reports_created ON inbound_reports (created_at, id);
+CREATE INDEX messages_received ON messages (received_at, id);
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at, id);
+CREATE INDEX jobs_created ON jobs (created_at, id);

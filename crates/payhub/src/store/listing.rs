@@ -112,6 +112,14 @@ pub enum Family {
     Recurring,
     /// Mandates (Vipps agreements).
     Mandates,
+    /// Inbound reports: what each message meant.
+    Reports,
+    /// Messages: every exchange as received or sent.
+    Messages,
+    /// Outbound webhook deliveries.
+    Deliveries,
+    /// The job queue.
+    Jobs,
 }
 
 /// How a column's value is read and shown.
@@ -155,19 +163,26 @@ impl Line {
 
 /// Where a family's facts are: its table (alias `t`, or `i` for installments) joined to its payer `p`, its
 /// account `a`, its intent `pint` and (for payments and refunds) its installment `i`.
+/// A family without one of these has `None`: a filter or search on it then matches nothing. `raw` is where an
+/// id or reference is looked for when the family has no column of that kind (a message's subject, the body of
+/// a delivery or job); `numeric_id` marks a table whose ids are integers.
 struct Shape {
     from: &'static str,
+    joins: &'static str,
+    created: &'static str,
+    numeric_id: bool,
     status: &'static str,
-    amount: &'static str,
+    amount: Option<&'static str>,
     due: Option<&'static str>,
     collected: Option<&'static str>,
-    intent: &'static str,
+    intent: Option<&'static str>,
     installment: Option<&'static str>,
     reference: Option<&'static str>,
-    mandate: &'static str,
+    mandate: Option<&'static str>,
     recurring: Option<&'static str>,
-    payer: &'static str,
-    account: &'static str,
+    payer: Option<&'static str>,
+    account: Option<&'static str>,
+    raw: Option<(&'static str, bool)>,
     columns: &'static [(&'static str, &'static str, Kind)],
 }
 
@@ -184,17 +199,21 @@ impl Family {
         match self {
             Family::Installments => Shape {
                 from: "installments i",
+                joins: JOINS_OF_I,
+                created: "i.created_at",
+                numeric_id: false,
+                raw: None,
                 status: "i.status",
-                amount: "i.amount_ore",
+                amount: Some("i.amount_ore"),
                 due: Some("i.due_date"),
                 collected: Some("EXISTS (SELECT 1 FROM payments y WHERE y.installment_id = i.id AND y.amount_ore > 0 AND y.collection_date >= ? AND y.collection_date <= ?)"),
-                intent: "i.intent_id",
+                intent: Some("i.intent_id"),
                 installment: Some("i.id"),
                 reference: Some("i.payment_reference"),
-                mandate: "i.mandate_id",
+                mandate: Some("i.mandate_id"),
                 recurring: Some("i.recurring_payment_id"),
-                payer: "i.payer_id",
-                account: "i.account_id",
+                payer: Some("i.payer_id"),
+                account: Some("i.account_id"),
                 columns: &[
                     ("Id", "i.id", Text),
                     ("Created (UTC)", "i.created_at", Text),
@@ -217,17 +236,21 @@ impl Family {
                 let payments = self == Family::Payments;
                 Shape {
                     from: if payments { "payments t JOIN installments i ON i.id = t.installment_id" } else { "refunds t JOIN installments i ON i.id = t.installment_id" },
+                    joins: JOINS_OF_I,
+                    created: "t.created_at",
+                    numeric_id: false,
+                    raw: None,
                     status: if payments { "t.kind" } else { "t.status" },
-                    amount: "t.amount_ore",
+                    amount: Some("t.amount_ore"),
                     due: Some("i.due_date"),
                     collected: payments.then_some("t.collection_date >= ? AND t.collection_date <= ?"),
-                    intent: "i.intent_id",
+                    intent: Some("i.intent_id"),
                     installment: Some("i.id"),
                     reference: Some("i.payment_reference"),
-                    mandate: "i.mandate_id",
+                    mandate: Some("i.mandate_id"),
                     recurring: Some("i.recurring_payment_id"),
-                    payer: "i.payer_id",
-                    account: "i.account_id",
+                    payer: Some("i.payer_id"),
+                    account: Some("i.account_id"),
                     columns: if payments {
                         &[
                             ("Id", "t.id", Text),
@@ -262,17 +285,21 @@ impl Family {
             }
             Family::Recurring => Shape {
                 from: "recurring_payments t",
+                joins: JOINS_OF_T,
+                created: "t.created_at",
+                numeric_id: false,
+                raw: None,
                 status: "t.status",
-                amount: "t.amount_ore",
+                amount: Some("t.amount_ore"),
                 due: Some("t.next_collection_date"),
                 collected: None,
-                intent: "t.intent_id",
+                intent: Some("t.intent_id"),
                 installment: None,
                 reference: None,
-                mandate: "t.mandate_id",
+                mandate: Some("t.mandate_id"),
                 recurring: Some("t.id"),
-                payer: "t.payer_id",
-                account: "t.account_id",
+                payer: Some("t.payer_id"),
+                account: Some("t.account_id"),
                 columns: &[
                     ("Id", "t.id", Text),
                     ("Created (UTC)", "t.created_at", Text),
@@ -290,17 +317,21 @@ impl Family {
             },
             Family::Mandates => Shape {
                 from: "mandates t",
+                joins: JOINS_OF_T,
+                created: "t.created_at",
+                numeric_id: false,
+                raw: None,
                 status: "t.status",
-                amount: "t.price_ore",
+                amount: Some("t.price_ore"),
                 due: None,
                 collected: None,
-                intent: "t.intent_id",
+                intent: Some("t.intent_id"),
                 installment: None,
                 reference: None,
-                mandate: "t.id",
+                mandate: Some("t.id"),
                 recurring: None,
-                payer: "t.payer_id",
-                account: "t.account_id",
+                payer: Some("t.payer_id"),
+                account: Some("t.account_id"),
                 columns: &[
                     ("Id", "t.id", Text),
                     ("Created (UTC)", "t.created_at", Text),
@@ -314,14 +345,122 @@ impl Family {
                     ("Account", "a.name", Text),
                 ],
             },
-        }
-    }
-
-    /// The alias whose `created_at` and `id` page the list.
-    fn key(self) -> &'static str {
-        match self {
-            Family::Installments => "i",
-            _ => "t",
+            Family::Reports => Shape {
+                from: "inbound_reports t",
+                joins: "",
+                created: "t.created_at",
+                numeric_id: false,
+                raw: Some(("t.reference", false)),
+                status: "t.status",
+                amount: Some("t.amount_ore"),
+                due: None,
+                collected: None,
+                intent: Some("t.intent_id"),
+                installment: Some("t.installment_id"),
+                reference: Some("t.reference"),
+                mandate: None,
+                recurring: None,
+                payer: Some("(SELECT i2.payer_id FROM installments i2 WHERE i2.id = t.installment_id)"),
+                account: None,
+                columns: &[
+                    ("Id", "t.id", Text),
+                    ("Created (UTC)", "t.created_at", Text),
+                    ("Type", "t.report_type", Text),
+                    ("Event", "t.sub_type", Text),
+                    ("Status", "t.status", Text),
+                    ("Amount (NOK)", "t.amount_ore", Money),
+                    ("Reference", "t.reference", Text),
+                    ("Installment", "t.installment_id", Text),
+                    ("Intent", "t.intent_id", Text),
+                    ("Detail", "t.detail", Text),
+                    ("Message", "t.message_id", Text),
+                ],
+            },
+            Family::Messages => Shape {
+                from: "messages t",
+                joins: "",
+                created: "t.received_at",
+                numeric_id: false,
+                raw: Some(("t.subject", false)),
+                status: "t.status",
+                amount: None,
+                due: None,
+                collected: None,
+                intent: None,
+                installment: None,
+                reference: None,
+                mandate: None,
+                recurring: None,
+                payer: None,
+                account: None,
+                columns: &[
+                    ("Id", "t.id", Text),
+                    ("Received (UTC)", "t.received_at", Text),
+                    ("Direction", "t.direction", Text),
+                    ("Channel", "t.channel", Text),
+                    ("Subject", "t.subject", Text),
+                    ("Status", "t.status", Text),
+                    ("Error", "t.error", Text),
+                    ("Processed (UTC)", "t.processed_at", Text),
+                ],
+            },
+            Family::Deliveries => Shape {
+                from: "webhook_deliveries t",
+                joins: "",
+                created: "t.created_at",
+                numeric_id: false,
+                raw: Some(("t.body", true)),
+                status: "t.status",
+                amount: None,
+                due: None,
+                collected: None,
+                intent: None,
+                installment: None,
+                reference: None,
+                mandate: None,
+                recurring: None,
+                payer: None,
+                account: None,
+                columns: &[
+                    ("Id", "t.id", Text),
+                    ("Created (UTC)", "t.created_at", Text),
+                    ("Event", "t.event_type", Text),
+                    ("Status", "t.status", Text),
+                    ("Attempts", "CAST(t.attempts AS TEXT)", Text),
+                    ("Last HTTP status", "CAST(t.last_status_code AS TEXT)", Text),
+                    ("Last error", "t.last_error", Text),
+                    ("URL", "t.url", Text),
+                    ("Delivered (UTC)", "t.delivered_at", Text),
+                ],
+            },
+            Family::Jobs => Shape {
+                from: "jobs t",
+                joins: "",
+                created: "t.created_at",
+                numeric_id: true,
+                raw: Some(("t.payload", true)),
+                status: "t.status",
+                amount: None,
+                due: None,
+                collected: None,
+                intent: None,
+                installment: None,
+                reference: None,
+                mandate: None,
+                recurring: None,
+                payer: None,
+                account: None,
+                columns: &[
+                    ("Id", "CAST(t.id AS TEXT)", Text),
+                    ("Created (UTC)", "t.created_at", Text),
+                    ("Kind", "t.kind", Text),
+                    ("Status", "t.status", Text),
+                    ("Attempts", "CAST(t.attempts AS TEXT)", Text),
+                    ("Run at (UTC)", "t.run_at", Text),
+                    ("Last error", "t.last_error", Text),
+                    ("Ordering key", "t.ordering_key", Text),
+                ],
+            },
         }
     }
 
@@ -347,6 +486,10 @@ impl Family {
             Family::Refunds => &["Pending", "Succeeded", "Failed"],
             Family::Recurring => &["Active", "Paused", "Cancelled", "Ended"],
             Family::Mandates => &["Pending", "Active", "Stopped", "Expired", "Cancelled"],
+            Family::Reports => &["New", "Matched", "Ignored", "Failed"],
+            Family::Messages => &["New", "Processed", "Failed"],
+            Family::Deliveries => &["pending", "delivered", "failed"],
+            Family::Jobs => &["queued", "running", "done", "failed"],
         }
     }
 
@@ -359,25 +502,36 @@ impl Family {
 
 fn conditions(family: Family, filter: &ListFilter, after: Option<&Cursor>) -> Conditions {
     let shape = family.shape();
-    let key = family.key();
     let mut c = Conditions::default();
+    let nothing = "1 = 0";
+    // `{}` in `clause` is the family's column; a family without it matches nothing.
+    let on = |c: &mut Conditions, column: Option<&str>, clause: &str, values: Vec<Value>| match column {
+        Some(column) => c.add(&clause.replace("{}", column), values),
+        None => c.clauses.push(nothing.into()),
+    };
+    let text = |value: &str| vec![Value::Text(value.to_owned())];
     if let Some(status) = &filter.status {
-        c.text(&format!("{} = ?", shape.status), status);
+        on(&mut c, Some(shape.status), "{} = ?", text(status));
     }
     if let Some(account) = &filter.account_id {
-        c.text(&format!("{} = ?", shape.account), account);
+        on(&mut c, shape.account, "{} = ?", text(account));
     }
     if let Some(campaign) = &filter.campaign {
-        c.text("pint.campaign_id = ?", campaign);
+        on(
+            &mut c,
+            shape.intent,
+            "{} IN (SELECT pc.id FROM payment_intents pc WHERE pc.campaign_id = ?)",
+            text(campaign),
+        );
     }
     if let Some(origin) = &filter.origin {
-        c.text("pint.origin = ?", origin);
+        on(&mut c, shape.intent, "{} IN (SELECT po.id FROM payment_intents po WHERE po.origin = ?)", text(origin));
     }
     if let Some(min) = filter.min_ore {
-        c.add(&format!("{} >= ?", shape.amount), vec![Value::Int(min)]);
+        on(&mut c, shape.amount, "{} >= ?", vec![Value::Int(min)]);
     }
     if let Some(max) = filter.max_ore {
-        c.add(&format!("{} <= ?", shape.amount), vec![Value::Int(max)]);
+        on(&mut c, shape.amount, "{} <= ?", vec![Value::Int(max)]);
     }
     let from = filter.from.map(|d| d.to_string());
     let to = filter.to.map(|d| d.to_string());
@@ -401,68 +555,81 @@ fn conditions(family: Family, filter: &ListFilter, after: Option<&Cursor>) -> Co
         (DateField::Collected, _, Some(_)) => {}
         _ => {
             if let Some(from) = &from {
-                c.text(&format!("{key}.created_at >= ?"), from);
+                c.text(&format!("{} >= ?", shape.created), from);
             }
             if let Some(until) = &until {
-                c.text(&format!("{key}.created_at < ?"), until);
+                c.text(&format!("{} < ?", shape.created), until);
             }
         }
     }
-    let nothing = "1 = 0";
-    let text = |c: &mut Conditions, column: Option<&str>, value: &str| match column {
-        Some(column) => c.text(&format!("{column} = ?"), value),
-        None => c.clauses.push(nothing.into()),
+    // An id or reference: the family's own column for it, else where such text is kept raw.
+    let id = |c: &mut Conditions, column: Option<&str>, value: &str| match (column, shape.raw) {
+        (Some(column), _) => c.text(&format!("{column} = ?"), value),
+        (None, Some((raw, false))) => c.text(&format!("{raw} = ?"), value),
+        (None, Some((raw, true))) => c.text(&format!("{raw} LIKE ?"), &format!("%{}%", value.replace(['%', '_'], ""))),
+        (None, None) => c.clauses.push(nothing.into()),
     };
     match &filter.lookup {
         None => {}
-        Some(Lookup::Intent(id)) => text(&mut c, Some(shape.intent), id),
-        Some(Lookup::Reference(reference)) => text(&mut c, shape.reference, reference),
-        Some(Lookup::Installment(id)) => text(&mut c, shape.installment, id),
-        Some(Lookup::Agreement(id)) => {
-            c.text(&format!("{} IN (SELECT m.id FROM mandates m WHERE m.agreement_id = ?)", shape.mandate), id)
-        }
-        Some(Lookup::Mandate(id)) => text(&mut c, Some(shape.mandate), id),
-        Some(Lookup::Recurring(id)) => text(&mut c, shape.recurring, id),
+        Some(Lookup::Intent(value)) => id(&mut c, shape.intent, value),
+        Some(Lookup::Reference(value)) => id(&mut c, shape.reference, value),
+        Some(Lookup::Installment(value)) => id(&mut c, shape.installment, value),
+        Some(Lookup::Agreement(value)) => match shape.mandate {
+            Some(mandate) => {
+                c.text(&format!("{mandate} IN (SELECT m.id FROM mandates m WHERE m.agreement_id = ?)"), value)
+            }
+            None => id(&mut c, None, value),
+        },
+        Some(Lookup::Mandate(value)) => id(&mut c, shape.mandate, value),
+        Some(Lookup::Recurring(value)) => id(&mut c, shape.recurring, value),
         // The payer's own phone, or the number the payment or agreement was sent to Vipps with.
         Some(Lookup::Phone(phone)) => {
-            let mut parts = vec![
-                format!("{} IN (SELECT q.id FROM payers q WHERE q.phone = ?)", shape.payer),
-                format!("{} IN (SELECT m.id FROM mandates m WHERE m.customer_phone = ?)", shape.mandate),
-            ];
+            let mut parts = Vec::new();
+            if let Some(payer) = shape.payer {
+                parts.push(format!("{payer} IN (SELECT q.id FROM payers q WHERE q.phone = ?)"));
+            }
+            if let Some(mandate) = shape.mandate {
+                parts.push(format!("{mandate} IN (SELECT m.id FROM mandates m WHERE m.customer_phone = ?)"));
+            }
             if let Some(installment) = shape.installment {
                 parts.push(format!(
                     "{installment} IN (SELECT v.installment_id FROM vipps_payments v WHERE v.customer_phone = ?)"
                 ));
             }
-            let values = parts.iter().map(|_| Value::Text(phone.clone())).collect();
-            c.add(&format!("({})", parts.join(" OR ")), values);
+            if parts.is_empty() {
+                c.clauses.push(nothing.into());
+            } else {
+                let values = parts.iter().map(|_| Value::Text(phone.clone())).collect();
+                c.add(&format!("({})", parts.join(" OR ")), values);
+            }
         }
         Some(Lookup::Email(email)) => {
-            c.text(&format!("{} IN (SELECT q.id FROM payers q WHERE lower(q.email) = ?)", shape.payer), email)
+            on(&mut c, shape.payer, "{} IN (SELECT q.id FROM payers q WHERE lower(q.email) = ?)", text(email))
         }
         Some(Lookup::PspReference(reference)) => match (shape.reference, shape.installment) {
             (Some(column), Some(installment)) => c.add(
                 &format!("({column} = ? OR {installment} IN (SELECT z.installment_id FROM payments z WHERE z.psp_reference = ?))"),
                 vec![Value::Text(reference.clone()), Value::Text(reference.clone())],
             ),
-            _ => c.clauses.push(nothing.into()),
+            _ => id(&mut c, None, reference),
         },
-        Some(Lookup::Name(name)) => c.text(
-            &format!(
-                "{} IN (SELECT q.id FROM payers q WHERE lower(COALESCE(q.first_name, '') || ' ' || COALESCE(q.last_name, '')) LIKE ?)",
-                shape.payer
-            ),
-            &format!("%{}%", name.replace(['%', '_'], "")),
+        Some(Lookup::Name(name)) => on(
+            &mut c,
+            shape.payer,
+            "{} IN (SELECT q.id FROM payers q WHERE lower(COALESCE(q.first_name, '') || ' ' || COALESCE(q.last_name, '')) LIKE ?)",
+            text(&format!("%{}%", name.replace(['%', '_'], ""))),
         ),
     }
     if let Some(after) = after {
+        let key = shape.from.split(' ').nth(1).unwrap_or("t");
+        let last_id = if shape.numeric_id {
+            Value::Int(after.id.parse().unwrap_or(i64::MAX))
+        } else {
+            Value::Text(after.id.clone())
+        };
         c.add(
-            &format!("({key}.created_at < ? OR ({key}.created_at = ? AND {key}.id < ?))"),
-            vec![
-                Value::Text(after.created_at.clone()),
-                Value::Text(after.created_at.clone()),
-                Value::Text(after.id.clone()),
-            ],
+            &format!("({created} < ? OR ({created} = ? AND {key}.id < ?))", created = shape.created),
+            vec![Value::Text(after.created_at.clone()), Value::Text(after.created_at.clone()), last_id],
         );
     }
     c
@@ -504,12 +671,13 @@ pub async fn lines(
         format!("WHERE {}", conditions.clauses.join(" AND "))
     };
     let columns: Vec<&str> = shape.columns.iter().map(|(_, sql, _)| *sql).collect();
-    let joins = if shape.installment.is_some() { JOINS_OF_I } else { JOINS_OF_T };
-    let key = family.key();
+    let key = shape.from.split(' ').nth(1).unwrap_or("t");
     let sql = format!(
-        "SELECT {} FROM {} {joins} {filtered} ORDER BY {key}.created_at DESC, {key}.id DESC LIMIT {}",
+        "SELECT {} FROM {} {} {filtered} ORDER BY {} DESC, {key}.id DESC LIMIT {}",
         columns.join(", "),
         shape.from,
+        shape.joins,
+        shape.created,
         limit.clamp(1, 5000)
     );
     let mut query = sqlx::query(&sql);

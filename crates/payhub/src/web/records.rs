@@ -3,10 +3,10 @@
 //! with `.csv`, streamed page by page so a million rows never sit in memory. `format=excel-no` writes what
 //! Norwegian Excel opens as it is: `;` between fields, a decimal comma, and a UTF-8 byte order mark.
 //!
-//! Today: installments, payments, refunds, recurring payments and mandates. The other families (inbound
-//! reports, messages, deliveries, jobs; reconciliation runs, payouts and the Guided Matching queue once they
-//! exist) get a [`Family`] of their own in `store::listing` and a path pair here, and share the search box,
-//! filters and CSV writer.
+//! Installments, payments, refunds, recurring payments, mandates, inbound reports, messages, outbound webhook
+//! deliveries and jobs. Reconciliation runs, payouts and the Guided Matching queue, once they exist, get a
+//! [`Family`] of their own in `store::listing` and a path pair here, and share the search box, filters and CSV
+//! writer.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -32,12 +32,25 @@ fn place(family: Family) -> (&'static str, &'static str) {
         Family::Refunds => ("/refunds", "Refunds"),
         Family::Recurring => ("/recurring", "Recurring payments"),
         Family::Mandates => ("/mandates", "Mandates"),
+        Family::Reports => ("/reports", "Inbound reports"),
+        Family::Messages => ("/messages", "Messages"),
+        Family::Deliveries => ("/deliveries", "Webhook deliveries"),
+        Family::Jobs => ("/jobs", "Jobs"),
     }
 }
 
 /// The lists, in the order the navigation shows them.
-pub const LISTS: [Family; 5] =
-    [Family::Installments, Family::Payments, Family::Refunds, Family::Recurring, Family::Mandates];
+pub const LISTS: [Family; 9] = [
+    Family::Installments,
+    Family::Payments,
+    Family::Refunds,
+    Family::Recurring,
+    Family::Mandates,
+    Family::Reports,
+    Family::Messages,
+    Family::Deliveries,
+    Family::Jobs,
+];
 
 /// Lines per page on screen.
 const PAGE: i64 = 50;
@@ -314,6 +327,10 @@ list_handlers! {
     refunds, refunds_csv, Family::Refunds, "/refunds";
     recurring, recurring_csv, Family::Recurring, "/recurring";
     mandates, mandates_csv, Family::Mandates, "/mandates";
+    reports, reports_csv, Family::Reports, "/reports";
+    messages, messages_csv, Family::Messages, "/messages";
+    deliveries, deliveries_csv, Family::Deliveries, "/deliveries";
+    jobs, jobs_csv, Family::Jobs, "/jobs";
 }
 
 /// How a CSV is written: the field separator and decimal mark.

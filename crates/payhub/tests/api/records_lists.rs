@@ -156,4 +156,35 @@ on_both_backends! {
         let csv = finance.client.get(format!("{}/mandates.csv?format=excel-no", finance.base)).send().await.unwrap().text().await.unwrap();
         assert!(csv.contains(&format!("{agreement_id};")) && csv.contains(";per month;"), "{csv}");
     }
+
+    async fn what_vipps_said_what_we_sent_and_the_queue_have_lists_too(app) {
+        let vipps = app.with_vipps().await;
+        let mut body = seed_intent();
+        body["WebhookURL"] = json!("http://127.0.0.1:9/hook");
+        let (status, created) = app.intent(&vipps, &body).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let intent_id = created["Id"].as_str().unwrap().to_owned();
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap().to_owned();
+        let finance = app.browser(Role::Finance).await;
+
+        let (status, reports) = finance.get(&format!("/reports?q={intent_id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(reports.contains("PaymentIntent") && reports.contains(&intent_id), "{reports}");
+        let (_, none) = finance.get("/reports?q=pi_unknown").await;
+        assert!(none.contains("Nothing matches"), "{none}");
+        let (status, messages) = finance.get("/messages?status=Processed").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(messages.contains("api"), "the intent's own message: {messages}");
+        let (status, deliveries) = finance.get(&format!("/deliveries?q={}", q(&reference))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(deliveries.contains("installment.created") || deliveries.contains("paymentIntent.created"), "{deliveries}");
+        let (status, jobs) = finance.get("/jobs").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(jobs.contains("<h1>Jobs</h1>"), "{jobs}");
+        for (path, header) in [("/reports.csv", "Id,Created (UTC),Type,Event"), ("/messages.csv", "Id,Received (UTC),Direction"),
+                               ("/deliveries.csv", "Id,Created (UTC),Event"), ("/jobs.csv", "Id,Created (UTC),Kind")] {
+            let csv = finance.client.get(format!("{}{path}", finance.base)).send().await.unwrap().text().await.unwrap();
+            assert!(csv.starts_with(header), "{path}: {csv}");
+        }
+    }
 }
