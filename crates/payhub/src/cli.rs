@@ -435,7 +435,7 @@ async fn provision_sandbox(state: &crate::state::AppState, simulator: &vipps_sim
         api_base_url: Some(simulator.base_url()),
         ..AccountInput::default()
     };
-    let actor = Actor { label: "sandbox".into(), source: "cli".into() };
+    let actor = Actor { label: "sandbox".into(), source: "cli".into(), at: state.jobs.queue.now() };
     match state.accounts.resolve(Some("Sandbox")).await? {
         Some(existing) => state.accounts.update(&existing.id, &input, &actor).await?,
         None => state.accounts.create(&input, &actor).await?,

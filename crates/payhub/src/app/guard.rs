@@ -34,6 +34,11 @@ pub async fn require_payment_api(state: State<AppState>, request: Request, next:
     guard(state, request, next, Access::PaymentApi).await
 }
 
+/// Guard for routes that need [`Access::ApiRead`].
+pub async fn require_api_read(state: State<AppState>, request: Request, next: Next) -> Response {
+    guard(state, request, next, Access::ApiRead).await
+}
+
 /// Guard for routes that need [`Access::Refunds`].
 pub async fn require_refunds(state: State<AppState>, request: Request, next: Next) -> Response {
     guard(state, request, next, Access::Refunds).await
@@ -48,9 +53,9 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next, 
     let api = is_api_path(request.uri().path());
     let source = client_source(&request);
     let found = if api {
-        from_bearer(&state.store, request.headers(), &source).await
+        from_bearer(&state.store, request.headers(), &source, state.jobs.queue.now()).await
     } else {
-        from_session(&state.store, request.headers(), &source).await
+        from_session(&state.store, request.headers(), &source, state.jobs.queue.now()).await
     };
     let principal = match found {
         Ok(Some(principal)) => principal,

@@ -29,7 +29,9 @@ use crate::jobs::Clock;
 use crate::state::AppState;
 use crate::web;
 pub use follow_clock::follow_clock;
-use guard::{require_admin, require_finance, require_payment_api, require_refunds, require_signed_in};
+use guard::{
+    require_admin, require_api_read, require_finance, require_payment_api, require_refunds, require_signed_in,
+};
 
 /// Whether a path belongs to a JSON API (bearer keys, JSON errors) rather than the pages.
 pub fn is_api_path(path: &str) -> bool {
@@ -115,16 +117,16 @@ pub fn routes() -> Vec<Route> {
         route(M::DELETE, "/admin/api/giving-pages/{id}", Admin, api::giving_pages::delete),
         // Payment API v2 (JSON, bearer keys; FinDock-compatible)
         route(M::POST, "/v2/PaymentIntent", PaymentApi, api::v2::create_intent),
-        route(M::GET, "/v2/PaymentIntent/{id}", PaymentApi, api::v2::get_intent),
-        route(M::GET, "/v2/PaymentMethods", PaymentApi, api::v2::payment_methods),
-        route(M::GET, "/v2/Installment/{id}", PaymentApi, api::v2::get_installment),
+        route(M::GET, "/v2/PaymentIntent/{id}", ApiRead, api::v2::get_intent),
+        route(M::GET, "/v2/PaymentMethods", ApiRead, api::v2::payment_methods),
+        route(M::GET, "/v2/Installment/{id}", ApiRead, api::v2::get_installment),
         route(M::POST, "/v2/Refund", Refunds, api::v2::refund),
-        route(M::GET, "/v2/Recurring/{id}", PaymentApi, api::v2::recurring::get_recurring),
+        route(M::GET, "/v2/Recurring/{id}", ApiRead, api::v2::recurring::get_recurring),
         route(M::PATCH, "/v2/Recurring/{id}", Refunds, api::v2::recurring::change_recurring),
         route(M::POST, "/v2/Recurring/{id}/Pause", Refunds, api::v2::recurring::pause_recurring),
         route(M::POST, "/v2/Recurring/{id}/Resume", Refunds, api::v2::recurring::resume_recurring),
         route(M::POST, "/v2/Recurring/{id}/Cancel", Refunds, api::v2::recurring::cancel_recurring),
-        route(M::GET, "/v2/Mandate/{id}", PaymentApi, api::v2::recurring::get_mandate),
+        route(M::GET, "/v2/Mandate/{id}", ApiRead, api::v2::recurring::get_mandate),
         route(M::POST, "/v2/actions/CancelVippsAgreement", Refunds, api::v2::recurring::cancel_vipps_agreement),
         route(M::GET, "/v2/return/{id}", Public, web::payer_return::payer_return),
         // Giving Pages (public; CSRF by double-submit cookie, rate limit per address)
@@ -151,6 +153,25 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/reconciliation/queue/{id}/undo", Finance, web::reconciliation::undo),
         route(M::GET, "/reconciliation/files", Finance, web::reconciliation::upload_page),
         route(M::POST, "/reconciliation/files", Finance, web::reconciliation::upload),
+        // Pages: finance records (lists; reconciliation's runs, payouts and queue join here once they exist)
+        route(M::GET, "/installments", Finance, web::records::installments),
+        route(M::GET, "/installments.csv", Finance, web::records::installments_csv),
+        route(M::GET, "/payments", Finance, web::records::payments),
+        route(M::GET, "/payments.csv", Finance, web::records::payments_csv),
+        route(M::GET, "/refunds", Finance, web::records::refunds),
+        route(M::GET, "/refunds.csv", Finance, web::records::refunds_csv),
+        route(M::GET, "/recurring", Finance, web::records::recurring),
+        route(M::GET, "/recurring.csv", Finance, web::records::recurring_csv),
+        route(M::GET, "/mandates", Finance, web::records::mandates),
+        route(M::GET, "/mandates.csv", Finance, web::records::mandates_csv),
+        route(M::GET, "/reports", Finance, web::records::reports),
+        route(M::GET, "/reports.csv", Finance, web::records::reports_csv),
+        route(M::GET, "/messages", Finance, web::records::messages),
+        route(M::GET, "/messages.csv", Finance, web::records::messages_csv),
+        route(M::GET, "/deliveries", Finance, web::records::deliveries),
+        route(M::GET, "/deliveries.csv", Finance, web::records::deliveries_csv),
+        route(M::GET, "/jobs", Finance, web::records::jobs),
+        route(M::GET, "/jobs.csv", Finance, web::records::jobs_csv),
         // Pages: Setup
         route(M::GET, "/setup", Admin, web::setup::extensions),
         route(M::GET, "/setup/vipps", Admin, web::setup::accounts),
@@ -165,7 +186,7 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/setup/keys/{id}/revoke", Admin, web::users::revoke_key),
         route(M::GET, "/setup/users", Admin, web::users::users),
         route(M::POST, "/setup/users", Admin, web::users::create_user),
-        route(M::GET, "/setup/audit", Admin, web::users::audit),
+        route(M::GET, "/setup/audit", Admin, web::audit::audit),
         route(M::GET, "/setup/giving-pages", Admin, web::giving_pages::list),
         route(M::GET, "/setup/giving-pages/new", Admin, web::giving_pages::new_page),
         route(M::POST, "/setup/giving-pages", Admin, web::giving_pages::create),
@@ -184,6 +205,7 @@ pub fn router(state: AppState) -> Router {
             Access::Finance => handler.route_layer(from_fn_with_state(state.clone(), require_finance)),
             Access::PaymentApi => handler.route_layer(from_fn_with_state(state.clone(), require_payment_api)),
             Access::Refunds => handler.route_layer(from_fn_with_state(state.clone(), require_refunds)),
+            Access::ApiRead => handler.route_layer(from_fn_with_state(state.clone(), require_api_read)),
             Access::SignedIn => handler.route_layer(from_fn_with_state(state.clone(), require_signed_in)),
         };
         router = router.route(path, guarded);

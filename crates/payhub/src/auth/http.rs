@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap};
+use chrono::{DateTime, Utc};
 
 use super::Principal;
 use crate::store::Store;
@@ -34,7 +35,13 @@ pub fn client_source(request: &Request) -> String {
 }
 
 /// The caller of a JSON API, from its `Authorization: Bearer <key>` header (`None`: no valid key).
-pub async fn from_bearer(store: &Store, headers: &HeaderMap, source: &str) -> anyhow::Result<Option<Principal>> {
+/// `at` is payhub's time of the request ([`Principal::at`]).
+pub async fn from_bearer(
+    store: &Store,
+    headers: &HeaderMap,
+    source: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<Principal>> {
     let Some(key) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -51,11 +58,18 @@ pub async fn from_bearer(store: &Store, headers: &HeaderMap, source: &str) -> an
         role: k.role,
         csrf_token: None,
         source: source.to_owned(),
+        at,
     }))
 }
 
 /// The caller of a page, from its session cookie (`None`: not signed in).
-pub async fn from_session(store: &Store, headers: &HeaderMap, source: &str) -> anyhow::Result<Option<Principal>> {
+/// `at` is payhub's time of the request ([`Principal::at`]).
+pub async fn from_session(
+    store: &Store,
+    headers: &HeaderMap,
+    source: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<Principal>> {
     let Some(cookie) = cookie(headers, SESSION_COOKIE).filter(|c| !c.is_empty() && c.len() <= 200) else {
         return Ok(None);
     };
@@ -66,6 +80,7 @@ pub async fn from_session(store: &Store, headers: &HeaderMap, source: &str) -> a
         role: s.user.role,
         csrf_token: Some(s.csrf_token),
         source: source.to_owned(),
+        at,
     }))
 }
 

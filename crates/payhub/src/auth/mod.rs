@@ -5,7 +5,7 @@ pub mod http;
 pub mod password;
 pub mod tokens;
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::ids::new_id;
 use crate::domain::role::Role;
@@ -25,13 +25,16 @@ pub struct Actor {
     pub label: String,
     /// The client's IP address, or `cli`.
     pub source: String,
+    /// When the change is made, on payhub's clock: the simulator's virtual clock in the sandbox, so the audit
+    /// log and the records it explains tell one time.
+    pub at: DateTime<Utc>,
 }
 
 impl Actor {
     /// The operator at the command line.
     pub fn cli() -> Actor {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        Actor { label: format!("cli:{user}"), source: "cli".into() }
+        Actor { label: format!("cli:{user}"), source: "cli".into(), at: Utc::now() }
     }
 }
 
@@ -48,12 +51,14 @@ pub struct Principal {
     pub csrf_token: Option<String>,
     /// Where the request came from.
     pub source: String,
+    /// When the request arrived, on payhub's clock (see [`Actor::at`]).
+    pub at: DateTime<Utc>,
 }
 
 impl Principal {
     /// The audit actor for changes this caller makes.
     pub fn actor(&self) -> Actor {
-        Actor { label: self.label.clone(), source: self.source.clone() }
+        Actor { label: self.label.clone(), source: self.source.clone(), at: self.at }
     }
 }
 
@@ -67,7 +72,7 @@ pub async fn audit(
     details: serde_json::Value,
 ) -> ServiceResult<()> {
     let entry = AuditEntry {
-        at: Utc::now(),
+        at: actor.at,
         actor: actor.label.clone(),
         action: action.to_owned(),
         object_type: object_type.to_owned(),
@@ -227,8 +232,16 @@ pub enum SignIn {
 /// Checks a password sign-in and opens a session. Wrong email and wrong password are indistinguishable to the
 /// caller, in answer and in time; after [`EMAIL_FAILURES`] failures for an email (whether or not it has a
 /// user) or [`SOURCE_FAILURES`] from an address within [`LOCKOUT_MINUTES`], attempts are refused unchecked
-/// until the window has passed, so passwords cannot be guessed at speed.
-pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -> ServiceResult<SignIn> {
+/// until the window has passed, so passwords cannot be guessed at speed. A sign-in and a failed one are
+/// audited at `audit_at` (payhub's clock); lockout windows and sessions run on real time. Refusals of a locked
+/// email are not audited: they are not checked, and an attacker must not be able to fill the log.
+pub async fn sign_in(
+    store: &Store,
+    email: &str,
+    password: &str,
+    source: &str,
+    audit_at: DateTime<Utc>,
+) -> ServiceResult<SignIn> {
     let email = email.trim();
     let key = email.to_lowercase();
     let now = Utc::now();
@@ -248,6 +261,7 @@ pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -
     }
     let user = user_store::user_by_email(&mut conn, email).await?;
     drop(conn);
+    let known_id = user.as_ref().map(|u| u.id.clone()).unwrap_or_default();
     let user = user.filter(|u| u.disabled_at.is_none());
     // An email without a user is checked against a stand-in hash, at the same cost as a real check.
     let hash = user.as_ref().map_or_else(|| password::stand_in_hash().to_owned(), |u| u.password_hash.clone());
@@ -255,6 +269,9 @@ pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -
     let Some(user) = user.filter(|_| matches) else {
         let mut tx = store.begin_write().await?;
         user_store::insert_failure(&mut tx, &key, source, now, now - Duration::days(1)).await?;
+        let actor = Actor { label: "anonymous".into(), source: source.to_owned(), at: audit_at };
+        let tried: String = email.chars().take(254).collect();
+        audit(&mut tx, &actor, "user.sign_in_failed", "user", &known_id, serde_json::json!({"email": tried})).await?;
         tx.commit().await?;
         return Ok(SignIn::Refused);
     };
@@ -270,7 +287,7 @@ pub async fn sign_in(store: &Store, email: &str, password: &str, source: &str) -
         now + Duration::hours(SESSION_HOURS),
     )
     .await?;
-    let actor = Actor { label: format!("user:{} {}", user.id, user.email), source: source.to_owned() };
+    let actor = Actor { label: format!("user:{} {}", user.id, user.email), source: source.to_owned(), at: audit_at };
     audit(&mut tx, &actor, "user.sign_in", "user", &user.id, serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(SignIn::Session(token))
@@ -309,13 +326,14 @@ pub async fn setup_link_is_live(store: &Store, token: &str) -> ServiceResult<boo
 }
 
 /// Creates the first admin through a setup link, which is used up; fails when the link is dead or a user
-/// already exists.
+/// already exists. Audited at `audit_at` (payhub's clock).
 pub async fn create_first_admin(
     store: &Store,
     token: &str,
     email: &str,
     password: &str,
     source: &str,
+    audit_at: DateTime<Utc>,
 ) -> ServiceResult<UserRecord> {
     let mut errors = Vec::new();
     if let Err(e) = check_email(email) {
@@ -336,6 +354,6 @@ pub async fn create_first_admin(
         }
         tx.commit().await?;
     }
-    let actor = Actor { label: "setup-link".into(), source: source.to_owned() };
+    let actor = Actor { label: "setup-link".into(), source: source.to_owned(), at: audit_at };
     create_user(store, email, password, Role::Admin, &actor).await
 }

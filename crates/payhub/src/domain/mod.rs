@@ -11,6 +11,7 @@ pub mod phone;
 pub mod recurring;
 pub mod role;
 pub mod schedule;
+pub mod search;
 pub mod status;
 pub mod trail;
 pub mod vipps_state;

@@ -24,8 +24,11 @@ pub enum Access {
     Admin,
     /// Records, refunds, reconciliation.
     Finance,
-    /// The Payment API.
+    /// The Payment API's writes that take payments (new intents): integrators and admins.
     PaymentApi,
+    /// The Payment API's reads of records (intents, installments, recurring payments, mandates, methods): every
+    /// role, so a finance key reads what a finance user sees on the pages and may refund.
+    ApiRead,
     /// Money operations on existing records (refunds, changes to recurring payments, Cancel Vipps Agreement):
     /// finance staff and the Payment API alike.
     Refunds,
@@ -44,7 +47,7 @@ impl Role {
             Access::Admin => self == Role::Admin,
             Access::Finance => matches!(self, Role::Admin | Role::Finance),
             Access::PaymentApi => matches!(self, Role::Admin | Role::Integrator),
-            Access::Refunds => true,
+            Access::Refunds | Access::ApiRead => true,
         }
     }
 
@@ -86,6 +89,7 @@ mod tests {
         assert!(Role::Admin.allows(Access::Admin) && Role::Admin.allows(Access::PaymentApi));
         assert!(!Role::Finance.allows(Access::Admin) && Role::Finance.allows(Access::Finance));
         assert!(!Role::Finance.allows(Access::PaymentApi));
+        assert!(Role::ALL.iter().all(|role| role.allows(Access::ApiRead)), "a finance key reads what it may refund");
         assert!(Role::Integrator.allows(Access::PaymentApi) && !Role::Integrator.allows(Access::Finance));
         assert_eq!("finance".parse::<Role>(), Ok(Role::Finance));
         assert!("root".parse::<Role>().is_err());

@@ -65,6 +65,23 @@ impl Frequency {
     }
 }
 
+/// A Vipps agreement interval in words, as a reader says it: `per month`, `every 3 months`, `per week`. An
+/// interval unit payhub does not know is shown as Vipps named it.
+pub fn interval_text(unit: &str, count: i64) -> String {
+    let word = match unit {
+        "DAY" => "day",
+        "WEEK" => "week",
+        "MONTH" => "month",
+        "YEAR" => "year",
+        other => return format!("every {count} {other}"),
+    };
+    if count == 1 {
+        format!("per {word}")
+    } else {
+        format!("every {count} {word}s")
+    }
+}
+
 impl fmt::Display for Frequency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -272,6 +289,20 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_frequency_reads_as_words() {
+        let texts: Vec<String> =
+            [Frequency::Weekly, Frequency::Monthly, Frequency::Quarterly, Frequency::HalfYearly, Frequency::Yearly]
+                .iter()
+                .map(|f| {
+                    let (unit, count) = f.vipps_interval();
+                    interval_text(unit, i64::from(count))
+                })
+                .collect();
+        assert_eq!(texts, ["per week", "per month", "every 3 months", "every 6 months", "per year"]);
+        assert_eq!(interval_text("FORTNIGHT", 1), "every 1 FORTNIGHT");
+    }
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default()

@@ -13,6 +13,8 @@ use vipps_client::{Amount, IdempotencyKey, RecurringIdempotencyKey};
 use super::one_time::{describe, is_transient, totals, IN_CALLERS_HANDS};
 use super::trail::{self, Channel, Means, Outcome, Said};
 use super::{outbox, Payments};
+use crate::auth::Actor;
+use crate::domain::money::Money;
 use crate::domain::status::InstallmentStatus;
 use crate::domain::vipps_state::PaymentState;
 use crate::domain::FieldError;
@@ -36,6 +38,8 @@ pub struct RefundRequest {
     pub reason: Option<String>,
     /// The caller's own IdempotencyKey, kept on the refund: a repeat with it finishes this refund.
     pub api_key: Option<ApiKey>,
+    /// Who asks, for the audit entry written with the reservation.
+    pub actor: Actor,
 }
 
 /// Whether a refund goes to Vipps for the first time (just reserved) or again.
@@ -95,7 +99,7 @@ impl Payments {
                     "Amount",
                     format!(
                         "Amount must be more than 0 and at most what is left to refund ({} NOK)",
-                        crate::domain::money::Money::from_ore(refundable.max(0)).kroner_string()
+                        Money::from_ore(refundable.max(0)).kroner_string()
                     ),
                 )]));
             }
@@ -108,6 +112,9 @@ impl Payments {
                 now,
             )
             .await?;
+            let details = json!({"refund": refund.id, "amount": Money::from_ore(amount).kroner_string(), "reason": request.reason});
+            crate::auth::audit(&mut tx, &request.actor, "refund.request", "installment", &installment.id, details)
+                .await?;
             tx.commit().await?;
             refund
         };
@@ -245,14 +252,15 @@ impl Payments {
                 } else {
                     InstallmentStatus::PartiallyRefunded
                 };
-                let open = installment.amount_open_ore + refund.amount_ore;
+                // A refund makes nothing due again: the open amount stays as it was (the refunded sum is read
+                // from the negative Payments). Giving it anyway lets a second partial refund announce itself.
                 outbox::move_installment(
                     &mut tx,
                     &listeners,
                     &installment.id,
                     next,
                     None,
-                    Some(open.min(installment.amount_ore)),
+                    Some(installment.amount_open_ore),
                     now,
                 )
                 .await?;

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod installments;
 pub mod intents;
 pub mod ledger;
+pub mod listing;
 pub mod mandates;
 pub mod match_queue;
 pub mod outbox;
@@ -264,6 +265,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "giving_pages",
         sqlite: include_str!("../../migrations/sqlite/0013_giving_pages.sql"),
         postgres: include_str!("../../migrations/postgres/0013_giving_pages.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "records",
+        sqlite: include_str!("../../migrations/sqlite/0014_records.sql"),
+        postgres: include_str!("../../migrations/postgres/0014_records.sql"),
     },
     Migration {
         version: 15,

@@ -37,6 +37,12 @@ pub struct PaymentRow {
     pub payout_id: Option<String>,
 }
 
+/// What the refunds among `payments` gave back, in øre (positive): shown beside the open amount, which a
+/// refund never changes.
+pub fn refunded_ore(payments: &[PaymentRow]) -> i64 {
+    payments.iter().filter(|p| p.amount_ore < 0).map(|p| -p.amount_ore).sum()
+}
+
 /// Records a payment once per psp reference; returns its id when it was new.
 pub async fn insert_payment(
     conn: &mut AnyConnection,

@@ -55,6 +55,12 @@ pub struct RecurringRow {
 }
 
 impl RecurringRow {
+    /// The date the next installment falls due, while there will be one: a cancelled or ended recurring
+    /// payment collects nothing more, whatever period its generator had reached.
+    pub fn next_collection(&self) -> Option<NaiveDate> {
+        self.next_collection_date.filter(|_| self.status.is_open())
+    }
+
     /// Its schedule.
     pub fn schedule(&self) -> StoreResult<Schedule> {
         Schedule::new(self.start_date, self.end_date, self.frequency, self.collection_day).map_err(decode)

@@ -100,7 +100,15 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
             StatusCode::BAD_REQUEST,
         );
     }
-    match auth::sign_in(&state.store, &email, form.password.as_deref().unwrap_or_default(), &source).await {
+    match auth::sign_in(
+        &state.store,
+        &email,
+        form.password.as_deref().unwrap_or_default(),
+        &source,
+        state.jobs.queue.now(),
+    )
+    .await
+    {
         Ok(SignIn::Session(session)) => {
             let mut response = Redirect::to(&next).into_response();
             response
@@ -203,8 +211,9 @@ pub async fn first_run_submit(State(state): State<AppState>, request: Request) -
     if !form_token_ok(&parts.headers, form.form_token.as_deref()) {
         return super::bad_request("The form expired. Open the setup link again.");
     }
-    match auth::create_first_admin(&state.store, &token, &email, &password, &source).await {
-        Ok(_) => match auth::sign_in(&state.store, &email, &password, &source).await {
+    let at = state.jobs.queue.now();
+    match auth::create_first_admin(&state.store, &token, &email, &password, &source, at).await {
+        Ok(_) => match auth::sign_in(&state.store, &email, &password, &source, at).await {
             Ok(SignIn::Session(session)) => {
                 let mut response = Redirect::to("/setup").into_response();
                 response

@@ -1,12 +1,14 @@
 //! Server-rendered pages (no front-end build step, no JavaScript needed): sign-in, first run, Setup with the
-//! Vipps extension's accounts, API keys, users and the audit log. Every form carries the session's CSRF token.
+//! Vipps extension's accounts, API keys, users and the audit log, and the finance records lists. Every form carries the session's CSRF token.
 
-pub mod give;
 mod give_form;
+pub mod audit;
+pub mod give;
 pub mod giving_pages;
 pub mod login;
 pub mod payer_return;
 pub mod reconciliation;
+pub mod records;
 pub mod setup;
 pub mod users;
 
@@ -51,6 +53,16 @@ button.link { background:none; color:var(--ink); padding:0; text-decoration:unde
 .badge.default { background:#fff0ea; color:var(--brand); }
 code.secret { background:#fff6d6; padding:.3rem .5rem; border-radius:4px; font-size:1rem; word-break:break-all; }
 .actions { display:flex; gap:.6rem; align-items:center; margin-top:1rem; }
+.muted { color:var(--muted); }
+table.log { table-layout:fixed; } table.log td { overflow-wrap:anywhere; }
+details summary { cursor:pointer; color:var(--muted); font-size:.85rem; }
+details pre { white-space:pre-wrap; overflow-wrap:anywhere; font-size:.8rem; margin:.3rem 0; background:var(--bg); padding:.4rem .5rem; border-radius:4px; }
+form.filters { display:flex; flex-wrap:wrap; gap:.6rem 1rem; align-items:flex-end; }
+form.search { display:flex; gap:.5rem; margin-bottom:1rem; } form.search input { flex:1; max-width:none; padding:.45rem .55rem; border:1px solid #c5cad3; border-radius:6px; font:inherit; }
+nav.lists { display:flex; flex-wrap:wrap; gap:.4rem 1.2rem; margin-bottom:.6rem; font-size:.95rem; }
+.scroll { overflow-x:auto; } table.records td { overflow-wrap:normal; } table.records { table-layout:auto; font-size:.9rem; }
+th.num, td.num { text-align:right; font-variant-numeric: tabular-nums; white-space:nowrap; }
+form.filters .field { margin:0; } form.filters input { width:auto; max-width:14rem; }
 "#;
 
 /// A whole page: head, navigation for the signed-in `who`, and `body`.
@@ -71,6 +83,7 @@ pub fn page(title: &str, who: Option<&Principal>, body: Markup) -> Response {
                         a href="/" { "Dashboard" }
                         @if who.role.allows(crate::domain::role::Access::Finance) {
                             a href="/reconciliation/queue" { "Guided Matching" }
+                            a href="/installments" { "Records" }
                         }
                         @if who.role == Role::Admin {
                             a href="/setup" { "Setup" }

@@ -1,4 +1,4 @@
-//! Pages for API keys (created keys are shown once), users, and the audit log.
+//! Pages for API keys (created keys are shown once) and users.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,7 +14,7 @@ use crate::domain::role::Role;
 use crate::domain::FieldError;
 use crate::error::ServiceError;
 use crate::state::AppState;
-use crate::store::{audit as audit_store, users as user_store};
+use crate::store::users as user_store;
 
 fn role_select(selected: Option<Role>) -> Markup {
     html! {
@@ -208,34 +208,4 @@ pub async fn create_user(
         }
         Err(error) => super::internal_error(&error.into()),
     }
-}
-
-/// `GET /setup/audit`: the newest 200 entries.
-pub async fn audit(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Response {
-    let entries = {
-        let mut conn = match state.store.pool().acquire().await {
-            Ok(conn) => conn,
-            Err(error) => return super::internal_error(&error.into()),
-        };
-        match audit_store::recent(&mut conn, None, 200).await {
-            Ok(entries) => entries,
-            Err(error) => return super::internal_error(&error.into()),
-        }
-    };
-    page(
-        "Audit log",
-        Some(&who),
-        html! {
-            h1 { "Audit log" }
-            table {
-                thead { tr { th { "When (UTC)" } th { "Who" } th { "From" } th { "What" } th { "Record" } th { "Details" } } }
-                tbody {
-                    @for e in &entries {
-                        tr { td { (e.at.format("%Y-%m-%d %H:%M:%S")) } td { (e.actor) } td { (e.source) } td { (e.action) }
-                             td { (e.object_type) " " code { (e.object_id) } } td { code { (e.details) } } }
-                    }
-                }
-            }
-        },
-    )
 }

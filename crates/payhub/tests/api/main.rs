@@ -27,6 +27,8 @@ mod outbound_webhooks;
 mod page_security;
 mod polls;
 mod reconciliation;
+mod records_fixes;
+mod records_lists;
 mod recurring;
 mod recurring_bad_input;
 mod recurring_beats_by_hand;

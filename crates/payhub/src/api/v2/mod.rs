@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ErrorItem};
-use crate::auth::Principal;
+use crate::auth::{Actor, Principal};
 use crate::domain::money::{signed_json_kroner, Money};
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::ServiceError;
@@ -394,6 +394,7 @@ async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError>
         "StatusReason": installment.status_reason,
         "Amount": Money::from_ore(installment.amount_ore).to_json_kroner(),
         "AmountOpen": Money::from_ore(installment.amount_open_ore.max(0)).to_json_kroner(),
+        "AmountRefunded": Money::from_ore(crate::store::payments::refunded_ore(&payments)).to_json_kroner(),
         "CurrencyISOCode": "NOK",
         "DueDate": installment.due_date.to_string(),
         "PaymentReference": installment.payment_reference,
@@ -446,7 +447,8 @@ pub async fn refund(
     let work = {
         let state = state.clone();
         let api_key = key.clone().map(|key| ApiKey { scope: scope.clone(), key });
-        async move { answer_refund(&state, &body, api_key).await }
+        let actor = caller.actor();
+        async move { answer_refund(&state, &body, api_key, actor).await }
     };
     once(&state, scope, key, &bytes, work).await
 }
@@ -454,8 +456,8 @@ pub async fn refund(
 /// The work of `POST /v2/Refund`: the refund reserved and sent to Vipps, as the answer to give. The caller's
 /// IdempotencyKey is kept on the refund, so work that runs again for it (its claim given up, or its lease run
 /// out) finishes that refund rather than making another.
-async fn answer_refund(state: &AppState, body: &Value, api_key: Option<ApiKey>) -> (StatusCode, Value) {
-    let request = match parse_refund(state, body).await {
+async fn answer_refund(state: &AppState, body: &Value, api_key: Option<ApiKey>, actor: Actor) -> (StatusCode, Value) {
+    let request = match parse_refund(state, body, actor).await {
         Ok(request) => RefundRequest { api_key, ..request },
         Err(error) => return envelope(error),
     };
@@ -488,7 +490,7 @@ async fn answer_refund(state: &AppState, body: &Value, api_key: Option<ApiKey>) 
     }
 }
 
-async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, ApiError> {
+async fn parse_refund(state: &AppState, body: &Value, actor: Actor) -> Result<RefundRequest, ApiError> {
     let Value::Object(map) = body else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "200", "The body must be a JSON object", None));
     };
@@ -558,7 +560,7 @@ async fn parse_refund(state: &AppState, body: &Value) -> Result<RefundRequest, A
     };
     match installment_id {
         Some(installment_id) if items.is_empty() => {
-            Ok(RefundRequest { installment_id, amount_ore: amount, reason, api_key: None })
+            Ok(RefundRequest { installment_id, amount_ore: amount, reason, api_key: None, actor })
         }
         _ => Err(ApiError::items(StatusCode::BAD_REQUEST, items)),
     }

@@ -14,6 +14,7 @@ use super::{internal, parse_json, request};
 use crate::api::error::{ApiError, ErrorItem};
 use crate::auth::Principal;
 use crate::domain::money::Money;
+use crate::domain::schedule::interval_text;
 use crate::error::ServiceError;
 use crate::processing::recurring::CancelOutcome;
 use crate::state::AppState;
@@ -51,7 +52,8 @@ pub(crate) fn mandate_json(mandate: &MandateRow, target: Option<String>) -> Valu
         "ProductName": mandate.product_name,
         "MerchantAgreementUrl": mandate.merchant_agreement_url,
         "Price": Money::from_ore(mandate.price_ore).to_json_kroner(),
-        "Interval": {"Unit": mandate.interval_unit, "Count": mandate.interval_count},
+        "Interval": {"Unit": mandate.interval_unit, "Count": mandate.interval_count,
+                     "Text": interval_text(&mandate.interval_unit, mandate.interval_count)},
         "ConfirmationURL": mandate.confirmation_url,
         "PaymentIntentId": mandate.intent_id,
         "PayerId": mandate.payer_id,
@@ -78,7 +80,7 @@ pub(crate) fn recurring_json(
         "EndDate": recurring.end_date.map(|d| d.to_string()),
         "CollectionDay": recurring.collection_day,
         "PausedUntil": recurring.paused_until.map(|d| d.to_string()),
-        "NextCollectionDate": recurring.next_collection_date.map(|d| d.to_string()),
+        "NextCollectionDate": recurring.next_collection().map(|d| d.to_string()),
         "PaymentIntentId": recurring.intent_id,
         "PayerId": recurring.payer_id,
         "BankStatementDescription": recurring.bank_statement_description,

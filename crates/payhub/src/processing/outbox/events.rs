@@ -32,6 +32,7 @@ pub(crate) fn installment_data(installment: &InstallmentRow, payments: &[Payment
         "StatusReason": installment.status_reason,
         "Amount": Money::from_ore(installment.amount_ore).to_json_kroner(),
         "AmountOpen": Money::from_ore(installment.amount_open_ore.max(0)).to_json_kroner(),
+        "AmountRefunded": Money::from_ore(crate::store::payments::refunded_ore(payments)).to_json_kroner(),
         "PaymentMethod": "Vipps",
         "PaymentProcessor": PROCESSOR,
         "PaymentIntentId": installment.intent_id,

@@ -2,7 +2,7 @@
 //! recorded as a `recurring_changes` row (the Idempotency-Key of any Vipps call) and audited; one Vipps has not
 //! confirmed stays `Pending` and is finished by `pending`.
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 use serde_json::json;
 use vipps_client::recurring::{AgreementUpdate, PricingUpdate};
 
@@ -13,7 +13,6 @@ use crate::domain::recurring::{MandateStatus, RecurringStatus, MAX_RECURRING_ORE
 use crate::error::{ServiceError, ServiceResult};
 use crate::processing::one_time::{describe, is_transient};
 use crate::processing::Payments;
-use crate::store::audit::{self, AuditEntry};
 use crate::store::changes;
 use crate::store::installments;
 use crate::store::mandates::{self, MandateRow};
@@ -41,20 +40,7 @@ impl Payments {
         id: &str,
         details: serde_json::Value,
     ) -> ServiceResult<()> {
-        audit::record(
-            conn,
-            &AuditEntry {
-                at: Utc::now(),
-                actor: actor.label.clone(),
-                action: action.into(),
-                object_type: object_type.into(),
-                object_id: id.into(),
-                source: actor.source.clone(),
-                details,
-            },
-        )
-        .await?;
-        Ok(())
+        crate::auth::audit(conn, actor, action, object_type, id, details).await
     }
 
     /// Changes the amount: the agreement's price at Vipps first (key: the change's id), then the recurring

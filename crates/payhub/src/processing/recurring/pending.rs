@@ -279,7 +279,7 @@ impl Payments {
                 mandates::mandate(&mut conn, &recurring.mandate_id).await?.ok_or(ServiceError::NotFound("mandate"))?;
             (recurring, mandate)
         };
-        let actor = Actor { label: change.actor.clone(), source: "recurring.pending_changes".into() };
+        let actor = Actor { label: change.actor.clone(), source: "recurring.pending_changes".into(), at: self.now() };
         match change.kind.as_str() {
             "amount" => {
                 let amount = change.details["to_ore"].as_i64().unwrap_or(recurring.amount_ore);
