@@ -2,8 +2,8 @@
 
 pub mod admin;
 pub mod error;
-pub mod guided;
 pub mod giving_pages;
+pub mod guided;
 pub mod json;
 pub mod ops;
 pub mod reconciliation;

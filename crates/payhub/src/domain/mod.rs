@@ -1,8 +1,8 @@
 //! Pure types and rules: no I/O. Everything here parses, validates and computes; storage and HTTP live elsewhere.
 
 pub mod account;
-pub mod guided;
 pub mod giving_page;
+pub mod guided;
 pub mod ids;
 pub mod intent;
 pub mod ledger;

@@ -1,9 +1,9 @@
 //! Server-rendered pages (no front-end build step, no JavaScript needed): sign-in, first run, Setup with the
 //! Vipps extension's accounts, API keys, users and the audit log, and the finance records lists. Every form carries the session's CSRF token.
 
-mod give_form;
 pub mod audit;
 pub mod give;
+mod give_form;
 pub mod giving_pages;
 pub mod login;
 pub mod payer_return;
