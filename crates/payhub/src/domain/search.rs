@@ -26,6 +26,14 @@ pub enum Lookup {
     PspReference(String),
     /// A part of a payer's name, lowercase.
     Name(String),
+    /// Ten bare digits starting with 47: a Norwegian phone with its country code, or a Vipps reference of that
+    /// shape (Vipps' psp references are ten digits too); the search finds either.
+    PhoneOrReference {
+        /// The number as an MSISDN.
+        phone: String,
+        /// The text as typed.
+        reference: String,
+    },
 }
 
 type MakeLookup = fn(String) -> Lookup;
@@ -59,6 +67,12 @@ pub fn recognise(text: &str) -> Option<Lookup> {
         || text.contains([' ', '-', '.'])
         || digits.len() == 8
         || (digits.len() == 10 && digits.starts_with("47"));
+    let bare = text.chars().all(|c| c.is_ascii_digit());
+    if bare && digits.len() == 10 && digits.starts_with("47") {
+        if let Ok(phone) = Phone::parse(&text) {
+            return Some(Lookup::PhoneOrReference { phone: phone.to_string(), reference: text });
+        }
+    }
     if written_as_phone {
         if let Ok(phone) = Phone::parse(&text) {
             return Some(Lookup::Phone(phone.to_string()));
@@ -87,9 +101,14 @@ mod tests {
 
     #[test]
     fn a_phone_in_any_common_form_is_one_msisdn_and_bare_numbers_are_vipps_references() {
-        for text in ["+47 912 34 567", "91234567", "004791234567", "912 34 567", "4791234567", "(+47) 91 23 45 67"] {
+        for text in ["+47 912 34 567", "91234567", "004791234567", "912 34 567", "(+47) 91 23 45 67"] {
             assert_eq!(recognise(text), Some(Lookup::Phone("4791234567".into())), "{text}");
         }
+        // Vipps' psp references are ten digits too, so ten bare digits starting with 47 may be either.
+        assert_eq!(
+            recognise("4791234567"),
+            Some(Lookup::PhoneOrReference { phone: "4791234567".into(), reference: "4791234567".into() })
+        );
         assert_eq!(recognise("3343121302"), Some(Lookup::PspReference("3343121302".into())));
         assert_eq!(recognise("chr-2024-x1"), Some(Lookup::PspReference("chr-2024-x1".into())));
     }

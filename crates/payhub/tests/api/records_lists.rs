@@ -39,7 +39,7 @@ on_both_backends! {
         assert_eq!(status, StatusCode::OK);
         assert!(all.contains(&erics_reference) && all.contains(&karis_reference), "{all}");
         assert!(all.contains("name=\"q\""), "the search box: {all}");
-        let erics = [erics_reference.as_str(), erics_installment.as_str(), psp.as_str(), "johnson", "+47 912 34 567", "004791234567"];
+        let erics = [erics_reference.as_str(), erics_installment.as_str(), psp.as_str(), "johnson", "+47 912 34 567", "004791234567", "4791234567"];
         for text in erics {
             let (status, found) = finance.get(&format!("/installments?q={}", q(text))).await;
             assert_eq!(status, StatusCode::OK, "{text}");

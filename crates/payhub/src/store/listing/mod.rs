@@ -247,37 +247,29 @@ fn conditions(family: Family, filter: &ListFilter, after: Option<&Cursor>) -> Co
         },
         Some(Lookup::Mandate(value)) => id(&mut c, shape.mandate, value),
         Some(Lookup::Recurring(value)) => id(&mut c, shape.recurring, value),
-        // The payer's own phone, or the number the payment or agreement was sent to Vipps with.
-        Some(Lookup::Phone(phone)) => {
-            let mut parts = Vec::new();
-            if let Some(payer) = shape.payer {
-                parts.push(format!("{payer} IN (SELECT q.id FROM payers q WHERE q.phone = ?)"));
-            }
-            if let Some(mandate) = shape.mandate {
-                parts.push(format!("{mandate} IN (SELECT m.id FROM mandates m WHERE m.customer_phone = ?)"));
-            }
-            if let Some(installment) = shape.installment {
-                parts.push(format!(
-                    "{installment} IN (SELECT v.installment_id FROM vipps_payments v WHERE v.customer_phone = ?)"
-                ));
-            }
-            if parts.is_empty() {
-                c.clauses.push(nothing.into());
-            } else {
-                let values = parts.iter().map(|_| Value::Text(phone.clone())).collect();
-                c.add(&format!("({})", parts.join(" OR ")), values);
-            }
-        }
+        Some(Lookup::Phone(phone)) => match phone_clause(&shape, phone) {
+            Some((sql, values)) => c.add(&sql, values),
+            None => c.clauses.push(nothing.into()),
+        },
         Some(Lookup::Email(email)) => {
             on(&mut c, shape.payer, "{} IN (SELECT q.id FROM payers q WHERE lower(q.email) = ?)", text(email))
         }
-        Some(Lookup::PspReference(reference)) => match (shape.reference, shape.installment) {
-            (Some(column), Some(installment)) => c.add(
-                &format!("({column} = ? OR {installment} IN (SELECT z.installment_id FROM payments z WHERE z.psp_reference = ?))"),
-                vec![Value::Text(reference.clone()), Value::Text(reference.clone())],
-            ),
-            _ => id(&mut c, None, reference),
+        Some(Lookup::PspReference(reference)) => match psp_clause(&shape, reference) {
+            Some((sql, values)) => c.add(&sql, values),
+            None => id(&mut c, None, reference),
         },
+        // Ten bare digits starting with 47 are a Norwegian phone with its country code and as often a Vipps
+        // reference: the reader meant one of them, so either finds it.
+        Some(Lookup::PhoneOrReference { phone, reference }) => {
+            match (phone_clause(&shape, phone), psp_clause(&shape, reference)) {
+                (Some((a, mut x)), Some((b, y))) => {
+                    x.extend(y);
+                    c.add(&format!("({a} OR {b})"), x);
+                }
+                (Some((sql, values)), None) | (None, Some((sql, values))) => c.add(&sql, values),
+                (None, None) => id(&mut c, None, reference),
+            }
+        }
         Some(Lookup::Name(name)) => on(
             &mut c,
             shape.payer,
@@ -360,6 +352,38 @@ pub async fn lines(
 pub async fn account_choices(conn: &mut AnyConnection) -> StoreResult<Vec<(String, String)>> {
     let rows = sqlx::query("SELECT id, name FROM accounts ORDER BY name").fetch_all(conn).await?;
     rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("name")?))).collect()
+}
+
+/// Rows whose payer has `phone`, or whose payment or agreement was sent to Vipps with it.
+fn phone_clause(shape: &families::Shape, phone: &str) -> Option<(String, Vec<Value>)> {
+    let mut parts = Vec::new();
+    if let Some(payer) = shape.payer {
+        parts.push(format!("{payer} IN (SELECT q.id FROM payers q WHERE q.phone = ?)"));
+    }
+    if let Some(mandate) = shape.mandate {
+        parts.push(format!("{mandate} IN (SELECT m.id FROM mandates m WHERE m.customer_phone = ?)"));
+    }
+    if let Some(installment) = shape.installment {
+        parts.push(format!(
+            "{installment} IN (SELECT v.installment_id FROM vipps_payments v WHERE v.customer_phone = ?)"
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let values = parts.iter().map(|_| Value::Text(phone.to_owned())).collect();
+    Some((format!("({})", parts.join(" OR ")), values))
+}
+
+/// Rows whose reference is `reference` or that hold a Payment Vipps gave that psp reference.
+fn psp_clause(shape: &families::Shape, reference: &str) -> Option<(String, Vec<Value>)> {
+    let (column, installment) = (shape.reference?, shape.installment?);
+    Some((
+        format!(
+            "({column} = ? OR {installment} IN (SELECT z.installment_id FROM payments z WHERE z.psp_reference = ?))"
+        ),
+        vec![Value::Text(reference.to_owned()), Value::Text(reference.to_owned())],
+    ))
 }
 
 #[cfg(test)]
