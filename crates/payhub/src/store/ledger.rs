@@ -505,31 +505,6 @@ pub async fn check_days(
     Ok(checks)
 }
 
-/// The dates of `ledger_id` flagged as not balancing, newest first.
-pub async fn unbalanced_days(conn: &mut AnyConnection, ledger_id: &str) -> StoreResult<Vec<DayCheck>> {
-    let rows = sqlx::query(
-        "SELECT * FROM ledger_days WHERE ledger_id = $1 AND status = 'unbalanced' ORDER BY ledger_date DESC, topic",
-    )
-    .bind(ledger_id)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let topic: String = row.try_get("topic")?;
-            let date: String = row.try_get("ledger_date")?;
-            Ok(DayCheck {
-                ledger_date: NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(decode)?,
-                topic: if topic == "fees" { "fees" } else { "funds" },
-                rows: row.try_get("rows_count")?,
-                opening_ore: row.try_get("opening_ore")?,
-                closing_ore: row.try_get("closing_ore")?,
-                sum_ore: row.try_get("sum_ore")?,
-                problem: row.try_get("problem")?,
-            })
-        })
-        .collect()
-}
-
 /// A stored ledger row, as matching and the queue read it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EntryRow {

@@ -66,22 +66,6 @@ fn payout_from_row(row: &sqlx::any::AnyRow) -> StoreResult<PayoutRow> {
     })
 }
 
-/// The last payout of a ledger on or before `before` (the one a new payout's dates start after).
-pub async fn last_payout_before(
-    conn: &mut AnyConnection,
-    ledger_id: &str,
-    before: NaiveDate,
-) -> StoreResult<Option<PayoutRow>> {
-    sqlx::query("SELECT * FROM payouts WHERE ledger_id = $1 AND ledger_date < $2 ORDER BY ledger_date DESC LIMIT 1")
-        .bind(ledger_id)
-        .bind(before.to_string())
-        .fetch_optional(conn)
-        .await?
-        .as_ref()
-        .map(payout_from_row)
-        .transpose()
-}
-
 /// A payout to record.
 #[derive(Debug, Clone)]
 pub struct NewPayout<'a> {
