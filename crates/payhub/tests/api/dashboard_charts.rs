@@ -63,7 +63,8 @@ on_both_backends! {
         assert_eq!(status, StatusCode::OK, "{open}");
 
         let one_time = app.v2_get(&vipps, &format!("/v2/Installment/{one_time_id}")).await;
-        let recurring_first = installments(&app, &vipps, &recurring_id).await.remove(0);
+        let first_id = installments(&app, &vipps, &recurring_id).await[0]["Id"].as_str().unwrap_or_default().to_owned();
+        let recurring_first = app.v2_get(&vipps, &format!("/v2/Installment/{first_id}")).await;
         assert_eq!(recurring_first["Status"], "Collected", "{recurring_first}");
         let (one_time_day, one_time_ore) = payment_of(&one_time);
         let (recurring_day, recurring_ore) = payment_of(&recurring_first);
