@@ -10,6 +10,7 @@ pub mod backup;
 pub mod changes;
 pub mod charges;
 pub mod checkpoint;
+pub mod dashboard;
 pub mod giving_pages;
 pub mod guided;
 pub mod idempotency;

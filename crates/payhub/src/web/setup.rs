@@ -36,6 +36,15 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
             beats.push((name, period.as_secs(), last));
         }
     }
+    let charts = if matches!(who.role, Role::Admin | Role::Finance) {
+        let today = crate::domain::schedule::oslo_date((state.jobs.queue.clock())());
+        match super::dashboard::charts(&state, today, &name_of).await {
+            Ok(charts) => Some(charts),
+            Err(error) => return super::internal_error(&error.into()),
+        }
+    } else {
+        None
+    };
     page(
         "Dashboard",
         Some(&who),
@@ -57,9 +66,13 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
                 @for account in &accounts {
                     p { (account.name) " · MSN " (account.merchant_serial_number)
                         @if account.is_default { " " span.badge.default { "Default" } }
-                        @if account.is_test { " " span.badge { "Test" } } }
+                        @if account.is_test { " " span.badge { "Test" } }
+                        " · Vipps connection: "
+                        @if problems.iter().any(|(id, _, _)| *id == account.id) { strong.bad { "refused" } }
+                        @else { "no refusal reported" } }
                 }
             }
+            @if let Some(charts) = charts { (charts) }
             @if !beats.is_empty() {
                 div.card {
                     h2 { "Heartbeat" }
@@ -72,7 +85,7 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
                                     td { (seconds) " s" }
                                     @match last {
                                         Some(run) => {
-                                            td { (run.started_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "waiting".into())) }
+                                            td { (run.started_at.map(|t| t.with_timezone(&chrono_tz::Europe::Oslo).format("%-d.%-m.%Y %H:%M:%S (Oslo)").to_string()).unwrap_or_else(|| "waiting".into())) }
                                             td { (run.duration_ms.map(|ms| format!("{ms} ms")).unwrap_or_default()) }
                                             td { (run.status) @if let Some(error) = &run.error { ": " (error) } }
                                         }

@@ -9,6 +9,7 @@ mod backup;
 mod business_metrics;
 mod cli;
 mod credential_check;
+mod dashboard_charts;
 mod data_dir;
 mod deploy_files;
 mod fault_suite;
