@@ -1,0 +1,86 @@
+//! Agreement drafts when answers race or go missing (issue #14 item 5, the recurring half): a draft still at
+//! Vipps while another instance polls, and a draft met by an ambiguous conflict.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::recurring::{mandate, recurring_intent, today};
+use crate::helpers::vipps::{agreements_at_vipps, clear_faults, fault};
+use crate::helpers::{storage, TestApp, Vipps};
+use crate::on_both_backends;
+
+const AGREEMENTS: &str = "/recurring/v3/agreements";
+
+/// The fault rules the simulator still holds.
+async fn faults_left(vipps: &Vipps) -> Vec<Value> {
+    let rules: Value = vipps
+        .http
+        .get(format!("{}/_sim/faults", vipps.sim.base_url()))
+        .send()
+        .await
+        .expect("faults")
+        .json()
+        .await
+        .expect("json");
+    rules["faults"].as_array().cloned().unwrap_or_default()
+}
+
+/// `POST /v2/PaymentIntent` with a recurring body, from a task of its own.
+fn intent_in_background(app: &TestApp, vipps: &Vipps, body: Value) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let (http, url, key) = (app.http.clone(), app.url("/v2/PaymentIntent"), vipps.integrator_key.clone());
+    tokio::spawn(async move {
+        let response = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+        (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+    })
+}
+
+on_both_backends! {
+    async fn a_draft_still_at_vipps_is_not_sent_again_by_another_instances_poll(app) {
+        let vipps = app.with_vipps().await;
+        let other = app.second_instance(&vipps).await;
+        assert_eq!(vipps.control("/_sim/webhooks/pause", json!({})).await, StatusCode::NO_CONTENT);
+        fault(&vipps, AGREEMENTS, json!({"kind": "delay", "delayMs": 700, "times": 1})).await;
+        let first = intent_in_background(&app, &vipps, recurring_intent(today(&app), "100"));
+        // Storage: the recorded mandate has no API of its own while Vipps holds the draft's answer back.
+        storage::wait_for_count(&app, "SELECT COUNT(*) FROM mandates", &[], 1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A poll that sent the draft again would use this rule up.
+        fault(&vipps, AGREEMENTS, json!({"kind": "500", "times": 1})).await;
+        other.payments.sync_recurring(100).await.unwrap();
+        let (status, created) = first.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{created}");
+        assert_eq!(faults_left(&vipps).await.len(), 1, "the other instance sent nothing");
+        clear_faults(&vipps).await;
+        let mandate_id = created["Recurring"]["Mandate"]["Id"].as_str().unwrap().to_owned();
+        let read = mandate(&app, &vipps, &mandate_id).await;
+        assert_eq!(read["Status"], "Pending", "{read}");
+        assert!(read["MandateId"].as_str().is_some_and(|a| a.starts_with("agr_")), "{read}");
+        assert_eq!(agreements_at_vipps(&vipps).await, 1);
+        let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{}", created["Id"].as_str().unwrap())).await;
+        assert_eq!(intent["Status"], "Matched", "{intent}");
+        other.store.close().await;
+    }
+
+    async fn a_draft_met_by_a_conflict_is_asked_again_not_failed(app) {
+        let vipps = app.with_vipps().await;
+        assert_eq!(vipps.control("/_sim/webhooks/pause", json!({})).await, StatusCode::NO_CONTENT);
+        // A generic 409: Vipps may or may not hold the agreement; it is not a refusal of this draft.
+        fault(&vipps, AGREEMENTS, json!({"kind": "409", "times": 1})).await;
+        let (status, answer) = app.intent(&vipps, &recurring_intent(today(&app), "100")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+        let id = answer["Id"].as_str().unwrap().to_owned();
+        let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{id}")).await;
+        assert_ne!(intent["Status"], "Failed", "a conflict is not a refusal: {intent}");
+        // A minute on, the poll asks Vipps again with the same key and records its answer.
+        vipps.sim.advance(90).await;
+        app.state.payments.sync_recurring(100).await.unwrap();
+        let intent = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{id}")).await;
+        assert_eq!(intent["Status"], "Matched", "{intent}");
+        let mandate_id = intent["Recurring"]["Mandate"]["Id"].as_str().unwrap_or_default().to_owned();
+        let read = mandate(&app, &vipps, &mandate_id).await;
+        assert!(read["MandateId"].as_str().is_some_and(|a| a.starts_with("agr_")), "{read}");
+        assert_eq!(agreements_at_vipps(&vipps).await, 1);
+    }
+}
