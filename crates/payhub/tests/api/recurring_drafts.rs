@@ -1,12 +1,13 @@
 //! Agreement drafts when answers race or go missing (issue #14 item 5, the recurring half): a draft still at
-//! Vipps while another instance polls, and a draft met by an ambiguous conflict.
+//! Vipps while another instance polls, and a draft met by an ambiguous conflict; and a mandate payhub learns is
+//! Active only after the first period's due date (its first installment is still collected).
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::recurring::{mandate, recurring_intent, today};
+use crate::helpers::recurring::{installments, mandate, recurring_intent, today};
 use crate::helpers::vipps::{agreements_at_vipps, clear_faults, fault};
 use crate::helpers::{storage, TestApp, Vipps};
 use crate::on_both_backends;
@@ -82,5 +83,32 @@ on_both_backends! {
         let read = mandate(&app, &vipps, &mandate_id).await;
         assert!(read["MandateId"].as_str().is_some_and(|a| a.starts_with("agr_")), "{read}");
         assert_eq!(agreements_at_vipps(&vipps).await, 1);
+    }
+
+    async fn a_mandate_seen_active_after_its_start_date_still_collects_the_first_month(app) {
+        let vipps = app.with_vipps().await;
+        assert_eq!(vipps.control("/_sim/webhooks/pause", json!({})).await, StatusCode::NO_CONTENT);
+        let start = today(&app);
+        let (status, created) = app.intent(&vipps, &recurring_intent(start, "100")).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let recurring_id = created["Recurring"]["Id"].as_str().unwrap().to_owned();
+        let mandate_id = created["Recurring"]["Mandate"]["Id"].as_str().unwrap().to_owned();
+        let agreement_id = created["Recurring"]["Mandate"]["MandateId"].as_str().unwrap().to_owned();
+        // The payer approves at once, but payhub hears of it only ten days on (webhook lost, Vipps failing the polls).
+        assert_eq!(vipps.control(&format!("/_sim/agreements/{agreement_id}/accept"), json!({})).await, StatusCode::OK);
+        vipps.sim.advance(10 * 86_400).await;
+        app.state.payments.sync_agreement(&mandate_id, None).await.unwrap();
+        assert_eq!(mandate(&app, &vipps, &mandate_id).await["Status"], "Active");
+        app.state.payments.generate_installments().await.unwrap();
+        let list = installments(&app, &vipps, &recurring_id).await;
+        let first: Vec<&Value> = list.iter().filter(|i| i["DueDate"] == start.to_string()).collect();
+        assert_eq!(first.len(), 1, "the first month (due {start}) is owed, not skipped: {list:?}");
+        assert_eq!(first[0]["Status"], "Outstanding", "{list:?}");
+        // Collected as any late installment is: charged at Vipps from tomorrow on.
+        app.state.payments.collect_recurring().await.unwrap();
+        let list = installments(&app, &vipps, &recurring_id).await;
+        let first = list.iter().find(|i| i["DueDate"] == start.to_string()).unwrap();
+        assert_eq!(first["Status"], "Pending", "{list:?}");
+        assert_eq!(list.iter().filter(|i| i["Status"] != "Outstanding" && i["Status"] != "Pending").count(), 0, "{list:?}");
     }
 }
