@@ -144,7 +144,8 @@ pub async fn set_mandate_error(
 }
 
 /// Moves a mandate to `next` (with the agreement's Vipps status) if that is a move forward; returns whether
-/// it moved. The Vipps status is recorded either way.
+/// it moved. The Vipps status is recorded either way where that is a move forward
+/// ([`AgreementState::may_become`]): a stale answer never moves it back.
 pub async fn move_mandate(
     conn: &mut AnyConnection,
     id: &str,
@@ -177,14 +178,20 @@ pub async fn move_mandate(
             == 1
     };
     if !moved {
-        sqlx::query(
-            "UPDATE mandates SET vipps_status = $2, updated_at = $3 WHERE id = $1 AND vipps_status <> 'REFUSED'",
-        )
-        .bind(id)
-        .bind(vipps_status.as_str())
-        .bind(&at)
-        .execute(conn)
-        .await?;
+        // The list holds our own constants.
+        let from: Vec<String> = AgreementState::KNOWN
+            .iter()
+            .filter(|s| s.may_become(vipps_status))
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let sql = format!(
+            "UPDATE mandates SET vipps_status = $2, updated_at = $3 WHERE id = $1 AND vipps_status IN ({})",
+            from.join(", ")
+        );
+        sqlx::query(&sql).bind(id).bind(vipps_status.as_str()).bind(&at).execute(conn).await?;
     }
     Ok(moved)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::recurring::{installments, mandate, recurring_intent, today};
+use crate::helpers::recurring::{active_recurring, installments, mandate, recurring_intent, today};
 use crate::helpers::vipps::{agreements_at_vipps, clear_faults, fault};
 use crate::helpers::{storage, TestApp, Vipps};
 use crate::on_both_backends;
@@ -110,5 +110,24 @@ on_both_backends! {
         let first = list.iter().find(|i| i["DueDate"] == start.to_string()).unwrap();
         assert_eq!(first["Status"], "Pending", "{list:?}");
         assert_eq!(list.iter().filter(|i| i["Status"] != "Outstanding" && i["Status"] != "Pending").count(), 0, "{list:?}");
+    }
+
+    async fn a_stale_pending_answer_does_not_move_an_active_agreement_back(app) {
+        use payhub::domain::recurring::MandateStatus;
+        use payhub::domain::vipps_state::AgreementState;
+        let vipps = app.with_vipps().await;
+        let (_, _, mandate_id, _) = active_recurring(&app, &vipps, &recurring_intent(today(&app), "100")).await;
+        // A read that left before the payer approved (PENDING) is recorded after ACTIVE was: it must not win.
+        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+        let now = app.state.payments.now();
+        let moved = payhub::store::mandates::move_mandate(&mut conn, &mandate_id, MandateStatus::Pending, &AgreementState::Pending, now)
+            .await
+            .unwrap();
+        assert!(!moved);
+        drop(conn);
+        // Storage: the agreement's Vipps status has no API field of its own.
+        let state = storage::text(&app, "SELECT vipps_status FROM mandates WHERE id = $1", &[&mandate_id]).await;
+        assert_eq!(state.as_deref(), Some("ACTIVE"));
+        assert_eq!(mandate(&app, &vipps, &mandate_id).await["Status"], "Active");
     }
 }
