@@ -251,12 +251,17 @@ impl Schedule {
     /// The periods from `from` on whose installments are due to exist on `today`, keeping `horizon` upcoming
     /// ones (at least one): periods that fell due more than [`LATE_GRACE_DAYS`] ago, or while a pause lasts
     /// (`paused_until`, exclusive), are stepped over; a paused period still ahead stops the walk, so it is
-    /// decided when it falls due and a payment resumed before then collects it.
+    /// decided when it falls due and a payment resumed before then collects it. The schedule's first period is
+    /// the exception to the late rule while no later period has fallen due: a mandate that became Active (or
+    /// was seen Active) after the start date still owes the first installment the payer agreed to, collected
+    /// late, and at most one past period is ever collected at once.
     pub fn walk(&self, from: i64, paused_until: Option<NaiveDate>, today: NaiveDate, horizon: u32) -> Walk {
         let horizon = i64::from(horizon.max(1));
         let oldest = today.checked_sub_days(Days::new(LATE_GRACE_DAYS)).unwrap_or(today);
         let first_upcoming = self.next_on_or_after(today).map(|(p, _)| i64::from(p));
         let at = |p: i64| self.period_on_or_after(u32::try_from(p).unwrap_or(u32::MAX));
+        let first = at(0).map(|(p, _)| i64::from(p));
+        let owed_first = |p: i64| Some(p) == first && at(p + 1).is_none_or(|(_, later)| later > today);
         let mut due = Vec::new();
         let mut period = from;
         let mut next = at(period);
@@ -266,7 +271,7 @@ impl Schedule {
             if paused && date >= today {
                 break;
             }
-            if date < oldest || paused {
+            if date < oldest && !owed_first(p) || paused {
                 period = p + 1;
                 next = at(p + 1);
                 continue;
@@ -387,6 +392,19 @@ mod tests {
         let walk = s.walk(0, None, d(2026, 3, 12), 1);
         assert_eq!(walk.due, vec![(2, d(2026, 3, 10)), (3, d(2026, 4, 10))]);
         assert_eq!((walk.next_period, walk.next_date, walk.ended), (4, Some(d(2026, 5, 10)), false));
+    }
+
+    #[test]
+    fn a_first_period_seen_late_is_kept_until_a_later_one_falls_due() {
+        let s = Schedule::new(d(2026, 1, 10), None, Frequency::Monthly, None).unwrap_or_else(|e| panic!("{e}"));
+        let walk = s.walk(0, None, d(2026, 1, 25), 1);
+        assert_eq!(walk.due, vec![(0, d(2026, 1, 10)), (1, d(2026, 2, 10))]);
+        // Once February fell due, January is arrears and goes by the late rule like any other period.
+        let walk = s.walk(0, None, d(2026, 2, 20), 1);
+        assert_eq!(walk.due, vec![(2, d(2026, 3, 10))]);
+        // A later period that was skipped is not the first: the late rule holds for it.
+        let walk = s.walk(1, None, d(2026, 2, 20), 1);
+        assert_eq!(walk.due, vec![(2, d(2026, 3, 10))]);
     }
 
     #[test]

@@ -121,6 +121,39 @@ stored_states! {
     }
 }
 
+impl AgreementState {
+    /// Whether an agreement recorded as `self` may be recorded as `next`: forward only (`CREATING` → anything
+    /// else; `PENDING` → ended or `ACTIVE`; `ACTIVE` → ended; `REFUSED`, `STOPPED` and `EXPIRED` are final), so
+    /// a stale read (`PENDING` read before the payer approved, answered after) never moves an agreement back.
+    /// Staying put is allowed.
+    pub fn may_become(&self, next: &AgreementState) -> bool {
+        use AgreementState::*;
+        if self == next {
+            return true;
+        }
+        match (self, next) {
+            (_, Creating) => false,
+            (Creating, _) => true,
+            (Refused | Stopped | Expired, _) => false,
+            (Pending, Active | Stopped | Expired) => true,
+            (Active, Stopped | Expired) => true,
+            (Other(_), Refused) => false,
+            (Other(_), _) | (_, Other(_)) => true,
+            (Pending | Active, _) => false,
+        }
+    }
+
+    /// Every state payhub knows.
+    pub const KNOWN: [AgreementState; 6] = [
+        AgreementState::Creating,
+        AgreementState::Refused,
+        AgreementState::Pending,
+        AgreementState::Active,
+        AgreementState::Stopped,
+        AgreementState::Expired,
+    ];
+}
+
 stored_states! {
     /// The state of a Vipps charge (`vipps_charges.state`).
     pub enum ChargeState {
@@ -164,6 +197,18 @@ stored_states! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agreement_state_only_moves_forward() {
+        use AgreementState::*;
+        assert!(Creating.may_become(&Pending) && Pending.may_become(&Active) && Active.may_become(&Stopped));
+        for late in [Creating, Refused, Pending] {
+            assert!(!Active.may_become(&late), "{late}");
+        }
+        for last in [Refused, Stopped, Expired] {
+            assert!(AgreementState::KNOWN.iter().filter(|s| **s != last).all(|s| !last.may_become(s)), "{last}");
+        }
+    }
 
     #[test]
     fn a_payment_state_only_moves_forward() {

@@ -121,7 +121,8 @@ pub async fn set_mandate_drafted(
     Ok(())
 }
 
-/// Records an error from Vipps on a mandate (the draft keeps `CREATING` unless `refused`).
+/// Records an error from Vipps on a mandate (the draft keeps `CREATING` unless `refused`). A refusal only
+/// lands on a draft still `CREATING`: an agreement Vipps confirmed meanwhile is never marked refused.
 pub async fn set_mandate_error(
     conn: &mut AnyConnection,
     id: &str,
@@ -130,7 +131,7 @@ pub async fn set_mandate_error(
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE mandates SET last_error = $2, vipps_status = CASE WHEN $3 = 1 THEN 'REFUSED' ELSE vipps_status END, \
+        "UPDATE mandates SET last_error = $2, vipps_status = CASE WHEN $3 = 1 AND vipps_status = 'CREATING' THEN 'REFUSED' ELSE vipps_status END, \
          updated_at = $4 WHERE id = $1",
     )
     .bind(id)
@@ -143,7 +144,8 @@ pub async fn set_mandate_error(
 }
 
 /// Moves a mandate to `next` (with the agreement's Vipps status) if that is a move forward; returns whether
-/// it moved. The Vipps status is recorded either way.
+/// it moved. The Vipps status is recorded either way where that is a move forward
+/// ([`AgreementState::may_become`]): a stale answer never moves it back.
 pub async fn move_mandate(
     conn: &mut AnyConnection,
     id: &str,
@@ -176,14 +178,20 @@ pub async fn move_mandate(
             == 1
     };
     if !moved {
-        sqlx::query(
-            "UPDATE mandates SET vipps_status = $2, updated_at = $3 WHERE id = $1 AND vipps_status <> 'REFUSED'",
-        )
-        .bind(id)
-        .bind(vipps_status.as_str())
-        .bind(&at)
-        .execute(conn)
-        .await?;
+        // The list holds our own constants.
+        let from: Vec<String> = AgreementState::KNOWN
+            .iter()
+            .filter(|s| s.may_become(vipps_status))
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let sql = format!(
+            "UPDATE mandates SET vipps_status = $2, updated_at = $3 WHERE id = $1 AND vipps_status IN ({})",
+            from.join(", ")
+        );
+        sqlx::query(&sql).bind(id).bind(vipps_status.as_str()).bind(&at).execute(conn).await?;
     }
     Ok(moved)
 }
@@ -232,12 +240,20 @@ pub async fn unchecked_active_mandates(
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-/// Mandates whose agreement is not settled yet (draft unconfirmed, or waiting for the payer), oldest first.
-pub async fn pending_mandates(conn: &mut AnyConnection, limit: i64) -> StoreResult<Vec<String>> {
+/// Mandates whose agreement is not settled yet (draft unconfirmed, or waiting for the payer), oldest first. A
+/// draft recorded at or after `drafts_before` is left out: its own request may still be waiting for Vipps, and
+/// sending it again meanwhile could race that answer.
+pub async fn pending_mandates(
+    conn: &mut AnyConnection,
+    drafts_before: DateTime<Utc>,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
     let rows = sqlx::query(
-        "SELECT id FROM mandates WHERE vipps_status IN ('CREATING', 'PENDING') AND status = 'Pending' \
-         ORDER BY updated_at LIMIT $1",
+        "SELECT id FROM mandates WHERE status = 'Pending' \
+         AND (vipps_status = 'PENDING' OR (vipps_status = 'CREATING' AND created_at < $1)) \
+         ORDER BY updated_at LIMIT $2",
     )
+    .bind(timestamp(drafts_before))
     .bind(limit)
     .fetch_all(conn)
     .await?;

@@ -36,6 +36,7 @@ mod recurring_beats_by_hand;
 mod recurring_changes;
 mod recurring_charge_faults;
 mod recurring_charge_reports;
+mod recurring_drafts;
 mod recurring_dropped_charges;
 mod recurring_pending_changes;
 mod recurring_races;

@@ -7,7 +7,7 @@ use vipps_client::recurring::{
     Agreement, AgreementStatus, DraftAgreement, InitialCharge, IntervalUnit, PricingRequest, TimePeriod,
     TransactionType,
 };
-use vipps_client::Currency;
+use vipps_client::{Currency, ErrorKind};
 
 use super::charges::charge_description;
 use super::{key, CancelOutcome};
@@ -42,6 +42,10 @@ impl Payments {
     /// answer. A definite refusal fails the intent; no answer leaves the draft for the polling beat.
     pub(crate) async fn draft_agreement(&self, mandate_id: &str) -> Result<MandateRow, String> {
         let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
+        // One draft call per mandate at a time in this process; what another path (or instance) recorded
+        // meanwhile is read again under the lock, and each write below re-checks the locked row.
+        let lock = self.locks.get(mandate_id);
+        let _guard = lock.lock().await;
         let (mandate, initial) = {
             let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
             let mandate =
@@ -86,6 +90,11 @@ impl Payments {
             Ok(created) => {
                 let result: ServiceResult<MandateRow> = async {
                     let mut tx = self.store.begin_write().await?;
+                    // Another path recorded an answer meanwhile (the same agreement, by the same key): keep it.
+                    let current = mandates::lock_mandate(&mut tx, self.store.backend(), &mandate.id).await?;
+                    if let Some(current) = current.filter(|m| m.vipps_status != AgreementState::Creating) {
+                        return Ok(current);
+                    }
                     let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     let body = json!({"agreementId": created.agreement_id, "vippsConfirmationUrl": created.vipps_confirmation_url, "chargeId": created.charge_id}).to_string();
                     trail::record(
@@ -130,7 +139,10 @@ impl Payments {
                 .await;
                 result.map_err(|e| internal(&e))
             }
-            Err(error) if is_transient(error.kind()) => {
+            // A generic conflict says neither "created" nor "refused" (another request with this key may still
+            // be running at Vipps): the draft stays, and the poll asks again with the same key after a minute,
+            // which gives back what Vipps made of it.
+            Err(error) if is_transient(error.kind()) || error.kind() == ErrorKind::Conflict => {
                 let message = describe(&error);
                 tracing::warn!(mandate = %mandate.id, error = %message, "Vipps did not answer the agreement draft; the poll retries with the same key");
                 let mut conn = self.store.pool().acquire().await.map_err(|e| internal(&e))?;
@@ -142,8 +154,13 @@ impl Payments {
             Err(error) => {
                 let message = describe(&error);
                 tracing::warn!(mandate = %mandate.id, error = %message, "Vipps refused the agreement");
-                let result: ServiceResult<()> = async {
+                let result: ServiceResult<Option<MandateRow>> = async {
                     let mut tx = self.store.begin_write().await?;
+                    // A refusal only ends a draft nothing else has answered: an agreement recorded meanwhile stands.
+                    let current = mandates::lock_mandate(&mut tx, self.store.backend(), &mandate.id).await?;
+                    if let Some(current) = current.filter(|m| m.vipps_status != AgreementState::Creating) {
+                        return Ok((current.vipps_status != AgreementState::Refused).then_some(current));
+                    }
                     let listeners = outbox::Listeners::of_intent(&mut tx, mandate.intent_id.as_deref()).await?;
                     mandates::set_mandate_error(&mut tx, &mandate.id, &message, true, now).await?;
                     mandates::move_mandate(&mut tx, &mandate.id, MandateStatus::Expired, &AgreementState::Refused, now)
@@ -174,11 +191,13 @@ impl Payments {
                     intents::set_intent_status(&mut tx, &intent_id, IntentStatus::Failed, now).await?;
                     outbox::intent(&mut tx, &listeners, "paymentIntent.failed", &intent_id, now).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(None)
                 }
                 .await;
-                result.map_err(|e| internal(&e))?;
-                Err(message)
+                match result.map_err(|e| internal(&e))? {
+                    Some(recorded) => Ok(recorded),
+                    None => Err(message),
+                }
             }
         }
     }
@@ -203,7 +222,10 @@ impl Payments {
         let client = self.clients.get(&self.accounts, &mandate.account_id).await?;
         let agreement = match client.recurring().get_agreement(&agreement_id).await {
             Ok(agreement) => agreement,
-            Err(error) if is_transient(error.kind()) => {
+            // A generic conflict says neither "created" nor "refused" (another request with this key may still
+            // be running at Vipps): the draft stays, and the poll asks again with the same key after a minute,
+            // which gives back what Vipps made of it.
+            Err(error) if is_transient(error.kind()) || error.kind() == ErrorKind::Conflict => {
                 tracing::info!(%agreement_id, error = %describe(&error), "Vipps did not answer; next beat retries");
                 return Ok(());
             }

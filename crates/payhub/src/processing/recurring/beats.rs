@@ -120,7 +120,9 @@ impl Payments {
     pub async fn sync_recurring(&self, limit: i64) -> ServiceResult<BeatCounts> {
         let (mandates, charges) = {
             let mut conn = self.store.pool().acquire().await?;
-            let mut mandates = mandates::pending_mandates(&mut conn, limit).await?;
+            // A draft younger than a minute is its caller's (the intake still waiting for Vipps).
+            let drafts_before = self.now() - chrono::Duration::seconds(60);
+            let mut mandates = mandates::pending_mandates(&mut conn, drafts_before, limit).await?;
             // Active agreements are re-read once a day, a few per poll: a payer's stop whose webhook was lost
             // is found before the next charge is created.
             let a_day_ago = self.now() - chrono::Duration::days(1);
