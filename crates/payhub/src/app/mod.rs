@@ -156,6 +156,9 @@ pub fn routes() -> Vec<Route> {
         // Pages: finance records (lists; reconciliation's runs, payouts and queue join here once they exist)
         route(M::GET, "/installments", Finance, web::records::installments),
         route(M::GET, "/installments.csv", Finance, web::records::installments_csv),
+        route(M::GET, "/installments/{id}", Finance, web::record_detail::installment),
+        route(M::POST, "/installments/{id}/refund", Finance, web::record_detail::refund_review),
+        route(M::POST, "/installments/{id}/refund/confirm", Finance, web::record_detail::refund_confirm),
         route(M::GET, "/payments", Finance, web::records::payments),
         route(M::GET, "/payments.csv", Finance, web::records::payments_csv),
         route(M::GET, "/refunds", Finance, web::records::refunds),

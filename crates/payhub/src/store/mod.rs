@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod payers;
 pub mod payments;
 pub mod payouts;
+pub mod record_detail;
 pub mod recurring_payments;
 pub mod refunds;
 pub mod settlement;

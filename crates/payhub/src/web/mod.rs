@@ -10,6 +10,7 @@ pub mod giving_pages;
 pub mod login;
 pub mod payer_return;
 pub mod reconciliation;
+pub mod record_detail;
 pub mod records;
 pub mod setup;
 pub mod users;

@@ -277,9 +277,12 @@ async fn list_page(state: AppState, who: Principal, family: Family, query: ListQ
                     tbody {
                         @for line in &lines {
                             tr title=(line.id) {
-                                @for cell in line.cells.iter().skip(1) {
+                                @for (n, cell) in line.cells.iter().skip(1).enumerate() {
                                     @match cell {
                                         Cell::Money(ore) => td.num { (kroner(*ore)) },
+                                        // An installment opens its page from the list's first column.
+                                        Cell::Text(text) if n == 0 && family == Family::Installments => td {
+                                            a href={ "/installments/" (line.id) } { (shown(text)) } },
                                         Cell::Text(text) => td { (shown(text)) },
                                     }
                                 }

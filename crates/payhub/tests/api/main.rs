@@ -28,6 +28,7 @@ mod outbound_webhooks;
 mod page_security;
 mod polls;
 mod reconciliation;
+mod record_detail;
 mod records_fixes;
 mod records_lists;
 mod recurring;

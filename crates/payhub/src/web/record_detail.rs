@@ -1,0 +1,301 @@
+//! An installment's detail page (finance and admin): its facts, links to the related records, a timeline of
+//! what happened to it (each entry opens to its raw body, secrets masked), and the refund action: a form with
+//! the amount in NOK, a confirmation step that says what will be refunded, then the refund through the same
+//! `Payments::refund` the Payment API calls (which reserves the amount and writes the audit entry).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::{csrf_field, page};
+use crate::auth::Principal;
+use crate::domain::money::Money;
+use crate::error::ServiceError;
+use crate::processing::refunds::RefundRequest;
+use crate::state::AppState;
+use crate::store::{installments, record_detail, refunds};
+
+fn kroner(ore: i64) -> String {
+    Money::from_ore(ore).kroner_string()
+}
+
+/// A stored timestamp to the second, for reading.
+fn when(stamp: &str) -> String {
+    stamp.get(..19).unwrap_or(stamp).replace('T', " ")
+}
+
+/// Names whose values are credentials: masked wherever they appear in a raw body.
+const SECRET_NAMES: [&str; 7] =
+    ["authorization", "secret", "subscription-key", "password", "token", "api-key", "apikey"];
+
+fn secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_NAMES.iter().any(|s| name.contains(s))
+}
+
+fn mask_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (name, value) in map.iter_mut() {
+                if secret_name(name) && !value.is_null() {
+                    *value = serde_json::Value::String("••••".into());
+                } else {
+                    mask_json(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_json),
+        _ => {}
+    }
+}
+
+/// A raw body as shown: JSON pretty-printed with credential fields masked; other text with the value of any
+/// `Name: value` line whose name is a credential masked. Stored bodies should hold none; this is the guard.
+pub fn masked(body: &str) -> String {
+    if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) {
+        mask_json(&mut value);
+        return serde_json::to_string_pretty(&value).unwrap_or_default();
+    }
+    body.lines()
+        .map(|line| match line.split_once(':') {
+            Some((name, _)) if secret_name(name) => format!("{name}: ••••"),
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn search_link(list: &str, id: &str) -> Markup {
+    let q: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    html! { a href={ (list) "?q=" (q) } { (id) } }
+}
+
+/// The page of one installment, with `alert` shown at the top when given.
+async fn installment_page(state: &AppState, who: &Principal, id: &str, alert: Option<&str>) -> Response {
+    let read = async {
+        let mut conn = state.store.pool().acquire().await?;
+        let Some(installment) = installments::installment(&mut conn, id).await? else {
+            return Ok::<_, crate::store::StoreError>(None);
+        };
+        let payer = record_detail::payer(&mut conn, &installment.payer_id).await?;
+        let payments = record_detail::payments(&mut conn, id).await?;
+        let refund_list = record_detail::refunds(&mut conn, id).await?;
+        let refundable = refunds::refundable_ore(&mut conn, id).await?;
+        let refunded: i64 = refund_list.iter().filter(|r| r.status != "Failed").map(|r| r.amount_ore).sum();
+        let timeline = record_detail::timeline(&mut conn, id, &refund_list).await?;
+        Ok(Some((installment, payer, payments, refund_list, refundable, refunded, timeline)))
+    };
+    let (installment, payer, payments, refund_list, refundable, refunded, timeline) = match read.await {
+        Ok(Some(found)) => found,
+        Ok(None) => return super::not_found(),
+        Err(error) => return super::internal_error(&error.into()),
+    };
+    let can_refund = installment.status.is_collected() && refundable > 0;
+    page(
+        &format!("Installment {}", installment.payment_reference),
+        Some(who),
+        html! {
+            p { a href="/installments" { "← Installments" } }
+            (super::records::search_box("/installments", ""))
+            h1 { "Installment " (installment.payment_reference) }
+            @if let Some(alert) = alert { div.alert role="alert" { (alert) } }
+            div.card {
+                table { tbody {
+                    tr { th { "Id" } td { (installment.id) } }
+                    tr { th { "Status" } td { (installment.status.as_str())
+                        @if let Some(reason) = &installment.status_reason { " · " (reason) } } }
+                    tr { th { "Amount" } td { (kroner(installment.amount_ore)) " NOK" } }
+                    tr { th { "Open" } td { (kroner(installment.amount_open_ore)) " NOK" } }
+                    tr { th { "Refunded or being refunded" } td { (kroner(refunded)) " NOK" } }
+                    tr { th { "Due" } td { (installment.due_date) } }
+                    tr { th { "Account" } td { (installment.account_id) } }
+                    @if let Some(text) = &installment.bank_statement_description {
+                        tr { th { "Transaction text" } td { (text) } }
+                    }
+                } }
+            }
+            h2 { "Related" }
+            div.card { table { tbody {
+                tr { th { "Payer" } td {
+                    @if let Some(payer) = &payer {
+                        (search_link("/installments", payer.email.as_deref().unwrap_or(&payer.name)))
+                        " " span.muted { (payer.name) @if let Some(phone) = &payer.phone { " · " (phone) } }
+                    } @else { (installment.payer_id) }
+                } }
+                @if let Some(mandate) = &installment.mandate_id {
+                    tr { th { "Mandate" } td { (search_link("/mandates", mandate)) } }
+                }
+                @if let Some(recurring) = &installment.recurring_payment_id {
+                    tr { th { "Recurring payment" } td { (search_link("/recurring", recurring)) } }
+                }
+                tr { th { "Payments" } td {
+                    @if payments.is_empty() { span.muted { "None yet" } }
+                    @for payment in &payments {
+                        div { (payment.kind) " " (kroner(payment.amount_ore)) " NOK on " (payment.collection_date)
+                            " · " (search_link("/payments", &payment.psp_reference)) }
+                    }
+                } }
+                tr { th { "Refunds" } td {
+                    @if refund_list.is_empty() { span.muted { "None" } }
+                    @for refund in &refund_list {
+                        div { (refund.id) " · " (kroner(refund.amount_ore)) " NOK · " (refund.status) }
+                    }
+                } }
+            } } }
+            @if can_refund {
+                h2 { "Refund" }
+                form.card method="post" action={ "/installments/" (installment.id) "/refund" } {
+                    (csrf_field(who))
+                    (super::text_field("amount", "Amount (NOK)", "text", &kroner(refundable),
+                        Some(&format!("At most {} NOK, what is left to refund.", kroner(refundable))), None))
+                    (super::text_field("reason", "Reason", "text", "", None, None))
+                    button type="submit" { "Review the refund" }
+                }
+            }
+            h2 { "Timeline" }
+            p.muted { "Oldest first, times in UTC. Open an entry for the raw body (credentials masked)." }
+            @if timeline.is_empty() { p { "Nothing recorded yet." } }
+            @else {
+                table.log { tbody {
+                    @for entry in &timeline {
+                        tr {
+                            td style="width:11rem" { (when(&entry.at)) }
+                            td style="width:6rem" { span.badge { (entry.source) } }
+                            td {
+                                (entry.title)
+                                @if let Some(body) = &entry.body {
+                                    details { summary { "Raw" } pre { (masked(body)) } }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        },
+    )
+}
+
+/// `GET /installments/{id}`: the installment's page.
+pub async fn installment(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    installment_page(&state, &who, &id, None).await
+}
+
+/// The refund forms' fields.
+#[derive(Debug, Deserialize)]
+pub struct RefundForm {
+    amount: Option<String>,
+    reason: Option<String>,
+}
+
+fn read_form(bytes: &Bytes) -> Option<(String, Option<String>)> {
+    let form = serde_urlencoded::from_bytes::<RefundForm>(bytes).ok()?;
+    let reason = form.reason.map(|r| r.trim().chars().take(200).collect::<String>()).filter(|r| !r.is_empty());
+    Some((form.amount.unwrap_or_default().trim().to_owned(), reason))
+}
+
+fn parse_amount(text: &str) -> Result<i64, String> {
+    Money::parse_kroner(&text.replace(',', "."))
+        .map(Money::ore)
+        .map_err(|_| format!("The amount must be in NOK, like 100 or 99.50; “{text}” is not."))
+}
+
+/// `POST /installments/{id}/refund`: the confirmation step, which says what will be refunded and changes nothing.
+pub async fn refund_review(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let Some((amount, reason)) = read_form(&bytes) else {
+        return super::bad_request("The form could not be read.");
+    };
+    let ore = match parse_amount(&amount) {
+        Ok(ore) => ore,
+        Err(message) => return installment_page(&state, &who, &id, Some(&message)).await,
+    };
+    let installment = match state.store.pool().acquire().await {
+        Ok(mut conn) => installments::installment(&mut conn, &id).await,
+        Err(error) => return super::internal_error(&error.into()),
+    };
+    let installment = match installment {
+        Ok(Some(installment)) => installment,
+        Ok(None) => return super::not_found(),
+        Err(error) => return super::internal_error(&error.into()),
+    };
+    page(
+        "Confirm the refund",
+        Some(&who),
+        html! {
+            h1 { "Confirm the refund" }
+            div.card {
+                p { "Refund " strong { (kroner(ore)) " NOK" } " of installment " (installment.payment_reference)
+                    " (" (kroner(installment.amount_ore)) " NOK) to the payer through Vipps?" }
+                @if let Some(reason) = &reason { p { "Reason: " (reason) } }
+                p.muted { "Vipps sends the money back to the payer. This cannot be undone." }
+                form method="post" action={ "/installments/" (installment.id) "/refund/confirm" } {
+                    (csrf_field(&who))
+                    input type="hidden" name="amount" value=(amount);
+                    @if let Some(reason) = &reason { input type="hidden" name="reason" value=(reason); }
+                    div.actions {
+                        button.danger type="submit" { "Refund " (kroner(ore)) " NOK" }
+                        a.button.secondary href={ "/installments/" (installment.id) } { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// `POST /installments/{id}/refund/confirm`: the refund, through the Payment API's own processing; back to
+/// the installment's page, or its page with the reason a refund was refused.
+pub async fn refund_confirm(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let Some((amount, reason)) = read_form(&bytes) else {
+        return super::bad_request("The form could not be read.");
+    };
+    let ore = match parse_amount(&amount) {
+        Ok(ore) => ore,
+        Err(message) => return installment_page(&state, &who, &id, Some(&message)).await,
+    };
+    let request =
+        RefundRequest { installment_id: id.clone(), amount_ore: Some(ore), reason, api_key: None, actor: who.actor() };
+    match state.payments.refund(&request).await {
+        Ok(outcome) if outcome.refund.status == "Failed" => {
+            let message = outcome.refund.error.unwrap_or_else(|| "Vipps refused the refund.".into());
+            installment_page(&state, &who, &id, Some(&format!("The refund failed: {message}"))).await
+        }
+        Ok(_) => Redirect::to(&format!("/installments/{id}")).into_response(),
+        Err(ServiceError::NotFound(_)) => super::not_found(),
+        Err(ServiceError::Invalid(errors) | ServiceError::Conflict(errors)) => {
+            let message = errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join(" ");
+            installment_page(&state, &who, &id, Some(&message)).await
+        }
+        Err(error) => {
+            installment_page(&state, &who, &id, Some(&format!("The refund could not be made: {error}"))).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked;
+
+    #[test]
+    fn credentials_in_raw_bodies_are_masked() {
+        let json = masked(r#"{"headers":{"Authorization":"Bearer abc","x":"1"},"client_secret":"s3"}"#);
+        assert!(!json.contains("abc") && !json.contains("s3") && json.contains("\"x\": \"1\""), "{json}");
+        let text = masked("POST /x\nAuthorization: Bearer abc\nOcp-Apim-Subscription-Key: k\nAccept: */*");
+        assert!(!text.contains("abc") && !text.contains(": k") && text.contains("Accept: */*"), "{text}");
+    }
+}
