@@ -25,6 +25,7 @@ mod one_time_races;
 mod operations;
 mod outbound_webhooks;
 mod page_security;
+mod paylinks;
 mod polls;
 mod reconciliation;
 mod records_fixes;
