@@ -139,6 +139,23 @@ impl Payments {
         self.send_create(&row, installment.intent_id.as_deref().unwrap_or_default(), None).await
     }
 
+    /// The landing page of an installment's open Vipps payment, for paying an existing installment (a PayLink,
+    /// `OneTime.Id`): the payment it has, never a second one, however many tabs or clicks ask. A create with
+    /// no answer yet is sent again with its stored key (Vipps replays the first answer). `None` when the
+    /// installment has no payment still waiting for the payer.
+    pub async fn landing_of(&self, installment_id: &str) -> ServiceResult<Option<String>> {
+        let row = {
+            let mut conn = self.store.pool().acquire().await?;
+            vipps_payments::vipps_payment_of(&mut conn, installment_id).await?
+        };
+        let Some(row) = row else { return Ok(None) };
+        Ok(match row.state {
+            PaymentState::Created => row.redirect_url,
+            PaymentState::Creating => self.create_at_vipps(&row.reference).await.ok().flatten(),
+            _ => None,
+        })
+    }
+
     /// [`Self::create_at_vipps`] for a row the caller has in hand (just recorded, so nobody else sends it: the
     /// poll leaves a create alone for its first minute): no re-read.
     pub(crate) async fn create_row_at_vipps(

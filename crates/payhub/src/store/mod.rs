@@ -22,6 +22,7 @@ pub mod mandates;
 pub mod match_queue;
 pub mod outbox;
 pub mod payers;
+pub mod paylinks;
 pub mod payments;
 pub mod payouts;
 pub mod record_detail;
@@ -279,6 +280,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "prune_indexes",
         sqlite: include_str!("../../migrations/sqlite/0015_prune_indexes.sql"),
         postgres: include_str!("../../migrations/postgres/0015_prune_indexes.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "paylinks",
+        sqlite: include_str!("../../migrations/sqlite/0016_paylinks.sql"),
+        postgres: include_str!("../../migrations/postgres/0016_paylinks.sql"),
     },
 ];
 

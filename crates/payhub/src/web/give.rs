@@ -29,9 +29,11 @@ use crate::store::giving_pages::GivingPageRecord;
 
 /// The double-submit cookie's name.
 pub const CSRF_COOKIE: &str = "payhub_give";
-const MARK: &str = "@@CSRF@@";
+/// Where the CSRF token goes in a rendered page (PayLinks render theirs the same way).
+pub(super) const MARK: &str = "@@CSRF@@";
 
-const STYLE: &str = r#"
+/// The payer pages' style sheet (Giving Pages and PayLinks).
+pub(super) const STYLE: &str = r#"
 *{box-sizing:border-box}
 body{margin:0;font:17px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2430;background:#fff}
 main{max-width:34rem;margin:0 auto;padding:1.2rem 1rem 3rem}
@@ -208,6 +210,16 @@ fn form_page(
 
 /// Puts this request's CSRF token into a rendered page and sets the cookie when the browser has none.
 fn with_token(rendered: &(String, String), headers: &HeaderMap, status: StatusCode) -> Response {
+    with_token_at(rendered, headers, status, "/give")
+}
+
+/// [`with_token`] for pages under `path` (the cookie is sent only there).
+pub(super) fn with_token_at(
+    rendered: &(String, String),
+    headers: &HeaderMap,
+    status: StatusCode,
+    path: &str,
+) -> Response {
     let existing = cookie(headers, CSRF_COOKIE).filter(|t| t.len() == 46 && t.starts_with("gv_"));
     let token = existing.map(str::to_owned).unwrap_or_else(|| new_token("gv_"));
     let mut body = String::with_capacity(rendered.0.len() + rendered.1.len() + token.len());
@@ -216,7 +228,7 @@ fn with_token(rendered: &(String, String), headers: &HeaderMap, status: StatusCo
     body.push_str(&rendered.1);
     let mut response = (status, Html(body)).into_response();
     if existing.is_none() {
-        let value = format!("{CSRF_COOKIE}={token}; Path=/give; HttpOnly; SameSite=Lax");
+        let value = format!("{CSRF_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Lax");
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(header::SET_COOKIE, value);
         }
@@ -224,7 +236,8 @@ fn with_token(rendered: &(String, String), headers: &HeaderMap, status: StatusCo
     response
 }
 
-fn split(html: String) -> (String, String) {
+/// A rendered page cut at its CSRF mark.
+pub(super) fn split(html: String) -> (String, String) {
     match html.split_once(MARK) {
         Some((a, b)) => (a.to_owned(), b.to_owned()),
         None => (html, String::new()),

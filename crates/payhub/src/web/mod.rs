@@ -8,6 +8,7 @@ pub mod give;
 mod give_form;
 pub mod giving_pages;
 pub mod login;
+pub mod pay;
 pub mod payer_return;
 pub mod reconciliation;
 pub mod record_detail;

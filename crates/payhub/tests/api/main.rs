@@ -26,6 +26,7 @@ mod one_time_races;
 mod operations;
 mod outbound_webhooks;
 mod page_security;
+mod paylinks;
 mod polls;
 mod reconciliation;
 mod record_detail;

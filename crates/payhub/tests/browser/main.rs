@@ -124,3 +124,35 @@ async fn the_page_in_english() {
     assert!(browser.text("#amount-error").await.contains("below the smallest gift"));
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paylink_paid_once_then_says_already_paid() {
+    let Some((app, vipps, browser)) = start().await else { return };
+    let body = helpers::with(helpers::seed_intent(), json!({"SuccessURL": app.url("/healthz")}));
+    let (status, created) = app.intent(&vipps, &body).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let installment_id = created["OneTime"]["Id"].as_str().unwrap().to_owned();
+    let installment = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+    let pay_url = installment["PayURL"].as_str().expect("an open installment has a PayURL").to_owned();
+    browser.open(&pay_url).await;
+    assert_eq!(browser.value("#mobileNumber").await, "91234567", "pre-filled with the payer's phone");
+    assert_eq!(browser.text(".amount").await.replace('\u{a0}', " "), "kr 36");
+    axe::check(&browser, "the PayLink page").await;
+    browser.click("button[type=submit]").await;
+    approve_in_vipps(&browser).await;
+    // The return to payhub reads the payment and captures it; the browser's navigation runs on its own.
+    let mut paid = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+    for _ in 0..50 {
+        if paid["Status"] == "Collected" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        paid = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+    }
+    assert_eq!(paid["Status"], "Collected", "{paid}");
+    assert!(paid["PayURL"].is_null(), "{paid}");
+    browser.open(&format!("{pay_url}?lang=en")).await;
+    browser.wait_for("already paid").await;
+    axe::check(&browser, "the already-paid page").await;
+    browser.quit().await;
+}

@@ -26,7 +26,7 @@ use crate::processing::IntentError;
 use crate::state::AppState;
 use crate::store::idempotency::{self, Claim, Lease};
 use crate::store::refunds::ApiKey;
-use crate::store::{installments, intents, payments, vipps_payments};
+use crate::store::{installments, intents, paylinks, payments, vipps_payments};
 
 fn internal(error: impl Into<anyhow::Error>) -> ApiError {
     ApiError::internal(&error.into())
@@ -249,6 +249,9 @@ pub async fn create_intent(
 
 /// The work of `POST /v2/PaymentIntent`: the intent recorded and created at Vipps, as the answer to give.
 async fn answer_intent(state: &AppState, body: &Value, bytes: &Bytes) -> (StatusCode, Value) {
+    if let Some(id) = body.get("OneTime").and_then(|o| o.get("Id")).and_then(Value::as_str) {
+        return pay_existing(state, id).await;
+    }
     let intent = match request::parse(body, state.payments.today(), state.config.webhook_targets()) {
         Ok(intent) => intent,
         Err(items) => return envelope(ApiError::items(StatusCode::BAD_REQUEST, items)),
@@ -286,6 +289,51 @@ async fn answer_intent(state: &AppState, body: &Value, bytes: &Bytes) -> (Status
         }
     }
     (StatusCode::OK, answer)
+}
+
+/// `OneTime.Id`: pay an existing installment (FinDock's way to pay what is already owed). No new installment
+/// and no second Vipps payment: the answer points at the installment's open payment, as its PayLink does.
+async fn pay_existing(state: &AppState, id: &str) -> (StatusCode, Value) {
+    let found = async {
+        let mut conn = state.store.pool().acquire().await?;
+        installments::installment(&mut conn, id).await
+    }
+    .await;
+    let installment = match found {
+        Ok(Some(installment)) => installment,
+        Ok(None) => return envelope(ApiError::not_found("installment")),
+        Err(error) => return envelope(internal(error)),
+    };
+    if !paylinks::payable(&installment) {
+        let why = if installment.amount_open_ore <= 0 || installment.status.is_collected() {
+            "The installment is already paid"
+        } else {
+            "The installment cannot be paid: it is not open, or it is collected on an agreement"
+        };
+        return envelope(ApiError::new(StatusCode::CONFLICT, "409", why, Some("OneTime.Id".into())));
+    }
+    let landing = match state.payments.landing_of(&installment.id).await {
+        Ok(Some(url)) => url,
+        Ok(None) => {
+            return envelope(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "502",
+                "Vipps has no payment waiting for this installment; try again in a moment",
+                Some("OneTime.Id".into()),
+            ))
+        }
+        Err(error) => return envelope(internal(error)),
+    };
+    (
+        StatusCode::OK,
+        json!({
+            "Id": installment.intent_id,
+            "Status": IntentStatus::Matched.as_str(),
+            "RedirectURL": landing,
+            "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR},
+            "OneTime": {"Id": installment.id, "Status": installment.status.as_str(), "PaymentReference": installment.payment_reference},
+        }),
+    )
 }
 
 fn intent_error(error: IntentError) -> (StatusCode, Value) {
@@ -388,8 +436,25 @@ async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError>
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("installment"))?;
     let payments = payments::payments_of(&mut conn, id).await.map_err(internal)?;
+    let pay_url = if paylinks::payable(&installment) {
+        let token = match paylinks::existing_token(&mut conn, id).await.map_err(internal)? {
+            Some(token) => token,
+            None => {
+                drop(conn);
+                let mut tx = state.store.begin_write().await.map_err(internal)?;
+                let fresh = crate::auth::tokens::new_token("pl_");
+                let token = paylinks::token_of(&mut tx, id, &fresh, chrono::Utc::now()).await.map_err(internal)?;
+                tx.commit().await.map_err(internal)?;
+                token
+            }
+        };
+        Some(format!("{}/pay/{token}", state.config.public_url.as_str().trim_end_matches('/')))
+    } else {
+        None
+    };
     Ok(json!({
         "Id": installment.id,
+        "PayURL": pay_url,
         "Status": installment.status.as_str(),
         "StatusReason": installment.status_reason,
         "Amount": Money::from_ore(installment.amount_ore).to_json_kroner(),

@@ -386,10 +386,7 @@ fn parse_common(
                 object(value, "OneTime", &["Amount", "CurrencyISOCode", "Id", "SalesforceFields"], errors)
             {
                 if one_time.get("Id").is_some_and(|v| !v.is_null()) {
-                    errors.invalid(
-                        "OneTime.Id",
-                        "Paying an existing installment is not available in this version of payhub yet",
-                    );
+                    errors.invalid("OneTime.Id", "OneTime.Id must be the text id of an existing installment (ins_…)");
                 }
                 match one_time.get("Amount") {
                     None | Some(Value::Null) => errors.missing("OneTime.Amount", "OneTime.Amount is required"),
