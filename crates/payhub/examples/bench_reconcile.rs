@@ -36,22 +36,6 @@ const CLIENT_ID: &str = "bench-client";
 const CLIENT_SECRET: &str = "bench-secret";
 const SUBSCRIPTION_KEY: &str = "bench-subscription";
 
-/// `VmHWM` / `VmRSS` of this process in MiB.
-fn memory(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Resets the peak-memory mark (`VmHWM`) of this process.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// The child process: a simulator with the bench merchant, its URL on stdout, running until killed.
 async fn run_simulator() -> anyhow::Result<()> {
     let config = vipps_sim::SimConfig {
@@ -197,8 +181,8 @@ async fn bench(n: usize, sim_url: &str) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    reset_peak();
-    let rss_before = memory("VmRSS");
+    common::reset_peak();
+    let rss_before = common::memory_mib("VmRSS");
     let cpu_before = common::cpu_used();
     let started = Instant::now();
     let run = state.reconciler.run_account(&account, RunTrigger::Command, Some("bench")).await?;
@@ -221,7 +205,11 @@ async fn bench(n: usize, sim_url: &str) -> anyhow::Result<()> {
         run.payouts,
         run.counts.dates_unbalanced,
     );
-    println!("memory: VmHWM {:.0} MiB during the run (VmRSS {:.0} MiB before it)", memory("VmHWM"), rss_before);
+    println!(
+        "memory: VmHWM {:.0} MiB during the run (VmRSS {:.0} MiB before it)",
+        common::memory_mib("VmHWM"),
+        rss_before
+    );
     let paid: i64 = sqlx::Row::try_get(
         &sqlx::query("SELECT COUNT(*) FROM installments WHERE status = 'Paid'").fetch_one(pool).await?,
         0,

@@ -26,22 +26,6 @@ use payhub::auth::{self, Actor};
 use payhub::config::Config;
 use payhub::domain::role::Role;
 
-/// `VmHWM` of this process in MiB.
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Resets the peak-memory mark (`VmHWM`) of this process.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 const STATUSES: [&str; 6] = ["Collected", "Collected", "Collected", "Pending", "Failed", "Refunded"];
 
 async fn fill(pool: &sqlx::AnyPool, account: &str, n: u64) -> anyhow::Result<()> {
@@ -211,8 +195,8 @@ async fn main() -> anyhow::Result<()> {
         println!("{label:<28} {:>8.1} {:>8.1}", percentile(&mut times, 0.5), percentile(&mut times, 0.99));
     }
 
-    let before = peak_mib();
-    reset_peak();
+    let before = common::memory_mib("VmHWM");
+    common::reset_peak();
     let t = Instant::now();
     let mut response = http.get(format!("{base}/installments.csv")).send().await?;
     let (mut lines, mut bytes) = (0u64, 0u64);
@@ -226,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
         "GET /installments.csv: {rows} rows ({:.0} MiB) in {seconds:.1} s = {:.0} rows/s; peak memory {before:.0} MiB before, {:.0} MiB during the export",
         bytes as f64 / 1_048_576.0,
         rows as f64 / seconds,
-        peak_mib()
+        common::memory_mib("VmHWM")
     );
     assert_eq!(rows, n, "the export holds every installment");
     Ok(())

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+
 use chrono::{Days, Utc};
 use futures::stream::{self, StreamExt};
 use payhub::app::Application;
@@ -40,22 +42,6 @@ const SUBSCRIPTION_KEY: &str = "bench-subscription";
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// `VmHWM` / `VmRSS` of this process in MiB.
-fn memory(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Resets the peak-memory mark (`VmHWM`) of this process.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The child process: a simulator with the bench merchant, its URL on stdout, running until killed.
@@ -274,12 +260,12 @@ async fn bench(n: usize, sim_url: &str) -> anyhow::Result<()> {
         generate.as_secs_f64(),
         generated.changed as f64 / generate.as_secs_f64()
     );
-    let rss_before = memory("VmRSS:");
-    reset_peak();
+    let rss_before = common::memory_mib("VmRSS:");
+    common::reset_peak();
     let started = Instant::now();
     let collected = state.payments.collect_recurring().await?;
     let collect = started.elapsed();
-    let peak = memory("VmHWM:");
+    let peak = common::memory_mib("VmHWM:");
     println!(
         "CollectRecurring: {} charges created in {:.2} s = {:.0} charges/s (batch endpoint); memory {:.0} MiB before, peak {:.0} MiB during",
         collected.changed,

@@ -10,6 +10,23 @@ pub fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// A memory figure of this process in MiB (`VmHWM`, the peak, or `VmRSS`), from `/proc/self/status`; zero where
+/// that file does not exist. The benchmarks print the peak to show memory stays flat as the data grows.
+pub fn memory_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the peak-memory mark (`VmHWM`) of this process, so a phase's own peak can be read.
+pub fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// CPU time this process has used so far (all its threads: payhub, and the simulator and load generator where
 /// they run in it), from `/proc/self/stat`; zero where that file does not exist.
 pub fn cpu_used() -> Duration {
