@@ -18,7 +18,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::give_form::{check, lang_of, prefill, t, Problem, Values};
+use super::give_form::{check, form_fields, lang_of, prefill, t, Problem, Values};
 use crate::auth::http::cookie;
 use crate::auth::tokens::{new_token, tokens_match};
 use crate::domain::giving_page::{format_kroner, Giving, GivingPageSettings, Lang};
@@ -309,8 +309,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let form: HashMap<String, String> =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&body).unwrap_or_default().into_iter().collect();
+    let form = form_fields(&body);
     let lang = lang_of(&form, &headers);
     let page = match active_page(&state, &slug).await {
         Ok(Some(page)) => page,

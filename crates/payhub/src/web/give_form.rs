@@ -30,6 +30,12 @@ pub(super) struct Problem {
     pub(super) message: &'static str,
 }
 
+/// A posted form's fields by name (a field sent twice keeps its last value; an unreadable body is an empty form,
+/// which the checks then refuse field by field).
+pub(super) fn form_fields(body: &str) -> HashMap<String, String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(body).unwrap_or_default().into_iter().collect()
+}
+
 pub(super) fn lang_of(query: &HashMap<String, String>, headers: &HeaderMap) -> Lang {
     match query.get("lang").map(String::as_str) {
         Some("en") => Lang::En,

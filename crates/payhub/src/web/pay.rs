@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::give::{split, with_token_at, CSRF_COOKIE, MARK, STYLE};
-use super::give_form::{lang_of, t};
+use super::give_form::{form_fields, lang_of, t};
 use crate::auth::http::cookie;
 use crate::auth::tokens::tokens_match;
 use crate::domain::giving_page::{format_kroner, Lang};
@@ -227,8 +227,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let form_values: HashMap<String, String> =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&body).unwrap_or_default().into_iter().collect();
+    let form_values = form_fields(&body);
     let lang = lang_of(&form_values, &headers);
     let (installment, payee, _) = match find(&state, &token).await {
         Ok(Some(found)) => found,

@@ -6,23 +6,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::vipps::{clear_faults, fault, refund_payments, refunded_at_vipps, sim_client};
+use crate::helpers::vipps::{clear_faults, fault, faults_left, refund_payments, refunded_at_vipps, sim_client};
 use crate::helpers::{collected, seed_intent, storage, TestApp, Vipps};
 use crate::on_both_backends;
-
-/// The fault rules the simulator still holds (each with its `remaining` count).
-async fn faults_left(vipps: &Vipps) -> Vec<Value> {
-    let rules: Value = vipps
-        .http
-        .get(format!("{}/_sim/faults", vipps.sim.base_url()))
-        .send()
-        .await
-        .expect("faults")
-        .json()
-        .await
-        .expect("json");
-    rules["faults"].as_array().cloned().unwrap_or_default()
-}
 
 /// `POST /v2/Refund` with the integrator key, sent from a task of its own: its status and body.
 fn refund_in_background(app: &TestApp, vipps: &Vipps, body: Value) -> tokio::task::JoinHandle<(StatusCode, Value)> {

@@ -8,25 +8,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::recurring::{active_recurring, installments, mandate, recurring_intent, today};
-use crate::helpers::vipps::{agreements_at_vipps, clear_faults, fault};
+use crate::helpers::vipps::{agreements_at_vipps, clear_faults, fault, faults_left};
 use crate::helpers::{storage, TestApp, Vipps};
 use crate::on_both_backends;
 
 const AGREEMENTS: &str = "/recurring/v3/agreements";
-
-/// The fault rules the simulator still holds.
-async fn faults_left(vipps: &Vipps) -> Vec<Value> {
-    let rules: Value = vipps
-        .http
-        .get(format!("{}/_sim/faults", vipps.sim.base_url()))
-        .send()
-        .await
-        .expect("faults")
-        .json()
-        .await
-        .expect("json");
-    rules["faults"].as_array().cloned().unwrap_or_default()
-}
 
 /// `POST /v2/PaymentIntent` with a recurring body, from a task of its own.
 fn intent_in_background(app: &TestApp, vipps: &Vipps, body: Value) -> tokio::task::JoinHandle<(StatusCode, Value)> {

@@ -88,6 +88,20 @@ pub async fn refund_payments(app: &TestApp, vipps: &Vipps, installment_id: &str)
         .collect()
 }
 
+/// The fault rules the simulator still holds (each with its `remaining` count).
+pub async fn faults_left(vipps: &Vipps) -> Vec<Value> {
+    let rules: Value = vipps
+        .http
+        .get(format!("{}/_sim/faults", vipps.sim.base_url()))
+        .send()
+        .await
+        .expect("faults")
+        .json()
+        .await
+        .expect("json");
+    rules["faults"].as_array().cloned().unwrap_or_default()
+}
+
 /// The simulator answers calls under `prefix` as `rule` says (`kind`: `500`, `delay`, …; `times`).
 pub async fn fault(vipps: &Vipps, prefix: &str, mut rule: Value) {
     rule["pathPrefix"] = json!(prefix);
