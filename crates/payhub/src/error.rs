@@ -41,9 +41,10 @@ impl From<sqlx::Error> for ServiceError {
 
 /// One entry of the error envelope the APIs answer with; the flows use it for problems they find in an
 /// intent while resolving it (an unknown Target, say), which the API then answers as they are.
-#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorItem {
     /// FinDock-style code, see the module docs.
+    #[schema(example = "200")]
     pub error_code: &'static str,
     /// What went wrong, safe to show.
     pub error_message: String,

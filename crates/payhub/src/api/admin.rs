@@ -5,8 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
 use super::error::ApiError;
 use super::json::ApiJson;
@@ -16,10 +17,26 @@ use crate::domain::role::Role;
 use crate::secrets::Secret;
 use crate::state::AppState;
 use crate::store::audit;
+use crate::vipps::accounts::AccountView;
+
+/// The admin API's accounts, keys, users and audit operations, for `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(paths(list_accounts))]
+pub struct Doc;
+
+/// Answer of `GET /admin/api/accounts`.
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    /// Every merchant account, by name.
+    pub accounts: Vec<AccountView>,
+}
 
 /// `GET /admin/api/accounts`
+#[utoipa::path(get, path = "/admin/api/accounts", tag = "Accounts and access",
+    summary = "List merchant accounts",
+    responses((status = 200, description = "Every merchant account; secrets only as whether they are set", body = AccountList)))]
 pub async fn list_accounts(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(json!({ "accounts": state.accounts.list().await? })).into_response())
+    Ok(Json(AccountList { accounts: state.accounts.list().await? }).into_response())
 }
 
 /// `POST /admin/api/accounts`

@@ -100,17 +100,25 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// The error envelope of both APIs (FinDock's): every problem of the request, and the request id to quote.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    /// Every problem found, at least one.
     #[serde(rename = "Errors")]
-    errors: &'a [ErrorItem],
+    #[schema(min_items = 1)]
+    pub errors: Vec<ErrorItem>,
+    /// The request's id (also in the `x-request-id` header), to find its log lines.
     #[serde(rename = "RequestId", skip_serializing_if = "Option::is_none")]
-    request_id: Option<String>,
+    pub request_id: Option<String>,
+    /// The record the failed request made, when it made one before the failure (a Payment Intent or refund
+    /// Vipps refused): read it for its outcome.
+    #[serde(rename = "Id", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Envelope { errors: &self.items, request_id: current_request_id() };
+        let body = ErrorEnvelope { errors: self.items, request_id: current_request_id(), id: None };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -5,6 +5,7 @@ pub mod error;
 pub mod giving_pages;
 pub mod guided;
 pub mod json;
+pub mod openapi;
 pub mod ops;
 pub mod reconciliation;
 pub mod v2;

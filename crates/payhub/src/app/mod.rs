@@ -7,6 +7,7 @@
 mod follow_clock;
 mod guard;
 mod middleware;
+pub mod openapi;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,6 +75,9 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/healthz", Public, api::ops::healthz),
         route(M::GET, "/readyz", Public, api::ops::readyz),
         route(M::GET, "/metrics", Public, api::ops::metrics),
+        // The JSON APIs' description (OpenAPI 3.1) and its readable reference
+        route(M::GET, "/openapi.json", Public, openapi::openapi_json),
+        route(M::GET, "/docs", Public, openapi::docs),
         // Admin API (JSON, bearer keys)
         route(M::GET, "/admin/api/accounts", Admin, api::admin::list_accounts),
         route(M::POST, "/admin/api/accounts", Admin, api::admin::create_account),
@@ -293,7 +297,17 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish. The
     /// database stays open for background work to finish; the caller closes it.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        self.run_wrapped(|router| router, shutdown).await
+    }
+
+    /// [`Application::run_until`] with `wrap` around the router: the tests put a check of every JSON answer
+    /// against `/openapi.json` there, so the whole suite proves the document true.
+    pub async fn run_wrapped(
+        self,
+        wrap: impl FnOnce(Router) -> Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = wrap(router(self.state)).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
     }
 }

@@ -44,7 +44,7 @@ pub struct AccountSettings {
 
 /// What a manual match does with an amount that differs from what the chosen installments expect (FinDock's
 /// Process Installment options), per account.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RemainderHandling {
     /// Fill the installments in order; what is left goes on the next one (an overpayment beyond the last stays
@@ -87,7 +87,7 @@ impl RemainderHandling {
 
 /// Where a Vipps parameter's default comes from: a fixed value, or a field of the payer as the intent sent it
 /// (e.g. `MobilePhone`, so any phone field of a front end reaches Vipps).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParameterDefault {
     /// A fixed value.

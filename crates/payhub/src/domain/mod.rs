@@ -1,5 +1,27 @@
 //! Pure types and rules: no I/O. Everything here parses, validates and computes; storage and HTTP live elsewhere.
 
+/// Serializes a status enum as its API name (`as_str`) and describes it in `/openapi.json` as a string of exactly
+/// those names, so the document lists every value the code can write and no other.
+macro_rules! named_values {
+    ($type:ty, $description:literal, [$($variant:expr),+ $(,)?]) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+        impl utoipa::PartialSchema for $type {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($description))
+                    .enum_values(Some([$($variant.as_str()),+]))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $type {}
+    };
+}
+
 pub mod account;
 pub mod giving_page;
 pub mod guided;

@@ -97,6 +97,36 @@ impl Money {
     }
 }
 
+/// An amount as the APIs write it: a JSON number of kroner with at most two decimals (`-12.50` for a refund),
+/// made from øre so that no float ever holds money on the way out. Response types hold this, not a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kroner(pub i64);
+
+impl Kroner {
+    /// `ore` øre, as kroner.
+    pub const fn from_ore(ore: i64) -> Kroner {
+        Kroner(ore)
+    }
+}
+
+impl serde::Serialize for Kroner {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&signed_json_kroner(self.0), serializer)
+    }
+}
+
+impl utoipa::PartialSchema for Kroner {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .description(Some("An amount in NOK (kroner, at most two decimals; negative for money paid back)."))
+            .examples([serde_json::json!(250.5)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Kroner {}
+
 /// A signed amount of øre as a JSON number of kroner (`-1250` → `-12.50`), for refunds shown as negatives.
 pub fn signed_json_kroner(ore: i64) -> serde_json::Value {
     let sign = if ore < 0 { "-" } else { "" };

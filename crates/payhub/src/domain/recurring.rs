@@ -35,6 +35,18 @@ pub enum MandateStatus {
     Cancelled,
 }
 
+named_values!(
+    MandateStatus,
+    "Where a mandate (a Vipps agreement) stands.",
+    [
+        MandateStatus::Pending,
+        MandateStatus::Active,
+        MandateStatus::Stopped,
+        MandateStatus::Expired,
+        MandateStatus::Cancelled
+    ]
+);
+
 impl MandateStatus {
     /// The name shown in the API.
     pub fn as_str(self) -> &'static str {
@@ -96,6 +108,18 @@ pub enum RecurringStatus {
     /// Ended: its mandate ended at Vipps, or the schedule passed its End Date.
     Ended,
 }
+
+named_values!(
+    RecurringStatus,
+    "Where a recurring payment stands.",
+    [
+        RecurringStatus::Active,
+        RecurringStatus::Paused,
+        RecurringStatus::Cancelling,
+        RecurringStatus::Cancelled,
+        RecurringStatus::Ended
+    ]
+);
 
 impl RecurringStatus {
     /// The name shown in the API.

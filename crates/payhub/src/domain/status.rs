@@ -25,6 +25,21 @@ pub enum InstallmentStatus {
     Cancelled,
 }
 
+named_values!(
+    InstallmentStatus,
+    "Where an installment stands (FinDock's statuses).",
+    [
+        InstallmentStatus::Outstanding,
+        InstallmentStatus::Pending,
+        InstallmentStatus::Collected,
+        InstallmentStatus::PartiallyRefunded,
+        InstallmentStatus::Refunded,
+        InstallmentStatus::Paid,
+        InstallmentStatus::Failed,
+        InstallmentStatus::Cancelled,
+    ]
+);
+
 impl InstallmentStatus {
     /// Every status.
     pub const ALL: [InstallmentStatus; 8] = [
@@ -103,6 +118,18 @@ pub enum IntentStatus {
     /// Processing failed.
     Failed,
 }
+
+named_values!(
+    IntentStatus,
+    "Where a Payment Intent stands.",
+    [
+        IntentStatus::New,
+        IntentStatus::Processing,
+        IntentStatus::GuidedReview,
+        IntentStatus::Matched,
+        IntentStatus::Failed,
+    ]
+);
 
 impl IntentStatus {
     /// The name shown in the API.

@@ -15,7 +15,7 @@ use crate::store::accounts::{self as account_store, AccountRecord};
 use crate::store::{Store, StoreError};
 
 /// What callers see of an account: every setting, and only *whether* each secret is set.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AccountView {
     /// `acc_…`
     pub id: String,

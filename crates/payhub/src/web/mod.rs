@@ -1,6 +1,7 @@
 //! Server-rendered pages (no front-end build step, no JavaScript needed): sign-in, first run, Setup with the
 //! Vipps extension's accounts, API keys, users and the audit log, and the finance records lists. Every form carries the session's CSRF token.
 
+pub mod api_docs;
 pub mod audit;
 mod charts;
 mod dashboard;

@@ -23,6 +23,7 @@ mod json_logs;
 mod login;
 mod one_time;
 mod one_time_races;
+mod openapi;
 mod operations;
 mod outbound_webhooks;
 mod page_security;

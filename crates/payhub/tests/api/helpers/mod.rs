@@ -5,11 +5,13 @@
 //! - [`recurring`]: recurring intents, the days passing, and reading recurring payments and installments back;
 //! - [`vipps`]: what Vipps itself holds (a client with the merchant's own credentials), faults, signed webhooks;
 //! - [`cli`]: the `payhub` binary, run as an operator runs it;
+//! - [`conformance`]: every JSON answer checked against payhub's own `/openapi.json`;
 //! - [`storage`]: the few reads of payhub's tables, for tests whose claim is about storage itself.
 //!
 //! `AppState` is named here only (the one import of `payhub::state::AppState`).
 
 pub mod cli;
+pub mod conformance;
 pub mod recurring;
 pub mod storage;
 pub mod vipps;
@@ -72,6 +74,8 @@ pub struct TestApp {
     pub backend: Backend,
     pg_cleanup: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The check of every JSON answer against `/openapi.json`; its mismatches fail the test at drop.
+    pub conformance: conformance::Conformance,
     /// payhub's clock follows this one once set ([`TestApp::with_vipps`] sets the simulator's).
     clock: std::sync::Arc<std::sync::RwLock<Option<payhub::jobs::Clock>>>,
 }
@@ -129,7 +133,9 @@ impl TestApp {
         let address = app.address();
         let state = app.state().clone();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
+        let conformance = conformance::Conformance::default();
+        let check = conformance.clone();
+        tokio::spawn(app.run_wrapped(move |router| check.wrap(router), async move {
             let _ = stop.await;
         }));
         let (_, admin_key) =
@@ -145,6 +151,7 @@ impl TestApp {
             backend,
             pg_cleanup,
             shutdown: Some(shutdown),
+            conformance,
             clock,
         })
     }
@@ -215,6 +222,10 @@ impl Drop for TestApp {
                 });
             })
             .join();
+        }
+        let violations = self.conformance.violations();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("answers that do not match /openapi.json:\n{}", violations.join("\n"));
         }
     }
 }
