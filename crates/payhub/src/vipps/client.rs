@@ -16,12 +16,20 @@ use crate::error::{ServiceError, ServiceResult};
 pub struct VippsClients {
     cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
     timeout: Duration,
+    /// The last connection check of each account: when, for which version of the account, and what Vipps said.
+    checked: Arc<Mutex<HashMap<String, (std::time::Instant, String, CredentialCheck)>>>,
 }
+
+/// How long a dashboard's connection check stands before Vipps is asked again.
+const CONNECTION_CHECK_STANDS: Duration = Duration::from_secs(60);
+
+/// The longest a dashboard waits for Vipps' token endpoint.
+const CONNECTION_CHECK_WAIT: Duration = Duration::from_secs(3);
 
 impl VippsClients {
     /// A registry whose clients give each attempt of a call `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        Self { cache: Arc::default(), timeout }
+        Self { cache: Arc::default(), timeout, checked: Arc::default() }
     }
 
     /// The client for `account_id`, built on first use and rebuilt after the account changed.
@@ -115,6 +123,28 @@ impl VippsClients {
                 }
             }
         }
+    }
+}
+
+impl VippsClients {
+    /// Whether `view` connects to Vipps now, for a person looking at the dashboard: the token endpoint is asked
+    /// (as `payhub check` asks it) at most once a minute per account, again at once after the account changed,
+    /// and waited for at most 3 s; with how many seconds ago it was asked.
+    pub async fn connection(&self, accounts: &Accounts, view: &AccountView) -> (CredentialCheck, u64) {
+        let cached = self.checked.lock().unwrap_or_else(|p| p.into_inner()).get(&view.id).cloned();
+        if let Some((at, version, check)) = cached {
+            if version == view.updated_at && at.elapsed() < CONNECTION_CHECK_STANDS {
+                return (check, at.elapsed().as_secs());
+            }
+        }
+        let check = tokio::time::timeout(CONNECTION_CHECK_WAIT, self.check_credentials(accounts, view))
+            .await
+            .unwrap_or_else(|_| CredentialCheck::Unreachable("no answer within 3 s".into()));
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(view.id.clone(), (std::time::Instant::now(), view.updated_at.clone(), check.clone()));
+        (check, 0)
     }
 }
 

@@ -68,7 +68,7 @@ nav.lists { display:flex; flex-wrap:wrap; gap:.4rem 1.2rem; margin-bottom:.6rem;
 .scroll { overflow-x:auto; } table.records td { overflow-wrap:normal; } table.records { table-layout:auto; font-size:.9rem; }
 th.num, td.num { text-align:right; font-variant-numeric: tabular-nums; white-space:nowrap; }
 form.filters .field { margin:0; } form.filters input { width:auto; max-width:14rem; }
-figure.chart { margin:.4rem 0 1rem; } figure.chart svg { max-width:100%; height:auto; } .bad { color:var(--bad); }
+figure.chart { margin:.4rem 0 1rem; } figure.chart svg { max-width:100%; height:auto; } .bad { color:var(--bad); } .ok { color:var(--ok); }
 "#;
 
 /// A whole page: head, navigation for the signed-in `who`, and `body`.

@@ -16,6 +16,7 @@ use crate::domain::FieldError;
 use crate::error::ServiceError;
 use crate::secrets::Secret;
 use crate::state::AppState;
+use crate::vipps::client::CredentialCheck;
 
 /// `GET /`: the dashboard.
 pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Response {
@@ -28,6 +29,11 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
         Err(error) => return super::internal_error(&error.into()),
     };
     let name_of = |id: &str| accounts.iter().find(|a| a.id == id).map_or(id.to_owned(), |a| a.name.clone());
+    // Each account's connection, asked of Vipps' token endpoint (at most once a minute per account), all at once.
+    let connections = futures::future::join_all(
+        accounts.iter().map(|account| state.payments.clients.connection(&state.accounts, account)),
+    )
+    .await;
     // Admins see each beat's last run (the API and `payhub heartbeat run` run them now).
     let mut beats = Vec::new();
     if who.role == Role::Admin {
@@ -63,13 +69,17 @@ pub async fn dashboard(State(state): State<AppState>, Extension(who): Extension<
                 @if accounts.is_empty() && who.role == Role::Admin {
                     p { "No Vipps account yet. " a href="/setup/vipps/new" { "Add one in Setup" } "." }
                 }
-                @for account in &accounts {
-                    p { (account.name) " · MSN " (account.merchant_serial_number)
+                @for (account, (connection, age)) in accounts.iter().zip(&connections) {
+                    p data-account=(account.name) { (account.name) " · MSN " (account.merchant_serial_number)
                         @if account.is_default { " " span.badge.default { "Default" } }
                         @if account.is_test { " " span.badge { "Test" } }
                         " · Vipps connection: "
-                        @if problems.iter().any(|(id, _, _)| *id == account.id) { strong.bad { "refused" } }
-                        @else { "no refusal reported" } }
+                        @match connection {
+                            CredentialCheck::Ok => { strong.ok { (connection.label()) } }
+                            _ => { strong.bad { (connection.label()) } ": " (connection.detail().unwrap_or_default()) }
+                        }
+                        span.muted { " (asked " @if *age == 0 { "just now" } @else { (age) " s ago" } ")" }
+                        @if problems.iter().any(|(id, _, _)| *id == account.id) { " · " strong.bad { "charges refused" } } }
                 }
             }
             @if let Some(charts) = charts { (charts) }

@@ -19,7 +19,32 @@ async fn add_account(app: &TestApp, name: &str, msn: &str, base_url: &str) -> St
     app.create_account(body).await["id"].as_str().unwrap().to_owned()
 }
 
+/// The dashboard's line about the account `name`'s connection to Vipps.
+fn connection_of(page: &str, name: &str) -> String {
+    let start = page.find(&format!("data-account=\"{name}\"")).unwrap_or_else(|| panic!("{name} on the dashboard"));
+    let rest = &page[start..];
+    rest[..rest.find("</p>").unwrap_or(rest.len())].to_owned()
+}
+
 on_both_backends! {
+    async fn the_dashboard_asks_vipps_whether_each_account_connects(app) {
+        let vipps = app.with_vipps().await;
+        let msn = vipps.sim.merchants()[0].msn.clone();
+        add_account(&app, "MadeUp", &msn, &vipps.sim.base_url()).await;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let nowhere = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        add_account(&app, "Nowhere", "778899", &nowhere).await;
+        for role in [Role::Admin, Role::Finance] {
+            let (status, page) = app.browser(role).await.get("/").await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(connection_of(&page, "Sandbox").contains("credentials ok"), "{}", connection_of(&page, "Sandbox"));
+            assert!(connection_of(&page, "MadeUp").contains("refused"), "{}", connection_of(&page, "MadeUp"));
+            assert!(connection_of(&page, "Nowhere").contains("unreachable"), "{}", connection_of(&page, "Nowhere"));
+            assert!(!page.contains("subkey-") && !page.contains("client-secret-"), "no secret on the page");
+        }
+    }
+
     async fn check_reports_each_account_as_ok_refused_or_unreachable(app) {
         let vipps = app.with_vipps().await;
         let msn = vipps.sim.merchants()[0].msn.clone();
