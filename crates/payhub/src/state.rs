@@ -43,6 +43,8 @@ pub struct AppState {
     pub reconciler: crate::reconcile::Reconciler,
     /// Giving Pages: their settings, the gifts they take, their rendered-page cache.
     pub pages: GivingPages,
+    /// Vipps' webhook deliveries: verified one by one, written together.
+    pub vipps_intake: crate::vipps::intake::Intake,
 }
 
 impl AppState {
@@ -78,8 +80,10 @@ impl AppState {
             ..Default::default()
         });
         let pages = GivingPages::new(store.clone(), payments.clone(), config.give_submissions_per_minute);
+        let vipps_intake = crate::vipps::intake::Intake::new(store.clone(), accounts.clone());
         let state = AppState {
             pages,
+            vipps_intake,
             accounts,
             store,
             config: Arc::new(config),

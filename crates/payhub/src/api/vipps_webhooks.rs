@@ -1,5 +1,5 @@
 //! `POST /webhooks/vipps/{account}`: Vipps' deliveries. The handler only answers; verifying, storing and
-//! queueing are [`crate::vipps::webhooks::accept`]'s.
+//! queueing are [`crate::vipps::intake::Intake`]'s.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
-use crate::vipps::webhooks::{accept, Refusal};
+use crate::vipps::intake::Refusal;
 
 /// Verifies the signature over the raw body, stores the Message and queues its processing; 2xx only after the
 /// durable write. Forged, tampered or stale deliveries get 401 and change nothing.
@@ -18,7 +18,7 @@ pub async fn intake(
     body: Bytes,
 ) -> Response {
     tracing::Span::current().record("account", account_id.as_str());
-    let (outcome, response) = match accept(&state.store, &state.accounts, &account_id, &headers, &body).await {
+    let (outcome, response) = match state.vipps_intake.accept(&account_id, &headers, &body).await {
         Ok(()) => ("accepted", StatusCode::OK.into_response()),
         Err(Refusal::Unknown) => ("unknown", StatusCode::NOT_FOUND.into_response()),
         Err(Refusal::Unsigned(reason)) => {

@@ -3,5 +3,6 @@
 
 pub mod accounts;
 pub mod client;
+pub mod intake;
 pub mod states;
 pub mod webhooks;

@@ -1,22 +1,17 @@
-//! Vipps tells us: each account's webhook registration at Vipps (secret sealed here), and the intake's work:
-//! verify a delivery over its raw bytes, store it as a Message, and queue its processing — in order per
-//! payment — before the HTTP handler (in `api`) answers 2xx. The processing itself is a flow's job.
+//! Vipps tells us: each account's webhook registration at Vipps (secret sealed here) and the jobs that process
+//! what a delivery says; the intake itself (verify, store, queue before the 2xx) is [`super::intake`]'s.
 
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use chrono::Utc;
-use serde_json::json;
-use vipps_client::webhooks::{EventType, SignedRequest, Verifier, WebhookEvent};
+use vipps_client::webhooks::EventType;
 use vipps_client::IdempotencyKey;
 
 use super::accounts::Accounts;
 use super::client::VippsClients;
-use crate::domain::trail::Channel;
 use crate::error::{ServiceError, ServiceResult};
 use crate::jobs::heartbeat::Heartbeat;
-use crate::jobs::{enqueue, Handlers, Job, NewJob};
-use crate::store::trail::{self, NewMessage};
+use crate::jobs::{Handlers, Job};
 use crate::store::{vipps_webhooks, Store};
 
 /// The job that registers an account's webhook after the account was saved.
@@ -53,7 +48,7 @@ pub const PAYMENT_EVENTS: [EventType; 8] = [
     EventType::PaymentTerminated,
 ];
 
-fn context(account_id: &str) -> String {
+pub(crate) fn context(account_id: &str) -> String {
     format!("vipps_webhook:{account_id}")
 }
 
@@ -183,92 +178,4 @@ impl Registrar {
             }
         });
     }
-}
-
-/// Why a delivery was not accepted.
-pub enum Refusal {
-    /// No webhook is registered for this account.
-    Unknown,
-    /// The signature, the time or the body is not what Vipps sends: forged, tampered or stale.
-    Unsigned(String),
-    /// payhub could not store it; Vipps will deliver it again.
-    Internal(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Refusal {
-    fn from(error: E) -> Self {
-        Refusal::Internal(error.into())
-    }
-}
-
-/// Verifies a delivery over its raw bytes, stores it as a Message and queues its processing (in order per
-/// payment or agreement), all before the caller answers 2xx. A refused delivery changes nothing.
-pub async fn accept(
-    store: &Store,
-    accounts: &Accounts,
-    account_id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), Refusal> {
-    let registration = {
-        let mut conn = store.pool().acquire().await?;
-        vipps_webhooks::registration(&mut conn, account_id).await?
-    };
-    let Some(registration) = registration else { return Err(Refusal::Unknown) };
-    let secret = accounts.open(&registration.secret_sealed, &context(account_id))?;
-    let registered = url::Url::parse(&registration.url)?;
-    let host = match registered.port() {
-        Some(port) => format!("{}:{port}", registered.host_str().unwrap_or_default()),
-        None => registered.host_str().unwrap_or_default().to_owned(),
-    };
-    let path_and_query = match registered.query() {
-        Some(query) => format!("{}?{query}", registered.path()),
-        None => registered.path().to_owned(),
-    };
-    let verifier = Verifier::new(vipps_client::Secret::new(secret.expose()));
-    verifier
-        .verify(&SignedRequest::new(&path_and_query, &host, headers, body))
-        .map_err(|e| Refusal::Unsigned(e.to_string()))?;
-    let text = std::str::from_utf8(body).map_err(|_| Refusal::Unsigned("body is not UTF-8".into()))?;
-    let (subject, job) = match WebhookEvent::parse(body) {
-        Ok(WebhookEvent::Payment(event)) => (
-            Some(event.reference.clone()),
-            Some((SYNC_PAYMENT_JOB, json!({"reference": event.reference}), format!("payment:{}", event.reference))),
-        ),
-        Ok(WebhookEvent::Agreement(event)) => (
-            Some(event.agreement_id.clone()),
-            Some((
-                SYNC_AGREEMENT_JOB,
-                json!({"agreement": event.agreement_id}),
-                format!("agreement:{}", event.agreement_id),
-            )),
-        ),
-        Ok(WebhookEvent::Charge(event)) => {
-            let mut payload = json!({"charge": event.charge_id, "agreement": event.agreement_id});
-            // An asynchronous batch create Vipps gave up on: the job needs Vipps' reason, as the charge is gone.
-            if event.event_type == EventType::ChargeCreationFailed {
-                let reason = event.failure_reason.as_ref().map(ToString::to_string).or(event.failure_code.clone());
-                payload["creationFailed"] = json!(reason.unwrap_or_else(|| "no reason given".into()));
-            }
-            (
-                Some(event.charge_id.clone()),
-                Some((SYNC_CHARGE_JOB, payload, format!("agreement:{}", event.agreement_id))),
-            )
-        }
-        _ => (None, None),
-    };
-    let now = Utc::now();
-    let mut tx = store.begin_write().await?;
-    let message_id =
-        trail::insert_message(&mut tx, &NewMessage::received(Channel::VippsWebhook, subject.as_deref(), text), now)
-            .await?;
-    match job {
-        Some((kind, mut payload, ordering)) => {
-            payload["message"] = json!(message_id);
-            enqueue(&mut tx, NewJob::new(kind, payload).ordering_key(ordering)).await?;
-        }
-        None => trail::finish_message(&mut tx, &message_id, Some("not an event payhub processes"), now).await?,
-    }
-    tx.commit().await?;
-    Ok(())
 }

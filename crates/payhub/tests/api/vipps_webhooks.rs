@@ -26,6 +26,33 @@ async fn wait_for_webhooks(app: &TestApp, at_least: i64) {
 }
 
 on_both_backends! {
+    async fn deliveries_arriving_together_are_each_stored_with_their_job_and_forged_ones_among_them_are_not(app) {
+        let vipps = app.with_vipps().await;
+        let (url, secret) = registered(&app).await;
+        vipps.control("/_sim/webhooks/pause", json!({})).await;
+        let now = chrono::Utc::now();
+        let event = |i: usize| json!({"msn": "0", "reference": format!("ref-{i}"), "pspReference": format!("psp-{i}"),
+            "name": "AUTHORIZED", "amount": {"currency": "NOK", "value": 3600}, "timestamp": "2026-11-23T10:00:00Z",
+            "success": true}).to_string();
+        // 200 at once, every fifth forged (signed with another secret): they share write transactions.
+        let forged_secret = "bm90IHRoZSBzZWNyZXQgdmlwcHMgZ2F2ZSB1cw==";
+        let sends = (0..200).map(|i| {
+            let (app, url, body) = (&app, url.clone(), event(i));
+            let key = if i % 5 == 0 { forged_secret.to_owned() } else { secret.clone() };
+            async move { (i, deliver(app, &url, &key, &body, now).await) }
+        });
+        let answers = futures::future::join_all(sends).await;
+        for (i, status) in &answers {
+            let expected = if i % 5 == 0 { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+            assert_eq!(*status, expected, "delivery {i}");
+        }
+        assert_eq!(storage::vipps_webhook_messages(&app, None).await, 160, "every acknowledged delivery, no forged one");
+        let jobs = storage::count(&app, "SELECT COUNT(*) FROM jobs WHERE kind = 'vipps.payment.sync'", &[]).await;
+        assert_eq!(jobs, 160, "each with its job");
+        let forged = storage::count(&app, "SELECT COUNT(*) FROM messages WHERE subject = 'ref-0' OR subject = 'ref-5'", &[]).await;
+        assert_eq!(forged, 0);
+    }
+
     async fn a_signed_webhook_is_stored_queued_and_collects_the_payment(app) {
         let vipps = app.with_vipps().await;
         registered(&app).await;
