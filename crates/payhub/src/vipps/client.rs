@@ -17,8 +17,12 @@ pub struct VippsClients {
     cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
     timeout: Duration,
     /// The last connection check of each account: when, for which version of the account, and what Vipps said.
-    checked: Arc<Mutex<HashMap<String, (std::time::Instant, String, CredentialCheck)>>>,
+    checked: Arc<Mutex<HashMap<String, Checked>>>,
 }
+
+/// A connection check as it stands: when it was made, for which version of the account (its `updated_at`),
+/// and what Vipps said.
+type Checked = (std::time::Instant, String, CredentialCheck);
 
 /// How long a dashboard's connection check stands before Vipps is asked again.
 const CONNECTION_CHECK_STANDS: Duration = Duration::from_secs(60);
