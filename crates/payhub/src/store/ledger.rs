@@ -506,7 +506,7 @@ pub async fn check_days(
 }
 
 /// A stored ledger row, as matching and the queue read it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct EntryRow {
     /// `le_…`
     pub id: String,

@@ -54,7 +54,7 @@ pub async fn enqueue(conn: &mut AnyConnection, items: &[NewItem<'_>], now: DateT
 }
 
 /// A queue item with its ledger row.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueItem {
     /// `mq_…`
     pub id: String,
