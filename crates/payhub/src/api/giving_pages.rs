@@ -309,3 +309,28 @@ pub async fn delete(
     state.pages.delete(&id, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{GivingPageChanges, GivingPageInput};
+    use crate::domain::giving_page::parse_settings;
+
+    #[test]
+    fn the_described_bodies_read_what_the_check_takes_and_what_the_api_shows() {
+        let body = json!({
+            "slug": "water", "title": "Vann", "intro": {"nb": "Gi vann", "en": "Give water"},
+            "amounts": [100, "250.50", {"amount": 500, "narrative": "A well"}], "min_amount": "50", "max_amount": 5000,
+            "frequencies": ["OneTime", "Monthly", "Half-yearly"], "default_frequency": "Monthly", "account": null,
+            "campaign": "Summer", "origin": null, "parameter_defaults": {"TransactionText": "Gift to us"},
+            "brand_colour": "#0055AA", "logo_url": "https://example.org/logo.png", "thank_you": "Takk!",
+            "success_url": "https://example.org/ok", "failure_url": "https://example.org/no", "active": false
+        });
+        let settings = parse_settings(&body).expect("the check takes it");
+        assert!(serde_json::from_value::<GivingPageInput>(body).is_ok());
+        // What the API shows can be sent back as a change (PATCH merges it over the stored page).
+        assert!(serde_json::from_value::<GivingPageChanges>(settings.to_json()).is_ok());
+        assert!(serde_json::from_value::<GivingPageInput>(json!({"slug": "x", "title": "T", "amounts": [1]})).is_err());
+    }
+}

@@ -16,8 +16,21 @@ use crate::store::payouts::{self, PayoutRow, RunRow, RunTrigger};
 
 /// The admin API's reconciliation runs and payouts, for `/openapi.json`.
 #[derive(OpenApi)]
-#[openapi(paths(start_run, list_runs, list_payouts))]
+#[openapi(paths(start_run, list_runs, list_payouts), modifiers(&OptionalRunBody))]
 pub struct Doc;
+
+/// `POST /admin/api/reconciliation/runs` takes an empty body too (but not `null`), which `Option<RunRequest>`
+/// would say: the body is [`RunRequest`] and not required.
+struct OptionalRunBody;
+
+impl utoipa::Modify for OptionalRunBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let operation = openapi.paths.paths.get_mut("/admin/api/reconciliation/runs").and_then(|p| p.post.as_mut());
+        if let Some(body) = operation.and_then(|o| o.request_body.as_mut()) {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
 
 /// Query of the listings: one account (by name) or all, and how many.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -81,7 +94,7 @@ fn limit(q: &ListQuery) -> i64 {
     description = "Runs what the daily beat runs, now: reads the ledger from Vipps' Report API since the last \
         run, stores new rows and matches them. One account, or every account with reconciliation on when the \
         body is empty or names none. A run that fails is in the answer with its error; nothing is booked twice.",
-    request_body(content = Option<RunRequest>, description = "Optional; an empty body means every account"),
+    request_body(content = RunRequest, description = "Optional; an empty body means every account"),
     responses(
         (status = 200, description = "Each account's run", body = RunsDone),
         (status = 400, description = "A malformed body", body = ErrorEnvelope),
