@@ -250,7 +250,7 @@ pub struct NoneFree {
 #[serde(untagged)]
 pub enum NextAnswer {
     /// The item now leased to the caller, with its suggestions.
-    Taken(ItemDetail),
+    Taken(Box<ItemDetail>),
     /// No item is free.
     NoneFree(NoneFree),
 }
@@ -271,7 +271,7 @@ pub async fn next_item(
     Query(q): Query<NextQuery>,
 ) -> Result<Response, ApiError> {
     match take_next(&state, &caller, q.account.as_deref()).await? {
-        Some(id) => Ok(Json(NextAnswer::Taken(queue::detail(&state.store, &id).await?)).into_response()),
+        Some(id) => Ok(Json(NextAnswer::Taken(Box::new(queue::detail(&state.store, &id).await?))).into_response()),
         None => Ok(Json(NextAnswer::NoneFree(NoneFree { item: Null })).into_response()),
     }
 }

@@ -60,11 +60,12 @@ pub struct QueueItem {
     pub id: String,
     /// Its account.
     pub account_id: String,
-    /// [`QueueReason`] word.
+    /// Why the rules stopped: `no_candidate`, `several_candidates`, `amount_differs`, `already_paid`,
+    /// `unknown_type`, `vipps_number_payment`, `dispute` or `correction`.
     pub reason: String,
     /// More about why.
     pub detail: Option<String>,
-    /// [`QueueStatus`] word.
+    /// `open`, `matched` or `ignored`.
     pub status: String,
     /// Who took it last.
     pub worked_by: Option<String>,

@@ -238,7 +238,7 @@ pub struct RunRow {
     pub id: String,
     /// The account.
     pub account_id: String,
-    /// [`RunTrigger`] word.
+    /// What started it: `beat`, `command`, `admin` or `file`.
     pub trigger: String,
     /// Who started it (a user's email), when a person did.
     pub actor: Option<String>,
