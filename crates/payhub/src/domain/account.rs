@@ -111,40 +111,42 @@ impl AccountSettings {
 
 /// Input for creating or updating an account, from the admin API, the CLI or the Setup page. Absent fields
 /// keep their current value on update (or take the default on create); an empty text clears an optional field.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountInput {
-    /// See [`AccountSettings::name`].
+    /// Unique name (case-insensitive, at most 80 characters), the Payment API's `Target`. Required on create.
     pub name: Option<String>,
-    /// See [`AccountSettings::merchant_serial_number`].
+    /// Vipps Merchant Serial Number, 4 to 10 digits. Required on create.
     pub merchant_serial_number: Option<String>,
-    /// See [`AccountSettings::client_key`].
+    /// Vipps `client_id`. Required on create.
     pub client_key: Option<String>,
-    /// Vipps `client_secret`; write-only.
+    /// Vipps `client_secret`; write-only (never in an answer). Required on create.
+    #[schema(value_type = Option<String>, format = Password)]
     pub client_secret: Option<Secret>,
-    /// Vipps `Ocp-Apim-Subscription-Key`; write-only.
+    /// Vipps `Ocp-Apim-Subscription-Key`; write-only (never in an answer). Required on create.
+    #[schema(value_type = Option<String>, format = Password)]
     pub subscription_key: Option<Secret>,
-    /// See [`AccountSettings::is_test`].
+    /// A Vipps test (MT) sales unit.
     pub is_test: Option<bool>,
-    /// See [`AccountSettings::product_name`].
+    /// Default agreement product name for recurring payments (at most 45 characters, Vipps' limit).
     pub product_name: Option<String>,
-    /// See [`AccountSettings::merchant_agreement_url`].
+    /// The payer's agreement-management page (absolute https; http only for test accounts).
     pub merchant_agreement_url: Option<String>,
-    /// See [`AccountSettings::retry_days`].
+    /// Days Vipps retries a failed recurring charge, 0 to 14.
     pub retry_days: Option<i64>,
-    /// See [`AccountSettings::is_default`].
+    /// The account used when an intent names no `Target`.
     pub is_default: Option<bool>,
-    /// See [`AccountSettings::reconciliation_enabled`].
+    /// Import and reconcile the settlement ledger (needs `initial_ledger_date`).
     pub reconciliation_enabled: Option<bool>,
-    /// See [`AccountSettings::initial_ledger_date`], as `YYYY-MM-DD`.
+    /// First ledger date to import, as `YYYY-MM-DD`; required when reconciliation is on.
     pub initial_ledger_date: Option<String>,
-    /// See [`AccountSettings::api_base_url`].
+    /// Vipps API base URL override (e.g. a simulator); absent means the test or production host.
     pub api_base_url: Option<String>,
-    /// See [`AccountSettings::parameter_defaults`]; replaces the whole map when given.
+    /// Default values of the Vipps parameters, by parameter name; replaces the whole map when given.
     pub parameter_defaults: Option<BTreeMap<String, ParameterDefault>>,
-    /// See [`AccountSettings::cancel_agreement_on_cancel`].
+    /// Stop the Vipps agreement when a recurring payment is cancelled in payhub.
     pub cancel_agreement_on_cancel: Option<bool>,
-    /// See [`AccountSettings::remainder_handling`].
+    /// What a manual match does with an amount the chosen installments do not expect.
     pub remainder_handling: Option<RemainderHandling>,
 }
 

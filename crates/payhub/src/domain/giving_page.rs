@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::money::Money;
+use super::money::{Kroner, Money};
 use super::recurring::MAX_RECURRING_ORE;
 use super::schedule::Frequency;
 use super::FieldError;
@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_ORE: i64 = 10_000_000;
 pub const DEFAULT_COLOUR: &str = "#c2410c";
 
 /// A text in bokmål and English. English falls back to bokmål when not given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Texts {
     /// Norwegian bokmål.
     pub nb: String,
@@ -120,6 +120,24 @@ impl Serialize for Giving {
     }
 }
 
+impl utoipa::PartialSchema for Giving {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use Frequency::*;
+        let every = [Giving::OneTime, Giving::Recurring(Weekly), Giving::Recurring(Monthly)];
+        let more = [Giving::Recurring(Quarterly), Giving::Recurring(HalfYearly), Giving::Recurring(Yearly)];
+        let names = every.into_iter().chain(more).map(Giving::as_str);
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "How often a gift is given: `OneTime`, or a Payment API frequency (a recurring gift, a Vipps agreement).",
+            ))
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Giving {}
+
 impl<'de> Deserialize<'de> for Giving {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -138,7 +156,7 @@ pub struct Preset {
 }
 
 /// The Vipps parameters a page sets on every intent it makes (FinDock's parameter defaults).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PageParameters {
     /// `ProductName` (the agreement's name, recurring).
     #[serde(rename = "ProductName", skip_serializing_if = "Option::is_none")]
@@ -214,29 +232,88 @@ impl GivingPageSettings {
     }
 
     /// The settings as the API shows them (amounts in kroner, as they are sent).
-    pub fn to_json(&self) -> Value {
-        let kroner = |ore: i64| Money::from_ore(ore).to_json_kroner();
-        serde_json::json!({
-            "slug": self.slug,
-            "title": self.title,
-            "intro": self.intro,
-            "amounts": self.amounts.iter().map(|p| serde_json::json!({"amount": kroner(p.ore), "narrative": p.narrative})).collect::<Vec<_>>(),
-            "min_amount": kroner(self.min_ore),
-            "max_amount": kroner(self.max_ore),
-            "frequencies": self.frequencies,
-            "default_frequency": self.default_frequency,
-            "account": self.account,
-            "campaign": self.campaign,
-            "origin": self.origin,
-            "parameter_defaults": self.parameters,
-            "brand_colour": self.colour,
-            "logo_url": self.logo_url,
-            "thank_you": self.thank_you,
-            "success_url": self.success_url,
-            "failure_url": self.failure_url,
-            "active": self.active,
-        })
+    pub fn view(&self) -> SettingsView {
+        SettingsView {
+            slug: self.slug.clone(),
+            title: self.title.clone(),
+            intro: self.intro.clone(),
+            amounts: self
+                .amounts
+                .iter()
+                .map(|p| PresetView { amount: Kroner::from_ore(p.ore), narrative: p.narrative.clone() })
+                .collect(),
+            min_amount: Kroner::from_ore(self.min_ore),
+            max_amount: Kroner::from_ore(self.max_ore),
+            frequencies: self.frequencies.clone(),
+            default_frequency: self.default_frequency,
+            account: self.account.clone(),
+            campaign: self.campaign.clone(),
+            origin: self.origin.clone(),
+            parameter_defaults: self.parameters.clone(),
+            brand_colour: self.colour.clone(),
+            logo_url: self.logo_url.clone(),
+            thank_you: self.thank_you.clone(),
+            success_url: self.success_url.clone(),
+            failure_url: self.failure_url.clone(),
+            active: self.active,
+        }
     }
+
+    /// [`GivingPageSettings::view`] as JSON: what [`parse_settings`] reads back as the same settings.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.view()).unwrap_or(Value::Null)
+    }
+}
+
+/// A preset amount as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PresetView {
+    /// The amount in NOK.
+    pub amount: Kroner,
+    /// What the gift does, in both languages (empty texts when none).
+    pub narrative: Texts,
+}
+
+/// A Giving Page's settings as the API shows them (and takes them back: every field here is one
+/// [`parse_settings`] reads).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SettingsView {
+    /// The page's address: `/give/{slug}`.
+    pub slug: String,
+    /// The heading.
+    pub title: Texts,
+    /// The text under the heading.
+    pub intro: Texts,
+    /// The preset amounts, in the order shown.
+    pub amounts: Vec<PresetView>,
+    /// The smallest gift accepted, in NOK.
+    pub min_amount: Kroner,
+    /// The largest gift accepted, in NOK.
+    pub max_amount: Kroner,
+    /// The frequencies offered, in the order shown.
+    pub frequencies: Vec<Giving>,
+    /// The frequency chosen when the payer has not chosen one.
+    pub default_frequency: Giving,
+    /// The merchant account's name (`Target`); `null`: the default account.
+    pub account: Option<String>,
+    /// Campaign every gift is linked to (a query `campaign` on the page's address may replace it).
+    pub campaign: Option<String>,
+    /// Origin label of every gift (a query `origin` may replace it); `give/{slug}` when `null`.
+    pub origin: Option<String>,
+    /// The Vipps parameters set on every intent the page makes.
+    pub parameter_defaults: PageParameters,
+    /// Brand colour, `#rrggbb`.
+    pub brand_colour: String,
+    /// Logo image URL.
+    pub logo_url: Option<String>,
+    /// The hosted thank-you page's text.
+    pub thank_you: Texts,
+    /// Where payers go after a gift instead of the hosted thank-you page.
+    pub success_url: Option<String>,
+    /// Where payers go after a failed gift instead of the hosted page.
+    pub failure_url: Option<String>,
+    /// Whether the page takes gifts.
+    pub active: bool,
 }
 
 fn hex_colour(text: &str) -> Option<[u8; 3]> {

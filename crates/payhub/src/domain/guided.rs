@@ -75,7 +75,7 @@ pub struct Facts<'a> {
 }
 
 /// One ranked suggestion, with why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Suggestion {
     /// `ins_…`
     pub installment_id: String,

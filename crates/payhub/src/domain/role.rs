@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A user's or API key's role. Checked server-side on every route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything, including setup, users and keys.

@@ -64,7 +64,7 @@ struct Beat {
 }
 
 /// One recorded run of a beat.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BeatRun {
     /// `brn_…`
     pub id: String,

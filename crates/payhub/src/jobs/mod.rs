@@ -155,7 +155,7 @@ impl Job {
 }
 
 /// A job's stored state (for tests, the CLI and the admin pages).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobRecord {
     /// The job's id.
     pub id: i64,
@@ -178,7 +178,7 @@ pub struct JobRecord {
 }
 
 /// How many jobs are in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QueueCounts {
     /// Waiting to run (including retries waiting for their backoff).
     pub queued: i64,

@@ -27,7 +27,7 @@ use crate::store::{guided, Store, StoreError};
 const CHUNK: usize = 500;
 
 /// What an import did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FileImported {
     /// The run recorded for it (`rr_…`).
     pub run_id: String,

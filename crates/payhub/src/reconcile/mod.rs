@@ -40,7 +40,7 @@ pub struct Reconciler {
 }
 
 /// How one account's run ended.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RunSummary {
     /// The run (`rr_…`).
     pub run_id: String,

@@ -42,7 +42,7 @@ pub struct Who<'a> {
 }
 
 /// An item as a person works it: the line, the raw row as received, and the suggestions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ItemDetail {
     /// The item and its ledger row.
     pub item: QueueItem,
@@ -55,7 +55,7 @@ pub struct ItemDetail {
 }
 
 /// A suggestion with the installment it names.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SuggestionView {
     /// The ranking and why.
     #[serde(flatten)]
@@ -71,7 +71,7 @@ pub struct SuggestionView {
 }
 
 /// What a match booked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Booked {
     /// The item.
     pub item_id: String,
@@ -84,7 +84,7 @@ pub struct Booked {
 }
 
 /// One installment a match booked on.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BookedOn {
     /// `ins_…`
     pub installment_id: String,
@@ -353,7 +353,7 @@ async fn record(
 }
 
 /// What a person gives to create a payer and an installment for a line.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInput {
     /// The payer's first name (default: the line's name, first word).
@@ -502,7 +502,7 @@ pub async fn undo(store: &Store, id: &str, who: &Who<'_>, now: DateTime<Utc>) ->
 }
 
 /// What **Retry unmatched** did.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct Retried {
     /// Open items the rules looked at.
     pub tried: u64,

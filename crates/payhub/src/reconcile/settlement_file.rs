@@ -22,7 +22,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// Which generation of the portal's export a file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileFormat {
     /// The current settlement report's Details csv.
@@ -174,7 +174,7 @@ impl SettlementRow {
 
 /// A ledger date of one MSN whose rows do not add up (the balance before plus the rows is not the balance the
 /// file states): flagged, so it is not booked silently.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Unbalanced {
     /// The MSN or Vipps number.
     pub msn: Option<String>,

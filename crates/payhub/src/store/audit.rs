@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 use super::{parse_timestamp, timestamp, StoreResult};
 
 /// One audit entry.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// When the change happened (UTC).
     pub at: DateTime<Utc>,

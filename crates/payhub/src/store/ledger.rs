@@ -506,7 +506,7 @@ pub async fn check_days(
 }
 
 /// A stored ledger row, as matching and the queue read it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct EntryRow {
     /// `le_…`
     pub id: String,
@@ -520,7 +520,8 @@ pub struct EntryRow {
     pub psp_reference: String,
     /// As sent.
     pub entry_type: String,
-    /// payhub's reading ([`EntryKind`]).
+    /// payhub's reading: `capture`, `refund`, `capture_fee`, `fees_retained`, `payout`, `payout_aborted`,
+    /// `dispute`, `correction`, `other`, `unknown_credit` or `unknown_debit`.
     pub kind: String,
     /// Signed amount in øre.
     pub amount_ore: i64,
@@ -550,7 +551,7 @@ pub struct EntryRow {
     pub source: String,
     /// Its Inbound Report.
     pub inbound_report_id: String,
-    /// [`EntryStatus`] word.
+    /// `new`, `booked`, `queued`, `ignored` or `held`.
     pub status: String,
     /// The Payment it settled.
     pub payment_id: Option<String>,

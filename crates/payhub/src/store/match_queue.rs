@@ -54,17 +54,18 @@ pub async fn enqueue(conn: &mut AnyConnection, items: &[NewItem<'_>], now: DateT
 }
 
 /// A queue item with its ledger row.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueItem {
     /// `mq_…`
     pub id: String,
     /// Its account.
     pub account_id: String,
-    /// [`QueueReason`] word.
+    /// Why the rules stopped: `no_candidate`, `several_candidates`, `amount_differs`, `already_paid`,
+    /// `unknown_type`, `vipps_number_payment`, `dispute` or `correction`.
     pub reason: String,
     /// More about why.
     pub detail: Option<String>,
-    /// [`QueueStatus`] word.
+    /// `open`, `matched` or `ignored`.
     pub status: String,
     /// Who took it last.
     pub worked_by: Option<String>,

@@ -177,7 +177,7 @@ impl Steps {
 }
 
 /// An endpoint as the admin API shows it (never its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     /// `whe_…`
     pub id: String,
@@ -296,7 +296,7 @@ pub async fn installation_secret_exists(conn: &mut AnyConnection, name: &str) ->
 }
 
 /// One delivery of one event to one target, with its attempts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     /// `msg_…`, also sent as `webhook-id`.
     pub id: String,

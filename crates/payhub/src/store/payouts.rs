@@ -9,7 +9,7 @@ use super::{parse_timestamp, timestamp, StoreResult};
 use crate::domain::ids::new_id;
 
 /// A payout as stored.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PayoutRow {
     /// `po_…`
     pub id: String,
@@ -232,13 +232,13 @@ impl RunTrigger {
 }
 
 /// A run as stored.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RunRow {
     /// `rr_…`
     pub id: String,
     /// The account.
     pub account_id: String,
-    /// [`RunTrigger`] word.
+    /// What started it: `beat`, `command`, `admin` or `file`.
     pub trigger: String,
     /// Who started it (a user's email), when a person did.
     pub actor: Option<String>,
@@ -265,7 +265,7 @@ pub struct RunRow {
 }
 
 /// Counts of a run, as it ends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RunCounts {
     /// Pages read.
     pub pages: u64,

@@ -8,7 +8,7 @@ use super::{map_conflict, parse_timestamp, timestamp, StoreResult};
 use crate::domain::role::Role;
 
 /// A person who signs in to the web UI.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct UserRecord {
     /// `usr_…`
     pub id: String,
@@ -26,7 +26,7 @@ pub struct UserRecord {
 }
 
 /// An API key as stored: only a hash of the key itself.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKeyRecord {
     /// `key_…`
     pub id: String,

@@ -86,7 +86,7 @@ on_both_backends! {
         let items = open_items(&app, &finance).await;
         assert_eq!(items.len(), 1);
         assert_eq!(items[0]["reason"], "vipps_number_payment");
-        let (status, taken) = call(&app, &finance, Method::POST, "/admin/api/reconciliation/queue/next", Some(json!({}))).await;
+        let (status, taken) = call(&app, &finance, Method::POST, "/admin/api/reconciliation/queue/next", None).await;
         assert_eq!(status, StatusCode::OK, "{taken}");
         let id = taken["item"]["id"].as_str().unwrap().to_owned();
         assert_eq!(taken["item"]["worked_by"].as_str().map(|w| w.contains("finance key")), Some(true), "{taken}");

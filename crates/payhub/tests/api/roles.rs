@@ -19,6 +19,7 @@ async fn call(
     browsers: &[(Role, Browser, String)],
     caller: Caller,
     method: &Method,
+    route_path: &str,
     path: &str,
 ) -> (StatusCode, Option<String>) {
     let url = app.url(path);
@@ -43,13 +44,20 @@ async fn call(
             }
         }
     };
-    let request = if api && method != Method::GET && method != Method::DELETE {
+    let request = if api && takes_json(method, route_path) {
         request.header("content-type", "application/json").body("{}")
     } else {
         request
     };
     let response = request.send().await.unwrap();
     (response.status(), location(&response))
+}
+
+/// Whether the document gives `method route_path` a JSON body (the others take none, so none is sent).
+fn takes_json(method: &Method, route_path: &str) -> bool {
+    let escaped = route_path.replace('~', "~0").replace('/', "~1");
+    let pointer = format!("/paths/{escaped}/{}/requestBody", method.as_str().to_ascii_lowercase());
+    crate::helpers::conformance::document().pointer(&pointer).is_some()
 }
 
 fn location(response: &reqwest::Response) -> Option<String> {
@@ -71,7 +79,7 @@ on_both_backends! {
             let path = route.path.replace("{id}", "x_unknown").replace("{slug}", "x_unknown").replace("{token}", "x_unknown");
             let api = path.starts_with("/admin/api") || path.starts_with("/v2/");
             for caller in [Caller::Nobody, Caller::As(Role::Admin), Caller::As(Role::Finance), Caller::As(Role::Integrator)] {
-                let (status, location) = call(&app, &browsers, caller, &route.method, &path).await;
+                let (status, location) = call(&app, &browsers, caller, &route.method, route.path, &path).await;
                 let to_login = location.as_deref().is_some_and(|l| l.starts_with("/login?next="));
                 let what = format!("{} {} as {caller:?}: {status} {location:?}", route.method, route.path);
                 let allowed = match caller {

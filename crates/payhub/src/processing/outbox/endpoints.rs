@@ -14,15 +14,16 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::store::outbox::{self as table, DeliveryView, EndpointView};
 
 /// Body of `POST /admin/api/webhook-endpoints`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
-    /// Where to post (http or https).
+    /// Where to post: an absolute http or https URL of a public host.
     pub url: String,
-    /// A note for people.
+    /// A note for people (at most 500 characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
-    /// The event types to send; empty or absent means all.
+    /// The event types to send (FinDock's names, or `*`); empty or absent means all.
     #[serde(default)]
     pub event_types: Vec<String>,
 }

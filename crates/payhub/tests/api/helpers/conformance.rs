@@ -161,7 +161,9 @@ fn validator(pointer: &str) -> Result<Arc<jsonschema::Validator>, String> {
     }
     let mut root = document().clone();
     if let Some(object) = root.as_object_mut() {
-        object.insert("$ref".into(), Value::String(pointer.to_owned()));
+        // A `$ref` is a URI: the braces of a path template (`/accounts/{id}`) must be percent-encoded in it.
+        let reference = pointer.replace('{', "%7B").replace('}', "%7D");
+        object.insert("$ref".into(), Value::String(reference));
     }
     let compiled = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
