@@ -69,6 +69,18 @@ pub enum Renewed {
     Provider(String),
 }
 
+/// Where a renewed recurring payment resumes: the first period due `today` or later that has no installment yet
+/// (one generated before the agreement ended was cancelled with it, and a period has one installment at most).
+/// `None`: the schedule has ended.
+fn resume_at(recurring: &RecurringRow, today: chrono::NaiveDate) -> ServiceResult<Option<(u32, chrono::NaiveDate)>> {
+    let schedule = recurring.schedule()?;
+    let generated = u32::try_from(recurring.next_period).unwrap_or(0);
+    Ok(match schedule.next_on_or_after(today) {
+        Some((period, _)) if period < generated => schedule.period_on_or_after(generated),
+        other => other,
+    })
+}
+
 fn standing(recurring: &RecurringRow, mandate: &MandateRow, today: chrono::NaiveDate) -> ServiceResult<Standing> {
     Ok(match (recurring.status, mandate.status) {
         (RecurringStatus::Cancelled | RecurringStatus::Cancelling, _) | (_, MandateStatus::Cancelled) => {
@@ -77,7 +89,7 @@ fn standing(recurring: &RecurringRow, mandate: &MandateRow, today: chrono::Naive
         (RecurringStatus::Active | RecurringStatus::Paused, MandateStatus::Pending) => Standing::AwaitingApproval,
         (RecurringStatus::Active | RecurringStatus::Paused, _) => Standing::Active,
         (RecurringStatus::Ended, MandateStatus::Stopped | MandateStatus::Expired)
-            if recurring.schedule()?.next_on_or_after(today).is_some() =>
+            if resume_at(recurring, today)?.is_some() =>
         {
             Standing::Renewable
         }
@@ -120,7 +132,7 @@ impl Payments {
         let payee = self.accounts.get(&recurring.account_id).await.map(|a| a.name).unwrap_or_default();
         let standing = standing(&recurring, &mandate, self.today())?;
         let phone = payer_phone.or_else(|| mandate.customer_phone.clone());
-        let next_due = recurring.schedule()?.next_on_or_after(self.today()).map(|(_, due)| due);
+        let next_due = resume_at(&recurring, self.today())?.map(|(_, due)| due);
         Ok(Some(SetupView { recurring, mandate, payee, phone, standing, next_due }))
     }
 
@@ -224,7 +236,8 @@ impl Payments {
     }
 
     /// In the transaction that records a mandate's activation: if the mandate renews a recurring payment, the
-    /// recurring payment moves onto it (Active again, from the first period due today or later). Returns the
+    /// recurring payment moves onto it (Active again, from the first period due today or later that has no
+    /// installment yet, see [`resume_at`]). Returns the
     /// recurring payment moved, if any.
     pub(super) async fn carry_over(
         &self,
@@ -234,7 +247,7 @@ impl Payments {
     ) -> ServiceResult<Option<String>> {
         let Some(recurring_id) = renewals::renewed_by(&mut *tx, mandate_id).await? else { return Ok(None) };
         let Some(recurring) = recurring_payments::recurring(&mut *tx, &recurring_id).await? else { return Ok(None) };
-        let Some((period, due)) = recurring.schedule()?.next_on_or_after(self.today()) else {
+        let Some((period, due)) = resume_at(&recurring, self.today())? else {
             tracing::warn!(recurring = %recurring_id, mandate = %mandate_id, "renewed after the schedule ended; nothing to collect");
             return Ok(None);
         };
@@ -275,7 +288,7 @@ mod tests {
             status,
             status_reason: None,
             paused_until: None,
-            next_period: 1,
+            next_period: 0,
             next_collection_date: None,
             bank_statement_description: None,
             product: None,
@@ -313,5 +326,11 @@ mod tests {
             today + chrono::Days::new(40),
         );
         assert_eq!(past_end.ok(), Some(Standing::Ended), "a schedule past its End Date is not renewed");
+        // Period 1 (a month on) was generated before the stop: the renewal resumes at period 2.
+        let mut generated = recurring(RecurringStatus::Ended, None);
+        generated.next_period = 2;
+        let resumed = resume_at(&generated, today).ok().flatten().map(|(p, d)| (p, d.to_string()));
+        assert_eq!(resumed, Some((2, "2027-05-17".to_owned())));
+        assert_eq!(resume_at(&recurring(RecurringStatus::Ended, None), today).ok().flatten().map(|(p, _)| p), Some(0));
     }
 }
