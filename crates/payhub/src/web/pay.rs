@@ -2,9 +2,11 @@
 //! with the payer's phone, in bokmål unless the payer asks for English, like the Giving Pages whose form
 //! guards (CSRF double-submit cookie, honeypot, per-address limit) and style it shares.
 //!
-//! Each submission is a Message, an Inbound Report and an intent with `Origin` = `PayLink`, and sends the payer
-//! to the installment's one Vipps payment ([`crate::processing::Payments::pay_by_link`]): the intake's, or one
-//! made for the link when the installment has none yet; however many tabs or clicks, there is one per installment. An installment with nothing open says "already paid"; cancelled and expired ones say so.
+//! Each submission is a Message (the form, without its CSRF token), an Inbound Report and an intent with
+//! `Origin` = `PayLink`, and sends the payer to the installment's one Vipps payment
+//! ([`crate::processing::Payments::pay_by_link`]): the intake's, or one made for the link when the installment
+//! has none yet; however many tabs or clicks, there is one per installment. An installment with nothing open
+//! says "already paid"; cancelled and expired ones say so.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::give::{split, with_token_at, CSRF_COOKIE, MARK, STYLE};
+use super::give::{redact_token, split, with_token_at, CSRF_COOKIE, MARK, STYLE};
 use super::give_form::{form_fields, lang_of, t};
 use crate::auth::http::cookie;
 use crate::auth::tokens::tokens_match;
@@ -299,7 +301,7 @@ pub async fn submit(
         let rendered = form(lang, &token, &installment, &payee.unwrap_or_default(), typed, Some(error));
         return with_token_at(&rendered, &headers, StatusCode::UNPROCESSABLE_ENTITY, "/pay");
     }
-    match state.payments.pay_by_link(&installment, &token, phone.as_ref(), &body, lang.code()).await {
+    match state.payments.pay_by_link(&installment, &token, phone.as_ref(), &redact_token(&body), lang.code()).await {
         Ok(LinkPayment::Pay(url)) => Redirect::to(&url).into_response(),
         Ok(LinkPayment::NotStarted(message)) => {
             tracing::warn!(installment = %installment.id, %message, "the PayLink's payment was not started");

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use super::give::{split, with_token_at, MARK};
+use super::give::{redact_token, split, with_token_at, MARK};
 use super::give_form::{form_fields, lang_of, t};
 use super::pay::{guard, notice, shell, shown};
 use crate::domain::giving_page::{format_kroner, Giving, Lang};
@@ -195,7 +195,7 @@ pub async fn submit(
             }
         },
     };
-    match state.payments.renew(&token, phone.as_ref(), &body, lang.code()).await {
+    match state.payments.renew(&token, phone.as_ref(), &redact_token(&body), lang.code()).await {
         Ok(Renewed::Approve(url)) => Redirect::to(&url).into_response(),
         Ok(Renewed::NotRenewable(standing)) => standing_notice(lang, standing, &view.recurring.id),
         Ok(Renewed::Provider(message)) => {

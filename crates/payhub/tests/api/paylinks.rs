@@ -113,7 +113,7 @@ on_both_backends! {
             "SELECT m.body FROM messages m JOIN payment_intents pi ON pi.id = m.subject WHERE pi.origin = 'PayLink' AND pi.installment_id = $1",
             &[&installment_id],
         ).await.unwrap();
-        assert!(body.contains("mobileNumber=48000000"), "{body}");
+        assert!(body.contains("mobileNumber=48000000") && !body.contains("csrf_token"), "{body}");
         let report = storage::pairs(
             &app,
             "SELECT r.reference, CAST(r.amount_ore AS TEXT) FROM inbound_reports r JOIN payment_intents pi ON pi.inbound_report_id = r.id WHERE pi.origin = 'PayLink'",

@@ -85,6 +85,9 @@ on_both_backends! {
         assert_eq!(Some(&landing), landing_c.as_ref(), "the same agreement from another tab");
         assert_eq!(agreements_at_vipps(&vipps).await, 2, "the first agreement and one new one");
         assert_eq!(setup_submissions(&app).await, 3, "each submission is a Message, an Inbound Report and an intent");
+        let first = storage::text(&app, "SELECT m.body FROM messages m JOIN payment_intents pi ON pi.id = m.subject \
+             WHERE pi.origin = 'SetupURL' ORDER BY m.received_at, m.id LIMIT 1", &[]).await.unwrap();
+        assert!(first.contains("mobileNumber=48000000") && !first.contains("csrf_token"), "the form as received: {first}");
         // Storage: the renewal mandate has no API of its own until the recurring payment moves onto it.
         let renewal = storage::text(&app, "SELECT mandate_id FROM renewals WHERE recurring_payment_id = $1", &[&recurring_id]).await.unwrap();
         let new_agreement = storage::text(&app, "SELECT agreement_id FROM mandates WHERE id = $1", &[&renewal]).await.unwrap();
