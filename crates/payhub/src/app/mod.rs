@@ -139,6 +139,8 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/give/{slug}/thanks/{token}", Public, web::give::thanks),
         route(M::GET, "/pay/{token}", Public, web::pay::show),
         route(M::POST, "/pay/{token}", Public, web::pay::submit),
+        route(M::GET, "/renew/{token}", Public, web::renew::show),
+        route(M::POST, "/renew/{token}", Public, web::renew::submit),
         // Vipps webhooks (public; every delivery's HMAC signature is verified)
         route(M::POST, "/webhooks/vipps/{id}", Public, api::vipps_webhooks::intake),
         // Pages: sign-in and first run

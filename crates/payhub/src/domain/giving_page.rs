@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::account::ParameterDefault;
 use super::money::{Kroner, Money};
+use super::phone::Phone;
 use super::recurring::MAX_RECURRING_ORE;
 use super::schedule::Frequency;
 use super::FieldError;
@@ -170,6 +172,25 @@ pub struct PageParameters {
     /// `MerchantAgreementUrl` (recurring).
     #[serde(rename = "MerchantAgreementUrl", skip_serializing_if = "Option::is_none")]
     pub merchant_agreement_url: Option<String>,
+    /// `mobileNumber`'s default, which pre-fills the phone when the link names none (`?mobileNumber=`): a fixed
+    /// number, or a payer field the link carries as `pf_<Field>` (e.g. `{"payer_field": "HomePhone"}` and
+    /// `?pf_HomePhone=…`), so any phone field of a CRM's links reaches Vipps. The number the payer types wins.
+    #[serde(rename = "mobileNumber", skip_serializing_if = "Option::is_none")]
+    pub mobile_number: Option<ParameterDefault>,
+}
+
+impl PageParameters {
+    /// The phone the page's default gives for a link's query, as written there, if any (a text that is no phone
+    /// number is left out).
+    pub fn default_phone(&self, query: &std::collections::HashMap<String, String>) -> Option<String> {
+        let default = self.mobile_number.as_ref()?;
+        let text = match (&default.value, &default.payer_field) {
+            (Some(value), _) => value.clone(),
+            (None, Some(field)) => query.get(&format!("pf_{field}"))?.clone(),
+            (None, None) => return None,
+        };
+        Phone::parse(&text).is_ok().then_some(text)
+    }
 }
 
 /// A Giving Page's checked settings: what is stored and what the API shows.
@@ -494,6 +515,21 @@ pub fn parse_settings(body: &Value) -> Result<GivingPageSettings, Vec<FieldError
             }
         },
     };
+    if let Some(default) = &parameters.mobile_number {
+        let field_ok =
+            |f: &String| (1..=40).contains(&f.len()) && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let problem = match (&default.value, &default.payer_field) {
+            (Some(_), Some(_)) | (None, None) => Some("mobileNumber takes either value or payer_field"),
+            (Some(value), None) if Phone::parse(value).is_err() => Some("mobileNumber's value is not a phone number"),
+            (None, Some(field)) if !field_ok(field) => {
+                Some("mobileNumber's payer_field is a field name: letters, digits and _ (at most 40)")
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            errors.push(FieldError::invalid("parameter_defaults", problem));
+        }
+    }
     if parameters.transaction_text.as_ref().is_some_and(|t| !(3..=100).contains(&t.chars().count())) {
         errors.push(FieldError::invalid(
             "parameter_defaults",

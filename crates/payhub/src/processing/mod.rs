@@ -12,9 +12,11 @@ pub mod intake;
 pub mod one_time;
 pub mod outbox;
 pub mod payer_return;
+pub mod paylinks;
 pub mod recurring;
 pub mod refunds;
 pub mod retention;
+pub mod submissions;
 pub mod trail;
 
 use chrono::Utc;

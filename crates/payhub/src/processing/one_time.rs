@@ -118,6 +118,16 @@ impl Payments {
     /// is given back as the error. On a definite refusal the installment fails; when Vipps does not answer the
     /// payment stays `CREATING` and the polling beat tries again with the same key.
     pub(crate) async fn create_at_vipps(&self, reference: &str) -> Result<Option<String>, String> {
+        self.create_at_vipps_for(reference, "").await
+    }
+
+    /// [`Self::create_at_vipps`]; a payment whose installment has no intent of its own (made by hand, paid
+    /// through its PayLink) brings the payer back through `fallback_intent`.
+    pub(crate) async fn create_at_vipps_for(
+        &self,
+        reference: &str,
+        fallback_intent: &str,
+    ) -> Result<Option<String>, String> {
         let internal = |e: &dyn std::fmt::Display| format!("payhub could not reach its records: {e}");
         let lock = self.locks.get(reference);
         let _guard = lock.lock().await;
@@ -136,7 +146,7 @@ impl Payments {
             .map_err(|e| internal(&e))?
             .ok_or("unknown installment")?;
         drop(conn);
-        self.send_create(&row, installment.intent_id.as_deref().unwrap_or_default(), None).await
+        self.send_create(&row, installment.intent_id.as_deref().unwrap_or(fallback_intent), None).await
     }
 
     /// The landing page of an installment's open Vipps payment, for paying an existing installment (a PayLink,

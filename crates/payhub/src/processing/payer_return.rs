@@ -29,6 +29,12 @@ impl Payments {
             let mut conn = self.store.pool().acquire().await?;
             let Some(intent) = intents::intent(&mut conn, intent_id).await? else { return Ok(None) };
             let mandate = intents::recurring_of_intent(&mut conn, intent_id).await?.map(|(_, m)| m);
+            drop(conn);
+            // A Setup URL's intent made no recurring payment: it asked for a new mandate of an existing one.
+            let mandate = match mandate {
+                None if intent.installment_id.is_none() => self.renewal_of_intent(intent_id).await?,
+                other => other,
+            };
             (intent, mandate)
         };
         let decided = |success: Option<bool>| match success {

@@ -28,6 +28,7 @@ pub mod payouts;
 pub mod record_detail;
 pub mod recurring_payments;
 pub mod refunds;
+pub mod renewals;
 pub mod settlement;
 mod sql;
 pub mod together;
@@ -286,6 +287,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "paylinks",
         sqlite: include_str!("../../migrations/sqlite/0016_paylinks.sql"),
         postgres: include_str!("../../migrations/postgres/0016_paylinks.sql"),
+    },
+    Migration {
+        version: 19,
+        name: "setup_urls",
+        sqlite: include_str!("../../migrations/sqlite/0019_setup_urls.sql"),
+        postgres: include_str!("../../migrations/postgres/0019_setup_urls.sql"),
     },
 ];
 

@@ -77,3 +77,54 @@ pub fn payable(installment: &super::installments::InstallmentRow) -> bool {
         && installment.mandate_id.is_none()
         && installment.recurring_payment_id.is_none()
 }
+
+/// The phone number on the payer, if any.
+pub async fn payer_phone(conn: &mut AnyConnection, payer_id: &str) -> StoreResult<Option<String>> {
+    let row = sqlx::query("SELECT phone FROM payers WHERE id = $1").bind(payer_id).fetch_optional(&mut *conn).await?;
+    Ok(row.and_then(|r| r.try_get::<Option<String>, _>("phone").ok().flatten()))
+}
+
+/// The first Vipps payment of an installment paid through its PayLink (its Idempotency-Key derived from the
+/// installment and the attempt), recorded before the call.
+#[derive(Debug, Clone)]
+pub struct LinkPayment<'a> {
+    /// The Vipps reference: the installment's payment reference.
+    pub reference: &'a str,
+    /// The installment.
+    pub installment_id: &'a str,
+    /// The merchant account.
+    pub account_id: &'a str,
+    /// The create call's Idempotency-Key.
+    pub idempotency_key: &'a str,
+    /// The open amount, in øre.
+    pub amount_ore: i64,
+    /// The phone number sent to Vipps.
+    pub customer_phone: Option<&'a str>,
+    /// The payment description sent to Vipps.
+    pub description: Option<&'a str>,
+}
+
+/// Records `new` (`CREATING`) unless the installment has a Vipps payment already (made by the intake, or by
+/// another tab a moment ago: the installment id is unique among Vipps payments). Returns whether it was recorded.
+pub async fn insert_payment_if_none(
+    conn: &mut AnyConnection,
+    new: &LinkPayment<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO vipps_payments (reference, installment_id, account_id, idempotency_key, amount_ore, state, \
+         customer_phone, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'CREATING', $6, $7, $8, $8) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(new.reference)
+    .bind(new.installment_id)
+    .bind(new.account_id)
+    .bind(new.idempotency_key)
+    .bind(new.amount_ore)
+    .bind(new.customer_phone)
+    .bind(new.description)
+    .bind(timestamp(now))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

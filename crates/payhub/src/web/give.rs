@@ -394,7 +394,7 @@ pub async fn submit(
 }
 
 /// The form as received, without the CSRF token (kept as the gift's Message).
-fn redact_token(body: &str) -> String {
+pub(super) fn redact_token(body: &str) -> String {
     body.split('&').filter(|pair| !pair.starts_with("csrf_token=")).collect::<Vec<_>>().join("&")
 }
 

@@ -76,11 +76,13 @@ pub(super) fn prefill(page: &GivingPageSettings, query: &HashMap<String, String>
         Some(m) => (kroner_input(m.ore()), String::new()),
         None => (String::new(), String::new()),
     };
+    // The link's number, else the page's default (a fixed number, or the payer field the link carries).
     let phone = query
         .get("mobileNumber")
         .or_else(|| query.get("phone"))
         .filter(|p| Phone::parse(p).is_ok())
         .cloned()
+        .or_else(|| page.parameters.default_phone(query))
         .unwrap_or_default();
     let text = |key: &str| {
         query.get(key).map(|v| v.trim()).filter(|v| v.chars().count() <= 100).unwrap_or_default().to_owned()

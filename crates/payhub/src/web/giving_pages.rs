@@ -146,6 +146,7 @@ fn form(
                 (text_field("origin", "Origin", "text", &text("origin"), Some("Default: give/<slug>."), error("origin")))
                 (text_field("transaction_text", "Text in Vipps (TransactionText)", "text", &text("transaction_text"), Some("3 to 100 characters."), error("parameter_defaults")))
                 (text_field("product_name", "Agreement name (ProductName, recurring)", "text", &text("product_name"), None, None))
+                (text_field("phone_field", "Phone from payer field", "text", &text("phone_field"), Some("A payer field the link carries as pf_<Field> (e.g. HomePhone for ?pf_HomePhone=…) pre-fills the phone when the link has no mobileNumber."), None))
                 (text_field("brand_colour", "Brand colour", "text", &text("brand_colour"), Some("#rrggbb; text on it is white or black, whichever reads better."), error("brand_colour")))
                 (text_field("logo_url", "Logo URL", "url", &text("logo_url"), None, error("logo_url")))
                 (text_field("thank_you_nb", "Thank-you text (bokmål)", "text", &text("thank_you_nb"), None, None))
@@ -180,6 +181,10 @@ fn form_values(settings: &GivingPageSettings) -> Map<String, Value> {
     put("origin", settings.origin.clone().unwrap_or_default());
     put("transaction_text", settings.parameters.transaction_text.clone().unwrap_or_default());
     put("product_name", settings.parameters.product_name.clone().unwrap_or_default());
+    put(
+        "phone_field",
+        settings.parameters.mobile_number.as_ref().and_then(|d| d.payer_field.clone()).unwrap_or_default(),
+    );
     put("brand_colour", settings.colour.clone());
     put("logo_url", settings.logo_url.clone().unwrap_or_default());
     put("thank_you_nb", settings.thank_you.nb.clone());
@@ -235,7 +240,8 @@ fn read(bytes: &Bytes) -> (Map<String, Value>, Value) {
         "success_url": text("success_url"),
         "failure_url": text("failure_url"),
         "active": active,
-        "parameter_defaults": {"TransactionText": text("transaction_text"), "ProductName": text("product_name")},
+        "parameter_defaults": {"TransactionText": text("transaction_text"), "ProductName": text("product_name"),
+                               "mobileNumber": text("phone_field").map(|f| json!({"payer_field": f}))},
     });
     // Absent optional values are left out rather than sent as null texts.
     if let Some(params) = body.get_mut("parameter_defaults").and_then(Value::as_object_mut) {

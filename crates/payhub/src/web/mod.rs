@@ -14,6 +14,7 @@ pub mod payer_return;
 pub mod reconciliation;
 pub mod record_detail;
 pub mod records;
+pub mod renew;
 pub mod setup;
 pub mod users;
 

@@ -2,9 +2,11 @@
 //! with the payer's phone, in bokmål unless the payer asks for English, like the Giving Pages whose form
 //! guards (CSRF double-submit cookie, honeypot, per-address limit) and style it shares.
 //!
-//! A one-time installment got its Vipps payment from the intake when it was made, so paying the link sends the
-//! payer to that payment's landing page ([`crate::processing::Payments::landing_of`]): however many tabs or
-//! clicks, there is one Vipps payment per installment. An installment with nothing open says "already paid"; cancelled and expired ones say so.
+//! Each submission is a Message (the form, without its CSRF token), an Inbound Report and an intent with
+//! `Origin` = `PayLink`, and sends the payer to the installment's one Vipps payment
+//! ([`crate::processing::Payments::pay_by_link`]): the intake's, or one made for the link when the installment
+//! has none yet; however many tabs or clicks, there is one per installment. An installment with nothing open
+//! says "already paid"; cancelled and expired ones say so.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,18 +16,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::give::{split, with_token_at, CSRF_COOKIE, MARK, STYLE};
+use super::give::{redact_token, split, with_token_at, CSRF_COOKIE, MARK, STYLE};
 use super::give_form::{form_fields, lang_of, t};
 use crate::auth::http::cookie;
 use crate::auth::tokens::tokens_match;
 use crate::domain::giving_page::{format_kroner, Lang};
 use crate::domain::phone::Phone;
 use crate::domain::status::InstallmentStatus;
+use crate::processing::paylinks::LinkPayment;
 use crate::state::AppState;
 use crate::store::installments::{self, InstallmentRow};
 use crate::store::paylinks;
 
-fn shell(lang: Lang, title: &str, body: Markup) -> Markup {
+/// A payer page around `body` (the Giving Pages' style, Vipps' colour).
+pub(super) fn shell(lang: Lang, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
@@ -41,7 +45,14 @@ fn shell(lang: Lang, title: &str, body: Markup) -> Markup {
 }
 
 /// A page with a heading and one paragraph (not found, already paid, cancelled, expired).
-fn notice(lang: Lang, status: StatusCode, class: &str, heading: &str, text: &str, reference: Option<&str>) -> Response {
+pub(super) fn notice(
+    lang: Lang,
+    status: StatusCode,
+    class: &str,
+    heading: &str,
+    text: &str,
+    reference: Option<&str>,
+) -> Response {
     let markup = shell(
         lang,
         heading,
@@ -192,7 +203,7 @@ fn form(
 }
 
 /// Shows the number as the payer would type it (8 digits for a Norwegian one).
-fn shown(phone: &str) -> String {
+pub(super) fn shown(phone: &str) -> String {
     phone.strip_prefix("47").filter(|rest| rest.len() == 8).unwrap_or(phone).to_owned()
 }
 
@@ -219,6 +230,42 @@ pub async fn show(
     with_token_at(&form(lang, &token, &installment, &payee, &phone, None), &headers, StatusCode::OK, "/pay")
 }
 
+/// The guards a payer page's submission passes before anything is read or written: the per-address limit, the
+/// CSRF double-submit token and the honeypot. `Some`: the refusal to answer.
+pub(super) fn guard(
+    state: &AppState,
+    address: SocketAddr,
+    headers: &HeaderMap,
+    form_values: &HashMap<String, String>,
+    lang: Lang,
+) -> Option<Response> {
+    let refuse = |status, nb, en| {
+        Some(notice(lang, status, "failed", t(lang, "Prøv igjen", "Please try again"), t(lang, nb, en), None))
+    };
+    if !state.pages.allow_submission(&address.ip().to_string()) {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Det har kommet mange forsøk fra deg på kort tid. Vent et minutt og prøv igjen.",
+            "There have been many attempts from you in a short time. Wait a minute and try again.",
+        );
+    }
+    let token_ok = match (cookie(headers, CSRF_COOKIE), form_values.get("csrf_token")) {
+        (Some(a), Some(b)) => !a.is_empty() && tokens_match(a, b),
+        _ => false,
+    };
+    if !token_ok {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Skjemaet er utløpt. Åpne lenken igjen og send det på nytt.",
+            "The form has expired. Open the link again and send it again.",
+        );
+    }
+    if form_values.get("website").is_some_and(|v| !v.is_empty()) {
+        return refuse(StatusCode::BAD_REQUEST, "Vi kunne ikke ta imot skjemaet.", "We could not accept the form.");
+    }
+    None
+}
+
 /// `POST /pay/{token}`: checks the form, then sends the payer to the installment's open Vipps payment (`303`).
 pub async fn submit(
     State(state): State<AppState>,
@@ -237,32 +284,15 @@ pub async fn submit(
     if let Some(response) = closed_notice(lang, &installment) {
         return response;
     }
+    if let Some(refused) = guard(&state, address, &headers, &form_values, lang) {
+        return refused;
+    }
     let refuse = |status, nb, en| {
         notice(lang, status, "failed", t(lang, "Prøv igjen", "Please try again"), t(lang, nb, en), None)
     };
-    if !state.pages.allow_submission(&address.ip().to_string()) {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Det har kommet mange forsøk fra deg på kort tid. Vent et minutt og prøv igjen.",
-            "There have been many attempts from you in a short time. Wait a minute and try again.",
-        );
-    }
-    let token_ok = match (cookie(&headers, CSRF_COOKIE), form_values.get("csrf_token")) {
-        (Some(a), Some(b)) => !a.is_empty() && tokens_match(a, b),
-        _ => false,
-    };
-    if !token_ok {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Skjemaet er utløpt. Åpne lenken igjen og send det på nytt.",
-            "The form has expired. Open the link again and send it again.",
-        );
-    }
-    if form_values.get("website").is_some_and(|v| !v.is_empty()) {
-        return refuse(StatusCode::BAD_REQUEST, "Vi kunne ikke ta imot skjemaet.", "We could not accept the form.");
-    }
     let typed = form_values.get("mobileNumber").map(|s| s.trim()).unwrap_or_default();
-    if !typed.is_empty() && Phone::parse(typed).is_err() {
+    let phone = Phone::parse(typed).ok();
+    if !typed.is_empty() && phone.is_none() {
         let error = t(
             lang,
             "Skriv et mobilnummer med 8 siffer, eller med landskode som +46 70 123 45 67.",
@@ -271,13 +301,16 @@ pub async fn submit(
         let rendered = form(lang, &token, &installment, &payee.unwrap_or_default(), typed, Some(error));
         return with_token_at(&rendered, &headers, StatusCode::UNPROCESSABLE_ENTITY, "/pay");
     }
-    match state.payments.landing_of(&installment.id).await {
-        Ok(Some(url)) => Redirect::to(&url).into_response(),
-        Ok(None) => refuse(
-            StatusCode::BAD_GATEWAY,
-            "Vi fikk ikke startet betalingen i Vipps. Prøv igjen om litt.",
-            "We could not start the payment in Vipps. Please try again in a moment.",
-        ),
+    match state.payments.pay_by_link(&installment, &token, phone.as_ref(), &redact_token(&body), lang.code()).await {
+        Ok(LinkPayment::Pay(url)) => Redirect::to(&url).into_response(),
+        Ok(LinkPayment::NotStarted(message)) => {
+            tracing::warn!(installment = %installment.id, %message, "the PayLink's payment was not started");
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                "Vi fikk ikke startet betalingen i Vipps. Prøv igjen om litt.",
+                "We could not start the payment in Vipps. Please try again in a moment.",
+            )
+        }
         Err(error) => super::internal_error(&error.into()),
     }
 }

@@ -225,6 +225,36 @@ on_both_backends! {
         assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM giving_donations", &[]).await, 0);
     }
 
+    async fn a_pages_phone_default_takes_the_number_from_a_payer_field(app) {
+        let _vipps = setup(&app).await;
+        let id = app.state.pages.by_slug("spring").await.unwrap().unwrap().id;
+        let patch = |body: Value| app.admin(Method::PATCH, &format!("/admin/api/giving-pages/{id}")).json(&body).send();
+        for bad in [json!({"payer_field": "Home Phone"}), json!({"value": "12"}), json!({})] {
+            let refused = patch(json!({"parameter_defaults": {"mobileNumber": bad}})).await.unwrap();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+            assert!(refused.text().await.unwrap().contains("parameter_defaults"), "the field is named");
+        }
+        let saved = patch(json!({"parameter_defaults": {"mobileNumber": {"payer_field": "HomePhone"}}})).await.unwrap();
+        assert_eq!(saved.status(), StatusCode::OK);
+        let saved: Value = saved.json().await.unwrap();
+        assert_eq!(saved["parameter_defaults"]["mobileNumber"], json!({"payer_field": "HomePhone"}), "{saved}");
+
+        // A CRM's link carries the payer's home phone as a payer field: it pre-fills the phone.
+        let browser = Browser::new(&app);
+        let (page, token) = open_form(&browser, "/give/spring?pf_HomePhone=48000000").await;
+        assert!(page.contains("name=\"mobileNumber\" value=\"48000000\""), "{page}");
+        // The link's own mobileNumber comes first, and a field that is no phone number is left out.
+        let (page, _) = open_form(&browser, "/give/spring?pf_HomePhone=48000000&mobileNumber=91234567").await;
+        assert!(page.contains("value=\"91234567\"") && !page.contains("48000000"), "{page}");
+        let (page, _) = open_form(&browser, "/give/spring?pf_HomePhone=12").await;
+        assert!(page.contains("name=\"mobileNumber\" value=\"\""), "{page}");
+        // The payer keeps the pre-filled number, so Vipps receives it.
+        let sent = browser.post("/give/spring", &fields(&token, &[("frequency", "OneTime"), ("amount", "100"), ("mobileNumber", "48000000")])).await;
+        assert_eq!(sent.0, StatusCode::SEE_OTHER, "{}", sent.1);
+        let (phone, _) = approve_at_vipps(&app, &browser, &sent.2.unwrap()).await;
+        assert_eq!(phone, "4748000000");
+    }
+
     async fn the_page_speaks_english_when_asked(app) {
         let _vipps = setup(&app).await;
         let (_, page) = Browser::new(&app).get("/give/spring?lang=en").await;

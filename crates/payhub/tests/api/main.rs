@@ -49,5 +49,6 @@ mod retention;
 mod roles;
 mod secrets_at_rest;
 mod setup_pages;
+mod setup_urls;
 mod vipps_webhooks;
 mod webhook_targets;

@@ -32,6 +32,18 @@ async fn submit(browser: &Browser, path: &str, phone: &str) -> (StatusCode, Stri
     browser.post(path, &[("csrf_token", &token), ("lang", "nb"), ("mobileNumber", phone)]).await
 }
 
+/// PayLink submissions of an installment, each a Message, its Inbound Report and an intent with Origin PayLink.
+async fn paylink_submissions(app: &TestApp, installment_id: &str) -> i64 {
+    storage::count(
+        app,
+        "SELECT COUNT(*) FROM payment_intents pi JOIN inbound_reports r ON r.id = pi.inbound_report_id \
+         JOIN messages m ON m.id = r.message_id WHERE pi.origin = 'PayLink' AND pi.installment_id = $1 \
+         AND m.subject = pi.id AND r.installment_id = $1 AND r.intent_id = pi.id",
+        &[installment_id],
+    )
+    .await
+}
+
 async fn vipps_payments(app: &TestApp, installment_id: &str) -> i64 {
     storage::count(app, "SELECT COUNT(*) FROM vipps_payments WHERE installment_id = $1", &[installment_id]).await
 }
@@ -84,6 +96,80 @@ on_both_backends! {
         assert_eq!(landing_a, landing_b, "the same Vipps payment");
         assert_eq!(landing_a, landing_c, "the same Vipps payment from another tab");
         assert_eq!(vipps_payments(&app, &installment_id).await, 1);
+        assert_eq!(paylink_submissions(&app, &installment_id).await, 3, "every submission is in the trail");
+    }
+
+    async fn a_paylink_submission_is_a_message_and_an_inbound_report_with_origin_paylink(app) {
+        let vipps = app.with_vipps().await;
+        let (installment_id, reference, path) = open_installment(&app, &vipps).await;
+        assert_eq!(paylink_submissions(&app, &installment_id).await, 0);
+        let browser = Browser::new(&app);
+        let (status, _, _) = submit(&browser, &path, "48000000").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(paylink_submissions(&app, &installment_id).await, 1);
+        // Storage: the trail's rows themselves are the claim (the Message keeps the form as received).
+        let body = storage::text(
+            &app,
+            "SELECT m.body FROM messages m JOIN payment_intents pi ON pi.id = m.subject WHERE pi.origin = 'PayLink' AND pi.installment_id = $1",
+            &[&installment_id],
+        ).await.unwrap();
+        assert!(body.contains("mobileNumber=48000000") && !body.contains("csrf_token"), "{body}");
+        let report = storage::pairs(
+            &app,
+            "SELECT r.reference, CAST(r.amount_ore AS TEXT) FROM inbound_reports r JOIN payment_intents pi ON pi.inbound_report_id = r.id WHERE pi.origin = 'PayLink'",
+            &[],
+        ).await;
+        assert_eq!(report, vec![(reference, "123450".to_owned())]);
+        let status = storage::text(&app, "SELECT status FROM payment_intents WHERE origin = 'PayLink'", &[]).await;
+        assert_eq!(status.as_deref(), Some("Matched"), "the payer was sent to Vipps");
+        // A refused form is no submission.
+        let (status, _, _) = submit(&browser, &path, "12").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(paylink_submissions(&app, &installment_id).await, 1);
+    }
+
+    async fn an_open_installment_with_no_vipps_payment_gets_one_through_its_paylink(app) {
+        let vipps = app.with_vipps().await;
+        let (paid, _, _) = open_installment(&app, &vipps).await;
+        // An installment made by hand (Guided Matching's create) has no Vipps payment; it is made through the
+        // same store call here, for the payer and account of the one above.
+        let owner = storage::pairs(&app, "SELECT payer_id, account_id FROM installments WHERE id = $1", &[&paid]).await;
+        let (payer_id, account_id) = owner[0].clone();
+        let reference = payhub::domain::ids::new_payment_reference();
+        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+        let new = payhub::store::guided::NewManualInstallment {
+            payer_id: &payer_id,
+            account_id: &account_id,
+            amount_ore: 25_000,
+            due_date: chrono::Utc::now().date_naive(),
+            payment_reference: &reference,
+            product: Some("Medlemskap"),
+        };
+        let installment_id = payhub::store::guided::insert_manual_installment(&mut conn, &new, chrono::Utc::now()).await.unwrap();
+        drop(conn);
+        assert_eq!(vipps_payments(&app, &installment_id).await, 0);
+        let read = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        let url = read["PayURL"].as_str().unwrap_or_else(|| panic!("an open installment has a PayURL: {read}"));
+        let path = url.strip_prefix(&app.base).unwrap().to_owned();
+
+        // Two tabs at once: one Vipps payment, keyed by the installment and the attempt.
+        let (first, second) = (Browser::new(&app), Browser::new(&app));
+        let ((status_a, _, landing_a), (status_b, _, landing_b)) =
+            tokio::join!(submit(&first, &path, "48000000"), submit(&second, &path, ""));
+        assert_eq!((status_a, status_b), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER));
+        assert!(landing_a.as_deref().is_some_and(|l| l.starts_with(&vipps.sim.base_url())), "{landing_a:?}");
+        assert_eq!(landing_a, landing_b, "the same Vipps payment");
+        assert_eq!(vipps_payments(&app, &installment_id).await, 1);
+        let key = storage::text(&app, "SELECT idempotency_key FROM vipps_payments WHERE installment_id = $1", &[&installment_id]).await;
+        assert_eq!(key, Some(format!("{installment_id}.1")));
+
+        assert_eq!(vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await, StatusCode::OK);
+        app.state.payments.sync(&reference, None).await.unwrap();
+        let read = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        assert_eq!(read["Status"], "Collected", "{read}");
+        assert_eq!(read["Payments"][0]["AmountOre"], 25_000, "{read}");
+        let (_, page) = first.get(&format!("{path}?lang=en")).await;
+        assert!(page.contains("already paid"), "{page}");
     }
 
     async fn a_bad_number_is_shown_beside_its_field_and_changes_nothing(app) {

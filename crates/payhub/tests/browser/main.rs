@@ -156,3 +156,34 @@ async fn a_paylink_paid_once_then_says_already_paid() {
     axe::check(&browser, "the already-paid page").await;
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_agreement_renewed_on_its_setup_url() {
+    let Some((app, vipps, browser)) = start().await else { return };
+    let body = helpers::recurring::recurring_intent(helpers::recurring::today(&app), "100");
+    let (_, recurring_id, mandate_id, agreement_id) = helpers::recurring::active_recurring(&app, &vipps, &body).await;
+    let stop = format!("/_sim/agreements/{agreement_id}/stop");
+    assert_eq!(vipps.control(&stop, json!({})).await, StatusCode::OK);
+    app.state.payments.sync_agreement(&mandate_id, None).await.unwrap();
+    let read = app.v2_get(&vipps, &format!("/v2/Recurring/{recurring_id}")).await;
+    assert_eq!(read["Status"], "Ended", "{read}");
+    let setup_url = read["SetupURL"].as_str().expect("a SetupURL").to_owned();
+
+    browser.open(&setup_url).await;
+    browser.wait_for("Godkjenn ny avtale").await;
+    assert_eq!(browser.value("#mobileNumber").await, "91234567", "pre-filled with the payer's phone");
+    assert_eq!(browser.text(".amount").await.replace('\u{a0}', " "), "kr 100");
+    axe::check(&browser, "the Setup URL page").await;
+    browser.type_into("#mobileNumber", "930 00 004").await;
+    browser.click("button[type=submit]").await;
+    let phone = approve_in_vipps(&browser).await;
+    assert_eq!(phone, "4793000004", "Vipps got the number the payer typed");
+    // Back from Vipps, payhub reads the new agreement and shows the Setup URL again: active now.
+    browser.wait_for("Avtalen er aktiv").await;
+    axe::check(&browser, "the Setup URL page once active").await;
+    let read = app.v2_get(&vipps, &format!("/v2/Recurring/{recurring_id}")).await;
+    assert_eq!(read["Status"], "Active", "{read}");
+    assert_ne!(read["Mandate"]["Id"], mandate_id.as_str(), "a new mandate: {read}");
+    assert_eq!(read["Mandate"]["Status"], "Active", "{read}");
+    browser.quit().await;
+}

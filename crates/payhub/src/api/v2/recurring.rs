@@ -126,6 +126,7 @@ pub async fn get_recurring(State(state): State<AppState>, Path(id): Path<String>
     let mut body = recurring_json(&recurring, &mandate, &installments);
     body["Changes"] =
         changes.iter().map(|c| json!({"Id": c.id, "Kind": c.kind, "Status": c.status, "Message": c.message})).collect();
+    body["SetupURL"] = json!(state.payments.setup_url(&recurring.id).await.map_err(internal)?);
     Ok(Json(body).into_response())
 }
 

@@ -295,6 +295,12 @@ impl Payments {
                 let moved = mandates::move_mandate(&mut tx, &mandate.id, next, &vipps_status, now).await?;
                 if moved {
                     outbox::mandate(&mut tx, &listeners, &mandate.id, now).await?;
+                    if next == MandateStatus::Active {
+                        if let Some(recurring) = self.carry_over(&mut tx, &mandate.id, now).await? {
+                            detail =
+                                Some(format!("the recurring payment {recurring} collects under this agreement now"));
+                        }
+                    }
                     if matches!(next, MandateStatus::Stopped | MandateStatus::Expired) {
                         let reason = format!("Agreement {} at Vipps", vipps_status.as_str().to_lowercase());
                         self.end_under_mandate(&mut tx, &listeners, mandate, RecurringStatus::Ended, &reason, now)

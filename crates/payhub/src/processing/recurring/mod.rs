@@ -9,7 +9,8 @@
 //!
 //! One file per step: `intake` records the intent, `agreements` keeps the mandate in step with its Vipps
 //! agreement, `beats` generates installments and polls, `charges` collects them, `changes` applies the
-//! organisation's changes, `pending` finishes those Vipps has not confirmed yet. This file holds what they share: settings, result types, keys.
+//! organisation's changes, `pending` finishes those Vipps has not confirmed yet, `renewal` drafts a new agreement for a recurring
+//! payment whose agreement ended (the Setup URL). This file holds what they share: settings, result types, keys.
 
 mod agreements;
 mod beats;
@@ -18,8 +19,10 @@ mod charge_sync;
 mod charges;
 mod intake;
 mod pending;
+mod renewal;
 
 use chrono::{DateTime, NaiveDate, Utc};
+pub use renewal::{Renewed, SetupView, Standing};
 use vipps_client::RecurringIdempotencyKey;
 
 use super::Payments;
