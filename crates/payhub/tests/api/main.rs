@@ -24,6 +24,7 @@ mod login;
 mod one_time;
 mod one_time_races;
 mod openapi;
+mod openapi_tour_v2;
 mod operations;
 mod outbound_webhooks;
 mod page_security;

@@ -161,7 +161,8 @@ fn validator(pointer: &str) -> Result<Arc<jsonschema::Validator>, String> {
     }
     let mut root = document().clone();
     if let Some(object) = root.as_object_mut() {
-        object.insert("$ref".into(), Value::String(pointer.to_owned()));
+        // A URI fragment: the braces of path templates (`{id}`) must be percent-encoded.
+        object.insert("$ref".into(), Value::String(pointer.replace('{', "%7B").replace('}', "%7D")));
     }
     let compiled = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
