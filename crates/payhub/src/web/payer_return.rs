@@ -28,7 +28,7 @@ pub struct Doc;
         (status = 303, description = "Vipps has decided: go to the intent's SuccessURL or FailureURL.",
             headers(("Location" = String, description = "The intent's `SuccessURL` or `FailureURL`."))),
         (status = 200, description = "Vipps has not decided yet: a page that reloads itself.", content_type = "text/html", body = String),
-        (status = 404, description = "No such Payment Intent: a page saying so.", content_type = "text/html", body = String),
+        (status = 404, description = "No such Payment Intent (in the envelope, as every error under `/v2`).", body = crate::api::error::ErrorEnvelope),
     ))]
 pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     match state.payments.payer_returned(&id).await {

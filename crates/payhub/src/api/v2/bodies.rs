@@ -196,7 +196,7 @@ impl PartialSchema for DayInput {
             .schema_type(SchemaType::from_iter([Type::Integer, Type::String]))
             .minimum(Some(1.0))
             .maximum(Some(31.0))
-            .pattern(Some(r"^\s*([1-9]|[12][0-9]|3[01])\s*$"))
+            .pattern(Some(r"^\s*\+?0*([1-9]|[12][0-9]|3[01])\s*$"))
             .description(Some("A day of the month, 1 to 31, as a number or a string."))
             .into()
     }
@@ -366,4 +366,45 @@ pub struct CancelAgreementBody {
     /// The Vipps agreement id (`agr_…`).
     #[serde(rename = "AgreementId")]
     pub agreement_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::v2::request;
+    use crate::domain::webhook_target::WebhookTargets;
+
+    fn documented(body: &Value) -> Option<PaymentIntentRequest> {
+        serde_json::from_value(body.clone()).ok()
+    }
+
+    #[test]
+    fn a_body_the_parser_takes_is_one_the_type_describes_and_unknown_fields_are_refused_by_both() {
+        let one_time = json!({"SuccessURL": "https://example.org/ok", "FailureURL": "https://example.org/fail",
+            "Origin": "Spring form", "IdempotencyKey": "k-1",
+            "Payer": {"Contact": {"SalesforceFields": {"FirstName": "Kari", "Email": "", "Age": 40, "Gdpr": true}}},
+            "OneTime": {"Amount": "36.50", "CurrencyISOCode": "NOK"},
+            "PaymentMethod": {"Name": "Vipps", "Processor": "FinDock-Vipps", "Target": "Sandbox",
+                              "Parameters": {"mobileNumber": "+47 912 34 567", "TransactionText": "Gift"}}});
+        let recurring = json!({"SuccessURL": "https://example.org/ok", "FailureURL": "https://example.org/fail",
+            "Payer": {"Account": {"SalesforceFields": {"Name": "Acme AS"}}},
+            "Recurring": {"Amount": 100, "Frequency": "Half-Yearly", "StartDate": "2030-01-01", "CollectionDay": "15"},
+            "PaymentMethod": {"Name": "Vipps"}});
+        for body in [&one_time, &recurring] {
+            assert!(request::parse(body, NaiveDate::MIN, WebhookTargets::PublicOnly).is_ok(), "{body}");
+            assert!(matches!(documented(body), Some(PaymentIntentRequest::New(_))), "{body}");
+        }
+        assert!(matches!(documented(&json!({"OneTime": {"Id": "ins_1"}})), Some(PaymentIntentRequest::Existing(_))));
+        let mut unknown = one_time.clone();
+        unknown["Colour"] = json!("red");
+        assert!(request::parse(&unknown, NaiveDate::MIN, WebhookTargets::PublicOnly).is_err());
+        assert!(documented(&unknown).is_none());
+        let mut processor = one_time;
+        processor["PaymentMethod"]["Processor"] = json!("Stripe");
+        assert!(request::parse(&processor, NaiveDate::MIN, WebhookTargets::PublicOnly).is_err());
+        assert!(documented(&processor).is_none());
+    }
 }

@@ -522,6 +522,16 @@ async fn parse_refund(state: &AppState, body: &Value, actor: Actor) -> Result<Re
             field: Some(key.clone()),
         });
     }
+    // A value of another kind is refused, not taken as absent: a Reason sent as an object would be lost.
+    for key in ["PaymentId", "InstallmentId", "Reason", "IdempotencyKey"] {
+        if map.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
+            items.push(ErrorItem {
+                error_code: "200",
+                error_message: format!("{key} must be a string"),
+                field: Some(key.into()),
+            });
+        }
+    }
     let text =
         |key: &str| map.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let amount = match map.get("Amount") {

@@ -198,6 +198,16 @@ fn object(headers: &HeaderMap, bytes: &Bytes, allowed: &[&str]) -> Result<Map<St
     Ok(map)
 }
 
+/// Refuses a text field given as another kind of value (a number, an object) instead of taking it as absent.
+fn strings_only(map: &Map<String, Value>, keys: &[&str]) -> Result<(), ApiError> {
+    match keys.iter().find(|key| map.get(**key).is_some_and(|v| !v.is_string() && !v.is_null())) {
+        Some(key) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "200", format!("{key} must be a string"), Some((*key).into())))
+        }
+        None => Ok(()),
+    }
+}
+
 fn service_error(error: ServiceError) -> ApiError {
     match error {
         ServiceError::Invalid(errors) => ApiError::fields(StatusCode::BAD_REQUEST, errors),
@@ -351,6 +361,7 @@ pub async fn cancel_recurring(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let map = object(&headers, &bytes, &["Reason"])?;
+    strings_only(&map, &["Reason"])?;
     let reason = map.get("Reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > 255) {
         return Err(ApiError::new(
@@ -394,7 +405,8 @@ pub async fn cancel_vipps_agreement(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let map = match object(&headers, &bytes, &["MandateId", "AgreementId"]) {
+    let fields = ["MandateId", "AgreementId"];
+    let map = match object(&headers, &bytes, &fields).and_then(|map| strings_only(&map, &fields).map(|()| map)) {
         Ok(map) => map,
         Err(error) => {
             let message = error.error_items().first().map(|e| e.error_message.clone()).unwrap_or_default();

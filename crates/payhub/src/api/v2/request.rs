@@ -158,6 +158,14 @@ fn payer(value: Option<&Value>, errors: &mut Errors) -> PayerInput {
     payer
 }
 
+/// `SalesforceFields` beside an intent's own fields (`prefix` is its parent's path and a dot, or nothing):
+/// kept with the Message as sent, so any fields, but an object or nothing.
+fn kept_fields(map: &Map<String, Value>, prefix: &str, errors: &mut Errors) {
+    if map.get("SalesforceFields").is_some_and(|v| !v.is_object() && !v.is_null()) {
+        errors.invalid(&format!("{prefix}SalesforceFields"), "SalesforceFields must be an object");
+    }
+}
+
 fn looks_like_email(email: &str) -> bool {
     email.len() <= 254
         && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
@@ -209,6 +217,7 @@ fn recurring_terms(value: &Value, today: NaiveDate, errors: &mut Errors) -> Opti
         &["Amount", "Frequency", "StartDate", "EndDate", "CollectionDay", "CurrencyISOCode", "Id", "SalesforceFields"],
         errors,
     )?;
+    kept_fields(map, "Recurring.", errors);
     if map.get("Id").is_some_and(|v| !v.is_null()) {
         errors.invalid("Recurring.Id", "Changing an existing recurring payment goes through PATCH /v2/Recurring/{Id}");
     }
@@ -361,6 +370,7 @@ fn parse_common(
     for key in root.keys().filter(|k| !ROOT.contains(&k.as_str())) {
         errors.invalid(key, format!("Unknown field {key}"));
     }
+    kept_fields(root, "", errors);
     let success_url = web_url(root, "SuccessURL", true, errors);
     let failure_url = web_url(root, "FailureURL", true, errors);
     let webhook_url = web_url(root, "WebhookURL", false, errors).filter(|url| match targets.check_url(url) {
@@ -385,6 +395,7 @@ fn parse_common(
             if let Some(one_time) =
                 object(value, "OneTime", &["Amount", "CurrencyISOCode", "Id", "SalesforceFields"], errors)
             {
+                kept_fields(one_time, "OneTime.", errors);
                 if one_time.get("Id").is_some_and(|v| !v.is_null()) {
                     errors.invalid("OneTime.Id", "OneTime.Id must be the text id of an existing installment (ins_…)");
                 }
