@@ -19,7 +19,7 @@ use crate::domain::money::AmountInput;
 #[serde(untagged)]
 pub enum PaymentIntentRequest {
     /// A new one-time or recurring payment.
-    New(NewIntent),
+    New(Box<NewIntent>),
     /// Pay an existing installment.
     Existing(PayInstallment),
 }
