@@ -545,7 +545,8 @@ async fn parse_refund(state: &AppState, body: &Value, actor: Actor) -> Result<Re
         },
     };
     let reason = text("Reason");
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 255) {
+    // Counted as sent, as the intent's texts are (and as the document's maxLength counts).
+    if map.get("Reason").and_then(Value::as_str).is_some_and(|r| r.chars().count() > 255) {
         items.push(ErrorItem {
             error_code: "200",
             error_message: "Reason must be at most 255 characters".into(),

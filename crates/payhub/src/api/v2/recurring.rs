@@ -362,8 +362,9 @@ pub async fn cancel_recurring(
 ) -> Result<Response, ApiError> {
     let map = object(&headers, &bytes, &["Reason"])?;
     strings_only(&map, &["Reason"])?;
-    let reason = map.get("Reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.chars().count() > 255) {
+    let sent = map.get("Reason").and_then(Value::as_str);
+    let reason = sent.map(str::trim).filter(|r| !r.is_empty());
+    if sent.is_some_and(|r| r.chars().count() > 255) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "200",

@@ -58,11 +58,12 @@ fn object<'a>(value: &'a Value, path: &str, allowed: &[&str], errors: &mut Error
 fn text(map: &Map<String, Value>, key: &str, path: &str, max: usize, errors: &mut Errors) -> Option<String> {
     match map.get(key) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.trim().is_empty() => None,
+        // Counted as sent (as the document's maxLength counts), before blank text is taken as absent.
         Some(Value::String(s)) if s.chars().count() > max => {
             errors.invalid(path, format!("{key} must be at most {max} characters"));
             None
         }
+        Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::String(s)) => Some(s.trim().to_owned()),
         Some(_) => {
             errors.invalid(path, format!("{key} must be a string"));
@@ -126,7 +127,7 @@ fn payer(value: Option<&Value>, errors: &mut Errors) -> PayerInput {
                             continue;
                         }
                     };
-                    if as_text.as_ref().is_some_and(|s| s.chars().count() > 255) {
+                    if value.as_str().is_some_and(|s| s.chars().count() > 255) {
                         errors.invalid(&field_path, format!("{key} must be at most 255 characters"));
                         continue;
                     }
