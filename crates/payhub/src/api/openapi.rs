@@ -67,7 +67,7 @@ pub fn security_scheme_name(role: Role) -> String {
 
 /// The document of the JSON APIs, without per-operation security (the route list adds it).
 pub fn document() -> utoipa::openapi::OpenApi {
-    Shared::openapi().merge_from(super::admin::document())
+    Shared::openapi().merge_from(super::admin::document()).merge_from(super::v2::Doc::openapi())
 }
 
 /// OpenAPI's `webhooks`: one entry per event type payhub sends (FinDock's types), each a signed `POST` to the

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
+use utoipa::OpenApi;
 
 use super::{is_api_path, routes};
 use crate::api::openapi::{security_scheme_name, webhooks};
@@ -25,7 +26,8 @@ pub fn documented(path: &str) -> bool {
 }
 
 fn build() -> Value {
-    let mut doc = serde_json::to_value(crate::api::openapi::document()).unwrap_or_else(|_| json!({}));
+    let document = crate::api::openapi::document().merge_from(web::payer_return::Doc::openapi());
+    let mut doc = serde_json::to_value(document).unwrap_or_else(|_| json!({}));
     for route in routes().into_iter().filter(|r| documented(r.path)) {
         let pointer =
             format!("/paths/{}/{}", route.path.replace('~', "~0").replace('/', "~1"), method_key(&route.method));

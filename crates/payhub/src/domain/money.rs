@@ -127,6 +127,32 @@ impl utoipa::PartialSchema for Kroner {
 
 impl utoipa::ToSchema for Kroner {}
 
+/// An amount as a request gives it: a JSON number of kroner or the same as a string (`36`, `"36.50"`), at most
+/// two decimals, more than 0 and at most 650 000; read exactly by [`Money::from_json`]. It documents request
+/// bodies that the handlers parse by hand.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct AmountInput(pub serde_json::Value);
+
+impl utoipa::PartialSchema for AmountInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{SchemaType, Type};
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Number, Type::String]))
+            .description(Some(
+                "An amount in NOK: a number of kroner or the same as a string (`36`, `\"36.50\"`), more than 0, at \
+                 most two decimals and at most 650000.",
+            ))
+            .exclusive_minimum(Some(0.0))
+            .maximum(Some(650_000.0))
+            .pattern(Some(r"^\s*\+?[0-9]+(\.[0-9]+)?\s*$"))
+            .examples([serde_json::json!("36.50")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AmountInput {}
+
 /// A signed amount of øre as a JSON number of kroner (`-1250` → `-12.50`), for refunds shown as negatives.
 pub fn signed_json_kroner(ore: i64) -> serde_json::Value {
     let sign = if ore < 0 { "-" } else { "" };

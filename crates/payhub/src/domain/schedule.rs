@@ -30,7 +30,17 @@ pub enum Frequency {
     Yearly,
 }
 
+named_values!(
+    Frequency,
+    "How often a recurring payment is collected (FinDock's names).",
+    [Frequency::Weekly, Frequency::Monthly, Frequency::Quarterly, Frequency::HalfYearly, Frequency::Yearly]
+);
+
 impl Frequency {
+    /// Every frequency, shortest first.
+    pub const ALL: [Frequency; 5] =
+        [Frequency::Weekly, Frequency::Monthly, Frequency::Quarterly, Frequency::HalfYearly, Frequency::Yearly];
+
     /// The name used in the API.
     pub fn as_str(self) -> &'static str {
         match self {

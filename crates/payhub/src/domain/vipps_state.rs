@@ -45,6 +45,23 @@ macro_rules! stored_states {
                 s.serialize_str(self.as_str())
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some(concat!(
+                        "Vipps' state name as Vipps spells it (payhub's own `CREATING` before Vipps confirmed, \
+                         `REFUSED` when Vipps turned the create down); known: ",
+                        $($text, " ",)*
+                        "; a name Vipps adds later is shown as sent."
+                    )))
+                    .examples([serde_json::json!([$($text),*][0])])
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 

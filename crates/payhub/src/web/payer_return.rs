@@ -6,11 +6,30 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, DOCTYPE};
+use utoipa::OpenApi;
 
 use crate::processing::payer_return::Return;
 use crate::state::AppState;
 
+/// The payer's return, for `/openapi.json`: a page for the payer's browser, described so an integrator knows
+/// where Vipps sends the payer and what the browser gets.
+#[derive(OpenApi)]
+#[openapi(paths(payer_return))]
+pub struct Doc;
+
 /// Forwards the payer to where the intent says, once the payment or agreement was read from Vipps.
+#[utoipa::path(get, path = "/v2/return/{id}", tag = "Payment API",
+    summary = "The payer's return from Vipps (for the payer's browser, not for API clients)",
+    description = "Vipps sends the payer here after paying or confirming an agreement. payhub reads the payment or \
+        agreement from Vipps and forwards the browser to the intent's `SuccessURL` or `FailureURL`; until Vipps has \
+        decided, a small page (Norwegian or English, after `Accept-Language`) that looks again by itself. No key.",
+    params(("id" = String, Path, description = "The Payment Intent's id (`pi_…`).")),
+    responses(
+        (status = 303, description = "Vipps has decided: go to the intent's SuccessURL or FailureURL.",
+            headers(("Location" = String, description = "The intent's `SuccessURL` or `FailureURL`."))),
+        (status = 200, description = "Vipps has not decided yet: a page that reloads itself.", content_type = "text/html", body = String),
+        (status = 404, description = "No such Payment Intent (in the envelope, as every error under `/v2`).", body = crate::api::error::ErrorEnvelope),
+    ))]
 pub async fn payer_return(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     match state.payments.payer_returned(&id).await {
         Ok(Some(Return::Success(url) | Return::Failure(url))) => Redirect::to(&url).into_response(),

@@ -25,6 +25,7 @@ mod one_time;
 mod one_time_races;
 mod openapi;
 mod openapi_tour_admin;
+mod openapi_tour_v2;
 mod operations;
 mod outbound_webhooks;
 mod page_security;

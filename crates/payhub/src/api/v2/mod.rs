@@ -1,32 +1,59 @@
 //! The Payment API v2, FinDock-compatible (PascalCase): payment intents, payment methods, installments,
-//! refunds.
+//! refunds. Answers are the types of [`answers`], request bodies are described by [`bodies`], and [`Doc`] lists
+//! every operation for `/openapi.json`.
 
-use std::time::Duration;
-
+pub mod answers;
+pub mod bodies;
+mod once;
 pub mod recurring;
 pub mod request;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use futures::FutureExt;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::OpenApi;
 
-use super::error::{ApiError, ErrorItem};
+use super::error::{ApiError, ErrorEnvelope, ErrorItem};
 use crate::auth::{Actor, Principal};
-use crate::domain::money::{signed_json_kroner, Money};
+use crate::domain::money::{Kroner, Money};
+use crate::domain::schedule::Frequency;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::ServiceError;
 use crate::processing::intake::Taken;
 use crate::processing::refunds::RefundRequest;
 use crate::processing::IntentError;
 use crate::state::AppState;
-use crate::store::idempotency::{self, Claim, Lease};
 use crate::store::refunds::ApiKey;
 use crate::store::{installments, intents, paylinks, payments, vipps_payments};
+use answers::{
+    CreatedInstallment, CreatedIntent, CreatedMethod, InstallmentAnswer, InstallmentPayment, IntentInstallment,
+    IntentState, MethodDescription, MethodOf, ParameterDescription, PaymentMethodList, ProcessorDescription,
+    RefundAnswer, TargetDescription,
+};
+use bodies::{PaymentIntentRequest, RefundBody};
+use once::{idempotency_key, once};
+
+/// The Payment API's operations, for `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(paths(
+    create_intent,
+    get_intent,
+    payment_methods,
+    get_installment,
+    refund,
+    recurring::get_recurring,
+    recurring::change_recurring,
+    recurring::pause_recurring,
+    recurring::resume_recurring,
+    recurring::cancel_recurring,
+    recurring::get_mandate,
+    recurring::cancel_vipps_agreement
+))]
+pub struct Doc;
 
 fn internal(error: impl Into<anyhow::Error>) -> ApiError {
     ApiError::internal(&error.into())
@@ -38,182 +65,42 @@ fn parse_json(headers: &HeaderMap, bytes: &Bytes) -> Result<Value, ApiError> {
     super::json::parse_value(bytes)
 }
 
-fn idempotency_key(headers: &HeaderMap, body: &Value) -> Result<Option<String>, ApiError> {
-    let from_header =
-        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty());
-    let from_body = body.get("IdempotencyKey").and_then(Value::as_str).map(str::trim).filter(|k| !k.is_empty());
-    let key = from_header.or(from_body);
-    match key {
-        Some(k) if k.len() > 100 || k.chars().any(char::is_control) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "200",
-            "IdempotencyKey must be at most 100 printable characters",
-            Some("IdempotencyKey".into()),
-        )),
-        other => Ok(other.map(str::to_owned)),
-    }
-}
-
-/// Runs `work` at most once per idempotency key: a repeat of the same request gets the first answer; a
-/// different request with the key gets 409.
-///
-/// A claimed request's work runs in a task of its own, which stores the answer (or gives the key up) whatever
-/// becomes of the HTTP request: past payhub's time limit (`request_timeout_ms`), or when the caller hangs up,
-/// the work still finishes and a repeat gets its answer. A repeat that comes while the work runs waits up to
-/// [`repeat_wait`] for the answer, then gets 409 (code `409`, `Retry-After: 1`) saying the request is still
-/// being processed: 409 rather than 202 because the envelope has no answer to give yet, and FinDock callers
-/// treat 2xx as done. A key whose holder died is taken again when its [`lease`] runs out.
-async fn once<Fut>(state: &AppState, scope: String, key: Option<String>, body: &Bytes, work: Fut) -> Response
-where
-    Fut: std::future::Future<Output = (StatusCode, Value)> + Send + 'static,
-{
-    let Some(key) = key else {
-        let (status, value) = work.await;
-        return (status, Json(value)).into_response();
-    };
-    let hash = hex::encode(Sha256::digest(body));
-    let lease = lease(&state.config);
-    let waiting_until = tokio::time::Instant::now() + repeat_wait(&state.config);
-    let held = loop {
-        let claim = async {
-            let mut conn = state.store.pool().acquire().await?;
-            idempotency::claim(&mut conn, &scope, &key, &hash, state.payments.now(), lease).await
-        }
-        .await;
-        match claim {
-            Ok(Claim::Fresh(held)) => break held,
-            Ok(Claim::Replay(status, body)) => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                let mut response = json_response(status, body);
-                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return response;
-            }
-            Ok(Claim::Mismatch) => {
-                return ApiError::new(
-                    StatusCode::CONFLICT,
-                    "409",
-                    "This IdempotencyKey was used for a different request",
-                    Some("IdempotencyKey".into()),
-                )
-                .into_response()
-            }
-            Ok(Claim::InProgress) if tokio::time::Instant::now() < waiting_until => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok(Claim::InProgress) => {
-                let mut response = ApiError::new(
-                    StatusCode::CONFLICT,
-                    "409",
-                    "A request with this IdempotencyKey is still being processed; retry with the same key for its answer",
-                    Some("IdempotencyKey".into()),
-                )
-                .into_response();
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return response;
-            }
-            Err(error) => return internal(error).into_response(),
-        }
-    };
-    let store = state.store.clone();
-    let settled = async move {
-        let (status, value) = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-            Ok(answer) => answer,
-            Err(_) => envelope(ApiError::internal(&anyhow::anyhow!("the request's work panicked"))),
-        };
-        let text = value.to_string();
-        // Our own failure: let a retry run again instead of replaying it.
-        let replayable = !(status.is_server_error() && value.pointer("/Errors/0/error_code") == Some(&json!("999")));
-        settle(&store, &scope, &key, &held, replayable.then_some((status, text.as_str()))).await;
-        (status, text)
-    };
-    // The task answers errors with the caller's request id and logs in the caller's span.
-    let settled = tracing::Instrument::in_current_span(settled);
-    let task = match crate::ops::current_request_id() {
-        Some(id) => tokio::spawn(crate::ops::with_request_id(id, settled)),
-        None => tokio::spawn(settled),
-    };
-    match task.await {
-        Ok((status, text)) => json_response(status, text),
-        Err(error) => internal(error).into_response(),
-    }
-}
-
-/// How long a claim holds its key: longer than the longest work a claimed request can do, so a key is taken
-/// again only when its holder died. That work makes at most two Vipps calls in a row (an access token, then
-/// the create or refund), each at most four attempts of `vipps_timeout_ms` with three waits between them of at
-/// most 60 s (the longest `Retry-After` the client honours); two minutes more cover the database. With the
-/// default 15 s attempts: 2 × (4 × 15 s + 3 × 60 s) + 120 s = 10 minutes.
-fn lease(config: &crate::config::Config) -> Duration {
-    let one_call = Duration::from_millis(config.vipps_timeout_ms) * 4 + Duration::from_secs(3 * 60);
-    one_call * 2 + Duration::from_secs(120)
-}
-
-/// How long a repeat waits for the first request's answer before it is told to retry: a duplicate sent at the
-/// same moment as the original gets the answer, and the repeat itself ends well within the request time limit.
-fn repeat_wait(config: &crate::config::Config) -> Duration {
-    (Duration::from_millis(config.request_timeout_ms) / 3).min(Duration::from_secs(5))
-}
-
-/// Stores `answer` against the claimed key, or gives the key up when there is none to keep (`None`). Storing is
-/// tried three times; when it still fails, the key is given up, so a repeat runs the work again instead of
-/// waiting for an answer that will never be stored; if even that fails, the lease runs out. Running the work
-/// again never sends one record to Vipps twice (the flows' Vipps keys come from payhub's records), but it makes
-/// new records: a second intent, or a second refund within what is left to refund.
-async fn settle(store: &crate::store::Store, scope: &str, key: &str, held: &Lease, answer: Option<(StatusCode, &str)>) {
-    if let Some((status, text)) = answer {
-        for attempt in 0..3u32 {
-            let stored = async {
-                let mut conn = store.pool().acquire().await?;
-                idempotency::complete(&mut conn, scope, key, held, status.as_u16(), text).await
-            }
-            .await;
-            match stored {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::warn!(scope, key, "the IdempotencyKey's lease ran out before its answer was stored");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(scope, key, attempt, error = %error, "storing the IdempotencyKey's answer failed");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-            }
-        }
-    }
-    for attempt in 0..3u32 {
-        let released = async {
-            let mut conn = store.pool().acquire().await?;
-            idempotency::release(&mut conn, scope, key, held).await
-        }
-        .await;
-        match released {
-            Ok(()) => return,
-            Err(error) => {
-                tracing::warn!(scope, key, attempt, error = %error, "giving the IdempotencyKey up failed");
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
-        }
-    }
-    tracing::error!(scope, key, "the IdempotencyKey stays claimed until its lease runs out");
-}
-
-fn json_response(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
+/// An error answer in the envelope, as work under an IdempotencyKey gives it (to be stored and replayed).
 fn envelope(error: ApiError) -> (StatusCode, Value) {
-    let items: Vec<Value> =
-        error.error_items().iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect();
-    let mut body = json!({ "Errors": items });
-    if let Some(id) = crate::ops::current_request_id() {
-        body["RequestId"] = json!(id);
-    }
-    (error.status(), body)
+    failed(error, None)
+}
+
+/// An error answer naming the record the request made before it failed (`Id`: an intent or refund Vipps refused).
+fn failed(error: ApiError, id: Option<String>) -> (StatusCode, Value) {
+    let body = ErrorEnvelope { errors: error.error_items().to_vec(), request_id: crate::ops::current_request_id(), id };
+    (error.status(), to_value(&body))
+}
+
+fn to_value(answer: &impl Serialize) -> Value {
+    serde_json::to_value(answer).unwrap_or(Value::Null)
 }
 
 /// `POST /v2/PaymentIntent`
+#[utoipa::path(post, path = "/v2/PaymentIntent", tag = "Payment API",
+    summary = "Create a payment: one-time, recurring, or pay an existing installment",
+    description = "A new one-time payment records an installment and creates the payment at Vipps; a new recurring \
+        payment records a recurring payment and a mandate and drafts the Vipps agreement (with an optional initial \
+        payment). Either way the answer's `RedirectURL` is where the payer's browser goes next. `OneTime.Id` pays an \
+        installment already owed: the answer points at its open payment, nothing new is made.\n\n\
+        Bad input changes nothing: every problem is answered at once (`400`, code `010` missing or `200` invalid, \
+        with the field's path). With an `IdempotencyKey` (header or body) a repeat gets the first answer (header \
+        `Idempotent-Replayed: true`), a different request with the key `409`, and a repeat while the first still \
+        runs `409` with `Retry-After: 1`.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "The IdempotencyKey (wins over the body's), at most 100 printable characters.")),
+    request_body(content = PaymentIntentRequest, description = "FinDock's PaymentIntent message."),
+    responses(
+        (status = 200, description = "Recorded and created at Vipps: send the payer to `RedirectURL`.", body = CreatedIntent,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the key."))),
+        (status = 400, description = "Invalid input, nothing recorded: every problem with its code and field.", body = ErrorEnvelope),
+        (status = 404, description = "`OneTime.Id` names no installment.", body = ErrorEnvelope),
+        (status = 409, description = "The IdempotencyKey was used for a different request or its request still runs (`Retry-After`), or the installment of `OneTime.Id` is paid or cannot be paid.", body = ErrorEnvelope),
+        (status = 502, description = "Vipps refused or failed: the intent is recorded as failed, its id is the envelope's `Id`.", body = ErrorEnvelope),
+    ))]
 pub async fn create_intent(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
@@ -263,32 +150,41 @@ async fn answer_intent(state: &AppState, body: &Value, bytes: &Bytes) -> (Status
     let span = tracing::Span::current();
     span.record("account", taken.target());
     span.record("record", taken.intent_id());
-    let mut answer = json!({
-        "Id": taken.intent_id(),
-        "Status": IntentStatus::Matched.as_str(),
-        "RedirectURL": taken.redirect_url(),
-        "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": taken.target()},
-    });
-    match &taken {
-        Taken::OneTime(created) => {
-            answer["OneTime"] = json!({
-                "Id": created.installment_id,
-                "Status": InstallmentStatus::Pending.as_str(),
-                "PaymentReference": created.payment_reference,
-            });
-        }
+    let (one_time, recurring) = match &taken {
+        Taken::OneTime(created) => (
+            Some(CreatedInstallment {
+                id: created.installment_id.clone(),
+                status: InstallmentStatus::Pending,
+                payment_reference: Some(created.payment_reference.clone()),
+            }),
+            None,
+        ),
         Taken::Recurring(created) => {
-            answer["Recurring"] = match recurring::of_intent(state, &created.intent_id).await {
-                Ok(value) => json!(value),
+            let recurring = match recurring::of_intent(state, &created.intent_id).await {
+                Ok(recurring) => recurring,
                 Err(error) => return envelope(error),
             };
-            answer["OneTime"] = json!(created
-                .initial_installment_id
-                .as_ref()
-                .map(|id| json!({"Id": id, "Status": InstallmentStatus::Pending.as_str()})));
+            let initial = created.initial_installment_id.as_ref().map(|id| CreatedInstallment {
+                id: id.clone(),
+                status: InstallmentStatus::Pending,
+                payment_reference: None,
+            });
+            (initial, recurring)
         }
-    }
-    (StatusCode::OK, answer)
+    };
+    let answer = CreatedIntent {
+        id: taken.intent_id().to_owned(),
+        status: IntentStatus::Matched,
+        redirect_url: taken.redirect_url().map(str::to_owned),
+        payment_method: CreatedMethod {
+            name: "Vipps",
+            processor: request::PROCESSOR,
+            target: Some(taken.target().to_owned()),
+        },
+        one_time,
+        recurring,
+    };
+    (StatusCode::OK, to_value(&answer))
 }
 
 /// `OneTime.Id`: pay an existing installment (FinDock's way to pay what is already owed). No new installment
@@ -324,16 +220,19 @@ async fn pay_existing(state: &AppState, id: &str) -> (StatusCode, Value) {
         }
         Err(error) => return envelope(internal(error)),
     };
-    (
-        StatusCode::OK,
-        json!({
-            "Id": installment.intent_id,
-            "Status": IntentStatus::Matched.as_str(),
-            "RedirectURL": landing,
-            "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR},
-            "OneTime": {"Id": installment.id, "Status": installment.status.as_str(), "PaymentReference": installment.payment_reference},
+    let answer = CreatedIntent {
+        id: installment.intent_id.unwrap_or_default(),
+        status: IntentStatus::Matched,
+        redirect_url: Some(landing),
+        payment_method: CreatedMethod { name: "Vipps", processor: request::PROCESSOR, target: None },
+        one_time: Some(CreatedInstallment {
+            id: installment.id,
+            status: installment.status,
+            payment_reference: Some(installment.payment_reference),
         }),
-    )
+        recurring: None,
+    };
+    (StatusCode::OK, to_value(&answer))
 }
 
 fn intent_error(error: IntentError) -> (StatusCode, Value) {
@@ -346,33 +245,40 @@ fn intent_error(error: IntentError) -> (StatusCode, Value) {
             Some("PaymentMethod.Target".into()),
         )),
         IntentError::Provider { intent_id, message } => {
-            let mut answer = envelope(ApiError::new(StatusCode::BAD_GATEWAY, "500", message, None));
-            answer.1["Id"] = json!(intent_id);
-            answer
+            failed(ApiError::new(StatusCode::BAD_GATEWAY, "500", message, None), Some(intent_id))
         }
         IntentError::Internal(error) => envelope(ApiError::internal(&error)),
     }
 }
 
 /// `GET /v2/PaymentIntent/{Id}`
+#[utoipa::path(get, path = "/v2/PaymentIntent/{id}", tag = "Payment API",
+    summary = "Read a Payment Intent",
+    description = "The intent's status and what it made: its installment (one-time) or its recurring payment with \
+        the mandate and installments. Poll it, or take the `paymentIntent.*` and `installment.*` events.",
+    params(("id" = String, Path, description = "The Payment Intent's id (`pi_…`).")),
+    responses(
+        (status = 200, description = "The intent.", body = IntentState),
+        (status = 404, description = "No such Payment Intent.", body = ErrorEnvelope),
+    ))]
 pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
     let intent = intents::intent(&mut conn, &id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("payment intent"))?;
-    let mut one_time = Value::Null;
-    let mut redirect = Value::Null;
+    let mut one_time = None;
+    let mut redirect = None;
     if let Some(installment_id) = &intent.installment_id {
         if let Some(installment) = installments::installment(&mut conn, installment_id).await.map_err(internal)? {
             let vipps = vipps_payments::vipps_payment_of(&mut conn, installment_id).await.map_err(internal)?;
-            redirect = json!(vipps.as_ref().and_then(|v| v.redirect_url.clone()));
-            one_time = json!({
-                "Id": installment.id,
-                "Status": installment.status.as_str(),
-                "StatusReason": installment.status_reason,
-                "PaymentReference": installment.payment_reference,
-                "Amount": Money::from_ore(installment.amount_ore).to_json_kroner(),
+            redirect = vipps.and_then(|v| v.redirect_url);
+            one_time = Some(IntentInstallment {
+                id: installment.id,
+                status: installment.status,
+                status_reason: installment.status_reason,
+                payment_reference: installment.payment_reference,
+                amount: Kroner::from_ore(installment.amount_ore),
             });
         }
     }
@@ -384,52 +290,73 @@ pub async fn get_intent(State(state): State<AppState>, Path(id): Path<String>) -
             crate::store::intents::recurring_of_intent(&mut conn, &intent.id).await.map_err(internal)?
         {
             let mandate = crate::store::mandates::mandate(&mut conn, &mandate_id).await.map_err(internal)?;
-            redirect = json!(mandate.and_then(|m| m.confirmation_url));
+            redirect = mandate.and_then(|m| m.confirmation_url);
         }
     }
     let account = state.accounts.get(&intent.account_id).await.ok().map(|a| a.name);
-    Ok(Json(json!({
-        "Id": intent.id,
-        "Status": intent.status.as_str(),
-        "RedirectURL": redirect,
-        "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": account},
-        "OneTime": one_time,
-        "Recurring": recurring,
-    }))
+    Ok(Json(IntentState {
+        id: intent.id,
+        status: intent.status,
+        redirect_url: redirect,
+        payment_method: MethodOf { name: "Vipps", processor: request::PROCESSOR, target: account },
+        one_time,
+        recurring,
+    })
     .into_response())
 }
 
 /// `GET /v2/PaymentMethods`
+#[utoipa::path(get, path = "/v2/PaymentMethods", tag = "Payment API",
+    summary = "What this hub takes: Vipps, its merchant accounts, frequencies and parameters",
+    description = "FinDock's descriptor, for front ends that build their form from it: the targets are the merchant \
+        accounts an intent may name in `PaymentMethod.Target`.",
+    responses((status = 200, description = "The payment methods.", body = PaymentMethodList)))]
 pub async fn payment_methods(State(state): State<AppState>) -> Result<Response, ApiError> {
     let accounts = state.accounts.list().await?;
-    let targets: Vec<Value> =
-        accounts.iter().map(|a| json!({"Name": a.name, "IsDefault": a.is_default, "IsTest": a.is_test})).collect();
-    let parameter = |name: &str, description: &str, max: u32| json!({"Name": name, "Required": false, "DataType": "String", "Description": description, "maxLength": max});
-    Ok(Json(json!({
-        "PaymentMethods": [{
-            "Name": "Vipps",
-            "Processors": [{
-                "Name": request::PROCESSOR,
-                "Aliases": [request::FINDOCK_PROCESSOR],
-                "IsDefault": true,
-                "Targets": targets,
-                "SupportsRecurring": true,
-                "Frequencies": ["Weekly", "Monthly", "Quarterly", "Half-yearly", "Yearly"],
-                "InitialPaymentonRecurring": "Optional",
-                "Parameters": [
-                    parameter("mobileNumber", "The payer's mobile number (MSISDN or +47 …); when absent Vipps asks the payer", 32),
-                    parameter("TransactionText", "Shown to the payer and on the bank statement (3–100 characters)", 100),
+    let targets = accounts
+        .iter()
+        .map(|a| TargetDescription { name: a.name.clone(), is_default: a.is_default, is_test: a.is_test })
+        .collect();
+    let parameter = |name, description, max_length| ParameterDescription {
+        name,
+        required: false,
+        data_type: "String",
+        description,
+        max_length,
+    };
+    Ok(Json(PaymentMethodList {
+        payment_methods: vec![MethodDescription {
+            name: "Vipps",
+            processors: vec![ProcessorDescription {
+                name: request::PROCESSOR,
+                aliases: vec![request::FINDOCK_PROCESSOR],
+                is_default: true,
+                targets,
+                supports_recurring: true,
+                frequencies: Frequency::ALL.to_vec(),
+                initial_payment_on_recurring: "Optional",
+                parameters: vec![
+                    parameter(
+                        "mobileNumber",
+                        "The payer's mobile number (MSISDN or +47 …); when absent Vipps asks the payer",
+                        32,
+                    ),
+                    parameter(
+                        "TransactionText",
+                        "Shown to the payer and on the bank statement (3–100 characters)",
+                        100,
+                    ),
                     parameter("description", "The installment's Product", 255),
                     parameter("ProductName", "Agreement product name (recurring)", 45),
                     parameter("MerchantAgreementUrl", "Agreement management page (recurring)", 1024),
                 ],
             }],
         }],
-    }))
+    })
     .into_response())
 }
 
-async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError> {
+async fn installment_answer(state: &AppState, id: &str) -> Result<InstallmentAnswer, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
     let installment = installments::installment(&mut conn, id)
         .await
@@ -452,48 +379,77 @@ async fn installment_json(state: &AppState, id: &str) -> Result<Value, ApiError>
     } else {
         None
     };
-    Ok(json!({
-        "Id": installment.id,
-        "PayURL": pay_url,
-        "Status": installment.status.as_str(),
-        "StatusReason": installment.status_reason,
-        "Amount": Money::from_ore(installment.amount_ore).to_json_kroner(),
-        "AmountOpen": Money::from_ore(installment.amount_open_ore.max(0)).to_json_kroner(),
-        "AmountRefunded": Money::from_ore(crate::store::payments::refunded_ore(&payments)).to_json_kroner(),
-        "CurrencyISOCode": "NOK",
-        "DueDate": installment.due_date.to_string(),
-        "PaymentReference": installment.payment_reference,
-        "BankStatementDescription": installment.bank_statement_description,
-        "Product": installment.product,
-        "PaymentIntentId": installment.intent_id,
-        "RecurringId": installment.recurring_payment_id,
-        "MandateId": installment.mandate_id,
-        "PaymentMethod": "Vipps",
-        "PaymentProcessor": request::PROCESSOR,
-        "Payments": payments.iter().map(|p| json!({
-            "Id": p.id,
-            "Amount": signed_json_kroner(p.amount_ore),
-            "AmountOre": p.amount_ore,
-            "CollectionDate": p.collection_date.to_string(),
-            "PspReference": p.psp_reference,
-            "Type": p.kind,
-            "InboundReportId": p.inbound_report_id,
-            "LedgerDate": p.ledger_date.map(|d| d.to_string()),
-            "Fee": p.fee_ore.map(signed_json_kroner),
-            "FeeOre": p.fee_ore,
-            "NetAmount": p.net_amount_ore.map(signed_json_kroner),
-            "NetAmountOre": p.net_amount_ore,
-            "PayoutId": p.payout_id,
-        })).collect::<Vec<_>>(),
-    }))
+    let amount_refunded = Kroner::from_ore(crate::store::payments::refunded_ore(&payments));
+    Ok(InstallmentAnswer {
+        id: installment.id,
+        pay_url,
+        status: installment.status,
+        status_reason: installment.status_reason,
+        amount: Kroner::from_ore(installment.amount_ore),
+        amount_open: Kroner::from_ore(installment.amount_open_ore.max(0)),
+        amount_refunded,
+        currency_iso_code: "NOK",
+        due_date: installment.due_date,
+        payment_reference: installment.payment_reference,
+        bank_statement_description: installment.bank_statement_description,
+        product: installment.product,
+        payment_intent_id: installment.intent_id,
+        recurring_id: installment.recurring_payment_id,
+        mandate_id: installment.mandate_id,
+        payment_method: "Vipps",
+        payment_processor: request::PROCESSOR,
+        payments: payments
+            .into_iter()
+            .map(|p| InstallmentPayment {
+                id: p.id,
+                amount: Kroner::from_ore(p.amount_ore),
+                amount_ore: p.amount_ore,
+                collection_date: p.collection_date,
+                psp_reference: p.psp_reference,
+                kind: p.kind,
+                inbound_report_id: p.inbound_report_id,
+                ledger_date: p.ledger_date,
+                fee: p.fee_ore.map(Kroner::from_ore),
+                fee_ore: p.fee_ore,
+                net_amount: p.net_amount_ore.map(Kroner::from_ore),
+                net_amount_ore: p.net_amount_ore,
+                payout_id: p.payout_id,
+            })
+            .collect(),
+    })
 }
 
 /// `GET /v2/Installment/{Id}`
+#[utoipa::path(get, path = "/v2/Installment/{id}", tag = "Payment API",
+    summary = "Read an installment with its payments and refunds",
+    description = "While the installment can be paid on its own (open, not collected on an agreement), its `PayURL` \
+        is a PayLink the organisation may send the payer.",
+    params(("id" = String, Path, description = "The installment's id (`ins_…`).")),
+    responses(
+        (status = 200, description = "The installment.", body = InstallmentAnswer),
+        (status = 404, description = "No such installment.", body = ErrorEnvelope),
+    ))]
 pub async fn get_installment(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(installment_json(&state, &id).await?).into_response())
+    Ok(Json(installment_answer(&state, &id).await?).into_response())
 }
 
 /// `POST /v2/Refund`
+#[utoipa::path(post, path = "/v2/Refund", tag = "Payment API",
+    summary = "Refund a collected installment, whole or in part",
+    description = "The amount is reserved, then Vipps is asked to pay it back with a key derived from the refund \
+        record, so the same refund is never paid twice. At most what is left to refund; a refund does not make money \
+        due again. With an `IdempotencyKey` (header or body) a repeat gets the first answer and never makes a \
+        second refund.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "The IdempotencyKey (wins over the body's), at most 100 printable characters.")),
+    request_body(content = RefundBody, description = "What to refund."),
+    responses(
+        (status = 200, description = "Refunded (`Succeeded`), or sent and not yet confirmed by Vipps (`Pending`).", body = RefundAnswer,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the key."))),
+        (status = 400, description = "Invalid input, the installment is not collected, or the amount is more than is left to refund: nothing recorded.", body = ErrorEnvelope),
+        (status = 404, description = "No such installment.", body = ErrorEnvelope),
+        (status = 409, description = "The IdempotencyKey was used for a different request, or its request still runs (`Retry-After`).", body = ErrorEnvelope),
+        (status = 502, description = "Vipps refused the refund: the refund is recorded as failed, its id is the envelope's `Id`.", body = ErrorEnvelope),
+    ))]
 pub async fn refund(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
@@ -531,23 +487,19 @@ async fn answer_refund(state: &AppState, body: &Value, api_key: Option<ApiKey>, 
             let refund = &outcome.refund;
             if refund.status == "Failed" {
                 let message = refund.error.clone().unwrap_or_else(|| "Vipps refused the refund".into());
-                let mut answer = envelope(ApiError::new(StatusCode::BAD_GATEWAY, "500", message, None));
-                answer.1["Id"] = json!(refund.id);
-                return answer;
+                return failed(ApiError::new(StatusCode::BAD_GATEWAY, "500", message, None), Some(refund.id.clone()));
             }
-            (
-                StatusCode::OK,
-                json!({
-                    "Id": refund.id,
-                    "Status": refund.status,
-                    "Amount": Money::from_ore(refund.amount_ore).to_json_kroner(),
-                    "InstallmentId": refund.installment_id,
-                    "InstallmentStatus": outcome.installment_status,
-                    "PaymentId": outcome.payment_id,
-                    "PspReference": refund.psp_reference,
-                    "Reason": refund.reason,
-                }),
-            )
+            let answer = RefundAnswer {
+                id: refund.id.clone(),
+                status: refund.status.clone(),
+                amount: Kroner::from_ore(refund.amount_ore),
+                installment_id: refund.installment_id.clone(),
+                installment_status: outcome.installment_status,
+                payment_id: outcome.payment_id,
+                psp_reference: refund.psp_reference.clone(),
+                reason: refund.reason.clone(),
+            };
+            (StatusCode::OK, to_value(&answer))
         }
         Err(ServiceError::Invalid(errors)) => envelope(ApiError::fields(StatusCode::BAD_REQUEST, errors)),
         Err(ServiceError::NotFound(what)) => envelope(ApiError::not_found(what)),
@@ -570,6 +522,16 @@ async fn parse_refund(state: &AppState, body: &Value, actor: Actor) -> Result<Re
             field: Some(key.clone()),
         });
     }
+    // A value of another kind is refused, not taken as absent: a Reason sent as an object would be lost.
+    for key in ["PaymentId", "InstallmentId", "Reason", "IdempotencyKey"] {
+        if map.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
+            items.push(ErrorItem {
+                error_code: "200",
+                error_message: format!("{key} must be a string"),
+                field: Some(key.into()),
+            });
+        }
+    }
     let text =
         |key: &str| map.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let amount = match map.get("Amount") {
@@ -583,7 +545,8 @@ async fn parse_refund(state: &AppState, body: &Value, actor: Actor) -> Result<Re
         },
     };
     let reason = text("Reason");
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 255) {
+    // Counted as sent, as the intent's texts are (and as the document's maxLength counts).
+    if map.get("Reason").and_then(Value::as_str).is_some_and(|r| r.chars().count() > 255) {
         items.push(ErrorItem {
             error_code: "200",
             error_message: "Reason must be at most 255 characters".into(),
@@ -628,30 +591,5 @@ async fn parse_refund(state: &AppState, body: &Value, actor: Actor) -> Result<Re
             Ok(RefundRequest { installment_id, amount_ore: amount, reason, api_key: None, actor })
         }
         _ => Err(ApiError::items(StatusCode::BAD_REQUEST, items)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::collections::HashMap;
-
-    use super::*;
-    use crate::config::Config;
-
-    #[test]
-    fn a_claim_outlasts_two_vipps_calls_with_every_retry() {
-        let defaults = Config::from_sources(None, &HashMap::new()).unwrap();
-        assert_eq!(lease(&defaults), Duration::from_secs(600));
-        let env = HashMap::from([("PAYHUB_VIPPS_TIMEOUT_MS".to_owned(), "60000".to_owned())]);
-        assert_eq!(lease(&Config::from_sources(None, &env).unwrap()), Duration::from_secs(960));
-    }
-
-    #[test]
-    fn a_repeat_waits_at_most_five_seconds_and_ends_within_the_request_limit() {
-        let defaults = Config::from_sources(None, &HashMap::new()).unwrap();
-        assert_eq!(repeat_wait(&defaults), Duration::from_secs(5));
-        let env = HashMap::from([("PAYHUB_REQUEST_TIMEOUT_MS".to_owned(), "3000".to_owned())]);
-        assert_eq!(repeat_wait(&Config::from_sources(None, &env).unwrap()), Duration::from_secs(1));
     }
 }

@@ -10,10 +10,15 @@ use axum::{Extension, Json};
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 
+use super::answers::{
+    ActionAnswer, ActionFailure, ChangeAnswer, InstallmentLine, IntervalAnswer, MandateAnswer, MandateBrief, MethodOf,
+    RecurringAnswer, RecurringRef,
+};
+use super::bodies::{CancelAgreementBody, CancelBody, PauseBody, RecurringChange, ResumeBody};
 use super::{internal, parse_json, request};
-use crate::api::error::{ApiError, ErrorItem};
+use crate::api::error::{ApiError, ErrorEnvelope, ErrorItem};
 use crate::auth::Principal;
-use crate::domain::money::Money;
+use crate::domain::money::{Kroner, Money};
 use crate::domain::schedule::interval_text;
 use crate::error::ServiceError;
 use crate::processing::recurring::CancelOutcome;
@@ -24,74 +29,85 @@ use crate::store::intents;
 use crate::store::mandates::{self, MandateRow};
 use crate::store::recurring_payments::{self, RecurringRow};
 
-fn brief_json(installments: &[installments::InstallmentBrief]) -> Vec<Value> {
+fn lines(installments: Vec<installments::InstallmentBrief>) -> Vec<InstallmentLine> {
     installments
-        .iter()
-        .map(|i| {
-            json!({
-                "Id": i.id,
-                "Status": i.status,
-                "StatusReason": i.status_reason,
-                "DueDate": i.due_date,
-                "Amount": Money::from_ore(i.amount_ore).to_json_kroner(),
-                "PaymentReference": i.payment_reference,
-                "ChargeStatus": i.charge_state,
-            })
+        .into_iter()
+        .map(|i| InstallmentLine {
+            id: i.id,
+            status: i.status,
+            status_reason: i.status_reason,
+            due_date: i.due_date,
+            amount: Kroner::from_ore(i.amount_ore),
+            payment_reference: i.payment_reference,
+            charge_status: i.charge_state,
         })
         .collect()
 }
 
-/// A mandate as the API shows it.
-pub(crate) fn mandate_json(mandate: &MandateRow, target: Option<String>) -> Value {
-    json!({
-        "Id": mandate.id,
-        "MandateId": mandate.agreement_id,
-        "Status": mandate.status.as_str(),
-        "Active": mandate.status.is_active(),
-        "VippsStatus": mandate.vipps_status,
-        "ProductName": mandate.product_name,
-        "MerchantAgreementUrl": mandate.merchant_agreement_url,
-        "Price": Money::from_ore(mandate.price_ore).to_json_kroner(),
-        "Interval": {"Unit": mandate.interval_unit, "Count": mandate.interval_count,
-                     "Text": interval_text(&mandate.interval_unit, mandate.interval_count)},
-        "ConfirmationURL": mandate.confirmation_url,
-        "PaymentIntentId": mandate.intent_id,
-        "PayerId": mandate.payer_id,
-        "InitialInstallmentId": mandate.initial_installment_id,
-        "LastError": mandate.last_error,
-        "PaymentMethod": {"Name": "Vipps", "Processor": request::PROCESSOR, "Target": target},
-    })
+/// A mandate as the API shows it, without its recurring payments and installments.
+fn mandate_answer(mandate: MandateRow, target: Option<String>) -> MandateAnswer {
+    MandateAnswer {
+        active: mandate.status.is_active(),
+        interval: IntervalAnswer {
+            text: interval_text(&mandate.interval_unit, mandate.interval_count),
+            unit: mandate.interval_unit,
+            count: mandate.interval_count,
+        },
+        id: mandate.id,
+        mandate_id: mandate.agreement_id,
+        status: mandate.status,
+        vipps_status: mandate.vipps_status,
+        product_name: mandate.product_name,
+        merchant_agreement_url: mandate.merchant_agreement_url,
+        price: Kroner::from_ore(mandate.price_ore),
+        confirmation_url: mandate.confirmation_url,
+        payment_intent_id: mandate.intent_id,
+        payer_id: mandate.payer_id,
+        initial_installment_id: mandate.initial_installment_id,
+        last_error: mandate.last_error,
+        payment_method: MethodOf { name: "Vipps", processor: request::PROCESSOR, target },
+        recurring_payments: Vec::new(),
+        installments: Vec::new(),
+    }
 }
 
-/// A recurring payment as the API shows it.
-pub(crate) fn recurring_json(
-    recurring: &RecurringRow,
+/// A recurring payment as the API shows it, without its changes.
+fn recurring_answer(
+    recurring: RecurringRow,
     mandate: &MandateRow,
-    installments: &[installments::InstallmentBrief],
-) -> Value {
-    json!({
-        "Id": recurring.id,
-        "Status": recurring.status.as_str(),
-        "StatusReason": recurring.status_reason,
-        "Amount": Money::from_ore(recurring.amount_ore).to_json_kroner(),
-        "CurrencyISOCode": "NOK",
-        "Frequency": recurring.frequency.as_str(),
-        "StartDate": recurring.start_date.to_string(),
-        "EndDate": recurring.end_date.map(|d| d.to_string()),
-        "CollectionDay": recurring.collection_day,
-        "PausedUntil": recurring.paused_until.map(|d| d.to_string()),
-        "NextCollectionDate": recurring.next_collection().map(|d| d.to_string()),
-        "PaymentIntentId": recurring.intent_id,
-        "PayerId": recurring.payer_id,
-        "BankStatementDescription": recurring.bank_statement_description,
-        "Product": recurring.product,
-        "Mandate": {"Id": mandate.id, "MandateId": mandate.agreement_id, "Status": mandate.status.as_str(), "Active": mandate.status.is_active()},
-        "Installments": brief_json(installments),
-    })
+    installments: Vec<installments::InstallmentBrief>,
+) -> RecurringAnswer {
+    RecurringAnswer {
+        next_collection_date: recurring.next_collection(),
+        id: recurring.id,
+        status: recurring.status,
+        status_reason: recurring.status_reason,
+        amount: Kroner::from_ore(recurring.amount_ore),
+        currency_iso_code: "NOK",
+        frequency: recurring.frequency,
+        start_date: recurring.start_date,
+        end_date: recurring.end_date,
+        collection_day: recurring.collection_day,
+        paused_until: recurring.paused_until,
+        payment_intent_id: recurring.intent_id,
+        payer_id: recurring.payer_id,
+        bank_statement_description: recurring.bank_statement_description,
+        product: recurring.product,
+        mandate: MandateBrief {
+            id: mandate.id.clone(),
+            mandate_id: mandate.agreement_id.clone(),
+            status: mandate.status,
+            active: mandate.status.is_active(),
+        },
+        installments: lines(installments),
+        changes: None,
+        setup_url: None,
+        cancel_vipps_agreement: None,
+    }
 }
 
 /// The `Recurring` part of an intent's answer, if the intent made a recurring payment.
-pub(crate) async fn of_intent(state: &AppState, intent_id: &str) -> Result<Option<Value>, ApiError> {
+pub(crate) async fn of_intent(state: &AppState, intent_id: &str) -> Result<Option<RecurringAnswer>, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
     let Some((recurring_id, _)) = intents::recurring_of_intent(&mut conn, intent_id).await.map_err(internal)? else {
         return Ok(None);
@@ -106,13 +122,13 @@ pub(crate) async fn of_intent(state: &AppState, intent_id: &str) -> Result<Optio
         .ok_or_else(|| ApiError::not_found("mandate"))?;
     let installments =
         installments::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
-    Ok(Some(recurring_json(&recurring, &mandate, &installments)))
+    Ok(Some(recurring_answer(recurring, &mandate, installments)))
 }
 
-/// `GET /v2/Recurring/{Id}`
-pub async fn get_recurring(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// A recurring payment with its changes, newest first: the answer of `GET /v2/Recurring/{Id}` and of each change.
+async fn recurring_state(state: &AppState, id: &str) -> Result<RecurringAnswer, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
-    let recurring = recurring_payments::recurring(&mut conn, &id)
+    let recurring = recurring_payments::recurring(&mut conn, id)
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("recurring payment"))?;
@@ -123,14 +139,37 @@ pub async fn get_recurring(State(state): State<AppState>, Path(id): Path<String>
     let installments =
         installments::installments_of(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
     let changes = changes::changes(&mut conn, &mandate.id, Some(&recurring.id)).await.map_err(internal)?;
-    let mut body = recurring_json(&recurring, &mandate, &installments);
-    body["Changes"] =
-        changes.iter().map(|c| json!({"Id": c.id, "Kind": c.kind, "Status": c.status, "Message": c.message})).collect();
-    body["SetupURL"] = json!(state.payments.setup_url(&recurring.id).await.map_err(internal)?);
-    Ok(Json(body).into_response())
+    let mut answer = recurring_answer(recurring, &mandate, installments);
+    answer.changes = Some(
+        changes
+            .into_iter()
+            .map(|c| ChangeAnswer { id: c.id, kind: c.kind, status: c.status, message: c.message })
+            .collect(),
+    );
+    answer.setup_url = Some(state.payments.setup_url(&answer.id).await.map_err(internal)?);
+    Ok(answer)
+}
+
+/// `GET /v2/Recurring/{Id}`
+#[utoipa::path(get, path = "/v2/Recurring/{id}", tag = "Payment API",
+    summary = "Read a recurring payment with its mandate, installments and changes",
+    params(("id" = String, Path, description = "The recurring payment's id (`rp_…`).")),
+    responses(
+        (status = 200, description = "The recurring payment; its `Changes` newest first.", body = RecurringAnswer),
+        (status = 404, description = "No such recurring payment.", body = ErrorEnvelope),
+    ))]
+pub async fn get_recurring(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(recurring_state(&state, &id).await?).into_response())
 }
 
 /// `GET /v2/Mandate/{Id}` (a mandate id `mdt_…` or the Vipps agreement id `agr_…`)
+#[utoipa::path(get, path = "/v2/Mandate/{id}", tag = "Payment API",
+    summary = "Read a mandate (a Vipps agreement) with its recurring payments and installments",
+    params(("id" = String, Path, description = "The mandate's id (`mdt_…`) or the Vipps agreement id (`agr_…`).")),
+    responses(
+        (status = 200, description = "The mandate.", body = MandateAnswer),
+        (status = 404, description = "No such mandate.", body = ErrorEnvelope),
+    ))]
 pub async fn get_mandate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let mut conn = state.store.pool().acquire().await.map_err(internal)?;
     let mandate =
@@ -139,10 +178,10 @@ pub async fn get_mandate(State(state): State<AppState>, Path(id): Path<String>) 
     let installments = installments::installments_of(&mut conn, &mandate.id, None).await.map_err(internal)?;
     drop(conn);
     let target = state.accounts.get(&mandate.account_id).await.ok().map(|a| a.name);
-    let mut body = mandate_json(&mandate, target);
-    body["RecurringPayments"] = recurring.iter().map(|r| json!({"Id": r.id, "Status": r.status.as_str()})).collect();
-    body["Installments"] = brief_json(&installments).into();
-    Ok(Json(body).into_response())
+    let mut answer = mandate_answer(mandate, target);
+    answer.recurring_payments = recurring.into_iter().map(|r| RecurringRef { id: r.id, status: r.status }).collect();
+    answer.installments = lines(installments);
+    Ok(Json(answer).into_response())
 }
 
 fn object(headers: &HeaderMap, bytes: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
@@ -161,6 +200,16 @@ fn object(headers: &HeaderMap, bytes: &Bytes, allowed: &[&str]) -> Result<Map<St
     Ok(map)
 }
 
+/// Refuses a text field given as another kind of value (a number, an object) instead of taking it as absent.
+fn strings_only(map: &Map<String, Value>, keys: &[&str]) -> Result<(), ApiError> {
+    match keys.iter().find(|key| map.get(**key).is_some_and(|v| !v.is_string() && !v.is_null())) {
+        Some(key) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "200", format!("{key} must be a string"), Some((*key).into())))
+        }
+        None => Ok(()),
+    }
+}
+
 fn service_error(error: ServiceError) -> ApiError {
     match error {
         ServiceError::Invalid(errors) => ApiError::fields(StatusCode::BAD_REQUEST, errors),
@@ -173,15 +222,25 @@ fn service_error(error: ServiceError) -> ApiError {
 /// the change is in effect, `202 Accepted` while Vipps has yet to confirm it (the change is `Pending`, with
 /// what it waits for as its `Message`).
 async fn answer(state: &AppState, id: &str, pending: bool) -> Result<Response, ApiError> {
-    let mut response = get_recurring(State(state.clone()), Path(id.to_owned())).await?;
-    if pending {
-        *response.status_mut() = StatusCode::ACCEPTED;
-    }
-    Ok(response)
+    let status = if pending { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(recurring_state(state, id).await?)).into_response())
 }
 
 /// `PATCH /v2/Recurring/{Id}` with `Amount` and/or `CollectionDay`: the amount reaches the Vipps agreement's
 /// price first; both apply to installments not yet charged.
+#[utoipa::path(patch, path = "/v2/Recurring/{id}", tag = "Payment API",
+    summary = "Change a recurring payment's amount and/or collection day",
+    description = "Stored before Vipps is called and finished only when Vipps confirms: a new amount reaches the Vipps \
+        agreement's price first. Both apply to installments not yet charged. While Vipps has not confirmed, the \
+        change stays `Pending` (`202`) and payhub retries it with the same keys.",
+    params(("id" = String, Path, description = "The recurring payment's id (`rp_…`).")),
+    request_body(content = RecurringChange, description = "What to change."),
+    responses(
+        (status = 200, description = "Changed: the recurring payment as `GET` shows it.", body = RecurringAnswer),
+        (status = 202, description = "Recorded, waiting for Vipps: the change is `Pending`, its `Message` says what it waits for.", body = RecurringAnswer),
+        (status = 400, description = "Invalid input, or the recurring payment's state does not allow it (cancelled or ended, say): nothing changed.", body = ErrorEnvelope),
+        (status = 404, description = "No such recurring payment.", body = ErrorEnvelope),
+    ))]
 pub async fn change_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
@@ -228,6 +287,18 @@ pub async fn change_recurring(
 }
 
 /// `POST /v2/Recurring/{Id}/Pause` with `Until` (`YYYY-MM-DD`, after today): no charges until then.
+#[utoipa::path(post, path = "/v2/Recurring/{id}/Pause", tag = "Payment API",
+    summary = "Pause a recurring payment until a date",
+    description = "No charges until `Until`; installments falling due before then are not collected. `202` while Vipps \
+        has yet to confirm (the change is `Pending` and retried).",
+    params(("id" = String, Path, description = "The recurring payment's id (`rp_…`).")),
+    request_body(content = PauseBody, description = "Until when."),
+    responses(
+        (status = 200, description = "Paused: the recurring payment as `GET` shows it.", body = RecurringAnswer),
+        (status = 202, description = "Recorded, waiting for Vipps (the change is `Pending`).", body = RecurringAnswer),
+        (status = 400, description = "Invalid input, or the recurring payment's state does not allow it (cancelled or ended, say): nothing changed.", body = ErrorEnvelope),
+        (status = 404, description = "No such recurring payment.", body = ErrorEnvelope),
+    ))]
 pub async fn pause_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
@@ -247,6 +318,15 @@ pub async fn pause_recurring(
 }
 
 /// `POST /v2/Recurring/{Id}/Resume`
+#[utoipa::path(post, path = "/v2/Recurring/{id}/Resume", tag = "Payment API",
+    summary = "Resume a paused recurring payment",
+    params(("id" = String, Path, description = "The recurring payment's id (`rp_…`).")),
+    request_body(content = Option<ResumeBody>, description = "Nothing, or an empty object."),
+    responses(
+        (status = 200, description = "Resumed: the recurring payment as `GET` shows it.", body = RecurringAnswer),
+        (status = 400, description = "Invalid input, or the recurring payment's state does not allow it (cancelled or ended, say): nothing changed.", body = ErrorEnvelope),
+        (status = 404, description = "No such recurring payment.", body = ErrorEnvelope),
+    ))]
 pub async fn resume_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
@@ -262,6 +342,19 @@ pub async fn resume_recurring(
 /// `POST /v2/Recurring/{Id}/Cancel` with an optional `Reason`: `200` with `Status: Cancelled` once Vipps
 /// confirmed every live charge cancelled, else `202` with `Status: Cancelling` (a repeat retries now). When the
 /// account says so, the Vipps agreement is stopped too; the answer then carries `CancelVippsAgreement`.
+#[utoipa::path(post, path = "/v2/Recurring/{id}/Cancel", tag = "Payment API",
+    summary = "Cancel a recurring payment",
+    description = "Its open installments are cancelled and no more are made. `200` with `Status: Cancelled` once Vipps \
+        confirmed every live charge cancelled, else `202` with `Status: Cancelling` (a repeat retries now). When the \
+        account says so, the Vipps agreement is stopped too and the answer carries `CancelVippsAgreement`.",
+    params(("id" = String, Path, description = "The recurring payment's id (`rp_…`).")),
+    request_body(content = Option<CancelBody>, description = "Nothing, or the reason."),
+    responses(
+        (status = 200, description = "Cancelled: the recurring payment as `GET` shows it.", body = RecurringAnswer),
+        (status = 202, description = "Cancelling: Vipps has yet to confirm a charge cancelled.", body = RecurringAnswer),
+        (status = 400, description = "Invalid input, or the recurring payment's state does not allow it (cancelled or ended, say): nothing changed.", body = ErrorEnvelope),
+        (status = 404, description = "No such recurring payment.", body = ErrorEnvelope),
+    ))]
 pub async fn cancel_recurring(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
@@ -270,8 +363,10 @@ pub async fn cancel_recurring(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let map = object(&headers, &bytes, &["Reason"])?;
-    let reason = map.get("Reason").and_then(Value::as_str).map(str::trim).filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.chars().count() > 255) {
+    strings_only(&map, &["Reason"])?;
+    let sent = map.get("Reason").and_then(Value::as_str);
+    let reason = sent.map(str::trim).filter(|r| !r.is_empty());
+    if sent.is_some_and(|r| r.chars().count() > 255) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "200",
@@ -281,29 +376,40 @@ pub async fn cancel_recurring(
     }
     let (outcome, stopped) =
         state.payments.cancel_recurring(&id, reason, &caller.actor()).await.map_err(service_error)?;
-    let response = answer(&state, &id, outcome.is_pending()).await?;
-    let Some(CancelOutcome { is_success, message }) = stopped else { return Ok(response) };
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.map_err(internal)?;
-    let mut body: Value = serde_json::from_slice(&bytes).map_err(internal)?;
-    body["CancelVippsAgreement"] = json!({"IsSuccess": is_success, "Message": message});
-    Ok((status, Json(body)).into_response())
+    let status = if outcome.is_pending() { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let mut answer = recurring_state(&state, &id).await?;
+    answer.cancel_vipps_agreement =
+        stopped.map(|CancelOutcome { is_success, message }| ActionAnswer { is_success, message });
+    Ok((status, Json(answer)).into_response())
 }
 
 fn action_answer(status: StatusCode, is_success: bool, message: impl Into<String>) -> Response {
-    (status, Json(json!({"IsSuccess": is_success, "Message": message.into()}))).into_response()
+    (status, Json(ActionAnswer { is_success, message: message.into() })).into_response()
 }
 
 /// `POST /v2/actions/CancelVippsAgreement` with `MandateId` (payhub's `mdt_…`) **or** `AgreementId`
 /// (`agr_…`): stops the agreement at Vipps and cancels the mandate, its recurring payments and open
 /// installments. Answers `{"IsSuccess", "Message"}`; Vipps' message when Vipps refuses.
+#[utoipa::path(post, path = "/v2/actions/CancelVippsAgreement", tag = "Payment API",
+    summary = "Stop a Vipps agreement (FinDock's action)",
+    description = "Stops the agreement at Vipps and cancels the mandate, its recurring payments and open installments. \
+        Answers FinDock's action shape (`IsSuccess`, `Message`) also when it refuses, with Vipps' message when Vipps \
+        refuses.",
+    request_body(content = CancelAgreementBody, description = "Which agreement."),
+    responses(
+        (status = 200, description = "Done (`IsSuccess: true`), or Vipps refused (`IsSuccess: false` and Vipps' message).", body = ActionAnswer),
+        (status = 400, description = "Invalid input (neither or both ids, an unknown field, not JSON): nothing changed.", body = ActionAnswer),
+        (status = 404, description = "No mandate with that id.", body = ActionAnswer),
+        (status = 500, description = "payhub could not complete the action (`IsSuccess: false`), or could not read the mandate (the envelope).", body = ActionFailure),
+    ))]
 pub async fn cancel_vipps_agreement(
     State(state): State<AppState>,
     Extension(caller): Extension<Principal>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let map = match object(&headers, &bytes, &["MandateId", "AgreementId"]) {
+    let fields = ["MandateId", "AgreementId"];
+    let map = match object(&headers, &bytes, &fields).and_then(|map| strings_only(&map, &fields).map(|()| map)) {
         Ok(map) => map,
         Err(error) => {
             let message = error.error_items().first().map(|e| e.error_message.clone()).unwrap_or_default();

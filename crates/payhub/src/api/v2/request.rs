@@ -58,11 +58,12 @@ fn object<'a>(value: &'a Value, path: &str, allowed: &[&str], errors: &mut Error
 fn text(map: &Map<String, Value>, key: &str, path: &str, max: usize, errors: &mut Errors) -> Option<String> {
     match map.get(key) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.trim().is_empty() => None,
+        // Counted as sent (as the document's maxLength counts), before blank text is taken as absent.
         Some(Value::String(s)) if s.chars().count() > max => {
             errors.invalid(path, format!("{key} must be at most {max} characters"));
             None
         }
+        Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::String(s)) => Some(s.trim().to_owned()),
         Some(_) => {
             errors.invalid(path, format!("{key} must be a string"));
@@ -126,7 +127,7 @@ fn payer(value: Option<&Value>, errors: &mut Errors) -> PayerInput {
                             continue;
                         }
                     };
-                    if as_text.as_ref().is_some_and(|s| s.chars().count() > 255) {
+                    if value.as_str().is_some_and(|s| s.chars().count() > 255) {
                         errors.invalid(&field_path, format!("{key} must be at most 255 characters"));
                         continue;
                     }
@@ -156,6 +157,14 @@ fn payer(value: Option<&Value>, errors: &mut Errors) -> PayerInput {
         }
     }
     payer
+}
+
+/// `SalesforceFields` beside an intent's own fields (`prefix` is its parent's path and a dot, or nothing):
+/// kept with the Message as sent, so any fields, but an object or nothing.
+fn kept_fields(map: &Map<String, Value>, prefix: &str, errors: &mut Errors) {
+    if map.get("SalesforceFields").is_some_and(|v| !v.is_object() && !v.is_null()) {
+        errors.invalid(&format!("{prefix}SalesforceFields"), "SalesforceFields must be an object");
+    }
 }
 
 fn looks_like_email(email: &str) -> bool {
@@ -209,6 +218,7 @@ fn recurring_terms(value: &Value, today: NaiveDate, errors: &mut Errors) -> Opti
         &["Amount", "Frequency", "StartDate", "EndDate", "CollectionDay", "CurrencyISOCode", "Id", "SalesforceFields"],
         errors,
     )?;
+    kept_fields(map, "Recurring.", errors);
     if map.get("Id").is_some_and(|v| !v.is_null()) {
         errors.invalid("Recurring.Id", "Changing an existing recurring payment goes through PATCH /v2/Recurring/{Id}");
     }
@@ -361,6 +371,7 @@ fn parse_common(
     for key in root.keys().filter(|k| !ROOT.contains(&k.as_str())) {
         errors.invalid(key, format!("Unknown field {key}"));
     }
+    kept_fields(root, "", errors);
     let success_url = web_url(root, "SuccessURL", true, errors);
     let failure_url = web_url(root, "FailureURL", true, errors);
     let webhook_url = web_url(root, "WebhookURL", false, errors).filter(|url| match targets.check_url(url) {
@@ -385,6 +396,7 @@ fn parse_common(
             if let Some(one_time) =
                 object(value, "OneTime", &["Amount", "CurrencyISOCode", "Id", "SalesforceFields"], errors)
             {
+                kept_fields(one_time, "OneTime.", errors);
                 if one_time.get("Id").is_some_and(|v| !v.is_null()) {
                     errors.invalid("OneTime.Id", "OneTime.Id must be the text id of an existing installment (ins_…)");
                 }

@@ -162,8 +162,7 @@ fn validator(pointer: &str) -> Result<Arc<jsonschema::Validator>, String> {
     let mut root = document().clone();
     if let Some(object) = root.as_object_mut() {
         // A `$ref` is a URI: the braces of a path template (`/accounts/{id}`) must be percent-encoded in it.
-        let reference = pointer.replace('{', "%7B").replace('}', "%7D");
-        object.insert("$ref".into(), Value::String(reference));
+        object.insert("$ref".into(), Value::String(pointer.replace('{', "%7B").replace('}', "%7D")));
     }
     let compiled = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
