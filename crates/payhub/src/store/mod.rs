@@ -287,6 +287,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0016_paylinks.sql"),
         postgres: include_str!("../../migrations/postgres/0016_paylinks.sql"),
     },
+    Migration {
+        version: 18,
+        name: "reconcile_speed",
+        sqlite: include_str!("../../migrations/sqlite/0018_reconcile_speed.sql"),
+        postgres: include_str!("../../migrations/postgres/0018_reconcile_speed.sql"),
+    },
 ];
 
 impl Store {

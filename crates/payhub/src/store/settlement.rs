@@ -49,7 +49,8 @@ pub async fn payments_by_psp(conn: &mut AnyConnection, psp_references: &[&str]) 
     }
     let sql = format!(
         "SELECT p.id, p.installment_id, i.status, CAST(p.amount_ore AS TEXT), p.kind, p.psp_reference, p.ledger_entry_id \
-         FROM payments p JOIN installments i ON i.id = p.installment_id WHERE p.psp_reference IN ({})",
+         FROM payments p JOIN installments i ON i.id = p.installment_id WHERE p.psp_reference IN ({}) \
+         AND p.reversed_by_report_id IS NULL",
         list_source(conn)
     );
     let rows = conn.read(&sql, &[json_list(psp_references)]).await?;
@@ -94,7 +95,8 @@ pub async fn installments_by_reference(
         return Ok(Vec::new());
     }
     let source = list_source(conn);
-    let captured = "(SELECT MIN(p.psp_reference) FROM payments p WHERE p.installment_id = i.id AND p.kind = 'capture')";
+    let captured = "(SELECT MIN(p.psp_reference) FROM payments p WHERE p.installment_id = i.id AND p.kind = 'capture' \
+         AND p.reversed_by_report_id IS NULL)";
     let sql = format!(
         "SELECT i.payment_reference, i.id, CAST(i.amount_ore AS TEXT), i.status, i.account_id, {captured} \
          FROM installments i WHERE i.payment_reference IN ({source}) \

@@ -1,6 +1,6 @@
 //! Reconciliation against the simulator's Report API: a ledger day imported and booked completely; a crash
-//! between pages and inside a page, then a re-run; racing instances; a capture payhub never recorded; an
-//! amount that differs going to the queue.
+//! between pages and inside a page, then a re-run (dates and feed); racing instances; a capture payhub never
+//! recorded; an amount that differs going to the queue.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -313,17 +313,63 @@ on_both_backends! {
         assert_eq!(ledger_counts(&app).await, [12, 12, 12, 3, 0]);
         other.store.close().await;
     }
+
+    async fn a_crash_between_feed_pages_then_a_rerun_gives_the_rows_of_an_uninterrupted_run(app) {
+        let vipps = app.with_vipps().await;
+        enable(&app, &vipps).await;
+        let start = today(&vipps);
+        // 2,500 captures on the open date: the dates endpoint says tryLater, the feed serves them (and their
+        // fees) in pages of 1,000.
+        let bulk = json!({"count": 2500, "date": start.to_string(), "amountOre": 10_000});
+        assert_eq!(vipps.control("/_sim/report/bulk", bulk).await, StatusCode::CREATED);
+        // The second funds page fails inside, after the first was written.
+        let psp = format!("8{}{:08}", start.format("%y%m%d"), 1500);
+        fail_ledger_inserts_when(&app, &format!("NEW.psp_reference = '{psp}'")).await;
+        let crashed = import_now(&app).await;
+        assert_eq!(crashed["outcome"], "failed", "{crashed}");
+        assert_eq!(ledger_counts(&app).await[..3], [1000, 1000, 1000], "the first feed page whole, nothing of the second");
+        let cursors = "SELECT COUNT(*) FROM ledger_positions WHERE topic = 'funds' AND feed_cursor IS NOT NULL AND date_done IS NULL";
+        assert_eq!(storage::count(&app, cursors, &[]).await, 1, "the cursor is stored with its page");
+
+        stop_failing(&app).await;
+        let rerun = import_now(&app).await;
+        assert_eq!(rerun["outcome"], "succeeded", "{rerun}");
+        assert_eq!(rerun["counts"]["rows_new"], 4000, "{rerun}");
+        assert_eq!(ledger_counts(&app).await[..3], [5000, 5000, 5000]);
+        // Caught up: the feed says tryLater, nothing new.
+        let again = import_now(&app).await;
+        assert_eq!(again["outcome"], "no_new_data", "{again}");
+
+        // The date closes: the dates endpoint reads it whole (its captures already stored through the feed, its
+        // fees retained and payout new), and the feed's rows of that date are passed over.
+        vipps.sim.advance(86_400).await;
+        let closed = import_now(&app).await;
+        assert_eq!(closed["outcome"], "succeeded", "{closed}");
+        let (funds, fees) = rows_at_vipps(&vipps, start).await;
+        assert_eq!((funds, fees), (2502, 2501));
+        let total = (funds + fees) as i64;
+        assert_eq!(ledger_counts(&app).await[..3], [total, total, total]);
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM ledger_days WHERE status = 'balanced'", &[]).await, 2);
+        let unique = "SELECT COUNT(*) FROM (SELECT DISTINCT topic, psp_reference, entry_type FROM ledger_entries) d";
+        assert_eq!(storage::count(&app, unique, &[]).await, total);
+        assert_eq!(closed["payouts"], 1, "{closed}");
+    }
 }
 
 /// Makes every insert of ledger rows dated `date` fail (a real failing statement, by a trigger).
 async fn fail_ledger_inserts_on(app: &TestApp, date: &str) {
+    fail_ledger_inserts_when(app, &format!("NEW.ledger_date = '{date}'")).await;
+}
+
+/// Makes every insert of a ledger row for which `condition` (SQL over `NEW`) holds fail.
+async fn fail_ledger_inserts_when(app: &TestApp, condition: &str) {
     use sqlx::Executor;
     let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
     match app.backend {
         crate::helpers::Backend::Sqlite => {
             conn.execute(
                 format!(
-                    "CREATE TRIGGER injected_fault BEFORE INSERT ON ledger_entries WHEN NEW.ledger_date = '{date}' \
+                    "CREATE TRIGGER injected_fault BEFORE INSERT ON ledger_entries WHEN {condition} \
                      BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
                 )
                 .as_str(),
@@ -335,7 +381,7 @@ async fn fail_ledger_inserts_on(app: &TestApp, date: &str) {
             conn.execute(
                 format!(
                     "CREATE FUNCTION injected_fault() RETURNS trigger AS $$ BEGIN \
-                     IF NEW.ledger_date = '{date}' THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END \
+                     IF {condition} THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END \
                      $$ LANGUAGE plpgsql; \
                      CREATE TRIGGER injected_fault BEFORE INSERT ON ledger_entries FOR EACH ROW EXECUTE FUNCTION injected_fault()"
                 )
