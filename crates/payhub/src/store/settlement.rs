@@ -260,10 +260,12 @@ pub async fn book(conn: &mut AnyConnection, bookings: &Bookings<'_>, now: DateTi
                 .flat_map(|f| ["Collected", "Outstanding", "Pending"].map(|from| json!([f.installment_id, from]))),
         )
         .collect();
+    // Driven by the (installment, status it may move from) pairs, each a primary-key probe: an `OR` of two `IN`
+    // lists let PostgreSQL walk every Collected installment for each batch.
     steps.push(
         "UPDATE installments SET status = 'Paid', amount_open_ore = 0, updated_at = $2 \
-         WHERE id IN (SELECT {r}->>0 FROM {rows}) AND status = 'Collected' \
-         OR (id IN (SELECT {r}->>0 FROM {rows} WHERE {r}->>1 <> 'Collected') AND status IN ('Outstanding', 'Pending'))",
+         FROM (SELECT {r}->>0 AS id, {r}->>1 AS s FROM {rows}) AS u \
+         WHERE installments.id = u.id AND installments.status = u.s",
         paid,
         vec![at.clone()],
     );
