@@ -2,8 +2,9 @@
 //! process, so this process's memory is payhub's alone) books N captures on one ledger date; payhub holds N
 //! Collected installments with their Payments; then one reconciliation run fetches the funds and fees of that
 //! date over HTTP (2N + 3 rows, 1,000 a page), stores every row with its Message and Inbound Report, checks the
-//! date, and matches every capture and fee. Prints the time spent fetching (HTTP and JSON decoding in the
-//! client), writing pages, and checking + matching, rows per second, and the peak memory (`VmHWM`).
+//! date, and matches every capture and fee. Prints the time spent fetching (the pages on the wire), parsing
+//! (decoding them into rows), writing pages, and checking + matching, rows per second, and the peak memory
+//! (`VmHWM`).
 //!
 //! ```sh
 //! cargo run --release -p payhub --example bench_reconcile -- --rows 100000                 # SQLite
@@ -185,21 +186,22 @@ async fn bench(n: usize, sim_url: &str) -> anyhow::Result<()> {
     let rss_before = common::memory_mib("VmRSS");
     let cpu_before = common::cpu_used();
     let started = Instant::now();
-    let run = state.reconciler.run_account(&account, RunTrigger::Command, Some("bench")).await?;
+    let (run, phases) = state.reconciler.run_account_timed(&account, RunTrigger::Command, Some("bench")).await?;
     let total = started.elapsed();
     let cpu = common::cpu_used() - cpu_before;
     assert_eq!(run.outcome, "succeeded", "{run:?}");
     let rows = run.counts.rows_new;
     println!(
-        "{rows} ledger rows ({} pages) imported and matched in {:.1} s ({:.0} rows/s; CPU {:.1} s): fetch + decode {:.1} s, \
-         write {:.1} s, check + match {:.1} s; {} booked, {} queued, {} payouts, {} unbalanced dates",
+        "{rows} ledger rows ({} pages) imported and matched in {:.1} s ({:.0} rows/s; CPU {:.1} s): fetch {:.1} s, \
+         parse {:.1} s, write {:.1} s, check + match {:.1} s; {} booked, {} queued, {} payouts, {} unbalanced dates",
         run.counts.pages,
         total.as_secs_f64(),
         rows as f64 / total.as_secs_f64(),
         cpu.as_secs_f64(),
-        run.fetch.as_secs_f64(),
-        run.write.as_secs_f64(),
-        run.matching.as_secs_f64(),
+        phases.fetch.as_secs_f64(),
+        phases.parse.as_secs_f64(),
+        phases.write.as_secs_f64(),
+        phases.matching.as_secs_f64(),
         run.counts.rows_booked,
         run.counts.rows_queued,
         run.payouts,

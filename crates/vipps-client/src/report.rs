@@ -186,6 +186,44 @@ pub struct DatePage {
     pub try_later: bool,
 }
 
+/// A page of a funds or fees report as received (the whole body), not decoded yet: a bulk reader decodes it
+/// when it chooses, so the time on the wire and the time decoding can be told apart.
+pub struct ReceivedPage {
+    response: crate::transport::RawResponse,
+}
+
+impl std::fmt::Debug for ReceivedPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedPage").field("bytes", &self.response.body.len()).finish()
+    }
+}
+
+impl ReceivedPage {
+    /// The page of a ledger date; an unreadable body is [`Error::UnexpectedBody`].
+    pub fn date_page(&self) -> Result<DatePage, Error> {
+        self.response.json()
+    }
+
+    /// The page of a feed; an unreadable body, or one without a cursor, is [`Error::UnexpectedBody`].
+    pub fn feed_page(&self) -> Result<FeedPage, Error> {
+        let page: FeedPage = self.response.json()?;
+        if page.cursor.is_empty() {
+            return Err(self.response.unexpected("feed returned an empty cursor"));
+        }
+        Ok(page)
+    }
+
+    /// The size of the body, in bytes.
+    pub fn len(&self) -> usize {
+        self.response.body.len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.response.body.is_empty()
+    }
+}
+
 /// A whole ledger date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DateReport {
@@ -285,6 +323,19 @@ impl<'a> Report<'a> {
         cursor: Option<&str>,
         include_gdpr_sensitive_data: bool,
     ) -> Result<DatePage, Error> {
+        self.date_page_received(ledger_id, topic, date, cursor, include_gdpr_sensitive_data).await?.date_page()
+    }
+
+    /// One page of a ledger date as received, decoded apart ([`ReceivedPage::date_page`]), for callers that
+    /// time the wire and the decoding separately. Errors as [`Report::date_page`].
+    pub async fn date_page_received(
+        &self,
+        ledger_id: &str,
+        topic: Topic,
+        date: chrono::NaiveDate,
+        cursor: Option<&str>,
+        include_gdpr_sensitive_data: bool,
+    ) -> Result<ReceivedPage, Error> {
         let date = date.format("%Y-%m-%d").to_string();
         let path = ["report", "v2", "ledgers", ledger_id, topic.as_str(), "dates", date.as_str()];
         let mut query = Vec::new();
@@ -294,7 +345,29 @@ impl<'a> Report<'a> {
         if include_gdpr_sensitive_data {
             query.push(("includeGDPRSensitiveData", "true"));
         }
-        self.client.inner.call(ApiCall::new(Method::GET, &path).query(&query), &self.options).await?.json()
+        let response = self.client.inner.call(ApiCall::new(Method::GET, &path).query(&query), &self.options).await?;
+        Ok(ReceivedPage { response })
+    }
+
+    /// One page of the feed as received, decoded apart ([`ReceivedPage::feed_page`]). Errors as
+    /// [`Report::feed_page`].
+    pub async fn feed_page_received(
+        &self,
+        ledger_id: &str,
+        topic: Topic,
+        cursor: Option<&str>,
+        include_gdpr_sensitive_data: bool,
+    ) -> Result<ReceivedPage, Error> {
+        let path = ["report", "v2", "ledgers", ledger_id, topic.as_str(), "feed"];
+        let mut query = Vec::new();
+        if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
+            query.push(("cursor", cursor));
+        }
+        if include_gdpr_sensitive_data {
+            query.push(("includeGDPRSensitiveData", "true"));
+        }
+        let response = self.client.inner.call(ApiCall::new(Method::GET, &path).query(&query), &self.options).await?;
+        Ok(ReceivedPage { response })
     }
 
     /// All rows of a ledger date, following `hasMore`/`cursor`; [`DateReport::TryLater`] while
@@ -339,20 +412,7 @@ impl<'a> Report<'a> {
         cursor: Option<&str>,
         include_gdpr_sensitive_data: bool,
     ) -> Result<FeedPage, Error> {
-        let path = ["report", "v2", "ledgers", ledger_id, topic.as_str(), "feed"];
-        let mut query = Vec::new();
-        if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
-            query.push(("cursor", cursor));
-        }
-        if include_gdpr_sensitive_data {
-            query.push(("includeGDPRSensitiveData", "true"));
-        }
-        let response = self.client.inner.call(ApiCall::new(Method::GET, &path).query(&query), &self.options).await?;
-        let page: FeedPage = response.json()?;
-        if page.cursor.is_empty() {
-            return Err(response.unexpected("feed returned an empty cursor"));
-        }
-        Ok(page)
+        self.feed_page_received(ledger_id, topic, cursor, include_gdpr_sensitive_data).await?.feed_page()
     }
 
     /// The feed as a stream of pages, starting at `options.cursor`.

@@ -17,6 +17,8 @@ pub enum Channel {
     Ledger,
     /// A settlement file uploaded from the Vipps portal, or one row of it.
     SettlementFile,
+    /// A person's decision in Guided Matching that reverses money booked before (the undo of a match).
+    GuidedMatching,
 }
 
 impl Channel {
@@ -29,6 +31,7 @@ impl Channel {
             Channel::VippsCall => "vipps_call",
             Channel::Ledger => "vipps_ledger",
             Channel::SettlementFile => "settlement_file",
+            Channel::GuidedMatching => "guided_matching",
         }
     }
 }
@@ -62,6 +65,8 @@ pub enum ReportType {
     PaymentIntent,
     /// Something Vipps said: a payment, agreement or charge event, or a ledger entry (`ledger.<entryType>`).
     Vipps,
+    /// What a person decided in Guided Matching (sub type `undo`: a match reversed).
+    GuidedMatching,
 }
 
 impl ReportType {
@@ -70,6 +75,7 @@ impl ReportType {
         match self {
             ReportType::PaymentIntent => "PaymentIntent",
             ReportType::Vipps => "Vipps",
+            ReportType::GuidedMatching => "GuidedMatching",
         }
     }
 }
@@ -112,9 +118,13 @@ mod tests {
             Channel::VippsCall,
             Channel::Ledger,
             Channel::SettlementFile,
+            Channel::GuidedMatching,
         ];
         let words: Vec<_> = channels.iter().map(|c| c.as_str()).collect();
-        assert_eq!(words, ["api", "vipps_webhook", "vipps_poll", "vipps_call", "vipps_ledger", "settlement_file"]);
+        assert_eq!(
+            words,
+            ["api", "vipps_webhook", "vipps_poll", "vipps_call", "vipps_ledger", "settlement_file", "guided_matching"]
+        );
         assert_eq!(ReportType::PaymentIntent.as_str(), "PaymentIntent");
         assert_eq!(Outcome::Ignored.as_str(), "Ignored");
     }

@@ -44,18 +44,22 @@ impl std::ops::AddAssign for Matched {
 }
 
 /// Matches every row of `account_id` waiting on a checked, balanced date, in batches of [`BATCH`]: funds first
-/// (captures make the Payments their fees attach to; payouts), then fees.
+/// (captures make the Payments their fees attach to; payouts), then fees. Each batch is read inside the
+/// transaction that writes what the rules decide (under the account's lock), so it is read once.
 pub async fn match_new(store: &Store, account_id: &str, now: DateTime<Utc>) -> StoreResult<Matched> {
     let mut total = Matched::default();
     for topic in Topic::ALL {
         let mut after: Option<EntryRow> = None;
         loop {
-            let batch = {
-                let mut conn = store.pool().acquire().await?;
-                ledger::entries_to_match(&mut conn, account_id, topic, after.as_ref(), BATCH).await?
+            let mut tx = store.begin_write().await?;
+            settlement::lock_account(&mut tx, store.backend(), account_id).await?;
+            let batch = ledger::entries_to_match(&mut tx, account_id, topic, after.as_ref(), BATCH).await?;
+            let Some(last) = batch.last().cloned() else {
+                tx.commit().await?;
+                break;
             };
-            let Some(last) = batch.last().cloned() else { break };
-            total += run_rules(store, account_id, &batch, now).await?;
+            total += apply_rules(&mut tx, account_id, &batch, now).await?;
+            tx.commit().await?;
             after = Some(last);
         }
     }
@@ -80,28 +84,55 @@ pub async fn run_rules(
         .into_iter()
         .filter(|e| (e.status == "new" || e.status == "queued") && e.account_id == account_id)
         .collect();
-    let entries = entries.as_slice();
-    let rules = rules_of(&mut tx, account_id).await?;
+    let matched = apply_rules(&mut tx, account_id, &entries, now).await?;
+    tx.commit().await?;
+    Ok(matched)
+}
+
+/// The rules on rows read under the account's lock, written in the caller's transaction.
+async fn apply_rules(
+    tx: &mut sqlx::AnyConnection,
+    account_id: &str,
+    entries: &[EntryRow],
+    now: DateTime<Utc>,
+) -> StoreResult<Matched> {
+    let rules = rules_of(&mut *tx, account_id).await?;
     let psps: Vec<&str> = entries
         .iter()
         .filter(|e| matches!(kind(e), EntryKind::Capture | EntryKind::Refund | EntryKind::CaptureFee))
         .map(|e| e.psp_reference.as_str())
         .collect();
+    let payments = settlement::payments_by_psp(&mut *tx, &psps).await?;
+    // Installments by reference only for the captures that rule can still decide: all of them when it comes
+    // before the pspReference rule, else those whose pspReference names no Payment.
+    let capture_rules = rules.get("ledger.capture").map(Vec::as_slice).unwrap_or_default();
+    let rank = |r: MatchRule| capture_rules.iter().position(|x| *x == r);
+    let reference_first = match (rank(MatchRule::InstallmentByReference), rank(MatchRule::PaymentByPspReference)) {
+        (Some(a), Some(b)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let recorded: HashSet<&str> =
+        payments.iter().filter(|p| p.kind == "capture").map(|p| p.psp_reference.as_str()).collect();
     let refs: Vec<&str> = entries
         .iter()
         .filter(|e| kind(e) == EntryKind::Capture)
+        .filter(|e| reference_first || !recorded.contains(e.psp_reference.as_str()))
         .filter_map(|e| e.reference.as_deref().filter(|r| !r.is_empty()))
         .collect();
-    let payments = settlement::payments_by_psp(&mut tx, &psps).await?;
-    let installments = settlement::installments_by_reference(&mut tx, &refs).await?;
+    let installments = if rank(MatchRule::InstallmentByReference).is_some() {
+        settlement::installments_by_reference(&mut *tx, &refs).await?
+    } else {
+        Vec::new()
+    };
     let decided = decide(account_id, entries, &rules, &payments, &installments);
     let bookings = decided.bookings(entries, &payments, &installments);
-    settlement::book(&mut tx, &bookings, now).await?;
+    settlement::book(&mut *tx, &bookings, now).await?;
     let mut matched = Matched { booked: bookings.len() as u64, queued: decided.queue.len() as u64, payouts: 0 };
     for e in &decided.payouts {
         let bank_text = e.reference.as_deref().filter(|r| !r.is_empty());
         let (_, rows) = payouts::record_payout(
-            &mut tx,
+            &mut *tx,
             &NewPayout {
                 account_id,
                 ledger_id: &e.ledger_id,
@@ -128,8 +159,8 @@ pub async fn run_rules(
         .chain(bookings.fees.iter().map(|f| f.entry_id))
         .map(str::to_owned)
         .collect();
-    payouts::link_late_payments(&mut tx, &booked_ids).await?;
-    match_queue::close_booked(&mut tx, &booked_ids, "rules", now).await?;
+    payouts::link_late_payments(&mut *tx, &booked_ids).await?;
+    match_queue::close_booked(&mut *tx, &booked_ids, "rules", now).await?;
     let items: Vec<NewItem<'_>> = decided
         .queue
         .iter()
@@ -140,14 +171,13 @@ pub async fn run_rules(
             detail: Some(detail.clone()),
         })
         .collect();
-    match_queue::enqueue(&mut tx, &items, now).await?;
+    match_queue::enqueue(&mut *tx, &items, now).await?;
     let notes: Vec<(&str, String)> = decided
         .queue
         .iter()
         .map(|(i, reason, detail)| (entries[*i].inbound_report_id.as_str(), format!("{}: {detail}", reason.describe())))
         .collect();
-    settlement::note_queued(&mut tx, &notes, now).await?;
-    tx.commit().await?;
+    settlement::note_queued(&mut *tx, &notes, now).await?;
     Ok(matched)
 }
 

@@ -10,8 +10,10 @@
 //! money booked by a person is traced like money booked by the rules.
 //!
 //! Undo is the one place an installment's status moves back: a person's own match was wrong, so what it booked
-//! (its Payments, found by the audit entry) is removed and the installments get back the status and open amount
-//! they had, recorded in a second audit entry. It is refused once anything else has moved the installment.
+//! (its Payments, found by the audit entry) is reversed, not deleted: each Payment stays, marked reversed by the
+//! undo's own Message and Inbound Report (who undid what), and the installments get back the status and open
+//! amount they had, recorded in a second audit entry. It is refused once anything else has moved the
+//! installment. A later match of the same line books new Payments beside the reversed ones.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -21,7 +23,7 @@ use crate::domain::account::RemainderHandling;
 use crate::domain::guided::{self, Facts, Line, Split, Suggestion, DATE_WINDOW_DAYS};
 use crate::domain::intent::PayerInput;
 use crate::domain::status::InstallmentStatus;
-use crate::domain::trail::Outcome;
+use crate::domain::trail::{Channel, Outcome, ReportType};
 use crate::domain::FieldError;
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::audit::{self, AuditEntry};
@@ -284,16 +286,17 @@ async fn book(
     let opens: Vec<i64> = all.iter().map(|i| i.amount_open_ore).collect();
     let Split { booked_ore, remainder_ore } = guided::split(e.amount_ore, &opens, chosen.len(), handling);
     let mut booked = Vec::new();
+    // Payments of an earlier match of this line that was undone keep their references.
+    let earlier = usize::try_from(rows::payments_of_entry(conn, &e.id).await?).unwrap_or(0);
     for (ins, amount) in all.iter().zip(booked_ore) {
         if amount == 0 {
             continue;
         }
         // One Payment per installment: the first carries Vipps' psp reference, the others a suffix of it, as
         // payments are unique on their psp reference.
-        let psp = if booked.is_empty() {
-            e.psp_reference.clone()
-        } else {
-            format!("{}-{}", e.psp_reference, booked.len() + 1)
+        let psp = match earlier + booked.len() {
+            0 => e.psp_reference.clone(),
+            n => format!("{}-{}", e.psp_reference, n + 1),
         };
         let payment = SettledPayment {
             installment_id: &ins.id,
@@ -461,8 +464,10 @@ pub async fn ignore(store: &Store, id: &str, remark: &str, who: &Who<'_>, now: D
     Ok(())
 }
 
-/// **Undo** a person's match: its Payments go, each installment gets back the status and open amount it had, and
-/// the item waits again. Refused when the match was the rules', or when an installment has moved since.
+/// **Undo** a person's match, as a reversal: its Payments stay, each marked reversed by the undo's own Inbound
+/// Report (whose Message says who undid what, and when), so every change of money stays traced to what caused
+/// it; each installment gets back the status and open amount it had, and the item waits again. Refused when the
+/// match was the rules', or when an installment has moved since.
 pub async fn undo(store: &Store, id: &str, who: &Who<'_>, now: DateTime<Utc>) -> ServiceResult<()> {
     let mut tx = store.begin_write().await?;
     let item = rows::lock_item(&mut tx, store.backend(), id).await?.ok_or(ServiceError::NotFound("queue item"))?;
@@ -490,13 +495,63 @@ pub async fn undo(store: &Store, id: &str, who: &Who<'_>, now: DateTime<Utc>) ->
         }
         rows::set_installment(&mut tx, &ins.id, &b.status_after, &b.status_before, b.open_before_ore, now).await?;
     }
+    let e = &item.entry;
+    let reversed: i64 = booked.iter().map(|b| b.amount_ore).sum();
+    let detail = format!(
+        "match undone by {}: reversed {}",
+        who.label,
+        booked
+            .iter()
+            .map(|b| format!("{} ({} øre on {})", b.payment_id, b.amount_ore, b.installment_id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let body = json!({
+        "action": "undo",
+        "item_id": item.id,
+        "entry_id": e.id,
+        "by": who.label,
+        "source": who.source,
+        "reversed": booked,
+    })
+    .to_string();
+    let message_id = trail::insert_message(
+        &mut tx,
+        &trail::NewMessage::processed(Channel::GuidedMatching, Some(&item.id), &body),
+        now,
+    )
+    .await?;
+    let report_id = trail::insert_report(
+        &mut tx,
+        &trail::NewReport {
+            message_id: &message_id,
+            report_type: ReportType::GuidedMatching,
+            sub_type: "undo",
+            amount_ore: Some(-reversed),
+            reference: Some(&e.psp_reference),
+            status: Outcome::Matched,
+            installment_id: booked.first().map(|b| b.installment_id.as_str()),
+            intent_id: None,
+            detail: Some(&detail),
+        },
+        now,
+    )
+    .await?;
     let payment_ids: Vec<String> = booked.iter().map(|b| b.payment_id.clone()).collect();
-    rows::delete_settled_payments(&mut tx, &payment_ids).await?;
+    if rows::reverse_settled_payments(&mut tx, &payment_ids, &report_id).await? != payment_ids.len() as u64 {
+        return Err(conflict("A Payment of this match was reversed already.".into()));
+    }
     rows::reopen(&mut tx, &item.id, now).await?;
-    let detail = format!("match undone by {}", who.label);
-    trail::set_report_outcome(&mut tx, &item.entry.inbound_report_id, Outcome::New, Some(&detail)).await?;
-    record(&mut tx, who, "reconciliation.undo", &item.id, json!({"entry_id": item.entry.id, "undone": booked}), now)
-        .await?;
+    trail::set_report_outcome(&mut tx, &e.inbound_report_id, Outcome::New, Some(&detail)).await?;
+    record(
+        &mut tx,
+        who,
+        "reconciliation.undo",
+        &item.id,
+        json!({"entry_id": e.id, "undone": booked, "inbound_report_id": report_id}),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -30,7 +30,7 @@ pub async fn collected_per_day(conn: &mut AnyConnection, today: NaiveDate) -> St
          CAST(COALESCE(SUM(CASE WHEN i.mandate_id IS NULL THEN p.amount_ore ELSE 0 END), 0) AS BIGINT) AS one_time, \
          CAST(COALESCE(SUM(CASE WHEN i.mandate_id IS NULL THEN 0 ELSE p.amount_ore END), 0) AS BIGINT) AS recurring \
          FROM payments p JOIN installments i ON i.id = p.installment_id \
-         WHERE p.kind = 'capture' AND p.collection_date >= $1 AND p.collection_date <= $2 \
+         WHERE p.kind = 'capture' AND p.reversed_by_report_id IS NULL AND p.collection_date >= $1 AND p.collection_date <= $2 \
          GROUP BY i.account_id, p.collection_date ORDER BY p.collection_date, i.account_id",
     )
     .bind(first.to_string())

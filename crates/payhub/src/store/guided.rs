@@ -331,17 +331,31 @@ pub async fn insert_settled_payment(
     Ok(id)
 }
 
-/// Removes the Payments a person's match booked from a ledger row (undo); returns how many.
-pub async fn delete_settled_payments(conn: &mut AnyConnection, ids: &[String]) -> StoreResult<u64> {
+/// Marks the Payments a person's match booked from a ledger row as reversed by `report_id` (the undo's Inbound
+/// Report); they stay, and money state reads past them. Returns how many it marked (a Payment reversed before,
+/// or not booked from a ledger row, is left alone).
+pub async fn reverse_settled_payments(conn: &mut AnyConnection, ids: &[String], report_id: &str) -> StoreResult<u64> {
     let mut n = 0;
     for id in ids {
-        n += sqlx::query("DELETE FROM payments WHERE id = $1 AND ledger_entry_id IS NOT NULL")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        n += sqlx::query(
+            "UPDATE payments SET reversed_by_report_id = $2 WHERE id = $1 AND ledger_entry_id IS NOT NULL \
+             AND reversed_by_report_id IS NULL",
+        )
+        .bind(id)
+        .bind(report_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     }
     Ok(n)
+}
+
+/// How many Payments were booked from the ledger row `entry_id` (reversed ones included): a new match numbers
+/// its Payments' references after them, as references are unique.
+pub async fn payments_of_entry(conn: &mut AnyConnection, entry_id: &str) -> StoreResult<i64> {
+    let row =
+        sqlx::query("SELECT COUNT(*) FROM payments WHERE ledger_entry_id = $1").bind(entry_id).fetch_one(conn).await?;
+    Ok(row.try_get(0)?)
 }
 
 /// Sets an installment's status and open amount as a person's match (or its undo) decided; the caller checked

@@ -609,7 +609,7 @@ pub async fn entries_to_match(
     };
     let rows = sqlx::query(
         "SELECT * FROM ledger_entries WHERE status = 'new' AND account_id = $1 AND topic = $2 \
-         AND (ledger_date > $3 OR (ledger_date = $3 AND (seq > $4 OR (seq = $4 AND id > $5)))) \
+         AND (ledger_date, seq, id) > ($3, $4, $5) \
          AND EXISTS (SELECT 1 FROM ledger_days d WHERE d.ledger_id = ledger_entries.ledger_id \
          AND d.topic = ledger_entries.topic AND d.ledger_date = ledger_entries.ledger_date AND d.status = 'balanced') \
          ORDER BY status, account_id, topic, ledger_date, seq, id LIMIT $6",

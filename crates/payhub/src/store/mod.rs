@@ -289,6 +289,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0016_paylinks.sql"),
     },
     Migration {
+        version: 18,
+        name: "reconcile_speed",
+        sqlite: include_str!("../../migrations/sqlite/0018_reconcile_speed.sql"),
+        postgres: include_str!("../../migrations/postgres/0018_reconcile_speed.sql"),
+    },
+    Migration {
         version: 19,
         name: "setup_urls",
         sqlite: include_str!("../../migrations/sqlite/0019_setup_urls.sql"),

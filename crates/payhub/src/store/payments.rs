@@ -71,12 +71,14 @@ pub async fn insert_payment(
     Ok((done.rows_affected() == 1).then_some(id))
 }
 
-/// The payments of an installment, oldest first.
+/// The payments of an installment, oldest first (a Payment an undone match reversed is no longer money on it).
 pub async fn payments_of(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<Vec<PaymentRow>> {
-    let rows = sqlx::query("SELECT * FROM payments WHERE installment_id = $1 ORDER BY created_at, id")
-        .bind(installment_id)
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT * FROM payments WHERE installment_id = $1 AND reversed_by_report_id IS NULL ORDER BY created_at, id",
+    )
+    .bind(installment_id)
+    .fetch_all(conn)
+    .await?;
     rows.iter()
         .map(|row| {
             Ok(PaymentRow {

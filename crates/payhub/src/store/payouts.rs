@@ -130,10 +130,16 @@ pub async fn record_payout(
             .try_get(0)?;
         return Ok((existing, 0));
     }
-    sqlx::query(
-        "UPDATE ledger_entries SET payout_id = $1, updated_at = $4 WHERE ledger_id = $2 AND ledger_date <= $3 \
-         AND payout_id IS NULL AND status IN ('new', 'booked', 'queued')",
-    )
+    // The rows not in a payout yet are read along their own index (`ledger_entries_unpaid`), never the
+    // ledger's whole history; the rows of this payout then along `ledger_entries_payout`.
+    let unpaid = match conn.backend_name() {
+        "SQLite" => "ledger_entries INDEXED BY ledger_entries_unpaid",
+        _ => "ledger_entries",
+    };
+    sqlx::query(&format!(
+        "UPDATE {unpaid} SET payout_id = $1, updated_at = $4 WHERE ledger_id = $2 AND ledger_date <= $3 \
+         AND payout_id IS NULL AND status IN ('new', 'booked', 'queued')"
+    ))
     .bind(&id)
     .bind(new.ledger_id)
     .bind(new.ledger_date.to_string())
@@ -157,23 +163,38 @@ pub async fn record_payout(
     .bind(&at)
     .execute(&mut *conn)
     .await?;
+    // Driven by the payout's rows, each probing its Payment (`payments_ledger_entry`).
     sqlx::query(
         "UPDATE payments SET payout_id = $1 WHERE ledger_entry_id IN \
-         (SELECT id FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds')",
+         (SELECT id FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds') AND COALESCE(payout_id, '') = ''",
     )
     .bind(&id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "UPDATE payouts SET \
-         fees_retained_ore = (SELECT COALESCE(SUM(amount_ore), 0) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds' AND kind = 'fees_retained'), \
-         captures_ore = (SELECT COALESCE(SUM(amount_ore), 0) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds' AND kind = 'capture'), \
-         refunds_ore = (SELECT COALESCE(SUM(amount_ore), 0) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds' AND kind = 'refund'), \
-         rows_count = (SELECT COUNT(*) FROM ledger_entries WHERE payout_id = $1 AND topic = 'funds'), \
-         first_date = COALESCE((SELECT MIN(ledger_date) FROM ledger_entries WHERE payout_id = $1), first_date) \
-         WHERE id = $1",
+    // The totals in one pass over the payout's rows.
+    let totals = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN topic = 'funds' AND kind = 'fees_retained' THEN amount_ore ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN topic = 'funds' AND kind = 'capture' THEN amount_ore ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN topic = 'funds' AND kind = 'refund' THEN amount_ore ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN topic = 'funds' THEN 1 ELSE 0 END), 0) AS BIGINT), MIN(ledger_date) \
+         FROM ledger_entries WHERE payout_id = $1",
     )
     .bind(&id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (fees, captures, refunds, rows): (i64, i64, i64, i64) =
+        (totals.try_get(0)?, totals.try_get(1)?, totals.try_get(2)?, totals.try_get(3)?);
+    let first: Option<String> = totals.try_get(4)?;
+    sqlx::query(
+        "UPDATE payouts SET fees_retained_ore = $2, captures_ore = $3, refunds_ore = $4, rows_count = $5, \
+         first_date = COALESCE($6, first_date) WHERE id = $1",
+    )
+    .bind(&id)
+    .bind(fees)
+    .bind(captures)
+    .bind(refunds)
+    .bind(rows)
+    .bind(first)
     .execute(&mut *conn)
     .await?;
     Ok((id, booked))
@@ -186,9 +207,11 @@ pub async fn link_late_payments(conn: &mut AnyConnection, entry_ids: &[String]) 
     }
     let sqlite = conn.backend_name() == "SQLite";
     let list = if sqlite { "SELECT value FROM json_each($1)" } else { "SELECT jsonb_array_elements_text($1::jsonb)" };
+    // Driven by the rows' ids (`payments_ledger_entry`); the COALESCE keeps the planner off `payments_payout`,
+    // which would walk every Payment not yet in a payout.
     let sql = format!(
         "UPDATE payments SET payout_id = (SELECT l.payout_id FROM ledger_entries l WHERE l.id = payments.ledger_entry_id) \
-         WHERE ledger_entry_id IN ({list}) AND payout_id IS NULL"
+         WHERE ledger_entry_id IN ({list}) AND COALESCE(payout_id, '') = ''"
     );
     sqlx::query(&sql).bind(serde_json::to_string(entry_ids).unwrap_or_default()).execute(conn).await?;
     Ok(())

@@ -125,7 +125,7 @@ pub async fn refunded_ore(conn: &mut AnyConnection, installment_id: &str) -> Sto
 
 /// What was captured on an installment (its capture Payments).
 pub async fn captured_ore(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<i64> {
-    Ok(sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM payments WHERE installment_id = $1 AND kind = 'capture'")
+    Ok(sqlx::query("SELECT CAST(COALESCE(SUM(amount_ore), 0) AS BIGINT) FROM payments WHERE installment_id = $1 AND kind = 'capture' AND reversed_by_report_id IS NULL")
         .bind(installment_id)
         .fetch_one(conn)
         .await?

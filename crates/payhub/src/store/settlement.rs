@@ -49,7 +49,8 @@ pub async fn payments_by_psp(conn: &mut AnyConnection, psp_references: &[&str]) 
     }
     let sql = format!(
         "SELECT p.id, p.installment_id, i.status, CAST(p.amount_ore AS TEXT), p.kind, p.psp_reference, p.ledger_entry_id \
-         FROM payments p JOIN installments i ON i.id = p.installment_id WHERE p.psp_reference IN ({})",
+         FROM payments p JOIN installments i ON i.id = p.installment_id WHERE p.psp_reference IN ({}) \
+         AND p.reversed_by_report_id IS NULL",
         list_source(conn)
     );
     let rows = conn.read(&sql, &[json_list(psp_references)]).await?;
@@ -94,7 +95,8 @@ pub async fn installments_by_reference(
         return Ok(Vec::new());
     }
     let source = list_source(conn);
-    let captured = "(SELECT MIN(p.psp_reference) FROM payments p WHERE p.installment_id = i.id AND p.kind = 'capture')";
+    let captured = "(SELECT MIN(p.psp_reference) FROM payments p WHERE p.installment_id = i.id AND p.kind = 'capture' \
+         AND p.reversed_by_report_id IS NULL)";
     let sql = format!(
         "SELECT i.payment_reference, i.id, CAST(i.amount_ore AS TEXT), i.status, i.account_id, {captured} \
          FROM installments i WHERE i.payment_reference IN ({source}) \
@@ -258,10 +260,12 @@ pub async fn book(conn: &mut AnyConnection, bookings: &Bookings<'_>, now: DateTi
                 .flat_map(|f| ["Collected", "Outstanding", "Pending"].map(|from| json!([f.installment_id, from]))),
         )
         .collect();
+    // Driven by the (installment, status it may move from) pairs, each a primary-key probe: an `OR` of two `IN`
+    // lists let PostgreSQL walk every Collected installment for each batch.
     steps.push(
         "UPDATE installments SET status = 'Paid', amount_open_ore = 0, updated_at = $2 \
-         WHERE id IN (SELECT {r}->>0 FROM {rows}) AND status = 'Collected' \
-         OR (id IN (SELECT {r}->>0 FROM {rows} WHERE {r}->>1 <> 'Collected') AND status IN ('Outstanding', 'Pending'))",
+         FROM (SELECT {r}->>0 AS id, {r}->>1 AS s FROM {rows}) AS u \
+         WHERE installments.id = u.id AND installments.status = u.s",
         paid,
         vec![at.clone()],
     );

@@ -113,14 +113,26 @@ on_both_backends! {
         assert_eq!(actions, ["reconciliation.match", "reconciliation.create"]);
         assert!(open_items(&app, &finance).await.is_empty());
 
-        // Undo: the Payment goes, the installment is open again, the item waits again; then a person matches
-        // it to that installment (now the first suggestion, by its amount).
+        // Undo is a reversal: the Payment stays, reversed by the undo's own Inbound Report, whose Message says
+        // who undid what; the installment is open again (no money on it), the item waits again.
         let (status, undone) = call(&app, &finance, Method::POST, &format!("/admin/api/reconciliation/queue/{id}/undo"), None).await;
         assert_eq!(status, StatusCode::OK, "{undone}");
         assert_eq!(undone["item"]["status"], "open");
         let installment = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
         assert_eq!(installment["Status"], "Outstanding", "{installment}");
-        assert_eq!(count(&app, "SELECT COUNT(*) FROM payments WHERE installment_id = $1", &[&installment_id]).await, 0);
+        assert_eq!(installment["Payments"], json!([]), "{installment}");
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM payments WHERE installment_id = $1", &[&installment_id]).await, 1);
+        let reversed = count(&app, "SELECT COUNT(*) FROM payments p JOIN inbound_reports r ON r.id = p.reversed_by_report_id \
+            JOIN messages m ON m.id = r.message_id WHERE p.installment_id = $1 AND r.report_type = 'GuidedMatching' \
+            AND r.sub_type = 'undo' AND r.amount_ore = -25000 AND m.channel = 'guided_matching' AND m.body LIKE '%finance key%'",
+            &[&installment_id]).await;
+        assert_eq!(reversed, 1, "the reversal names its cause");
+        // The line's own report still names the Payment it caused, and says the match was undone.
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM payments p JOIN inbound_reports r ON r.id = p.inbound_report_id \
+            WHERE p.installment_id = $1 AND r.status = 'New' AND r.detail LIKE 'match undone by %'", &[&installment_id]).await, 1);
+        let (_, audit) = call(&app, &app.admin_key, Method::GET, &format!("/admin/api/audit?object_id={id}"), None).await;
+        assert_eq!(audit["entries"][0]["action"], "reconciliation.undo", "{audit}");
+        assert_eq!(audit["entries"][0]["details"]["undone"][0]["amount_ore"], 25_000, "{audit}");
         assert_eq!(undone["suggestions"][0]["installment_id"], installment_id.as_str());
         let (status, again) = call(&app, &finance, Method::POST, &format!("/admin/api/reconciliation/queue/{id}/undo"), None).await;
         assert_eq!(status, StatusCode::CONFLICT, "{again}");
@@ -129,6 +141,10 @@ on_both_backends! {
         assert_eq!(status, StatusCode::OK, "{booked}");
         let installment = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
         assert_eq!(installment["Status"], "Paid", "{installment}");
+        // The new match books a Payment of its own beside the reversed one.
+        assert_eq!(installment["Payments"].as_array().map(Vec::len), Some(1), "{installment}");
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM payments WHERE installment_id = $1 AND reversed_by_report_id IS NULL", &[&installment_id]).await, 1);
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM payments WHERE installment_id = $1", &[&installment_id]).await, 2);
     }
 
     async fn bad_files_are_refused_whole_and_write_nothing(app) {

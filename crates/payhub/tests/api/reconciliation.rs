@@ -1,6 +1,6 @@
 //! Reconciliation against the simulator's Report API: a ledger day imported and booked completely; a crash
-//! between pages and inside a page, then a re-run; racing instances; a capture payhub never recorded; an
-//! amount that differs going to the queue.
+//! between pages and inside a page, then a re-run (dates and feed); racing instances; a capture payhub never
+//! recorded; an amount that differs going to the queue.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -101,15 +101,20 @@ on_both_backends! {
         let (c, _) = collected(&app, &vipps).await;
         refund(&app, &vipps, &c, "10").await;
 
-        // The day is still open: nothing to import yet.
+        // The day is still open: the dates endpoint says tryLater, the feed serves its rows as they come (three
+        // captures, the refund, three capture fees), stored but not booked until the date closes.
         let first = import_now(&app).await;
-        assert_eq!(first["outcome"], "no_new_data", "{first}");
+        assert_eq!(first["outcome"], "succeeded", "{first}");
+        assert_eq!(first["counts"]["rows_new"], 7, "{first}");
+        assert_eq!(first["counts"]["rows_booked"], 0, "{first}");
 
         vipps.sim.advance(86_400).await;
         let done = import_now(&app).await;
         assert_eq!(done["outcome"], "succeeded", "{done}");
-        // Funds: three captures, a refund, fees retained, the payout; fees: three capture fees, fees retained.
-        assert_eq!(done["counts"]["rows_new"], 10, "{done}");
+        // Funds: three captures, a refund, fees retained, the payout; fees: three capture fees, fees retained. The
+        // closing rows are new; the others were stored from the feed and are read again, never twice.
+        assert_eq!(done["counts"]["rows_new"], 3, "{done}");
+        assert_eq!(done["counts"]["rows_already"], 7, "{done}");
         assert_eq!(done["counts"]["rows_booked"], 10, "{done}");
         assert_eq!(done["counts"]["rows_queued"], 0, "{done}");
         assert_eq!(done["counts"]["dates_unbalanced"], 0, "{done}");
@@ -268,7 +273,7 @@ on_both_backends! {
         app.admin(Method::PATCH, &format!("/admin/api/accounts/{account}")).json(&body).send().await.unwrap();
         let (code, out, err) = run_beside(payhub_of(&app, &["reconcile", "run", "--account", "Sandbox"])).await;
         assert_eq!(code, 0, "{out}{err}");
-        assert!(out.starts_with("Sandbox\tsucceeded\t2 pages, 5 new rows (0 already imported), 5 booked, 0 queued, 1 payouts"), "{out}");
+        assert!(out.starts_with("Sandbox\tsucceeded\t4 pages, 5 new rows (0 already imported), 5 booked, 0 queued, 1 payouts"), "{out}");
         assert_eq!(installment(&app, &vipps, &id).await["Status"], "Paid");
         let (code, out, err) = run_beside(payhub_of(&app, &["heartbeat", "run", "reconcile.import"])).await;
         assert_eq!(code, 0, "{out}{err}");
@@ -313,17 +318,63 @@ on_both_backends! {
         assert_eq!(ledger_counts(&app).await, [12, 12, 12, 3, 0]);
         other.store.close().await;
     }
+
+    async fn a_crash_between_feed_pages_then_a_rerun_gives_the_rows_of_an_uninterrupted_run(app) {
+        let vipps = app.with_vipps().await;
+        enable(&app, &vipps).await;
+        let start = today(&vipps);
+        // 2,500 captures on the open date: the dates endpoint says tryLater, the feed serves them (and their
+        // fees) in pages of 1,000.
+        let bulk = json!({"count": 2500, "date": start.to_string(), "amountOre": 10_000});
+        assert_eq!(vipps.control("/_sim/report/bulk", bulk).await, StatusCode::CREATED);
+        // The second funds page fails inside, after the first was written.
+        let psp = format!("8{}{:08}", start.format("%y%m%d"), 1500);
+        fail_ledger_inserts_when(&app, &format!("NEW.psp_reference = '{psp}'")).await;
+        let crashed = import_now(&app).await;
+        assert_eq!(crashed["outcome"], "failed", "{crashed}");
+        assert_eq!(ledger_counts(&app).await[..3], [1000, 1000, 1000], "the first feed page whole, nothing of the second");
+        let cursors = "SELECT COUNT(*) FROM ledger_positions WHERE topic = 'funds' AND feed_cursor IS NOT NULL AND date_done IS NULL";
+        assert_eq!(storage::count(&app, cursors, &[]).await, 1, "the cursor is stored with its page");
+
+        stop_failing(&app).await;
+        let rerun = import_now(&app).await;
+        assert_eq!(rerun["outcome"], "succeeded", "{rerun}");
+        assert_eq!(rerun["counts"]["rows_new"], 4000, "{rerun}");
+        assert_eq!(ledger_counts(&app).await[..3], [5000, 5000, 5000]);
+        // Caught up: the feed says tryLater, nothing new.
+        let again = import_now(&app).await;
+        assert_eq!(again["outcome"], "no_new_data", "{again}");
+
+        // The date closes: the dates endpoint reads it whole (its captures already stored through the feed, its
+        // fees retained and payout new), and the feed's rows of that date are passed over.
+        vipps.sim.advance(86_400).await;
+        let closed = import_now(&app).await;
+        assert_eq!(closed["outcome"], "succeeded", "{closed}");
+        let (funds, fees) = rows_at_vipps(&vipps, start).await;
+        assert_eq!((funds, fees), (2502, 2501));
+        let total = (funds + fees) as i64;
+        assert_eq!(ledger_counts(&app).await[..3], [total, total, total]);
+        assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM ledger_days WHERE status = 'balanced'", &[]).await, 2);
+        let unique = "SELECT COUNT(*) FROM (SELECT DISTINCT topic, psp_reference, entry_type FROM ledger_entries) d";
+        assert_eq!(storage::count(&app, unique, &[]).await, total);
+        assert_eq!(closed["payouts"], 1, "{closed}");
+    }
 }
 
 /// Makes every insert of ledger rows dated `date` fail (a real failing statement, by a trigger).
 async fn fail_ledger_inserts_on(app: &TestApp, date: &str) {
+    fail_ledger_inserts_when(app, &format!("NEW.ledger_date = '{date}'")).await;
+}
+
+/// Makes every insert of a ledger row for which `condition` (SQL over `NEW`) holds fail.
+async fn fail_ledger_inserts_when(app: &TestApp, condition: &str) {
     use sqlx::Executor;
     let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
     match app.backend {
         crate::helpers::Backend::Sqlite => {
             conn.execute(
                 format!(
-                    "CREATE TRIGGER injected_fault BEFORE INSERT ON ledger_entries WHEN NEW.ledger_date = '{date}' \
+                    "CREATE TRIGGER injected_fault BEFORE INSERT ON ledger_entries WHEN {condition} \
                      BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
                 )
                 .as_str(),
@@ -335,7 +386,7 @@ async fn fail_ledger_inserts_on(app: &TestApp, date: &str) {
             conn.execute(
                 format!(
                     "CREATE FUNCTION injected_fault() RETURNS trigger AS $$ BEGIN \
-                     IF NEW.ledger_date = '{date}' THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END \
+                     IF {condition} THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END \
                      $$ LANGUAGE plpgsql; \
                      CREATE TRIGGER injected_fault BEFORE INSERT ON ledger_entries FOR EACH ROW EXECUTE FUNCTION injected_fault()"
                 )

@@ -46,7 +46,7 @@ impl Family {
                 status: "i.status",
                 amount: Some("i.amount_ore"),
                 due: Some("i.due_date"),
-                collected: Some("EXISTS (SELECT 1 FROM payments y WHERE y.installment_id = i.id AND y.amount_ore > 0 AND y.collection_date >= ? AND y.collection_date <= ?)"),
+                collected: Some("EXISTS (SELECT 1 FROM payments y WHERE y.installment_id = i.id AND y.amount_ore > 0 AND y.reversed_by_report_id IS NULL AND y.collection_date >= ? AND y.collection_date <= ?)"),
                 intent: Some("i.intent_id"),
                 installment: Some("i.id"),
                 reference: Some("i.payment_reference"),
