@@ -8,6 +8,7 @@ pub mod intent;
 pub mod ledger;
 pub mod money;
 pub mod phone;
+pub mod record_actions;
 pub mod recurring;
 pub mod role;
 pub mod schedule;

@@ -30,6 +30,7 @@ pub mod recurring_payments;
 pub mod refunds;
 pub mod settlement;
 mod sql;
+pub mod timeline;
 pub mod together;
 pub mod trail;
 pub mod users;
@@ -286,6 +287,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "paylinks",
         sqlite: include_str!("../../migrations/sqlite/0016_paylinks.sql"),
         postgres: include_str!("../../migrations/postgres/0016_paylinks.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "record_pages",
+        sqlite: include_str!("../../migrations/sqlite/0017_record_pages.sql"),
+        postgres: include_str!("../../migrations/postgres/0017_record_pages.sql"),
     },
 ];
 
