@@ -39,6 +39,8 @@ async fn finance_finds_a_payment_by_its_reference_and_refunds_part_of_it() {
     assert!(browser.url().await.ends_with(&format!("/installments/{installment_id}")));
     assert_eq!(browser.text("h1").await, format!("Installment {reference}"));
     axe::check(&browser, "the installment's page").await;
+    let width = browser.script("return document.documentElement.scrollWidth").await;
+    assert!(width.as_u64() <= Some(390), "the page fits a phone's width: {width}");
 
     browser.type_into("#amount", "10").await;
     browser.type_into("#reason", "Gave twice").await;
