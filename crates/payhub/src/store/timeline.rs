@@ -75,7 +75,7 @@ pub async fn timeline(
 }
 
 async fn reports(conn: &mut AnyConnection, subject: &Subject) -> StoreResult<Vec<TimelineEntry>> {
-    const COLUMNS: &str = "SELECT r.created_at, r.report_type, r.sub_type, r.status, r.amount_ore, r.detail, \
+    const COLUMNS: &str = "SELECT r.id, r.created_at, r.report_type, r.sub_type, r.status, r.amount_ore, r.detail, \
                            m.direction, m.channel, m.body FROM inbound_reports r JOIN messages m ON m.id = r.message_id";
     let mut rows = Vec::new();
     if !subject.installments.is_empty() {
@@ -86,23 +86,17 @@ async fn reports(conn: &mut AnyConnection, subject: &Subject) -> StoreResult<Vec
         }
         rows.extend(query.fetch_all(&mut *conn).await?);
     }
-    let (refs, intents) = (&subject.references, &subject.intents);
-    if !refs.is_empty() || !intents.is_empty() {
-        // Both lists hold at least one value so the statement stays valid; '' matches nothing.
-        let refs: Vec<&str> = if refs.is_empty() { vec![""] } else { refs.iter().map(String::as_str).collect() };
-        let intents: Vec<&str> =
-            if intents.is_empty() { vec![""] } else { intents.iter().map(String::as_str).collect() };
-        let sql = format!(
-            "{COLUMNS} WHERE r.installment_id IS NULL AND (r.reference IN ({}) OR r.intent_id IN ({}))",
-            marks(1, refs.len()),
-            marks(1 + refs.len(), intents.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for value in refs.iter().chain(intents.iter()) {
-            query = query.bind(*value);
-        }
-        rows.extend(query.fetch_all(&mut *conn).await?);
+    // Reports about no installment, one equality read per agreement or intent (a page has one or two): an IN
+    // list over both would let a planner pick the scan of every report without an installment.
+    for (column, value) in
+        subject.references.iter().map(|r| ("reference", r)).chain(subject.intents.iter().map(|i| ("intent_id", i)))
+    {
+        let sql = format!("{COLUMNS} WHERE r.installment_id IS NULL AND r.{column} = $1");
+        rows.extend(sqlx::query(&sql).bind(value).fetch_all(&mut *conn).await?);
     }
+    // A report found both by its agreement and by its intent is shown once.
+    let mut seen = std::collections::HashSet::new();
+    rows.retain(|row| row.try_get::<String, _>("id").map(|id| seen.insert(id)).unwrap_or(true));
     rows.iter()
         .map(|row| {
             let report_type: String = row.try_get("report_type")?;

@@ -155,6 +155,7 @@ on_both_backends! {
         let mandate_path = format!("/mandates/{mandate_id}");
         let (_, page) = finance.get(&mandate_path).await;
         assert!(page.contains(&agreement_id) && page.contains("per month") && page.contains(&format!("href=\"{path}\"")), "{page}");
+        assert!(page.contains("agreement.active: Matched"), "the agreement's own Messages, about no installment: {page}");
         assert!(page.contains(&format!("action=\"{mandate_path}/cancel-agreement\"")), "{page}");
         let (_, review, _) = finance.post(&format!("{mandate_path}/cancel-agreement"), &[("csrf_token", &csrf)]).await;
         assert!(review.contains("Confirm Cancel Vipps Agreement"), "{review}");
