@@ -9,7 +9,9 @@ use payhub::domain::role::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::recurring::{active_recurring, call, mandate, recurring, recurring_intent, today};
+use crate::helpers::recurring::{
+    active_recurring, call, installment, installments, mandate, recurring, recurring_intent, today,
+};
 use crate::helpers::{collected, seed_intent, Browser, TestApp};
 use crate::on_both_backends;
 use crate::outbound_webhooks::Capture;
@@ -105,6 +107,32 @@ on_both_backends! {
         let (_, after) = finance.get(&path).await;
         assert!(after.contains("installment.resync by user:") && after.contains("vipps_poll"), "{after}");
         assert!(!after.contains(&format!("action=\"{path}/resync\"")), "a captured payment offers no re-sync");
+    }
+
+    async fn an_open_charge_is_resynced_from_vipps_from_its_installments_page(app) {
+        let vipps = app.with_vipps().await;
+        let (_, recurring_id, _, _) = active_recurring(&app, &vipps, &recurring_intent(today(&app), "150")).await;
+        app.state.payments.collect_recurring().await.expect("collect");
+        let first = installments(&app, &vipps, &recurring_id).await[0].clone();
+        assert_eq!(first["ChargeStatus"], "PENDING", "{first}");
+        let installment_id = first["Id"].as_str().unwrap().to_owned();
+        // Vipps collects the charge; payhub polls nothing and hears nothing.
+        vipps.sim.advance(5 * 86_400).await;
+        let before = installment(&app, &vipps, &installment_id).await;
+        assert_ne!(before["Status"], "Collected", "{before}");
+
+        let finance = app.browser(Role::Finance).await;
+        let csrf = finance.csrf().await;
+        let path = format!("/installments/{installment_id}");
+        let (_, page) = finance.get(&path).await;
+        assert!(page.contains("Vipps charge") && page.contains("PENDING"), "{page}");
+        let (_, review, _) = finance.post(&format!("{path}/resync"), &[("csrf_token", &csrf)]).await;
+        assert!(review.contains("Read charge"), "{review}");
+        let (status, _, _) = finance.post(&format!("{path}/resync/confirm"), &[("csrf_token", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let after = installment(&app, &vipps, &installment_id).await;
+        assert_eq!(after["Status"], "Collected", "{after}");
+        assert!(audit_actions(&app, &installment_id).await.contains(&"installment.resync".to_owned()));
     }
 
     async fn a_recurring_payment_is_paused_and_resumed_and_its_agreement_cancelled_from_its_pages(app) {
