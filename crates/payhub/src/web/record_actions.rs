@@ -12,14 +12,13 @@ use axum::Extension;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use super::record_detail::installment_page;
+use super::record_detail::{at_vipps, installment_page};
 use super::record_pages::{delivery_page, mandate_page, recurring_page};
 use super::timeline::{confirmation, Confirmation};
 use crate::auth::{self, Principal};
-use crate::domain::record_actions::{charge_is_open, payment_is_open};
 use crate::error::ServiceError;
 use crate::state::AppState;
-use crate::store::{charges, vipps_payments};
+use crate::store::StoreResult;
 
 /// What a refused action says on the record's page.
 fn refusal(error: &ServiceError) -> String {
@@ -37,19 +36,10 @@ fn back(path: String) -> Response {
 }
 
 /// The Vipps object behind an installment that a re-sync reads: `(is a charge, id, state)`, if it is open.
-async fn open_at_vipps(
-    state: &AppState,
-    installment_id: &str,
-) -> crate::store::StoreResult<Option<(bool, String, String)>> {
+async fn open_at_vipps(state: &AppState, installment_id: &str) -> StoreResult<Option<(bool, String, String)>> {
     let mut conn = state.store.pool().acquire().await?;
-    if let Some(row) = vipps_payments::vipps_payment_of(&mut conn, installment_id).await? {
-        let open = payment_is_open(&row.state, row.captured_ore);
-        return Ok(open.then(|| (false, row.reference.clone(), row.state.as_str().to_owned())));
-    }
-    Ok(charges::charge_of_installment(&mut conn, installment_id)
-        .await?
-        .filter(|row| charge_is_open(&row.state))
-        .map(|row| (true, row.charge_id.clone(), row.state.as_str().to_owned())))
+    let found = at_vipps(&mut conn, installment_id).await?;
+    Ok(found.filter(|v| v.open).map(|v| (v.is_charge, v.reference, v.state)))
 }
 
 /// `POST /installments/{id}/resync`: the re-sync's confirmation step.

@@ -29,18 +29,29 @@ pub fn search_link(list: &str, id: &str) -> Markup {
 
 /// What Vipps holds of an installment: its one-time payment or its charge, the state, and whether a re-sync
 /// may still learn something.
-struct AtVipps {
-    kind: &'static str,
-    reference: String,
-    state: String,
+pub(super) struct AtVipps {
+    /// `Vipps payment` or `Vipps charge`.
+    pub(super) kind: &'static str,
+    /// Whether it is a charge (read by `sync_charge`) rather than a payment (read by `sync`).
+    pub(super) is_charge: bool,
+    /// The payment's reference or the charge's id.
+    pub(super) reference: String,
+    /// The state payhub last recorded.
+    pub(super) state: String,
     detail: Option<String>,
-    open: bool,
+    /// Whether Vipps may still change it.
+    pub(super) open: bool,
 }
 
-async fn at_vipps(conn: &mut sqlx::AnyConnection, installment_id: &str) -> crate::store::StoreResult<Option<AtVipps>> {
+/// The installment's Vipps payment or charge, if it has one.
+pub(super) async fn at_vipps(
+    conn: &mut sqlx::AnyConnection,
+    installment_id: &str,
+) -> crate::store::StoreResult<Option<AtVipps>> {
     if let Some(row) = vipps_payments::vipps_payment_of(conn, installment_id).await? {
         return Ok(Some(AtVipps {
             kind: "Vipps payment",
+            is_charge: false,
             open: payment_is_open(&row.state, row.captured_ore),
             reference: row.reference,
             state: row.state.as_str().to_owned(),
@@ -49,6 +60,7 @@ async fn at_vipps(conn: &mut sqlx::AnyConnection, installment_id: &str) -> crate
     }
     Ok(charges::charge_of_installment(conn, installment_id).await?.map(|row| AtVipps {
         kind: "Vipps charge",
+        is_charge: true,
         open: charge_is_open(&row.state),
         reference: row.charge_id,
         state: row.state.as_str().to_owned(),
