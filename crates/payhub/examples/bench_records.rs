@@ -107,8 +107,25 @@ fn percentile(times: &mut [Duration], p: f64) -> f64 {
     times[index].as_secs_f64() * 1000.0
 }
 
+const HELP: &str = "bench_records: fills N installments (SQLite in a temporary folder, or PAYHUB_BENCH_DATABASE_URL's
+PostgreSQL when set), then times GET /installments as a finance user over HTTP (first page and filtered pages,
+40 requests each, p50/p99 in ms) and the whole /installments.csv export (rows/s, peak memory).
+
+Usage: cargo run --release -p payhub --example bench_records
+Settings (environment):
+  BENCH_INSTALLMENTS   how many installments to write (default 1000000)
+Options:
+  -h, --help           this text";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{HELP}");
+        return Ok(());
+    }
+    if let Some(unknown) = std::env::args().nth(1) {
+        anyhow::bail!("unknown argument {unknown}; see --help");
+    }
     let n = common::env_or("BENCH_INSTALLMENTS", 1_000_000);
     let data_dir = tempfile::tempdir()?;
     let database_url = common::database_url(data_dir.path()).await?;

@@ -30,6 +30,7 @@ pub mod intent;
 pub mod ledger;
 pub mod money;
 pub mod phone;
+pub mod record_actions;
 pub mod recurring;
 pub mod role;
 pub mod schedule;

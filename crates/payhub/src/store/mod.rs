@@ -31,6 +31,7 @@ pub mod refunds;
 pub mod renewals;
 pub mod settlement;
 mod sql;
+pub mod timeline;
 pub mod together;
 pub mod trail;
 pub mod users;
@@ -287,6 +288,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "paylinks",
         sqlite: include_str!("../../migrations/sqlite/0016_paylinks.sql"),
         postgres: include_str!("../../migrations/postgres/0016_paylinks.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "record_pages",
+        sqlite: include_str!("../../migrations/sqlite/0017_record_pages.sql"),
+        postgres: include_str!("../../migrations/postgres/0017_record_pages.sql"),
     },
     Migration {
         version: 18,

@@ -120,12 +120,19 @@ pub struct NewDelivery {
     pub at: DateTime<Utc>,
 }
 
+/// The record a delivery is about: its event's `data.Id` (an installment, an intent or a mandate), so the
+/// record's timeline finds it by key.
+fn subject_of(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value.get("data")?.get("Id")?.as_str().map(str::to_owned)
+}
+
 /// Stores one delivery inside the caller's transaction (a flow's own event; a batch's go through
 /// [`Steps::insert_deliveries`]).
 pub async fn insert_delivery(conn: &mut AnyConnection, delivery: &NewDelivery) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, endpoint_id, url, event_type, body, status, attempts, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+         updated_at, subject) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7)",
     )
     .bind(&delivery.id)
     .bind(delivery.endpoint_id.as_deref())
@@ -133,6 +140,7 @@ pub async fn insert_delivery(conn: &mut AnyConnection, delivery: &NewDelivery) -
     .bind(&delivery.event_type)
     .bind(&delivery.body)
     .bind(timestamp(delivery.at))
+    .bind(subject_of(&delivery.body))
     .execute(conn)
     .await?;
     Ok(())
@@ -150,7 +158,15 @@ impl Outgoing {
     /// Adds a delivery and the row of the job that sends it (the queue's batch row, `jobs::NewJob::row`).
     pub fn add(&mut self, delivery: &NewDelivery, job: serde_json::Value) {
         let d = delivery;
-        self.deliveries.push(serde_json::json!([d.id, d.endpoint_id, d.url, d.event_type, d.body, timestamp(d.at)]));
+        self.deliveries.push(serde_json::json!([
+            d.id,
+            d.endpoint_id,
+            d.url,
+            d.event_type,
+            d.body,
+            timestamp(d.at),
+            subject_of(&d.body)
+        ]));
         self.jobs.push(job);
     }
 }
@@ -161,8 +177,8 @@ impl Steps {
     pub(crate) fn insert_deliveries(&mut self, outgoing: Outgoing) {
         self.push(
             "INSERT INTO webhook_deliveries (id, endpoint_id, url, event_type, body, status, attempts, created_at, \
-             updated_at) SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, 'pending', 0, {r}->>5, {r}->>5 \
-             FROM {rows}",
+             updated_at, subject) SELECT {r}->>0, {r}->>1, {r}->>2, {r}->>3, {r}->>4, 'pending', 0, {r}->>5, \
+             {r}->>5, {r}->>6 FROM {rows}",
             outgoing.deliveries,
             Vec::new(),
         );

@@ -1,7 +1,8 @@
-//! What an installment's detail page shows: its payer, payments and refunds, and a timeline merging the
-//! Messages and Inbound Reports behind it, its refunds and its audit entries. A fixed number of set-based reads
-//! per page (one per source, each by an indexed column), never a query per timeline entry.
+//! The facts the records' detail pages show besides their own row: a payer, an installment's payments and
+//! refunds, one payment or refund found by its id. Each is one read by an indexed column; the timeline is
+//! `store::timeline`.
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::StoreResult;
@@ -24,6 +25,8 @@ pub struct PayerFacts {
 pub struct PaymentFacts {
     /// `pm_…`
     pub id: String,
+    /// Its installment.
+    pub installment_id: String,
     /// `capture` or `refund`.
     pub kind: String,
     /// Øre, negative for refunds.
@@ -39,6 +42,12 @@ pub struct PaymentFacts {
 pub struct RefundFacts {
     /// `rf_…`
     pub id: String,
+    /// Its installment.
+    pub installment_id: String,
+    /// Vipps' reference of the refund, once Vipps answered.
+    pub psp_reference: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
     /// Øre (positive).
     pub amount_ore: i64,
     /// `Pending`, `Succeeded`, `Failed`.
@@ -47,19 +56,6 @@ pub struct RefundFacts {
     pub reason: Option<String>,
     /// When it was asked for (stored timestamp).
     pub created_at: String,
-}
-
-/// One line of the timeline.
-#[derive(Debug, Clone)]
-pub struct TimelineEntry {
-    /// The stored timestamp, which sorts as time does.
-    pub at: String,
-    /// `Message`, `Refund` or `Audit`.
-    pub source: &'static str,
-    /// One line saying what happened.
-    pub title: String,
-    /// The raw body behind it (a Message's body, an audit entry's details), when there is one.
-    pub body: Option<String>,
 }
 
 /// The payer of an installment.
@@ -77,113 +73,62 @@ pub async fn payer(conn: &mut AnyConnection, payer_id: &str) -> StoreResult<Opti
     .transpose()
 }
 
+const PAYMENT_COLUMNS: &str =
+    "SELECT id, installment_id, kind, amount_ore, psp_reference, collection_date FROM payments";
+
+fn payment_facts(row: &AnyRow) -> StoreResult<PaymentFacts> {
+    Ok(PaymentFacts {
+        id: row.try_get("id")?,
+        installment_id: row.try_get("installment_id")?,
+        kind: row.try_get("kind")?,
+        amount_ore: row.try_get("amount_ore")?,
+        psp_reference: row.try_get("psp_reference")?,
+        collection_date: row.try_get("collection_date")?,
+    })
+}
+
 /// The installment's payments, oldest first.
 pub async fn payments(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<Vec<PaymentFacts>> {
-    let rows = sqlx::query(
-        "SELECT id, kind, amount_ore, psp_reference, collection_date FROM payments WHERE installment_id = $1 ORDER BY created_at, id",
-    )
-    .bind(installment_id)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(PaymentFacts {
-                id: row.try_get("id")?,
-                kind: row.try_get("kind")?,
-                amount_ore: row.try_get("amount_ore")?,
-                psp_reference: row.try_get("psp_reference")?,
-                collection_date: row.try_get("collection_date")?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query(&format!("{PAYMENT_COLUMNS} WHERE installment_id = $1 ORDER BY created_at, id"))
+        .bind(installment_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(payment_facts).collect()
+}
+
+/// One payment by its id.
+pub async fn payment(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<PaymentFacts>> {
+    let row = sqlx::query(&format!("{PAYMENT_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(payment_facts).transpose()
+}
+
+const REFUND_COLUMNS: &str =
+    "SELECT id, installment_id, amount_ore, status, reason, psp_reference, error, created_at FROM refunds";
+
+fn refund_facts(row: &AnyRow) -> StoreResult<RefundFacts> {
+    Ok(RefundFacts {
+        id: row.try_get("id")?,
+        installment_id: row.try_get("installment_id")?,
+        psp_reference: row.try_get("psp_reference")?,
+        error: row.try_get("error")?,
+        amount_ore: row.try_get("amount_ore")?,
+        status: row.try_get("status")?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 /// The installment's refund requests, oldest first.
 pub async fn refunds(conn: &mut AnyConnection, installment_id: &str) -> StoreResult<Vec<RefundFacts>> {
-    let rows = sqlx::query(
-        "SELECT id, amount_ore, status, reason, created_at FROM refunds WHERE installment_id = $1 ORDER BY created_at, id",
-    )
-    .bind(installment_id)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(RefundFacts {
-                id: row.try_get("id")?,
-                amount_ore: row.try_get("amount_ore")?,
-                status: row.try_get("status")?,
-                reason: row.try_get("reason")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query(&format!("{REFUND_COLUMNS} WHERE installment_id = $1 ORDER BY created_at, id"))
+        .bind(installment_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(refund_facts).collect()
 }
 
-/// The installment's timeline in time order: every Inbound Report about it with the Message it came from, its
-/// refunds, and the audit entries about it. Three reads, whatever the number of entries.
-pub async fn timeline(
-    conn: &mut AnyConnection,
-    installment_id: &str,
-    refunds: &[RefundFacts],
-) -> StoreResult<Vec<TimelineEntry>> {
-    let mut entries = Vec::new();
-    let reports = sqlx::query(
-        "SELECT r.created_at, r.report_type, r.sub_type, r.status, r.amount_ore, r.detail, m.direction, m.channel, m.body \
-         FROM inbound_reports r JOIN messages m ON m.id = r.message_id WHERE r.installment_id = $1",
-    )
-    .bind(installment_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in &reports {
-        let report_type: String = row.try_get("report_type")?;
-        let sub_type: String = row.try_get("sub_type")?;
-        let status: String = row.try_get("status")?;
-        let direction: String = row.try_get("direction")?;
-        let channel: String = row.try_get("channel")?;
-        let amount: Option<i64> = row.try_get("amount_ore")?;
-        let detail: Option<String> = row.try_get("detail")?;
-        let amount = amount.map(|ore| format!(", {} NOK", crate::domain::money::Money::from_ore(ore).kroner_string()));
-        let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-        entries.push(TimelineEntry {
-            at: row.try_get("created_at")?,
-            source: "Message",
-            title: format!(
-                "{report_type} {sub_type}: {status}{} · {direction} {channel}{detail}",
-                amount.unwrap_or_default()
-            ),
-            body: Some(row.try_get("body")?),
-        });
-    }
-    for refund in refunds {
-        entries.push(TimelineEntry {
-            at: refund.created_at.clone(),
-            source: "Refund",
-            title: format!(
-                "Refund {} of {} NOK: {}",
-                refund.id,
-                crate::domain::money::Money::from_ore(refund.amount_ore).kroner_string(),
-                refund.status
-            ),
-            body: refund.reason.clone().map(|r| format!("Reason: {r}")),
-        });
-    }
-    let audits = sqlx::query(
-        "SELECT at, actor, action, source, details FROM audit_log WHERE object_type = 'installment' AND object_id = $1",
-    )
-    .bind(installment_id)
-    .fetch_all(conn)
-    .await?;
-    for row in &audits {
-        let actor: String = row.try_get("actor")?;
-        let action: String = row.try_get("action")?;
-        let source: String = row.try_get("source")?;
-        entries.push(TimelineEntry {
-            at: row.try_get("at")?,
-            source: "Audit",
-            title: format!("{action} by {actor} from {source}"),
-            body: Some(row.try_get("details")?),
-        });
-    }
-    entries.sort_by(|a, b| a.at.cmp(&b.at));
-    Ok(entries)
+/// One refund request by its id.
+pub async fn refund(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<RefundFacts>> {
+    let row = sqlx::query(&format!("{REFUND_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(refund_facts).transpose()
 }

@@ -12,10 +12,13 @@ pub mod login;
 pub mod pay;
 pub mod payer_return;
 pub mod reconciliation;
+pub mod record_actions;
 pub mod record_detail;
+pub mod record_pages;
 pub mod records;
 pub mod renew;
 pub mod setup;
+mod timeline;
 pub mod users;
 
 use axum::http::StatusCode;
@@ -26,7 +29,7 @@ use crate::auth::Principal;
 use crate::domain::role::Role;
 
 const STYLE: &str = r#"
-:root { --ink:#1f2430; --muted:#5c6370; --line:#dde1e7; --brand:#ff5b24; --bg:#f6f7f9; --ok:#1a7f37; --bad:#c62828; }
+:root { --ink:#1f2430; --muted:#5c6370; --line:#dde1e7; --brand:#c2410c; --bg:#f6f7f9; --ok:#1a7f37; --bad:#c62828; }
 * { box-sizing: border-box; }
 body { margin:0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--ink); background:var(--bg); }
 header { background:#fff; border-bottom:1px solid var(--line); padding:.6rem 1.5rem; display:flex; gap:1.2rem; align-items:center; }
@@ -69,6 +72,10 @@ nav.lists { display:flex; flex-wrap:wrap; gap:.4rem 1.2rem; margin-bottom:.6rem;
 .scroll { overflow-x:auto; } table.records td { overflow-wrap:normal; } table.records { table-layout:auto; font-size:.9rem; }
 th.num, td.num { text-align:right; font-variant-numeric: tabular-nums; white-space:nowrap; }
 form.filters .field { margin:0; } form.filters input { width:auto; max-width:14rem; }
+table.timeline td.at { width:11rem; } table.timeline td.source { width:6.5rem; }
+table.facts th { width:30%; } .card td { overflow-wrap:anywhere; } header .who { overflow-wrap:anywhere; } form.action { display:inline-block; margin:0 .6rem .6rem 0; } form.action .field { margin-bottom:.4rem; }
+@media (max-width: 640px) { main { padding:0 .7rem; } header { flex-wrap:wrap; padding:.6rem .7rem; gap:.6rem; }
+  table.timeline td.at { width:5.5rem; font-size:.8rem; } table.timeline td.source { width:4.5rem; } th, td { padding:.45rem .35rem; } }
 figure.chart { margin:.4rem 0 1rem; } figure.chart svg { max-width:100%; height:auto; } .bad { color:var(--bad); } .ok { color:var(--ok); }
 "#;
 

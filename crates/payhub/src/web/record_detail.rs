@@ -10,71 +10,66 @@ use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::timeline::{action_button, facts, kroner, render};
 use super::{csrf_field, page};
 use crate::auth::Principal;
 use crate::domain::money::Money;
+use crate::domain::record_actions::{charge_is_open, payment_is_open};
 use crate::error::ServiceError;
 use crate::processing::refunds::RefundRequest;
 use crate::state::AppState;
-use crate::store::{installments, record_detail, refunds};
+use crate::store::timeline::{self, Subject};
+use crate::store::{charges, installments, record_detail, refunds, vipps_payments};
 
-fn kroner(ore: i64) -> String {
-    Money::from_ore(ore).kroner_string()
-}
-
-/// A stored timestamp to the second, for reading.
-fn when(stamp: &str) -> String {
-    stamp.get(..19).unwrap_or(stamp).replace('T', " ")
-}
-
-/// Names whose values are credentials: masked wherever they appear in a raw body.
-const SECRET_NAMES: [&str; 7] =
-    ["authorization", "secret", "subscription-key", "password", "token", "api-key", "apikey"];
-
-fn secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_NAMES.iter().any(|s| name.contains(s))
-}
-
-fn mask_json(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (name, value) in map.iter_mut() {
-                if secret_name(name) && !value.is_null() {
-                    *value = serde_json::Value::String("••••".into());
-                } else {
-                    mask_json(value);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_json),
-        _ => {}
-    }
-}
-
-/// A raw body as shown: JSON pretty-printed with credential fields masked; other text with the value of any
-/// `Name: value` line whose name is a credential masked. Stored bodies should hold none; this is the guard.
-pub fn masked(body: &str) -> String {
-    if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) {
-        mask_json(&mut value);
-        return serde_json::to_string_pretty(&value).unwrap_or_default();
-    }
-    body.lines()
-        .map(|line| match line.split_once(':') {
-            Some((name, _)) if secret_name(name) => format!("{name}: ••••"),
-            _ => line.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn search_link(list: &str, id: &str) -> Markup {
+/// A link to a list searched for `id` (a payer's other records).
+pub fn search_link(list: &str, id: &str) -> Markup {
     let q: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
     html! { a href={ (list) "?q=" (q) } { (id) } }
 }
 
+/// What Vipps holds of an installment: its one-time payment or its charge, the state, and whether a re-sync
+/// may still learn something.
+pub(super) struct AtVipps {
+    /// `Vipps payment` or `Vipps charge`.
+    pub(super) kind: &'static str,
+    /// Whether it is a charge (read by `sync_charge`) rather than a payment (read by `sync`).
+    pub(super) is_charge: bool,
+    /// The payment's reference or the charge's id.
+    pub(super) reference: String,
+    /// The state payhub last recorded.
+    pub(super) state: String,
+    detail: Option<String>,
+    /// Whether Vipps may still change it.
+    pub(super) open: bool,
+}
+
+/// The installment's Vipps payment or charge, if it has one.
+pub(super) async fn at_vipps(
+    conn: &mut sqlx::AnyConnection,
+    installment_id: &str,
+) -> crate::store::StoreResult<Option<AtVipps>> {
+    if let Some(row) = vipps_payments::vipps_payment_of(conn, installment_id).await? {
+        return Ok(Some(AtVipps {
+            kind: "Vipps payment",
+            is_charge: false,
+            open: payment_is_open(&row.state, row.captured_ore),
+            reference: row.reference,
+            state: row.state.as_str().to_owned(),
+            detail: row.last_error,
+        }));
+    }
+    Ok(charges::charge_of_installment(conn, installment_id).await?.map(|row| AtVipps {
+        kind: "Vipps charge",
+        is_charge: true,
+        open: charge_is_open(&row.state),
+        reference: row.charge_id,
+        state: row.state.as_str().to_owned(),
+        detail: row.failure_reason.or(row.last_error),
+    }))
+}
+
 /// The page of one installment, with `alert` shown at the top when given.
-async fn installment_page(state: &AppState, who: &Principal, id: &str, alert: Option<&str>) -> Response {
+pub(super) async fn installment_page(state: &AppState, who: &Principal, id: &str, alert: Option<&str>) -> Response {
     let read = async {
         let mut conn = state.store.pool().acquire().await?;
         let Some(installment) = installments::installment(&mut conn, id).await? else {
@@ -85,10 +80,17 @@ async fn installment_page(state: &AppState, who: &Principal, id: &str, alert: Op
         let refund_list = record_detail::refunds(&mut conn, id).await?;
         let refundable = refunds::refundable_ore(&mut conn, id).await?;
         let refunded: i64 = refund_list.iter().filter(|r| r.status != "Failed").map(|r| r.amount_ore).sum();
-        let timeline = record_detail::timeline(&mut conn, id, &refund_list).await?;
-        Ok(Some((installment, payer, payments, refund_list, refundable, refunded, timeline)))
+        let subject = Subject {
+            installments: vec![installment.id.clone()],
+            intents: installment.intent_id.iter().cloned().collect(),
+            audited: vec![("installment", vec![installment.id.clone()])],
+            ..Subject::default()
+        };
+        let timeline = timeline::timeline(&mut conn, &subject, &refund_list).await?;
+        let vipps = at_vipps(&mut conn, id).await?;
+        Ok(Some((installment, payer, payments, refund_list, refundable, refunded, timeline, vipps)))
     };
-    let (installment, payer, payments, refund_list, refundable, refunded, timeline) = match read.await {
+    let (installment, payer, payments, refund_list, refundable, refunded, timeline, vipps) = match read.await {
         Ok(Some(found)) => found,
         Ok(None) => return super::not_found(),
         Err(error) => return super::internal_error(&error.into()),
@@ -102,20 +104,27 @@ async fn installment_page(state: &AppState, who: &Principal, id: &str, alert: Op
             (super::records::search_box("/installments", ""))
             h1 { "Installment " (installment.payment_reference) }
             @if let Some(alert) = alert { div.alert role="alert" { (alert) } }
-            div.card {
-                table { tbody {
-                    tr { th { "Id" } td { (installment.id) } }
-                    tr { th { "Status" } td { (installment.status.as_str())
-                        @if let Some(reason) = &installment.status_reason { " · " (reason) } } }
-                    tr { th { "Amount" } td { (kroner(installment.amount_ore)) " NOK" } }
-                    tr { th { "Open" } td { (kroner(installment.amount_open_ore)) " NOK" } }
-                    tr { th { "Refunded or being refunded" } td { (kroner(refunded)) " NOK" } }
-                    tr { th { "Due" } td { (installment.due_date) } }
-                    tr { th { "Account" } td { (installment.account_id) } }
-                    @if let Some(text) = &installment.bank_statement_description {
-                        tr { th { "Transaction text" } td { (text) } }
-                    }
-                } }
+            (facts(&[
+                ("Id", html! { (installment.id) }),
+                ("Status", html! { (installment.status.as_str())
+                    @if let Some(reason) = &installment.status_reason { " · " (reason) } }),
+                ("Amount", html! { (kroner(installment.amount_ore)) " NOK" }),
+                ("Open", html! { (kroner(installment.amount_open_ore)) " NOK" }),
+                ("Refunded or being refunded", html! { (kroner(refunded)) " NOK" }),
+                ("Due", html! { (installment.due_date) }),
+                ("Account", html! { (installment.account_id) }),
+                ("Transaction text", html! { (installment.bank_statement_description.as_deref().unwrap_or("—")) }),
+            ]))
+            @if let Some(vipps) = &vipps {
+                h2 { (vipps.kind) }
+                (facts(&[
+                    ("Reference", html! { (vipps.reference) }),
+                    ("State at Vipps", html! { (vipps.state) @if let Some(d) = &vipps.detail { " · " (d) } }),
+                ]))
+                @if vipps.open {
+                    (action_button(who, &format!("/installments/{}/resync", installment.id),
+                        "Re-sync from Vipps", html! {}))
+                }
             }
             h2 { "Related" }
             div.card { table { tbody {
@@ -126,27 +135,28 @@ async fn installment_page(state: &AppState, who: &Principal, id: &str, alert: Op
                     } @else { (installment.payer_id) }
                 } }
                 @if let Some(mandate) = &installment.mandate_id {
-                    tr { th { "Mandate" } td { (search_link("/mandates", mandate)) } }
+                    tr { th { "Mandate" } td { a href={ "/mandates/" (mandate) } { (mandate) } } }
                 }
                 @if let Some(recurring) = &installment.recurring_payment_id {
-                    tr { th { "Recurring payment" } td { (search_link("/recurring", recurring)) } }
+                    tr { th { "Recurring payment" } td { a href={ "/recurring/" (recurring) } { (recurring) } } }
                 }
                 tr { th { "Payments" } td {
                     @if payments.is_empty() { span.muted { "None yet" } }
                     @for payment in &payments {
-                        div { (payment.kind) " " (kroner(payment.amount_ore)) " NOK on " (payment.collection_date)
-                            " · " (search_link("/payments", &payment.psp_reference)) }
+                        div { a href={ "/payments/" (payment.id) } { (payment.kind) " " (kroner(payment.amount_ore))
+                            " NOK on " (payment.collection_date) } " · " (payment.psp_reference) }
                     }
                 } }
                 tr { th { "Refunds" } td {
                     @if refund_list.is_empty() { span.muted { "None" } }
                     @for refund in &refund_list {
-                        div { (refund.id) " · " (kroner(refund.amount_ore)) " NOK · " (refund.status) }
+                        div { a href={ "/refunds/" (refund.id) } { (refund.id) } " · " (kroner(refund.amount_ore))
+                            " NOK · " (refund.status) }
                     }
                 } }
             } } }
             @if can_refund {
-                h2 { "Refund" }
+                h2 #refund { "Refund" }
                 form.card method="post" action={ "/installments/" (installment.id) "/refund" } {
                     (csrf_field(who))
                     (super::text_field("amount", "Amount (NOK)", "text", &kroner(refundable),
@@ -155,25 +165,7 @@ async fn installment_page(state: &AppState, who: &Principal, id: &str, alert: Op
                     button type="submit" { "Review the refund" }
                 }
             }
-            h2 { "Timeline" }
-            p.muted { "Oldest first, times in UTC. Open an entry for the raw body (credentials masked)." }
-            @if timeline.is_empty() { p { "Nothing recorded yet." } }
-            @else {
-                table.log { tbody {
-                    @for entry in &timeline {
-                        tr {
-                            td style="width:11rem" { (when(&entry.at)) }
-                            td style="width:6rem" { span.badge { (entry.source) } }
-                            td {
-                                (entry.title)
-                                @if let Some(body) = &entry.body {
-                                    details { summary { "Raw" } pre { (masked(body)) } }
-                                }
-                            }
-                        }
-                    }
-                } }
-            }
+            (render(&timeline))
         },
     )
 }
@@ -284,18 +276,5 @@ pub async fn refund_confirm(
         Err(error) => {
             installment_page(&state, &who, &id, Some(&format!("The refund could not be made: {error}"))).await
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::masked;
-
-    #[test]
-    fn credentials_in_raw_bodies_are_masked() {
-        let json = masked(r#"{"headers":{"Authorization":"Bearer abc","x":"1"},"client_secret":"s3"}"#);
-        assert!(!json.contains("abc") && !json.contains("s3") && json.contains("\"x\": \"1\""), "{json}");
-        let text = masked("POST /x\nAuthorization: Bearer abc\nOcp-Apim-Subscription-Key: k\nAccept: */*");
-        assert!(!text.contains("abc") && !text.contains(": k") && text.contains("Accept: */*"), "{text}");
     }
 }

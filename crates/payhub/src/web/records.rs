@@ -39,6 +39,19 @@ fn place(family: Family) -> (&'static str, &'static str) {
     }
 }
 
+/// Whether a list's records have a detail page at the list's path and the record's id.
+fn has_page(family: Family) -> bool {
+    match family {
+        Family::Installments
+        | Family::Payments
+        | Family::Refunds
+        | Family::Recurring
+        | Family::Mandates
+        | Family::Deliveries => true,
+        Family::Reports | Family::Messages | Family::Jobs => false,
+    }
+}
+
 /// The lists, in the order the navigation shows them.
 pub const LISTS: [Family; 9] = [
     Family::Installments,
@@ -280,9 +293,9 @@ async fn list_page(state: AppState, who: Principal, family: Family, query: ListQ
                                 @for (n, cell) in line.cells.iter().skip(1).enumerate() {
                                     @match cell {
                                         Cell::Money(ore) => td.num { (kroner(*ore)) },
-                                        // An installment opens its page from the list's first column.
-                                        Cell::Text(text) if n == 0 && family == Family::Installments => td {
-                                            a href={ "/installments/" (line.id) } { (shown(text)) } },
+                                        // A record opens its page from the list's first column.
+                                        Cell::Text(text) if n == 0 && has_page(family) => td {
+                                            a href={ (path) "/" (line.id) } { (shown(text)) } },
                                         Cell::Text(text) => td { (shown(text)) },
                                     }
                                 }

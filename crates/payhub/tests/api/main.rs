@@ -33,6 +33,7 @@ mod paylinks;
 mod polls;
 mod reconciliation;
 mod record_detail;
+mod record_pages;
 mod records_fixes;
 mod records_lists;
 mod recurring;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod helpers;
+mod records;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;

@@ -26,9 +26,13 @@ pub(super) struct Shape {
     pub(super) columns: &'static [(&'static str, &'static str, Kind)],
 }
 
-const JOINS_OF_I: &str = "JOIN payers p ON p.id = i.payer_id LEFT JOIN accounts a ON a.id = i.account_id \
+// Every record has its payer (a foreign key), so a LEFT JOIN finds the same rows; it also keeps the record's
+// table the outer loop, so a page is read newest first by its created index. With an inner join SQLite's
+// planner, once ANALYZE had run, read every payer's records and sorted them all for each page (0.45 s at
+// 100,000 installments, seconds at 1,000,000).
+const JOINS_OF_I: &str = "LEFT JOIN payers p ON p.id = i.payer_id LEFT JOIN accounts a ON a.id = i.account_id \
      LEFT JOIN payment_intents pint ON pint.id = i.intent_id";
-const JOINS_OF_T: &str = "JOIN payers p ON p.id = t.payer_id LEFT JOIN accounts a ON a.id = t.account_id \
+const JOINS_OF_T: &str = "LEFT JOIN payers p ON p.id = t.payer_id LEFT JOIN accounts a ON a.id = t.account_id \
      LEFT JOIN payment_intents pint ON pint.id = t.intent_id";
 const PAYER: &str = "TRIM(COALESCE(p.first_name, '') || ' ' || COALESCE(p.last_name, ''))";
 const REFUNDED: &str = "CAST((SELECT COALESCE(-SUM(x.amount_ore), 0) FROM payments x WHERE x.installment_id = i.id AND x.amount_ore < 0) AS BIGINT)";
