@@ -193,6 +193,16 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn a_blank_key_longer_than_100_characters_is_refused_not_taken_as_no_key(app) {
+        let vipps = app.with_vipps().await;
+        let (installment, _) = collected(&app, &vipps).await;
+        let body = json!({"InstallmentId": installment, "Amount": 1, "IdempotencyKey": "\n".repeat(101)});
+        let (status, answer, _) = post(&app, &vipps, "/v2/Refund", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["Errors"][0]["field"], "IdempotencyKey", "{answer}");
+        assert!(refund_payments(&app, &vipps, &installment).await.is_empty(), "nothing refunded");
+    }
+
     async fn a_second_key_cannot_refund_more_than_is_left_while_the_first_is_at_vipps(app) {
         // A refund's amount is reserved before Vipps is called (captured minus refunds pending or done, under a
         // lock of the installment), so a second key while the first refund is held up at Vipps gets what is left

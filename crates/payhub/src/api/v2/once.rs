@@ -17,12 +17,20 @@ use crate::state::AppState;
 use crate::store::idempotency::{self, Claim, Lease};
 
 pub(super) fn idempotency_key(headers: &HeaderMap, body: &Value) -> Result<Option<String>, ApiError> {
-    let from_header =
-        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty());
-    let from_body = body.get("IdempotencyKey").and_then(Value::as_str).map(str::trim).filter(|k| !k.is_empty());
-    let key = from_header.or(from_body);
+    let header = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let sent = body.get("IdempotencyKey").and_then(Value::as_str);
+    // The length counts as sent: a blank key is no key, but a blank of more than 100 characters is refused
+    // like any other key too long (the document's `maxLength`), never silently taken as none.
+    let too_long = |k: &str| k.chars().count() > 100;
+    let from_header = header.filter(|k| !too_long(k)).map(str::trim).filter(|k| !k.is_empty());
+    let from_body = sent.filter(|k| !too_long(k)).map(str::trim).filter(|k| !k.is_empty());
+    let key = if header.is_some_and(too_long) || sent.is_some_and(too_long) {
+        Some(header.filter(|k| too_long(k)).or(sent).unwrap_or_default())
+    } else {
+        from_header.or(from_body)
+    };
     match key {
-        Some(k) if k.len() > 100 || k.chars().any(char::is_control) => Err(ApiError::new(
+        Some(k) if too_long(k) || k.chars().any(char::is_control) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "200",
             "IdempotencyKey must be at most 100 printable characters",
