@@ -145,6 +145,28 @@ async fn find(
     Ok(Some((installment, payee, phone)))
 }
 
+/// The top of a payer's page: the switch to the other language (back to `path`), the heading, and the summary
+/// of what needs fixing, linked to the phone field; the PayLink and Setup URL pages share it.
+pub(super) fn top(lang: Lang, path: &str, title: &str, error: Option<&str>) -> Markup {
+    let other = match lang {
+        Lang::Nb => ("en", "English"),
+        Lang::En => ("nb", "Norsk"),
+    };
+    html! {
+        header.page {
+            span {}
+            a.lang href=(format!("{path}?lang={}", other.0)) lang=(other.0) hreflang=(other.0) { (other.1) }
+        }
+        h1 { (title) }
+        @if let Some(error) = error {
+            div.summary role="alert" tabindex="-1" id="problems" {
+                h2 { (t(lang, "Noe må rettes", "Something needs fixing")) }
+                ul { li { a href="#mobileNumber" { (error) } } }
+            }
+        }
+    }
+}
+
 fn form(
     lang: Lang,
     token: &str,
@@ -154,26 +176,12 @@ fn form(
     error: Option<&str>,
 ) -> (String, String) {
     let title = t(lang, "Betal med Vipps", "Pay with Vipps");
-    let other = match lang {
-        Lang::Nb => ("en", "English"),
-        Lang::En => ("nb", "Norsk"),
-    };
     let described = if error.is_some() { "mobileNumber-hint mobileNumber-error" } else { "mobileNumber-hint" };
     let markup = shell(
         lang,
         title,
         html! {
-            header.page {
-                span {}
-                a.lang href=(format!("/pay/{token}?lang={}", other.0)) lang=(other.0) hreflang=(other.0) { (other.1) }
-            }
-            h1 { (title) }
-            @if let Some(error) = error {
-                div.summary role="alert" tabindex="-1" id="problems" {
-                    h2 { (t(lang, "Noe må rettes", "Something needs fixing")) }
-                    ul { li { a href="#mobileNumber" { (error) } } }
-                }
-            }
+            (top(lang, &format!("/pay/{token}"), title, error))
             dl {
                 dt { (t(lang, "Mottaker", "Payee")) } dd { (payee) }
                 dt { (t(lang, "Forfallsdato", "Due date")) } dd { (installment.due_date.format("%d.%m.%Y")) }

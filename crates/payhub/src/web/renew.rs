@@ -14,7 +14,7 @@ use maud::html;
 
 use super::give::{redact_token, split, with_token_at, MARK};
 use super::give_form::{form_fields, lang_of, t};
-use super::pay::{guard, notice, shell, shown};
+use super::pay::{guard, notice, shell, shown, top};
 use crate::domain::giving_page::{format_kroner, Giving, Lang};
 use crate::domain::phone::Phone;
 use crate::processing::recurring::{Renewed, SetupView, Standing};
@@ -80,27 +80,13 @@ fn standing_notice(lang: Lang, standing: Standing, reference: &str) -> Response 
 
 fn form(lang: Lang, token: &str, view: &SetupView, phone: &str, error: Option<&str>) -> (String, String) {
     let title = t(lang, "Godkjenn ny avtale", "Approve a new agreement");
-    let other = match lang {
-        Lang::Nb => ("en", "English"),
-        Lang::En => ("nb", "Norsk"),
-    };
     let described = if error.is_some() { "mobileNumber-hint mobileNumber-error" } else { "mobileNumber-hint" };
     let recurring = &view.recurring;
     let markup = shell(
         lang,
         title,
         html! {
-            header.page {
-                span {}
-                a.lang href=(format!("/renew/{token}?lang={}", other.0)) lang=(other.0) hreflang=(other.0) { (other.1) }
-            }
-            h1 { (title) }
-            @if let Some(error) = error {
-                div.summary role="alert" tabindex="-1" id="problems" {
-                    h2 { (t(lang, "Noe må rettes", "Something needs fixing")) }
-                    ul { li { a href="#mobileNumber" { (error) } } }
-                }
-            }
+            (top(lang, &format!("/renew/{token}"), title, error))
             p { (t(lang,
                 "Avtalen din i Vipps er stoppet eller utløpt. Godkjenn en ny avtale for å fortsette den faste betalingen.",
                 "Your agreement in Vipps was stopped or has expired. Approve a new agreement to continue the recurring payment.")) }
