@@ -167,6 +167,27 @@ pub(super) fn top(lang: Lang, path: &str, title: &str, error: Option<&str>) -> M
     }
 }
 
+/// The fields of a payer's form besides its button: the CSRF mark, the language, the honeypot, and the phone
+/// number with its hint and error tied to it; the PayLink and Setup URL forms share them.
+pub(super) fn phone_fields(lang: Lang, phone: &str, error: Option<&str>) -> Markup {
+    let described = if error.is_some() { "mobileNumber-hint mobileNumber-error" } else { "mobileNumber-hint" };
+    html! {
+        input type="hidden" name="csrf_token" value=(MARK);
+        input type="hidden" name="lang" value=(lang.code());
+        div.hp {
+            label for="website" { "Website" }
+            input type="text" id="website" name="website" tabindex="-1" autocomplete="off";
+        }
+        div.field.has-error[error.is_some()] {
+            label for="mobileNumber" { (t(lang, "Mobilnummer", "Mobile number")) }
+            div.hint id="mobileNumber-hint" { (t(lang, "Nummeret du bruker i Vipps, for eksempel 912 34 567", "The number you use in Vipps, for example +47 912 34 567")) }
+            input type="tel" inputmode="tel" id="mobileNumber" name="mobileNumber" value=(phone) autocomplete="tel"
+                aria-describedby=(described) aria-invalid=[error.map(|_| "true")];
+            @if let Some(error) = error { div.error id="mobileNumber-error" { (error) } }
+        }
+    }
+}
+
 fn form(
     lang: Lang,
     token: &str,
@@ -176,7 +197,6 @@ fn form(
     error: Option<&str>,
 ) -> (String, String) {
     let title = t(lang, "Betal med Vipps", "Pay with Vipps");
-    let described = if error.is_some() { "mobileNumber-hint mobileNumber-error" } else { "mobileNumber-hint" };
     let markup = shell(
         lang,
         title,
@@ -189,19 +209,7 @@ fn form(
                 @if let Some(product) = &installment.product { dt { (t(lang, "Gjelder", "For")) } dd { (product) } }
             }
             form method="post" action=(format!("/pay/{token}")) novalidate {
-                input type="hidden" name="csrf_token" value=(MARK);
-                input type="hidden" name="lang" value=(lang.code());
-                div.hp {
-                    label for="website" { "Website" }
-                    input type="text" id="website" name="website" tabindex="-1" autocomplete="off";
-                }
-                div.field.has-error[error.is_some()] {
-                    label for="mobileNumber" { (t(lang, "Mobilnummer", "Mobile number")) }
-                    div.hint id="mobileNumber-hint" { (t(lang, "Nummeret du bruker i Vipps, for eksempel 912 34 567", "The number you use in Vipps, for example +47 912 34 567")) }
-                    input type="tel" inputmode="tel" id="mobileNumber" name="mobileNumber" value=(phone) autocomplete="tel"
-                        aria-describedby=(described) aria-invalid=[error.map(|_| "true")];
-                    @if let Some(error) = error { div.error id="mobileNumber-error" { (error) } }
-                }
+                (phone_fields(lang, phone, error))
                 button type="submit" { (title) }
                 p.secure { (t(lang, "Du godkjenner betalingen i Vipps.", "You approve the payment in Vipps.")) }
             }

@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use super::give::{redact_token, split, with_token_at, MARK};
+use super::give::{redact_token, split, with_token_at};
 use super::give_form::{form_fields, lang_of, t};
-use super::pay::{guard, notice, shell, shown, top};
+use super::pay::{guard, notice, phone_fields, shell, shown, top};
 use crate::domain::giving_page::{format_kroner, Giving, Lang};
 use crate::domain::phone::Phone;
 use crate::processing::recurring::{Renewed, SetupView, Standing};
@@ -80,7 +80,6 @@ fn standing_notice(lang: Lang, standing: Standing, reference: &str) -> Response 
 
 fn form(lang: Lang, token: &str, view: &SetupView, phone: &str, error: Option<&str>) -> (String, String) {
     let title = t(lang, "Godkjenn ny avtale", "Approve a new agreement");
-    let described = if error.is_some() { "mobileNumber-hint mobileNumber-error" } else { "mobileNumber-hint" };
     let recurring = &view.recurring;
     let markup = shell(
         lang,
@@ -100,19 +99,7 @@ fn form(lang: Lang, token: &str, view: &SetupView, phone: &str, error: Option<&s
                 }
             }
             form method="post" action=(format!("/renew/{token}")) novalidate {
-                input type="hidden" name="csrf_token" value=(MARK);
-                input type="hidden" name="lang" value=(lang.code());
-                div.hp {
-                    label for="website" { "Website" }
-                    input type="text" id="website" name="website" tabindex="-1" autocomplete="off";
-                }
-                div.field.has-error[error.is_some()] {
-                    label for="mobileNumber" { (t(lang, "Mobilnummer", "Mobile number")) }
-                    div.hint id="mobileNumber-hint" { (t(lang, "Nummeret du bruker i Vipps, for eksempel 912 34 567", "The number you use in Vipps, for example +47 912 34 567")) }
-                    input type="tel" inputmode="tel" id="mobileNumber" name="mobileNumber" value=(phone) autocomplete="tel"
-                        aria-describedby=(described) aria-invalid=[error.map(|_| "true")];
-                    @if let Some(error) = error { div.error id="mobileNumber-error" { (error) } }
-                }
+                (phone_fields(lang, phone, error))
                 button type="submit" { (t(lang, "Godkjenn i Vipps", "Approve in Vipps")) }
                 p.secure { (t(lang, "Du godkjenner den nye avtalen i Vipps.", "You approve the new agreement in Vipps.")) }
             }
