@@ -1,7 +1,8 @@
 //! Which actions the records pages offer for a record's state: a re-sync from Vipps only while Vipps may still
 //! say something new about the payment or charge (the poll reads the same ones), pause and resume by the
-//! recurring payment's status, Cancel Vipps Agreement while the agreement can still be stopped. Exhaustive
-//! matches, so a new state has to be placed here before it compiles.
+//! recurring payment's status (and changes of its amount or collection day while it is not over), Cancel Vipps
+//! Agreement while the agreement can still be stopped. Exhaustive matches, so a new state has to be placed here
+//! before it compiles.
 
 use super::recurring::RecurringStatus;
 use super::vipps_state::{AgreementState, ChargeState, PaymentState};
@@ -63,6 +64,15 @@ pub fn can_resume(status: RecurringStatus) -> bool {
     }
 }
 
+/// Whether a recurring payment in `status` can have its amount or collection day changed: while it is not
+/// over (a paused one keeps its agreement, so its terms can still change for when it resumes).
+pub fn can_change_terms(status: RecurringStatus) -> bool {
+    match status {
+        RecurringStatus::Active | RecurringStatus::Paused => true,
+        RecurringStatus::Cancelling | RecurringStatus::Cancelled | RecurringStatus::Ended => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +89,6 @@ mod tests {
         assert!(!agreement_can_stop(&AgreementState::Stopped));
         assert!(can_pause(RecurringStatus::Active) && !can_pause(RecurringStatus::Paused));
         assert!(can_resume(RecurringStatus::Paused) && !can_resume(RecurringStatus::Cancelled));
+        assert!(can_change_terms(RecurringStatus::Paused) && !can_change_terms(RecurringStatus::Cancelling));
     }
 }

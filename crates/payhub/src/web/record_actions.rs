@@ -1,5 +1,5 @@
 //! The records pages' actions (finance and admin; CSRF checked by the guard): re-sync an installment's open
-//! Vipps payment or charge, pause and resume a recurring payment, Cancel Vipps Agreement, and re-send an
+//! Vipps payment or charge, pause and resume a recurring payment, change its amount or collection day, Cancel Vipps Agreement, and re-send an
 //! outbound delivery. Each is two posts: the first shows a confirmation step that changes nothing; the second
 //! (`…/confirm`) acts through the same `Payments` or outbox call the API makes, which records the change and its
 //! audit entry (the re-sync, which the poll also makes unaudited, is audited here), then goes back to the
@@ -16,6 +16,8 @@ use super::record_detail::{at_vipps, installment_page};
 use super::record_pages::{delivery_page, mandate_page, recurring_page};
 use super::timeline::{confirmation, Confirmation};
 use crate::auth::{self, Principal};
+use crate::domain::money::Money;
+use crate::domain::recurring::{MAX_RECURRING_ORE, MIN_RECURRING_ORE};
 use crate::error::ServiceError;
 use crate::state::AppState;
 use crate::store::StoreResult;
@@ -190,6 +192,142 @@ pub async fn resume_confirm(
     Path(id): Path<String>,
 ) -> Response {
     match state.payments.resume(&id, &who.actor()).await {
+        Ok(()) => back(format!("/recurring/{id}")),
+        Err(error) => recurring_page(&state, &who, &id, Some(&refusal(&error))).await,
+    }
+}
+
+/// The new-terms forms' fields: an amount in NOK (`175,50` or `175.50`) or a day of the month.
+#[derive(Debug, Deserialize)]
+struct TermsForm {
+    amount: Option<String>,
+    day: Option<String>,
+}
+
+fn terms_form(bytes: &Bytes) -> Result<TermsForm, &'static str> {
+    serde_urlencoded::from_bytes::<TermsForm>(bytes).map_err(|_| "The form could not be read.")
+}
+
+/// The new amount, in øre, checked against Vipps' limits for an agreement here so the review never offers what
+/// the change would refuse.
+fn new_amount(bytes: &Bytes) -> Result<i64, String> {
+    let text = terms_form(bytes)?.amount.unwrap_or_default().trim().to_owned();
+    let ore = Money::parse_kroner(&text.replace(',', "."))
+        .map(Money::ore)
+        .map_err(|_| format!("The amount must be in NOK, like 100 or 99.50; “{text}” is not."))?;
+    if !(MIN_RECURRING_ORE..=MAX_RECURRING_ORE).contains(&ore) {
+        return Err(format!(
+            "The amount must be from {} to {} NOK (Vipps' limits for an agreement).",
+            Money::from_ore(MIN_RECURRING_ORE).kroner_string(),
+            Money::from_ore(MAX_RECURRING_ORE).kroner_string()
+        ));
+    }
+    Ok(ore)
+}
+
+fn new_day(bytes: &Bytes) -> Result<u32, String> {
+    let text = terms_form(bytes)?.day.unwrap_or_default();
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|d| (1..=31).contains(d))
+        .ok_or_else(|| format!("The collection day must be a day of the month from 1 to 31; “{}” is not.", text.trim()))
+}
+
+/// `POST /recurring/{id}/amount` with `amount`: the amount change's confirmation step.
+pub async fn amount_review(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let ore = match new_amount(&bytes) {
+        Ok(ore) => ore,
+        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
+    };
+    let amount = Money::from_ore(ore).kroner_string();
+    confirmation(
+        &who,
+        &Confirmation {
+            title: "Confirm the new amount",
+            question: format!("Collect {amount} NOK per period on recurring payment {id} from now on?"),
+            warning: "The agreement's price at Vipps changes first; the payer sees the new price in Vipps. \
+                      Installments already charged keep their amount.",
+            action: format!("/recurring/{id}/amount/confirm"),
+            hidden: vec![("amount", amount.clone())],
+            button: format!("Change to {amount} NOK"),
+            back: format!("/recurring/{id}"),
+        },
+    )
+}
+
+/// `POST /recurring/{id}/amount/confirm`: through `Payments::change_amount` (as `PATCH /v2/Recurring/{id}` with
+/// `Amount`), which changes the price at Vipps before here and audits it; a change Vipps has yet to confirm is
+/// shown as pending on the page.
+pub async fn amount_confirm(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let ore = match new_amount(&bytes) {
+        Ok(ore) => ore,
+        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
+    };
+    match state.payments.change_amount(&id, Money::from_ore(ore), &who.actor()).await {
+        Ok(outcome) if outcome.is_pending() => {
+            recurring_page(
+                &state,
+                &who,
+                &id,
+                Some("Vipps has not confirmed the new price yet; payhub sends it again until Vipps answers."),
+            )
+            .await
+        }
+        Ok(_) => back(format!("/recurring/{id}")),
+        Err(error) => recurring_page(&state, &who, &id, Some(&refusal(&error))).await,
+    }
+}
+
+/// `POST /recurring/{id}/collection-day` with `day`: the collection day change's confirmation step.
+pub async fn day_review(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let day = match new_day(&bytes) {
+        Ok(day) => day,
+        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
+    };
+    confirmation(
+        &who,
+        &Confirmation {
+            title: "Confirm the new collection day",
+            question: format!("Collect recurring payment {id} on day {day} of the month from now on?"),
+            warning: "Installments not yet charged move to the new day (never to today or before); those charged \
+                      keep theirs. In a shorter month the last day is used.",
+            action: format!("/recurring/{id}/collection-day/confirm"),
+            hidden: vec![("day", day.to_string())],
+            button: format!("Collect on day {day}"),
+            back: format!("/recurring/{id}"),
+        },
+    )
+}
+
+/// `POST /recurring/{id}/collection-day/confirm`: through `Payments::change_collection_day` (as
+/// `PATCH /v2/Recurring/{id}` with `CollectionDay`), audited there.
+pub async fn day_confirm(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let day = match new_day(&bytes) {
+        Ok(day) => day,
+        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
+    };
+    match state.payments.change_collection_day(&id, day, &who.actor()).await {
         Ok(()) => back(format!("/recurring/{id}")),
         Err(error) => recurring_page(&state, &who, &id, Some(&refusal(&error))).await,
     }

@@ -13,7 +13,8 @@ use super::page;
 use super::record_detail::search_link;
 use super::timeline::{action_button, facts, kroner, masked, render, when};
 use crate::auth::Principal;
-use crate::domain::record_actions::{agreement_can_stop, can_pause, can_resume};
+use crate::domain::money::Money;
+use crate::domain::record_actions::{agreement_can_stop, can_change_terms, can_pause, can_resume};
 use crate::domain::schedule::interval_text;
 use crate::state::AppState;
 use crate::store::installments::{self, InstallmentBrief, InstallmentRow};
@@ -192,7 +193,8 @@ fn installments_cell(list: &[InstallmentBrief]) -> Markup {
 }
 
 /// `GET /recurring/{id}`: a recurring payment: its terms and status, its mandate and installments, the timeline
-/// (with the changes made to it), and pause, resume and Cancel Vipps Agreement as its state allows.
+/// (with the changes made to it), and pause, resume, new amount or collection day, and Cancel Vipps Agreement as
+/// its state allows.
 pub async fn recurring(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -250,6 +252,14 @@ pub(super) async fn recurring_page(state: &AppState, who: &Principal, id: &str, 
                     }
                     @if can_resume(recurring.status) {
                         (action_button(who, &format!("/recurring/{}/resume", recurring.id), "Resume", html! {}))
+                    }
+                    @if can_change_terms(recurring.status) {
+                        (action_button(who, &format!("/recurring/{}/amount", recurring.id), "Change amount…",
+                            super::text_field("amount", "New amount per period (NOK)", "text",
+                                &Money::from_ore(recurring.amount_ore).kroner_string(), None, None)))
+                        (action_button(who, &format!("/recurring/{}/collection-day", recurring.id), "Change collection day…",
+                            super::text_field("day", "New collection day (1–31)", "number",
+                                &recurring.collection_day.map(|d| d.to_string()).unwrap_or_default(), None, None)))
                     }
                     @if can_stop {
                         (action_button(who, &format!("/mandates/{}/cancel-agreement", recurring.mandate_id),

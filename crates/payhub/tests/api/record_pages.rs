@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::helpers::recurring::{
     active_recurring, call, installment, installments, mandate, recurring, recurring_intent, today,
 };
+use crate::helpers::vipps::sim_client;
 use crate::helpers::{collected, seed_intent, Browser, TestApp};
 use crate::on_both_backends;
 use crate::outbound_webhooks::Capture;
@@ -200,6 +201,64 @@ on_both_backends! {
         assert!(!after.contains(&format!("action=\"{mandate_path}/cancel-agreement\"")), "a stopped agreement offers no cancel");
         let (_, after) = finance.get(&path).await;
         assert!(after.contains("Next collection") && after.contains("none"), "a cancelled one collects nothing more: {after}");
+    }
+
+    async fn a_recurring_payments_amount_and_collection_day_are_changed_from_its_page(app) {
+        let vipps = app.with_vipps().await;
+        let body = recurring_intent(today(&app), "100");
+        let (_, recurring_id, mandate_id, agreement_id) = active_recurring(&app, &vipps, &body).await;
+        let finance = app.browser(Role::Finance).await;
+        let csrf = finance.csrf().await;
+        let path = format!("/recurring/{recurring_id}");
+        let (_, page) = finance.get(&path).await;
+        assert!(page.contains(&format!("action=\"{path}/amount\"")), "an active one offers an amount change: {page}");
+        assert!(page.contains(&format!("action=\"{path}/collection-day\"")), "and a collection day change: {page}");
+
+        // Bad input is shown on the page and changes nothing; so does an amount Vipps would refuse.
+        for bad in ["ten", "0", "-5", "12.345"] {
+            let (status, shown, _) = finance.post(&format!("{path}/amount"), &[("amount", bad), ("csrf_token", &csrf)]).await;
+            assert_eq!(status, StatusCode::OK, "{bad}");
+            assert!(shown.contains("class=\"alert"), "{bad}: {shown}");
+        }
+        let (_, review, _) = finance.post(&format!("{path}/amount"), &[("amount", "175,50"), ("csrf_token", &csrf)]).await;
+        assert!(review.contains("Confirm the new amount") && review.contains("175.50"), "{review}");
+        assert_eq!(recurring(&app, &vipps, &recurring_id).await["Amount"], 100.0, "the review changes nothing");
+        let (status, _, _) = finance.post(&format!("{path}/amount/confirm"), &[("amount", "175.50")]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "no CSRF token, no change");
+        let (status, _, location) =
+            finance.post(&format!("{path}/amount/confirm"), &[("amount", "175.50"), ("csrf_token", &csrf)]).await;
+        assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some(path.as_str())));
+        assert_eq!(recurring(&app, &vipps, &recurring_id).await["Amount"], 175.5);
+        let at_vipps = sim_client(&vipps).recurring().get_agreement(&agreement_id).await.expect("agreement");
+        assert_eq!(at_vipps.pricing.amount, Some(17_550), "Vipps has the new price");
+        assert!(audit_actions(&app, &recurring_id).await.contains(&"recurring.change_amount".to_owned()));
+
+        for bad in ["0", "32", "first"] {
+            let (status, shown, _) =
+                finance.post(&format!("{path}/collection-day"), &[("day", bad), ("csrf_token", &csrf)]).await;
+            assert_eq!(status, StatusCode::OK, "{bad}");
+            assert!(shown.contains("class=\"alert"), "{bad}: {shown}");
+        }
+        let (_, review, _) = finance.post(&format!("{path}/collection-day"), &[("day", "17"), ("csrf_token", &csrf)]).await;
+        assert!(review.contains("Confirm the new collection day") && review.contains("17"), "{review}");
+        let (status, _, location) =
+            finance.post(&format!("{path}/collection-day/confirm"), &[("day", "17"), ("csrf_token", &csrf)]).await;
+        assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some(path.as_str())));
+        assert_eq!(recurring(&app, &vipps, &recurring_id).await["CollectionDay"], 17);
+        assert!(audit_actions(&app, &recurring_id).await.contains(&"recurring.change_collection_day".to_owned()));
+        let (_, after) = finance.get(&path).await;
+        assert!(after.contains("175.50 NOK") && after.contains("Collection day change: Succeeded"), "{after}");
+
+        // A cancelled one offers no change, and a forged post is refused on the page.
+        let (status, _) = call(&app, &vipps, Method::POST, "/v2/actions/CancelVippsAgreement", json!({"MandateId": mandate_id})).await;
+        assert!(status.is_success());
+        let (_, cancelled) = finance.get(&path).await;
+        assert!(!cancelled.contains(&format!("action=\"{path}/amount\"")), "{cancelled}");
+        let (status, refused, _) =
+            finance.post(&format!("{path}/amount/confirm"), &[("amount", "200"), ("csrf_token", &csrf)]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(refused.contains("class=\"alert"), "{refused}");
+        assert_eq!(recurring(&app, &vipps, &recurring_id).await["Amount"], 175.5);
     }
 
     async fn an_outbound_delivery_is_in_the_timeline_and_resent_from_its_page(app) {
