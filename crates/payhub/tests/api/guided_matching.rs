@@ -244,6 +244,34 @@ on_both_backends! {
         assert_eq!(status, StatusCode::CONFLICT);
     }
 
+    async fn a_line_whose_manual_match_was_undone_is_booked_by_the_rules_with_a_payment_of_its_own(app) {
+        let vipps = app.with_vipps().await;
+        let finance = app.key(Role::Finance).await;
+        let (_, named) = app.intent(&vipps, &crate::helpers::seed_intent()).await;
+        let (_, other) = app.intent(&vipps, &crate::helpers::seed_intent()).await;
+        let reference = named["OneTime"]["PaymentReference"].as_str().unwrap().to_owned();
+        let named_id = named["OneTime"]["Id"].as_str().unwrap().to_owned();
+        let other_id = other["OneTime"]["Id"].as_str().unwrap().to_owned();
+        pay_vipps_number(&vipps, 3_600, "Eric Johnson", &format!("Betaling {reference}")).await;
+        upload(&app, &finance, "Sandbox", settlement_file(&vipps, "no").await).await;
+        // A person books the line on the wrong installment, then undoes it.
+        let id = open_items(&app, &finance).await[0]["id"].as_str().unwrap().to_owned();
+        let (status, booked) = call(&app, &finance, Method::POST, &format!("/admin/api/reconciliation/queue/{id}/match"),
+            Some(json!({"installment_ids": [other_id]}))).await;
+        assert_eq!(status, StatusCode::OK, "{booked}");
+        let (status, undone) = call(&app, &finance, Method::POST, &format!("/admin/api/reconciliation/queue/{id}/undo"), None).await;
+        assert_eq!(status, StatusCode::OK, "{undone}");
+        // The rules then book it where it names: with a Payment of its own, beside the reversed one.
+        let (_, retried) = call(&app, &finance, Method::POST, "/admin/api/reconciliation/queue/retry", None).await;
+        assert_eq!(retried, json!({"tried": 1, "matched": 1}));
+        let installment = app.v2_get(&vipps, &format!("/v2/Installment/{named_id}")).await;
+        assert_eq!(installment["Status"], "Paid", "{installment}");
+        assert_eq!(installment["Payments"].as_array().map(Vec::len), Some(1), "the money is on a Payment: {installment}");
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM payments WHERE installment_id = $1 AND reversed_by_report_id IS NULL \
+            AND amount_ore = 3600 AND ledger_entry_id IS NOT NULL", &[&named_id]).await, 1);
+        assert_eq!(app.v2_get(&vipps, &format!("/v2/Installment/{other_id}")).await["Status"], "Pending", "back as it was");
+    }
+
     async fn a_payment_over_several_installments_is_split_as_the_account_says(app) {
         let vipps = app.with_vipps().await;
         let finance = app.key(Role::Finance).await;
