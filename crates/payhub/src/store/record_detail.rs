@@ -35,6 +35,9 @@ pub struct PaymentFacts {
     pub psp_reference: String,
     /// The collection day.
     pub collection_date: String,
+    /// The Inbound Report that reversed it (a person's match undone in Guided Matching): the Payment stays, so
+    /// the money's trail does, but it no longer counts.
+    pub reversed_by: Option<String>,
 }
 
 /// A refund request of the installment.
@@ -74,7 +77,7 @@ pub async fn payer(conn: &mut AnyConnection, payer_id: &str) -> StoreResult<Opti
 }
 
 const PAYMENT_COLUMNS: &str =
-    "SELECT id, installment_id, kind, amount_ore, psp_reference, collection_date FROM payments";
+    "SELECT id, installment_id, kind, amount_ore, psp_reference, collection_date, reversed_by_report_id FROM payments";
 
 fn payment_facts(row: &AnyRow) -> StoreResult<PaymentFacts> {
     Ok(PaymentFacts {
@@ -84,6 +87,7 @@ fn payment_facts(row: &AnyRow) -> StoreResult<PaymentFacts> {
         amount_ore: row.try_get("amount_ore")?,
         psp_reference: row.try_get("psp_reference")?,
         collection_date: row.try_get("collection_date")?,
+        reversed_by: row.try_get("reversed_by_report_id")?,
     })
 }
 

@@ -18,6 +18,7 @@ use crate::domain::record_actions::{charge_is_open, payment_is_open};
 use crate::error::ServiceError;
 use crate::processing::refunds::RefundRequest;
 use crate::state::AppState;
+use crate::store::record_detail::PaymentFacts;
 use crate::store::timeline::{self, Subject};
 use crate::store::{charges, installments, record_detail, refunds, vipps_payments};
 
@@ -144,7 +145,8 @@ pub(super) async fn installment_page(state: &AppState, who: &Principal, id: &str
                     @if payments.is_empty() { span.muted { "None yet" } }
                     @for payment in &payments {
                         div { a href={ "/payments/" (payment.id) } { (payment.kind) " " (kroner(payment.amount_ore))
-                            " NOK on " (payment.collection_date) } " · " (payment.psp_reference) }
+                            " NOK on " (payment.collection_date) } " · " (payment.psp_reference)
+                            (reversal(payment)) }
                     }
                 } }
                 tr { th { "Refunds" } td {
@@ -190,6 +192,11 @@ fn read_form(bytes: &Bytes) -> Option<(String, Option<String>)> {
     let form = serde_urlencoded::from_bytes::<RefundForm>(bytes).ok()?;
     let reason = form.reason.map(|r| r.trim().chars().take(200).collect::<String>()).filter(|r| !r.is_empty());
     Some((form.amount.unwrap_or_default().trim().to_owned(), reason))
+}
+
+/// A Payment's mark when a reversal took it back (it stays listed: the money's trail must show it).
+pub(super) fn reversal(payment: &PaymentFacts) -> Markup {
+    html! { @if let Some(report) = &payment.reversed_by { " · " strong.bad { "reversed by " (report) } } }
 }
 
 fn parse_amount(text: &str) -> Result<i64, String> {

@@ -10,7 +10,7 @@ use axum::Extension;
 use maud::{html, Markup};
 
 use super::page;
-use super::record_detail::search_link;
+use super::record_detail::{reversal, search_link};
 use super::timeline::{action_button, facts, kroner, masked, render, when};
 use crate::auth::Principal;
 use crate::domain::money::Money;
@@ -103,7 +103,7 @@ fn related(around: &AroundInstallment) -> Markup {
                 Some(r) => a href={ "/recurring/" (r) } { (r) }, None => "—" } }),
             ("Payments", html! { @for p in &around.payments {
                 div { a href={ "/payments/" (p.id) } { (p.kind) " " (kroner(p.amount_ore)) " NOK" }
-                    " on " (p.collection_date) } } }),
+                    " on " (p.collection_date) (reversal(p)) } } }),
             ("Refunds", html! {
                 @if around.refunds.is_empty() { span.muted { "None" } }
                 @for r in &around.refunds {
@@ -138,8 +138,12 @@ pub async fn payment(
                     ("Amount", html! { (kroner(payment.amount_ore)) " NOK" }),
                     ("Collection date", html! { (payment.collection_date) }),
                     ("Vipps reference", html! { (payment.psp_reference) }),
+                    ("Reversed", html! { @match &payment.reversed_by {
+                        Some(report) => strong.bad { "yes, by Inbound Report " (report) " (a match undone in Guided Matching); it no longer counts" },
+                        None => "no",
+                    } }),
                 ]))
-                @if refundable {
+                @if refundable && payment.reversed_by.is_none() {
                     p { a.button href={ "/installments/" (around.installment.id) "#refund" } { "Refund from the installment" } }
                 }
                 (related(&around))

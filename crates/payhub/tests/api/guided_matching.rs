@@ -270,6 +270,15 @@ on_both_backends! {
         assert_eq!(count(&app, "SELECT COUNT(*) FROM payments WHERE installment_id = $1 AND reversed_by_report_id IS NULL \
             AND amount_ore = 3600 AND ledger_entry_id IS NOT NULL", &[&named_id]).await, 1);
         assert_eq!(app.v2_get(&vipps, &format!("/v2/Installment/{other_id}")).await["Status"], "Pending", "back as it was");
+        // The records pages show the reversed Payment as reversed, naming the undo's report.
+        let browser = app.browser(Role::Finance).await;
+        let (_, page) = browser.get(&format!("/installments/{other_id}")).await;
+        let reversed_id = page.split("href=\"/payments/").nth(1).and_then(|r| r.split('"').next()).expect("the payment").to_owned();
+        assert!(page.contains("reversed by ir_"), "the installment's page marks it: {page}");
+        let (_, payment) = browser.get(&format!("/payments/{reversed_id}")).await;
+        assert!(payment.contains("Reversed") && payment.contains("ir_"), "the payment's page names the reversal: {payment}");
+        let (_, named_page) = browser.get(&format!("/installments/{named_id}")).await;
+        assert!(!named_page.contains("reversed by ir_"), "a live Payment is not marked: {named_page}");
     }
 
     async fn a_payment_over_several_installments_is_split_as_the_account_says(app) {
