@@ -104,4 +104,28 @@ on_both_backends! {
         let read = app.v2_get(&vipps, &format!("/v2/PaymentIntent/{}", again["Id"].as_str().unwrap())).await;
         assert_eq!(read["OneTime"]["Id"], installment_id.as_str(), "{read}");
     }
+
+    async fn a_failed_or_cancelled_installment_says_so_and_makes_nothing(app) {
+        let vipps = app.with_vipps().await;
+        let (status, created) = app.intent(&vipps, &seed_intent()).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let installment_id = created["OneTime"]["Id"].as_str().unwrap().to_owned();
+        let reference = created["OneTime"]["PaymentReference"].as_str().unwrap().to_owned();
+        assert_eq!(vipps.control(&format!("/_sim/payments/{reference}/reject"), json!({})).await, StatusCode::OK);
+        app.state.payments.sync(&reference, None).await.unwrap();
+        let (status, failed) = app.intent(&vipps, &json!({"OneTime": {"Id": installment_id}})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{failed}");
+        assert!(failed.to_string().contains("expired or was stopped"), "{failed}");
+
+        // No flow cancels a one-time installment (the organisation's cancel is on recurring ones): the row is moved.
+        let (other, _) = made_by_hand(&app, &vipps).await;
+        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+        sqlx::query("UPDATE installments SET status = 'Cancelled' WHERE id = $1").bind(&other).execute(&mut *conn).await.unwrap();
+        drop(conn);
+        let (status, cancelled) = app.intent(&vipps, &json!({"OneTime": {"Id": other}})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{cancelled}");
+        assert!(cancelled.to_string().contains("is cancelled"), "{cancelled}");
+        assert_eq!(api_requests(&app, &installment_id).await + api_requests(&app, &other).await, 0, "nothing recorded");
+        assert_eq!(vipps_payments(&app, &other).await, 0);
+    }
 }

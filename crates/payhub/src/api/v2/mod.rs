@@ -205,10 +205,14 @@ async fn pay_existing(state: &AppState, id: &str, raw: &str) -> (StatusCode, Val
         Err(error) => return envelope(internal(error)),
     };
     if !paylinks::payable(&installment) {
-        let why = if installment.amount_open_ore <= 0 || installment.status.is_collected() {
-            "The installment is already paid"
-        } else {
-            "The installment cannot be paid: it is not open, or it is collected on an agreement"
+        // The same words as the PayLink's page: paid, cancelled, expired, or charged on its agreement.
+        let why = match installment.status {
+            _ if installment.amount_open_ore <= 0 || installment.status.is_collected() => {
+                "The installment is already paid"
+            }
+            InstallmentStatus::Cancelled => "The installment is cancelled",
+            InstallmentStatus::Failed => "The installment's payment expired or was stopped; it cannot be paid now",
+            _ => "The installment is collected on its agreement, not paid on its own",
         };
         return envelope(ApiError::new(StatusCode::CONFLICT, "409", why, Some("OneTime.Id".into())));
     }
