@@ -1,8 +1,8 @@
-//! A payer's submission on a page about a record payhub already has (a PayLink pays an installment, a Setup
-//! URL renews a recurring payment's agreement) enters like every other channel's intent: a **Message** with the
-//! form as received, its **Inbound Report** (`PaymentIntent` / `Default`), and a payment intent whose `Origin`
-//! names the page, all in the caller's transaction and before anything is asked of Vipps. The flow then moves
-//! the intent to `Matched` (the payer was sent to Vipps) or `Failed`.
+//! A submission about a record payhub already has (a PayLink or the Payment API's `OneTime.Id` pays an
+//! installment, a Setup URL renews a recurring payment's agreement) enters like every other channel's intent: a
+//! **Message** with the form or body as received, its **Inbound Report** (`PaymentIntent` / `Default`), and a
+//! payment intent whose `Origin` names the page or the API, all in the caller's transaction and before anything
+//! is asked of Vipps. The flow then moves the intent to `Matched` (the payer was sent to Vipps) or `Failed`.
 
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
@@ -15,15 +15,17 @@ use crate::store::StoreResult;
 pub const PAYLINK: &str = "PayLink";
 /// `Origin` of a Setup URL submission.
 pub const SETUP_URL: &str = "SetupURL";
+/// `Origin` of a Payment API request that pays an existing installment (`OneTime.Id`).
+pub const PAYMENT_API: &str = "PaymentAPI";
 
 /// One submission, about an existing record.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Submission<'a> {
     /// The new intent's id (`pi_…`), also the Message's subject.
     pub intent_id: &'a str,
-    /// [`PAYLINK`] or [`SETUP_URL`].
+    /// [`PAYLINK`], [`SETUP_URL`] or [`PAYMENT_API`].
     pub origin: &'a str,
-    /// The form as the page received it.
+    /// The form as the page received it (the body, for the API).
     pub raw: &'a str,
     /// The merchant account.
     pub account_id: &'a str,
@@ -35,7 +37,7 @@ pub(crate) struct Submission<'a> {
     pub amount_ore: i64,
     /// The installment's payment reference, if any.
     pub reference: Option<&'a str>,
-    /// Where the payer goes back to (the page itself, which tells the outcome).
+    /// Where the payer goes back to (a page that tells the outcome).
     pub return_url: &'a str,
     /// What it asks for, in words (which record, which page).
     pub detail: &'a str,

@@ -1,5 +1,6 @@
 //! Admin pages for Giving Pages: the list (with each page's address and gift count), and one form to create or
-//! edit a page. The form is turned into the admin API's JSON, so both ways in are checked by the same rules.
+//! edit a page. The form is turned into the admin API's JSON, so both ways in are checked by the same rules; the
+//! parameter defaults the form does not show (set through the API) are kept when it is saved.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::{check_field, csrf_field, page, text_field};
 use crate::auth::Principal;
-use crate::domain::giving_page::{format_kroner, Giving, GivingPageSettings, DEFAULT_COLOUR};
+use crate::domain::giving_page::{format_kroner, Giving, GivingPageSettings, PageParameters, DEFAULT_COLOUR};
 use crate::domain::money::Money;
 use crate::domain::schedule::Frequency;
 use crate::domain::FieldError;
@@ -250,6 +251,23 @@ fn read(bytes: &Bytes) -> (Map<String, Value>, Value) {
     (values, body)
 }
 
+/// Puts back into the form's `parameter_defaults` the stored ones the form does not show (`description`,
+/// `MerchantAgreementUrl`, a fixed `mobileNumber`, all set through the admin API): the form's object replaces
+/// the stored one whole, so without this saving the form unchanged would drop them. What the form shows, it
+/// decides (an emptied TransactionText is removed; a payer field typed in replaces a fixed number).
+fn keep_unshown(body: &mut Value, stored: &PageParameters) {
+    let Some(params) = body.get_mut("parameter_defaults").and_then(Value::as_object_mut) else { return };
+    if let Some(description) = &stored.description {
+        params.insert("description".into(), json!(description));
+    }
+    if let Some(url) = &stored.merchant_agreement_url {
+        params.insert("MerchantAgreementUrl".into(), json!(url));
+    }
+    if let Some(fixed) = stored.mobile_number.as_ref().filter(|d| d.value.is_some()) {
+        params.entry("mobileNumber").or_insert_with(|| json!(fixed));
+    }
+}
+
 async fn account_names(state: &AppState) -> Vec<String> {
     state.accounts.list().await.map(|a| a.into_iter().map(|a| a.name).collect()).unwrap_or_default()
 }
@@ -302,7 +320,12 @@ pub async fn update(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    let (values, body) = read(&bytes);
+    let (values, mut body) = read(&bytes);
+    match state.pages.get(&id).await {
+        Ok(record) => keep_unshown(&mut body, &record.settings.parameters),
+        Err(ServiceError::NotFound(_)) => return super::not_found(),
+        Err(error) => return super::internal_error(&error.into()),
+    }
     match state.pages.update(&id, &body, &who.actor()).await {
         Ok(_) => Redirect::to("/setup/giving-pages").into_response(),
         Err(ServiceError::NotFound(_)) => super::not_found(),

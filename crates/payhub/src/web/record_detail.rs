@@ -1,4 +1,5 @@
-//! An installment's detail page (finance and admin): its facts, links to the related records, a timeline of
+//! An installment's detail page (finance and admin): its facts, its PayLink while a link may pay it (a
+//! read-only field to copy), links to the related records, a timeline of
 //! what happened to it (each entry opens to its raw body, secrets masked), and the refund action: a form with
 //! the amount in NOK, a confirmation step that says what will be refunded, then the refund through the same
 //! `Payments::refund` the Payment API calls (which reserves the amount and writes the audit entry).
@@ -7,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
-use maud::{html, Markup};
+use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::timeline::{action_button, facts, kroner, render};
@@ -18,9 +19,10 @@ use crate::domain::record_actions::{charge_is_open, payment_is_open};
 use crate::error::ServiceError;
 use crate::processing::refunds::RefundRequest;
 use crate::state::AppState;
+use crate::store::installments::InstallmentRow;
 use crate::store::record_detail::PaymentFacts;
 use crate::store::timeline::{self, Subject};
-use crate::store::{charges, installments, record_detail, refunds, vipps_payments};
+use crate::store::{charges, installments, paylinks, record_detail, refunds, vipps_payments};
 
 /// A link to a list searched for `id` (a payer's other records).
 pub fn search_link(list: &str, id: &str) -> Markup {
@@ -96,6 +98,7 @@ pub(super) async fn installment_page(state: &AppState, who: &Principal, id: &str
         Ok(None) => return super::not_found(),
         Err(error) => return super::internal_error(&error.into()),
     };
+    let paylink = paylink_section(state, &installment).await;
     let can_refund = installment.status.is_collected() && refundable > 0;
     page(
         &format!("Installment {}", installment.payment_reference),
@@ -116,6 +119,7 @@ pub(super) async fn installment_page(state: &AppState, who: &Principal, id: &str
                 ("Account", html! { (installment.account_id) }),
                 ("Transaction text", html! { (installment.bank_statement_description.as_deref().unwrap_or("—")) }),
             ]))
+            @if let Some(paylink) = &paylink { (paylink) }
             @if let Some(vipps) = &vipps {
                 h2 { (vipps.kind) }
                 (facts(&[
@@ -284,4 +288,55 @@ pub async fn refund_confirm(
             installment_page(&state, &who, &id, Some(&format!("The refund could not be made: {error}"))).await
         }
     }
+}
+
+// The payer's links: an installment's PayLink here, a recurring payment's Setup URL on its page.
+
+/// A link to send the payer, in a read-only field that can be selected and copied without JavaScript. Where
+/// scripts run (the pages' CSP sets no `script-src`) and the browser offers `navigator.clipboard` (a secure
+/// context), a Copy button appears; elsewhere it stays hidden rather than being a button that does nothing.
+/// `id` is an element id of the page, fixed in the code.
+pub(super) fn copy_link(id: &'static str, heading: &str, url: &str, hint: &str) -> Markup {
+    let script = format!(
+        "(function(){{var b=document.getElementById('{id}-copy'),f=document.getElementById('{id}');\
+         if(!b||!f||!navigator.clipboard)return;b.hidden=false;b.addEventListener('click',function(){{f.select();\
+         navigator.clipboard.writeText(f.value).then(function(){{b.textContent='Copied';}});}});}})();"
+    );
+    html! {
+        h2 { (heading) }
+        div.card {
+            div.field {
+                label for=(id) { "Link for the payer" }
+                input type="text" id=(id) readonly value=(url) autocomplete="off" spellcheck="false"
+                    aria-describedby={ (id) "-hint" };
+                div.hint id={ (id) "-hint" } { (hint) }
+            }
+            button.secondary type="button" id={ (id) "-copy" } hidden { "Copy link" }
+        }
+        script { (PreEscaped(script)) }
+    }
+}
+
+/// The installment's PayLink while a link may pay it ([`paylinks::payable`]), its token made on the first view.
+/// Making it is the one write of this page: a token is no money and no decision (the API's read of the
+/// installment makes it the same way, two first views agree on one), and every role that may open this page
+/// may hand out a PayLink. Should the write fail (a busy or read-only database), the page is still shown,
+/// saying the link could not be made, rather than an error in place of the record.
+async fn paylink_section(state: &AppState, installment: &InstallmentRow) -> Option<Markup> {
+    if !paylinks::payable(installment) {
+        return None;
+    }
+    Some(match state.payments.paylink_url(&installment.id).await {
+        Ok(url) => copy_link(
+            "paylink",
+            "PayLink",
+            &url,
+            "The payer pays the open amount through Vipps on this page. The link stops taking payments once the \
+             installment is paid, failed or cancelled.",
+        ),
+        Err(error) => {
+            tracing::warn!(installment = %installment.id, %error, "the PayLink could not be made for the page");
+            html! { h2 { "PayLink" } p.muted { "The PayLink could not be made just now; reload the page to try again." } }
+        }
+    })
 }

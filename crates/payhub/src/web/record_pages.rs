@@ -2,7 +2,8 @@
 //! (`/recurring/{id}`), mandates (`/mandates/{id}`) and outbound webhook deliveries (`/deliveries/{id}`):
 //! each record's facts, links along payer → mandate → recurring payment → installments → payments → refunds,
 //! the timeline (`store::timeline`, rendered by `web::timeline`) and the buttons of the actions its state
-//! allows, each of which opens a confirmation step (`web::record_actions`). Finance and admin only.
+//! allows, each of which opens a confirmation step (`web::record_actions`); a recurring payment whose agreement
+//! was stopped or expired shows its Setup URL to copy. Finance and admin only.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -10,7 +11,7 @@ use axum::Extension;
 use maud::{html, Markup};
 
 use super::page;
-use super::record_detail::{reversal, search_link};
+use super::record_detail::{copy_link, reversal, search_link};
 use super::timeline::{action_button, facts, kroner, masked, render, when};
 use crate::auth::Principal;
 use crate::domain::money::Money;
@@ -18,9 +19,11 @@ use crate::domain::record_actions::{agreement_can_stop, can_change_terms, can_pa
 use crate::domain::schedule::interval_text;
 use crate::state::AppState;
 use crate::store::installments::{self, InstallmentBrief, InstallmentRow};
+use crate::store::mandates::{self, MandateRow};
 use crate::store::record_detail::{self, PayerFacts, PaymentFacts, RefundFacts};
+use crate::store::recurring_payments::{self, RecurringRow};
 use crate::store::timeline::{self, Subject, TimelineEntry};
-use crate::store::{mandates, outbox, recurring_payments, StoreResult};
+use crate::store::{outbox, StoreResult};
 
 /// A record page's read: `None` when there is no such record.
 type Read<T> = StoreResult<Option<T>>;
@@ -229,7 +232,12 @@ pub(super) async fn recurring_page(state: &AppState, who: &Principal, id: &str, 
         let timeline = timeline::timeline(&mut conn, &subject, &[]).await?;
         Ok(Some((recurring, mandate, payer, list, timeline)))
     };
-    shown(read.await, |(recurring, mandate, payer, list, timeline)| {
+    let read = read.await;
+    let setup = match &read {
+        Ok(Some((recurring, Some(mandate), ..))) => setup_section(state, recurring, mandate).await,
+        _ => None,
+    };
+    shown(read, |(recurring, mandate, payer, list, timeline)| {
         let can_stop = mandate.as_ref().is_some_and(|m| agreement_can_stop(&m.vipps_status));
         page(
             &format!("Recurring payment {}", recurring.id),
@@ -270,6 +278,7 @@ pub(super) async fn recurring_page(state: &AppState, who: &Principal, id: &str, 
                             "Cancel Vipps Agreement", html! {}))
                     }
                 }
+                @if let Some(setup) = &setup { (setup) }
                 h2 { "Related" }
                 (facts(&[
                     ("Payer", payer_cell(&payer, &recurring.payer_id)),
@@ -282,6 +291,29 @@ pub(super) async fn recurring_page(state: &AppState, who: &Principal, id: &str, 
             },
         )
     })
+}
+
+/// The recurring payment's Setup URL while its payer can renew (the agreement stopped or expired, the schedule
+/// going on; the token made on the first such view), as the installment's page shows its PayLink and for the same
+/// reasons: a failed write leaves the page standing.
+async fn setup_section(state: &AppState, recurring: &RecurringRow, mandate: &MandateRow) -> Option<Markup> {
+    match state.payments.renewable_setup_url(recurring, mandate).await {
+        Ok(url) => url.map(|url| {
+            copy_link(
+                "setup-url",
+                "Setup URL",
+                &url,
+                "The agreement was stopped or expired. On this page the payer approves a new agreement in Vipps, \
+                 and this recurring payment goes on collecting under it.",
+            )
+        }),
+        Err(error) => {
+            tracing::warn!(recurring = %recurring.id, %error, "the Setup URL could not be made for the page");
+            Some(
+                html! { h2 { "Setup URL" } p.muted { "The Setup URL could not be made just now; reload the page to try again." } },
+            )
+        }
+    }
 }
 
 /// `GET /mandates/{id}`: a mandate (a Vipps agreement): price and interval, Vipps' status, its recurring

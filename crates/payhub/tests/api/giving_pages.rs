@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{hidden_value, storage, Browser, TestApp, Vipps};
+use crate::helpers::{hidden_value, storage, with, Browser, TestApp, Vipps};
 use crate::on_both_backends;
 
 /// The body the issue names, with the simulator's account.
@@ -71,6 +71,35 @@ async fn open_form(browser: &Browser, path: &str) -> (String, String) {
     assert_eq!(status, StatusCode::OK, "{page}");
     let token = hidden_value(&page, "csrf_token").expect("csrf token in the form");
     (page, token)
+}
+
+/// What a browser submits from the page's form as shown: each input's value (a checkbox only when checked) and
+/// each select's selected option (the first when none is marked).
+fn submitted(page: &str) -> Vec<(String, String)> {
+    let start = page.find("<form class=\"card\"").expect("the form");
+    let form = &page[start..start + page[start..].find("</form>").expect("its end")];
+    let attr = |tag: &str, name: &str| {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        let value = &tag[at..at + tag[at..].find('"')?];
+        Some(value.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    };
+    let mut fields = Vec::new();
+    for (at, _) in form.match_indices('<') {
+        let tag = &form[at..at + form[at..].find('>').unwrap()];
+        if tag.starts_with("<input ") {
+            let checkbox = attr(tag, "type").as_deref() == Some("checkbox");
+            if let Some(name) = attr(tag, "name").filter(|_| !checkbox || tag.contains(" checked")) {
+                fields.push((name, attr(tag, "value").unwrap_or_default()));
+            }
+        } else if tag.starts_with("<select ") {
+            let body = &form[at..at + form[at..].find("</select>").unwrap()];
+            let options: Vec<String> =
+                body.split("<option ").skip(1).map(|o| format!(" {}", &o[..o.find('>').unwrap()])).collect();
+            let chosen = options.iter().find(|o| o.contains(" selected")).or(options.first()).unwrap();
+            fields.push((attr(tag, "name").unwrap(), attr(chosen, "value").unwrap_or_default()));
+        }
+    }
+    fields
 }
 
 async fn setup(app: &TestApp) -> Vipps {
@@ -350,5 +379,38 @@ on_both_backends! {
         let (_, public) = Browser::new(&app).get("/give/summer").await;
         assert!(public.contains("<h1>Sommer</h1>"), "the edit shows at once");
         assert!(!public.contains("--brand:#0b5fff"), "an emptied field takes its default");
+    }
+
+    async fn saving_the_edit_form_unchanged_keeps_the_parameter_defaults_it_does_not_show(app) {
+        let _vipps = app.with_vipps().await;
+        let defaults = json!({"TransactionText": "Gave til våren", "ProductName": "Fast giver",
+            "description": "Vårinnsamling 2026", "MerchantAgreementUrl": "https://example.org/min-side",
+            "mobileNumber": {"value": "91234567"}});
+        let created = create_page(&app, &with(spring(), json!({"parameter_defaults": defaults.clone()}))).await;
+        assert_eq!(created["parameter_defaults"], defaults, "{created}");
+        let id = created["id"].as_str().unwrap();
+        let admin = app.browser(payhub::domain::role::Role::Admin).await;
+        let (status, edit) = admin.get(&format!("/setup/giving-pages/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let fields = submitted(&edit);
+        assert!(fields.iter().any(|(k, v)| k == "transaction_text" && v == "Gave til våren"), "{fields:?}");
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, page, _) = admin.post(&format!("/setup/giving-pages/{id}"), &pairs).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+        let saved = app.state.pages.by_slug("spring").await.unwrap().unwrap();
+        assert_eq!(serde_json::to_value(&saved.settings.parameters).unwrap(), defaults, "nothing lost");
+
+        // What the form shows it changes: a payer field in place of the fixed number, the text emptied.
+        let edited: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|&(k, v)| match k { "phone_field" => (k, "HomePhone"), "transaction_text" => (k, ""), _ => (k, v) })
+            .collect();
+        let (status, page, _) = admin.post(&format!("/setup/giving-pages/{id}"), &edited).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+        let saved = app.state.pages.by_slug("spring").await.unwrap().unwrap().settings.parameters;
+        assert_eq!(saved.mobile_number.and_then(|d| d.payer_field).as_deref(), Some("HomePhone"));
+        assert_eq!(saved.transaction_text, None);
+        assert_eq!(saved.merchant_agreement_url.as_deref(), Some("https://example.org/min-side"));
+        assert_eq!(saved.description.as_deref(), Some("Vårinnsamling 2026"));
     }
 }

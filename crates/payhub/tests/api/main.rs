@@ -22,6 +22,7 @@ mod jobs;
 mod json_logs;
 mod login;
 mod one_time;
+mod one_time_id;
 mod one_time_races;
 mod openapi;
 mod openapi_tour_admin;

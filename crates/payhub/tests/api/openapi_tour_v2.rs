@@ -80,12 +80,13 @@ on_both_backends! {
         let (_, installment) = get(&app, &vipps, &format!("/v2/Installment/{installment_id}")).await;
         assert_eq!(installment["AmountRefunded"], json!(10.5), "{installment}");
 
-        // Paying an installment already owed: the same payment, nothing new.
+        // Paying an installment already owed: the same payment, the request recorded as an intent of its own.
         let (status, owed) = app.intent(&vipps, &seed_intent()).await;
         assert_eq!(status, StatusCode::OK, "{owed}");
         let owed_id = owed["OneTime"]["Id"].as_str().expect("installment id");
         let (status, paying) = app.intent(&vipps, &json!({"OneTime": {"Id": owed_id}})).await;
-        assert_eq!((status, &paying["Id"]), (StatusCode::OK, &owed["Id"]), "{paying}");
+        assert_eq!((status, &paying["RedirectURL"]), (StatusCode::OK, &owed["RedirectURL"]), "{paying}");
+        assert_ne!(paying["Id"], owed["Id"], "{paying}");
 
         // A recurring payment: read, changed, paused, resumed and cancelled.
         let start = today(&app);

@@ -1,7 +1,9 @@
 //! PayLinks over HTTP: the `PayURL` of an open installment, its page (payee, due date, open amount, the
 //! payer's phone), paying it through the simulator, and the link afterwards ("already paid"); a double submit
-//! that makes one Vipps payment; and links whose installment was stopped or cancelled.
+//! that makes one Vipps payment; links whose installment was stopped or cancelled; and the link on the
+//! installment's page in the records UI, to copy.
 
+use payhub::domain::role::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -42,6 +44,38 @@ async fn paylink_submissions(app: &TestApp, installment_id: &str) -> i64 {
         &[installment_id],
     )
     .await
+}
+
+/// An open installment of 250 kr made by hand (Guided Matching's create, through its store call) for the payer
+/// and account of a one-time intent made first; its id and payment reference. It has no Vipps payment and no
+/// PayLink yet.
+pub(crate) async fn made_by_hand(app: &TestApp, vipps: &Vipps) -> (String, String) {
+    let (status, created) = app.intent(vipps, &seed_intent()).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let paid = created["OneTime"]["Id"].as_str().unwrap();
+    let owner = storage::pairs(app, "SELECT payer_id, account_id FROM installments WHERE id = $1", &[paid]).await;
+    let (payer_id, account_id) = owner[0].clone();
+    let reference = payhub::domain::ids::new_payment_reference();
+    let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
+    let new = payhub::store::guided::NewManualInstallment {
+        payer_id: &payer_id,
+        account_id: &account_id,
+        amount_ore: 25_000,
+        due_date: chrono::Utc::now().date_naive(),
+        payment_reference: &reference,
+        product: Some("Medlemskap"),
+    };
+    let installment_id =
+        payhub::store::guided::insert_manual_installment(&mut conn, &new, chrono::Utc::now()).await.unwrap();
+    (installment_id, reference)
+}
+
+/// The link a record's page offers to copy: the value of its read-only field `id`.
+pub(crate) fn link_field(page: &str, id: &str) -> Option<String> {
+    let field = &page[page.find(&format!("id=\"{id}\""))?..];
+    let field = &field[..field.find('>')?];
+    let value = &field[field.find("value=\"")? + 7..];
+    Some(value[..value.find('"')?].replace("&amp;", "&"))
 }
 
 async fn vipps_payments(app: &TestApp, installment_id: &str) -> i64 {
@@ -130,23 +164,7 @@ on_both_backends! {
 
     async fn an_open_installment_with_no_vipps_payment_gets_one_through_its_paylink(app) {
         let vipps = app.with_vipps().await;
-        let (paid, _, _) = open_installment(&app, &vipps).await;
-        // An installment made by hand (Guided Matching's create) has no Vipps payment; it is made through the
-        // same store call here, for the payer and account of the one above.
-        let owner = storage::pairs(&app, "SELECT payer_id, account_id FROM installments WHERE id = $1", &[&paid]).await;
-        let (payer_id, account_id) = owner[0].clone();
-        let reference = payhub::domain::ids::new_payment_reference();
-        let mut conn = app.state.store.pool_for_tests().acquire().await.unwrap();
-        let new = payhub::store::guided::NewManualInstallment {
-            payer_id: &payer_id,
-            account_id: &account_id,
-            amount_ore: 25_000,
-            due_date: chrono::Utc::now().date_naive(),
-            payment_reference: &reference,
-            product: Some("Medlemskap"),
-        };
-        let installment_id = payhub::store::guided::insert_manual_installment(&mut conn, &new, chrono::Utc::now()).await.unwrap();
-        drop(conn);
+        let (installment_id, reference) = made_by_hand(&app, &vipps).await;
         assert_eq!(vipps_payments(&app, &installment_id).await, 0);
         let read = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
         let url = read["PayURL"].as_str().unwrap_or_else(|| panic!("an open installment has a PayURL: {read}"));
@@ -222,7 +240,7 @@ on_both_backends! {
         let (status, again) = app.intent(&vipps, &json!({"OneTime": {"Id": installment_id}})).await;
         assert_eq!(status, StatusCode::OK, "{again}");
         assert_eq!(again["RedirectURL"], created["RedirectURL"], "the open payment, not a new one");
-        assert_eq!(again["Id"], created["Id"]);
+        assert!(again["Id"].as_str().is_some_and(|id| id.starts_with("pi_")) && again["Id"] != created["Id"], "the request's own intent: {again}");
         assert_eq!(again["OneTime"]["Id"], installment_id.as_str());
         assert_eq!(vipps_payments(&app, &installment_id).await, 1);
         assert_eq!(storage::count(&app, "SELECT COUNT(*) FROM installments", &[]).await, 1);
@@ -235,5 +253,38 @@ on_both_backends! {
         let (status, unknown) = app.intent(&vipps, &json!({"OneTime": {"Id": "ins_nothing"}})).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
         assert_eq!(vipps_payments(&app, &installment_id).await, 1);
+    }
+
+    async fn finance_copies_an_installments_paylink_from_its_page_and_the_payer_pays_through_it(app) {
+        let vipps = app.with_vipps().await;
+        let (installment_id, reference) = made_by_hand(&app, &vipps).await;
+        let finance = app.browser(Role::Finance).await;
+        let page_path = format!("/installments/{installment_id}");
+        let (status, page) = finance.get(&page_path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let url = link_field(&page, "paylink").unwrap_or_else(|| panic!("the PayLink, to copy: {page}"));
+        assert!(url.starts_with(&format!("{}/pay/pl_", app.base)), "the full link: {url}");
+        assert!(page.contains("readonly") && page.contains("id=\"paylink-copy\""), "read-only, with a copy button: {page}");
+        let (_, again) = finance.get(&page_path).await;
+        assert_eq!(link_field(&again, "paylink"), Some(url.clone()), "made once");
+        let read = app.v2_get(&vipps, &format!("/v2/Installment/{installment_id}")).await;
+        assert_eq!(read["PayURL"], url.as_str(), "the API's PayURL is the same link: {read}");
+        let (_, admin_page) = app.browser(Role::Admin).await.get(&page_path).await;
+        assert_eq!(link_field(&admin_page, "paylink"), Some(url.clone()));
+
+        // The payer opens the link and pays through it.
+        let path = url.strip_prefix(&app.base).unwrap().to_owned();
+        let payer = Browser::new(&app);
+        let (status, page) = payer.get(&format!("{path}?lang=en")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("Pay with Vipps") && page.contains("kr\u{a0}250"), "{page}");
+        let (status, _, landing) = submit(&payer, &path, "48000000").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(landing.is_some_and(|l| l.starts_with(&vipps.sim.base_url())));
+        assert_eq!(vipps.control(&format!("/_sim/payments/{reference}/approve"), json!({})).await, StatusCode::OK);
+        app.state.payments.sync(&reference, None).await.unwrap();
+        let (status, page) = finance.get(&page_path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Collected") && link_field(&page, "paylink").is_none(), "no link once paid: {page}");
     }
 }

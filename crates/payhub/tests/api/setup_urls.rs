@@ -3,6 +3,7 @@
 //! however many tabs or clicks, each submission in the trail with Origin `SetupURL`), collection going on under
 //! the new agreement, and the pages for a recurring payment there is nothing to renew on.
 
+use payhub::domain::role::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -10,6 +11,7 @@ use crate::helpers::recurring::{active_recurring, days_pass, recurring, recurrin
 use crate::helpers::vipps::agreements_at_vipps;
 use crate::helpers::{hidden_value, storage, Browser, TestApp, Vipps};
 use crate::on_both_backends;
+use crate::paylinks::link_field;
 
 /// A monthly recurring payment of 100 kr, active; (recurring id, mandate id, agreement id, Setup URL path).
 async fn active(app: &TestApp, vipps: &Vipps) -> (String, String, String, String) {
@@ -157,5 +159,37 @@ on_both_backends! {
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(setup_submissions(&app).await, 0);
         assert_eq!(agreements_at_vipps(&vipps).await, 1);
+    }
+
+    async fn finance_copies_the_setup_url_of_a_stopped_agreement_from_its_page_and_the_payer_opens_it(app) {
+        let vipps = app.with_vipps().await;
+        let (_, recurring_id, mandate_id, agreement_id) =
+            active_recurring(&app, &vipps, &recurring_intent(today(&app), "100")).await;
+        let finance = app.browser(Role::Finance).await;
+        let page_path = format!("/recurring/{recurring_id}");
+        let (status, page) = finance.get(&page_path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(link_field(&page, "setup-url").is_none(), "nothing to renew while the agreement is active: {page}");
+
+        stopped_by_the_payer(&app, &vipps, &mandate_id, &agreement_id).await;
+        let (status, page) = finance.get(&page_path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let url = link_field(&page, "setup-url").unwrap_or_else(|| panic!("the Setup URL, to copy: {page}"));
+        assert!(url.starts_with(&format!("{}/renew/rn_", app.base)), "the full link: {url}");
+        assert!(page.contains("id=\"setup-url-copy\""), "{page}");
+        let (_, again) = finance.get(&page_path).await;
+        assert_eq!(link_field(&again, "setup-url"), Some(url.clone()), "made once");
+        let read = recurring(&app, &vipps, &recurring_id).await;
+        assert_eq!(read["SetupURL"], url.as_str(), "the API's SetupURL is the same link: {read}");
+
+        // The payer opens it: the form to approve a new agreement.
+        let path = url.strip_prefix(&app.base).unwrap().to_owned();
+        let payer = Browser::new(&app);
+        let (status, page) = payer.get(&format!("{path}?lang=en")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("Approve a new agreement") && page.contains("csrf_token"), "{page}");
+        let (status, _, landing) = submit(&payer, &path, "48000000").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(landing.is_some_and(|l| l.starts_with(&vipps.sim.base_url())));
     }
 }

@@ -77,8 +77,9 @@ pub struct NewIntent {
     pub payment_method: PaymentMethodInput,
 }
 
-/// Pay an installment already owed (FinDock's way): no new installment and no second Vipps payment; the answer
-/// points at the installment's open payment. Other fields are ignored.
+/// Pay an installment already owed (FinDock's way), as its PayLink does: the request is recorded as an intent of
+/// its own, no new installment and no second Vipps payment; the answer points at the installment's one payment,
+/// made now if it has none. Other fields are ignored.
 #[derive(Deserialize, ToSchema)]
 pub struct PayInstallment {
     /// The installment to pay.

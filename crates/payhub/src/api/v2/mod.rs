@@ -24,6 +24,7 @@ use crate::domain::schedule::Frequency;
 use crate::domain::status::{InstallmentStatus, IntentStatus};
 use crate::error::ServiceError;
 use crate::processing::intake::Taken;
+use crate::processing::paylinks::LinkPayment;
 use crate::processing::refunds::RefundRequest;
 use crate::processing::IntentError;
 use crate::state::AppState;
@@ -86,7 +87,9 @@ fn to_value(answer: &impl Serialize) -> Value {
     description = "A new one-time payment records an installment and creates the payment at Vipps; a new recurring \
         payment records a recurring payment and a mandate and drafts the Vipps agreement (with an optional initial \
         payment). Either way the answer's `RedirectURL` is where the payer's browser goes next. `OneTime.Id` pays an \
-        installment already owed: the answer points at its open payment, nothing new is made.\n\n\
+        installment already owed, as its PayLink does: the request is recorded as an intent of its own (the answer's \
+        `Id`, Origin `PaymentAPI`) and the answer points at the installment's one Vipps payment, made now if it has \
+        none (an installment made by hand); however often it is asked, there is one payment per installment.\n\n\
         Bad input changes nothing: every problem is answered at once (`400`, code `010` missing or `200` invalid, \
         with the field's path). With an `IdempotencyKey` (header or body) a repeat gets the first answer (header \
         `Idempotent-Replayed: true`), a different request with the key `409`, and a repeat while the first still \
@@ -99,7 +102,7 @@ fn to_value(answer: &impl Serialize) -> Value {
         (status = 400, description = "Invalid input, nothing recorded: every problem with its code and field.", body = ErrorEnvelope),
         (status = 404, description = "`OneTime.Id` names no installment.", body = ErrorEnvelope),
         (status = 409, description = "The IdempotencyKey was used for a different request or its request still runs (`Retry-After`), or the installment of `OneTime.Id` is paid or cannot be paid.", body = ErrorEnvelope),
-        (status = 502, description = "Vipps refused or failed: the intent is recorded as failed, its id is the envelope's `Id`.", body = ErrorEnvelope),
+        (status = 502, description = "Vipps refused or failed (or, for `OneTime.Id`, has no payment waiting and none could be made): the intent is recorded as failed, its id is the envelope's `Id`.", body = ErrorEnvelope),
     ))]
 pub async fn create_intent(
     State(state): State<AppState>,
@@ -137,7 +140,7 @@ pub async fn create_intent(
 /// The work of `POST /v2/PaymentIntent`: the intent recorded and created at Vipps, as the answer to give.
 async fn answer_intent(state: &AppState, body: &Value, bytes: &Bytes) -> (StatusCode, Value) {
     if let Some(id) = body.get("OneTime").and_then(|o| o.get("Id")).and_then(Value::as_str) {
-        return pay_existing(state, id).await;
+        return pay_existing(state, id, &String::from_utf8_lossy(bytes)).await;
     }
     let intent = match request::parse(body, state.payments.today(), state.config.webhook_targets()) {
         Ok(intent) => intent,
@@ -187,9 +190,10 @@ async fn answer_intent(state: &AppState, body: &Value, bytes: &Bytes) -> (Status
     (StatusCode::OK, to_value(&answer))
 }
 
-/// `OneTime.Id`: pay an existing installment (FinDock's way to pay what is already owed). No new installment
-/// and no second Vipps payment: the answer points at the installment's open payment, as its PayLink does.
-async fn pay_existing(state: &AppState, id: &str) -> (StatusCode, Value) {
+/// `OneTime.Id`: pay an existing installment (FinDock's way to pay what is already owed), the same path as its
+/// PayLink: the request is recorded as an intent of its own (Origin `PaymentAPI`), and the answer points at the
+/// installment's one Vipps payment, made now if it has none. No new installment and never a second payment.
+async fn pay_existing(state: &AppState, id: &str, raw: &str) -> (StatusCode, Value) {
     let found = async {
         let mut conn = state.store.pool().acquire().await?;
         installments::installment(&mut conn, id).await
@@ -201,27 +205,28 @@ async fn pay_existing(state: &AppState, id: &str) -> (StatusCode, Value) {
         Err(error) => return envelope(internal(error)),
     };
     if !paylinks::payable(&installment) {
-        let why = if installment.amount_open_ore <= 0 || installment.status.is_collected() {
-            "The installment is already paid"
-        } else {
-            "The installment cannot be paid: it is not open, or it is collected on an agreement"
+        // The same words as the PayLink's page: paid, cancelled, expired, or charged on its agreement.
+        let why = match installment.status {
+            _ if installment.amount_open_ore <= 0 || installment.status.is_collected() => {
+                "The installment is already paid"
+            }
+            InstallmentStatus::Cancelled => "The installment is cancelled",
+            InstallmentStatus::Failed => "The installment's payment expired or was stopped; it cannot be paid now",
+            _ => "The installment is collected on its agreement, not paid on its own",
         };
         return envelope(ApiError::new(StatusCode::CONFLICT, "409", why, Some("OneTime.Id".into())));
     }
-    let landing = match state.payments.landing_of(&installment.id).await {
-        Ok(Some(url)) => url,
-        Ok(None) => {
-            return envelope(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "502",
-                "Vipps has no payment waiting for this installment; try again in a moment",
-                Some("OneTime.Id".into()),
-            ))
+    let (intent_id, landing) = match state.payments.pay_by_id(&installment, raw).await {
+        Ok((intent_id, LinkPayment::Pay(url))) => (intent_id, url),
+        Ok((intent_id, LinkPayment::NotStarted(message))) => {
+            let error = ApiError::new(StatusCode::BAD_GATEWAY, "500", message, Some("OneTime.Id".into()));
+            return failed(error, Some(intent_id));
         }
-        Err(error) => return envelope(internal(error)),
+        Err(error) => return envelope(ApiError::from(error)),
     };
+    tracing::Span::current().record("record", intent_id.as_str());
     let answer = CreatedIntent {
-        id: installment.intent_id.unwrap_or_default(),
+        id: intent_id,
         status: IntentStatus::Matched,
         redirect_url: Some(landing),
         payment_method: CreatedMethod { name: "Vipps", processor: request::PROCESSOR, target: None },
@@ -363,22 +368,8 @@ async fn installment_answer(state: &AppState, id: &str) -> Result<InstallmentAns
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found("installment"))?;
     let payments = payments::payments_of(&mut conn, id).await.map_err(internal)?;
-    let pay_url = if paylinks::payable(&installment) {
-        let token = match paylinks::existing_token(&mut conn, id).await.map_err(internal)? {
-            Some(token) => token,
-            None => {
-                drop(conn);
-                let mut tx = state.store.begin_write().await.map_err(internal)?;
-                let fresh = crate::auth::tokens::new_token("pl_");
-                let token = paylinks::token_of(&mut tx, id, &fresh, chrono::Utc::now()).await.map_err(internal)?;
-                tx.commit().await.map_err(internal)?;
-                token
-            }
-        };
-        Some(format!("{}/pay/{token}", state.config.public_url.as_str().trim_end_matches('/')))
-    } else {
-        None
-    };
+    drop(conn);
+    let pay_url = if paylinks::payable(&installment) { Some(state.payments.paylink_url(id).await?) } else { None };
     let amount_refunded = Kroner::from_ore(crate::store::payments::refunded_ore(&payments));
     Ok(InstallmentAnswer {
         id: installment.id,

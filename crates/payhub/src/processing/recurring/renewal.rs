@@ -118,6 +118,19 @@ impl Payments {
         Ok(format!("{}/renew/{token}", self.public_url.as_str().trim_end_matches('/')))
     }
 
+    /// The recurring payment's Setup URL while its payer can use it (the agreement was stopped or expired and
+    /// the schedule goes on: [`Standing::Renewable`]), else `None` and no token is made.
+    pub async fn renewable_setup_url(
+        &self,
+        recurring: &RecurringRow,
+        mandate: &MandateRow,
+    ) -> ServiceResult<Option<String>> {
+        if standing(recurring, mandate, self.today())? != Standing::Renewable {
+            return Ok(None);
+        }
+        Ok(Some(self.setup_url(&recurring.id).await?))
+    }
+
     /// What the Setup URL `token` shows; `None` when no recurring payment has this token.
     pub async fn setup_view(&self, token: &str) -> ServiceResult<Option<SetupView>> {
         let mut conn = self.store.pool().acquire().await?;
