@@ -197,6 +197,15 @@ pub async fn resume_confirm(
     }
 }
 
+/// A new term of a recurring payment, as its page's form gives it.
+#[derive(Debug, Clone, Copy)]
+enum NewTerm {
+    /// The amount per period, øre (within Vipps' limits for an agreement).
+    Amount(i64),
+    /// The day of the month collected on.
+    Day(u32),
+}
+
 /// The new-terms forms' fields: an amount in NOK (`175,50` or `175.50`) or a day of the month.
 #[derive(Debug, Deserialize)]
 struct TermsForm {
@@ -204,34 +213,88 @@ struct TermsForm {
     day: Option<String>,
 }
 
-fn terms_form(bytes: &Bytes) -> Result<TermsForm, &'static str> {
-    serde_urlencoded::from_bytes::<TermsForm>(bytes).map_err(|_| "The form could not be read.")
-}
-
-/// The new amount, in øre, checked against Vipps' limits for an agreement here so the review never offers what
-/// the change would refuse.
-fn new_amount(bytes: &Bytes) -> Result<i64, String> {
-    let text = terms_form(bytes)?.amount.unwrap_or_default().trim().to_owned();
-    let ore = Money::parse_kroner(&text.replace(',', "."))
-        .map(Money::ore)
-        .map_err(|_| format!("The amount must be in NOK, like 100 or 99.50; “{text}” is not."))?;
-    if !(MIN_RECURRING_ORE..=MAX_RECURRING_ORE).contains(&ore) {
-        return Err(format!(
-            "The amount must be from {} to {} NOK (Vipps' limits for an agreement).",
-            Money::from_ore(MIN_RECURRING_ORE).kroner_string(),
-            Money::from_ore(MAX_RECURRING_ORE).kroner_string()
-        ));
+impl NewTerm {
+    /// The form's `amount` (when `amount` is asked for) or `day`, checked here so the review never offers what
+    /// the change would refuse.
+    fn read(bytes: &Bytes, amount: bool) -> Result<NewTerm, String> {
+        let form = serde_urlencoded::from_bytes::<TermsForm>(bytes).map_err(|_| "The form could not be read.")?;
+        if amount {
+            let text = form.amount.unwrap_or_default().trim().to_owned();
+            let ore = Money::parse_kroner(&text.replace(',', "."))
+                .map(Money::ore)
+                .map_err(|_| format!("The amount must be in NOK, like 100 or 99.50; “{text}” is not."))?;
+            if !(MIN_RECURRING_ORE..=MAX_RECURRING_ORE).contains(&ore) {
+                return Err(format!(
+                    "The amount must be from {} to {} NOK (Vipps' limits for an agreement).",
+                    Money::from_ore(MIN_RECURRING_ORE).kroner_string(),
+                    Money::from_ore(MAX_RECURRING_ORE).kroner_string()
+                ));
+            }
+            return Ok(NewTerm::Amount(ore));
+        }
+        let text = form.day.unwrap_or_default().trim().to_owned();
+        text.parse::<u32>()
+            .ok()
+            .filter(|d| (1..=31).contains(d))
+            .map(NewTerm::Day)
+            .ok_or_else(|| format!("The collection day must be a day of the month from 1 to 31; “{text}” is not."))
     }
-    Ok(ore)
+
+    fn confirmation(self, id: &str) -> Confirmation<'static> {
+        match self {
+            NewTerm::Amount(ore) => {
+                let amount = Money::from_ore(ore).kroner_string();
+                Confirmation {
+                    title: "Confirm the new amount",
+                    question: format!("Collect {amount} NOK per period on recurring payment {id} from now on?"),
+                    warning: "The agreement's price at Vipps changes first; the payer sees the new price in Vipps. \
+                              Installments already charged keep their amount.",
+                    action: format!("/recurring/{id}/amount/confirm"),
+                    hidden: vec![("amount", amount.clone())],
+                    button: format!("Change to {amount} NOK"),
+                    back: format!("/recurring/{id}"),
+                }
+            }
+            NewTerm::Day(day) => Confirmation {
+                title: "Confirm the new collection day",
+                question: format!("Collect recurring payment {id} on day {day} of the month from now on?"),
+                warning: "Installments not yet charged move to the new day (never to today or before); those \
+                          charged keep theirs. In a shorter month the last day is used.",
+                action: format!("/recurring/{id}/collection-day/confirm"),
+                hidden: vec![("day", day.to_string())],
+                button: format!("Collect on day {day}"),
+                back: format!("/recurring/{id}"),
+            },
+        }
+    }
 }
 
-fn new_day(bytes: &Bytes) -> Result<u32, String> {
-    let text = terms_form(bytes)?.day.unwrap_or_default();
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|d| (1..=31).contains(d))
-        .ok_or_else(|| format!("The collection day must be a day of the month from 1 to 31; “{}” is not.", text.trim()))
+/// The confirmation step of a new amount (`amount`) or collection day.
+async fn terms_review(state: &AppState, who: &Principal, id: &str, bytes: &Bytes, amount: bool) -> Response {
+    match NewTerm::read(bytes, amount) {
+        Ok(term) => confirmation(who, &term.confirmation(id)),
+        Err(message) => recurring_page(state, who, id, Some(&message)).await,
+    }
+}
+
+/// The change itself, through the same `Payments` calls as `PATCH /v2/Recurring/{id}` (the price at Vipps
+/// first; both audited there); a price Vipps has yet to confirm is shown as pending on the page.
+async fn terms_confirm(state: &AppState, who: &Principal, id: &str, bytes: &Bytes, amount: bool) -> Response {
+    let changed = match NewTerm::read(bytes, amount) {
+        Ok(NewTerm::Amount(ore)) => {
+            state.payments.change_amount(id, Money::from_ore(ore), &who.actor()).await.map(|o| o.is_pending())
+        }
+        Ok(NewTerm::Day(day)) => state.payments.change_collection_day(id, day, &who.actor()).await.map(|()| false),
+        Err(message) => return recurring_page(state, who, id, Some(&message)).await,
+    };
+    match changed {
+        Ok(false) => back(format!("/recurring/{id}")),
+        Ok(true) => {
+            let waiting = "Vipps has not confirmed the new price yet; payhub sends it again until Vipps answers.";
+            recurring_page(state, who, id, Some(waiting)).await
+        }
+        Err(error) => recurring_page(state, who, id, Some(&refusal(&error))).await,
+    }
 }
 
 /// `POST /recurring/{id}/amount` with `amount`: the amount change's confirmation step.
@@ -241,52 +304,17 @@ pub async fn amount_review(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    let ore = match new_amount(&bytes) {
-        Ok(ore) => ore,
-        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
-    };
-    let amount = Money::from_ore(ore).kroner_string();
-    confirmation(
-        &who,
-        &Confirmation {
-            title: "Confirm the new amount",
-            question: format!("Collect {amount} NOK per period on recurring payment {id} from now on?"),
-            warning: "The agreement's price at Vipps changes first; the payer sees the new price in Vipps. \
-                      Installments already charged keep their amount.",
-            action: format!("/recurring/{id}/amount/confirm"),
-            hidden: vec![("amount", amount.clone())],
-            button: format!("Change to {amount} NOK"),
-            back: format!("/recurring/{id}"),
-        },
-    )
+    terms_review(&state, &who, &id, &bytes, true).await
 }
 
-/// `POST /recurring/{id}/amount/confirm`: through `Payments::change_amount` (as `PATCH /v2/Recurring/{id}` with
-/// `Amount`), which changes the price at Vipps before here and audits it; a change Vipps has yet to confirm is
-/// shown as pending on the page.
+/// `POST /recurring/{id}/amount/confirm`: the new amount, through `Payments::change_amount`.
 pub async fn amount_confirm(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    let ore = match new_amount(&bytes) {
-        Ok(ore) => ore,
-        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
-    };
-    match state.payments.change_amount(&id, Money::from_ore(ore), &who.actor()).await {
-        Ok(outcome) if outcome.is_pending() => {
-            recurring_page(
-                &state,
-                &who,
-                &id,
-                Some("Vipps has not confirmed the new price yet; payhub sends it again until Vipps answers."),
-            )
-            .await
-        }
-        Ok(_) => back(format!("/recurring/{id}")),
-        Err(error) => recurring_page(&state, &who, &id, Some(&refusal(&error))).await,
-    }
+    terms_confirm(&state, &who, &id, &bytes, true).await
 }
 
 /// `POST /recurring/{id}/collection-day` with `day`: the collection day change's confirmation step.
@@ -296,41 +324,17 @@ pub async fn day_review(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    let day = match new_day(&bytes) {
-        Ok(day) => day,
-        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
-    };
-    confirmation(
-        &who,
-        &Confirmation {
-            title: "Confirm the new collection day",
-            question: format!("Collect recurring payment {id} on day {day} of the month from now on?"),
-            warning: "Installments not yet charged move to the new day (never to today or before); those charged \
-                      keep theirs. In a shorter month the last day is used.",
-            action: format!("/recurring/{id}/collection-day/confirm"),
-            hidden: vec![("day", day.to_string())],
-            button: format!("Collect on day {day}"),
-            back: format!("/recurring/{id}"),
-        },
-    )
+    terms_review(&state, &who, &id, &bytes, false).await
 }
 
-/// `POST /recurring/{id}/collection-day/confirm`: through `Payments::change_collection_day` (as
-/// `PATCH /v2/Recurring/{id}` with `CollectionDay`), audited there.
+/// `POST /recurring/{id}/collection-day/confirm`: the new day, through `Payments::change_collection_day`.
 pub async fn day_confirm(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Response {
-    let day = match new_day(&bytes) {
-        Ok(day) => day,
-        Err(message) => return recurring_page(&state, &who, &id, Some(&message)).await,
-    };
-    match state.payments.change_collection_day(&id, day, &who.actor()).await {
-        Ok(()) => back(format!("/recurring/{id}")),
-        Err(error) => recurring_page(&state, &who, &id, Some(&refusal(&error))).await,
-    }
+    terms_confirm(&state, &who, &id, &bytes, false).await
 }
 
 /// `POST /mandates/{id}/cancel-agreement`: Cancel Vipps Agreement's confirmation step.
