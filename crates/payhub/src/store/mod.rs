@@ -307,6 +307,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0019_setup_urls.sql"),
         postgres: include_str!("../../migrations/postgres/0019_setup_urls.sql"),
     },
+    Migration {
+        version: 20,
+        name: "records_speed",
+        sqlite: include_str!("../../migrations/sqlite/0020_records_speed.sql"),
+        postgres: include_str!("../../migrations/postgres/0020_records_speed.sql"),
+    },
 ];
 
 impl Store {

@@ -5,9 +5,12 @@ use super::{Family, Kind};
 
 /// A family without one of these has `None`: a filter or search on it then matches nothing. `raw` is where an
 /// id or reference is looked for when the family has no column of that kind (a message's subject, the body of
-/// a delivery or job); `numeric_id` marks a table whose ids are integers.
+/// a delivery or job); `numeric_id` marks a table whose ids are integers. `from` is the family's own table and
+/// its alias (the paging key's), `through` the join its filters need as well (a payment's installment), `joins`
+/// what only the shown columns need.
 pub(super) struct Shape {
     pub(super) from: &'static str,
+    pub(super) through: &'static str,
     pub(super) joins: &'static str,
     pub(super) created: &'static str,
     pub(super) numeric_id: bool,
@@ -26,10 +29,18 @@ pub(super) struct Shape {
     pub(super) columns: &'static [(&'static str, &'static str, Kind)],
 }
 
+impl Shape {
+    /// The alias of the family's own table, whose `id` is the paging key's second half.
+    pub(super) fn key(&self) -> &'static str {
+        self.from.split(' ').nth(1).unwrap_or("t")
+    }
+}
+
 // Every record has its payer (a foreign key), so a LEFT JOIN finds the same rows; it also keeps the record's
-// table the outer loop, so a page is read newest first by its created index. With an inner join SQLite's
-// planner, once ANALYZE had run, read every payer's records and sorted them all for each page (0.45 s at
-// 100,000 installments, seconds at 1,000,000).
+// table the outer loop. With an inner join SQLite's planner, once ANALYZE had run, read every payer's records
+// and sorted them all for each page (0.45 s at 100,000 installments, seconds at 1,000,000). These joins are made
+// only for a page's lines now, after its keys are found (`statement` in the parent), but stay LEFT for the same
+// reason.
 const JOINS_OF_I: &str = "LEFT JOIN payers p ON p.id = i.payer_id LEFT JOIN accounts a ON a.id = i.account_id \
      LEFT JOIN payment_intents pint ON pint.id = i.intent_id";
 const JOINS_OF_T: &str = "LEFT JOIN payers p ON p.id = t.payer_id LEFT JOIN accounts a ON a.id = t.account_id \
@@ -43,6 +54,7 @@ impl Family {
         match self {
             Family::Installments => Shape {
                 from: "installments i",
+                through: "",
                 joins: JOINS_OF_I,
                 created: "i.created_at",
                 numeric_id: false,
@@ -79,7 +91,8 @@ impl Family {
             Family::Payments | Family::Refunds => {
                 let payments = self == Family::Payments;
                 Shape {
-                    from: if payments { "payments t JOIN installments i ON i.id = t.installment_id" } else { "refunds t JOIN installments i ON i.id = t.installment_id" },
+                    from: if payments { "payments t" } else { "refunds t" },
+                    through: "JOIN installments i ON i.id = t.installment_id",
                     joins: JOINS_OF_I,
                     created: "t.created_at",
                     numeric_id: false,
@@ -129,6 +142,7 @@ impl Family {
             }
             Family::Recurring => Shape {
                 from: "recurring_payments t",
+                through: "",
                 joins: JOINS_OF_T,
                 created: "t.created_at",
                 numeric_id: false,
@@ -161,6 +175,7 @@ impl Family {
             },
             Family::Mandates => Shape {
                 from: "mandates t",
+                through: "",
                 joins: JOINS_OF_T,
                 created: "t.created_at",
                 numeric_id: false,
@@ -191,6 +206,7 @@ impl Family {
             },
             Family::Reports => Shape {
                 from: "inbound_reports t",
+                through: "",
                 joins: "",
                 created: "t.created_at",
                 numeric_id: false,
@@ -222,6 +238,7 @@ impl Family {
             },
             Family::Messages => Shape {
                 from: "messages t",
+                through: "",
                 joins: "",
                 created: "t.received_at",
                 numeric_id: false,
@@ -250,6 +267,7 @@ impl Family {
             },
             Family::Deliveries => Shape {
                 from: "webhook_deliveries t",
+                through: "",
                 joins: "",
                 created: "t.created_at",
                 numeric_id: false,
@@ -279,6 +297,7 @@ impl Family {
             },
             Family::Jobs => Shape {
                 from: "jobs t",
+                through: "",
                 joins: "",
                 created: "t.created_at",
                 numeric_id: true,

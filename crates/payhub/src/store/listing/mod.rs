@@ -278,15 +278,17 @@ fn conditions(family: Family, filter: &ListFilter, after: Option<&Cursor>) -> Co
         ),
     }
     if let Some(after) = after {
-        let key = shape.from.split(' ').nth(1).unwrap_or("t");
         let last_id = if shape.numeric_id {
             Value::Int(after.id.parse().unwrap_or(i64::MAX))
         } else {
             Value::Text(after.id.clone())
         };
+        // A row value, not `created < ? OR (created = ? AND id < ?)`: both backends range-scan the (created, id)
+        // index for it, where SQLite read that OR by scanning the index from the newest line down to the cursor
+        // (1.9 s for a page deep in 1,000,000 installments, and a CSV export that slowed with every page).
         c.add(
-            &format!("({created} < ? OR ({created} = ? AND {key}.id < ?))", created = shape.created),
-            vec![Value::Text(after.created_at.clone()), Value::Text(after.created_at.clone()), last_id],
+            &format!("({}, {}.id) < (?, ?)", shape.created, shape.key()),
+            vec![Value::Text(after.created_at.clone()), last_id],
         );
     }
     c
@@ -312,14 +314,12 @@ fn line_from_row(row: &AnyRow, kinds: &[Kind]) -> StoreResult<Line> {
     Ok(Line { id: text(0), created_at: text(1), cells })
 }
 
-/// A page of `family` matching `filter`, newest first, starting after `after`; at most `limit` (1–5000).
-pub async fn lines(
-    conn: &mut AnyConnection,
-    family: Family,
-    filter: &ListFilter,
-    after: Option<&Cursor>,
-    limit: i64,
-) -> StoreResult<Vec<Line>> {
+/// The statement that reads a page of `family`, and its values in placeholder order. Keys first: the inner
+/// query finds the page's ids (by the filters, in key order, from indexes where it can), and only those lines
+/// are then joined to their payer, account and intent and have their refunded sum added up. A filter answered
+/// by sorting (a due-date range, a payer's records) so sorts ids, not whole lines (34 ms → 10 ms for one week's
+/// due installments of 1,000,000).
+fn statement(family: Family, filter: &ListFilter, after: Option<&Cursor>, limit: i64) -> (String, Vec<Value>) {
     let shape = family.shape();
     let conditions = conditions(family, filter, after);
     let filtered = if conditions.clauses.is_empty() {
@@ -328,24 +328,59 @@ pub async fn lines(
         format!("WHERE {}", conditions.clauses.join(" AND "))
     };
     let columns: Vec<&str> = shape.columns.iter().map(|(_, sql, _)| *sql).collect();
-    let key = shape.from.split(' ').nth(1).unwrap_or("t");
+    let (from, through, key, created) = (shape.from, shape.through, shape.key(), shape.created);
+    let order = format!("ORDER BY {created} DESC, {key}.id DESC");
     let sql = format!(
-        "SELECT {} FROM {} {} {filtered} ORDER BY {} DESC, {key}.id DESC LIMIT {}",
+        "SELECT {} FROM (SELECT {key}.id AS page_id FROM {from} {through} {filtered} {order} LIMIT {}) page \
+         JOIN {from} ON {key}.id = page.page_id {through} {} {order}",
         columns.join(", "),
-        shape.from,
+        limit.clamp(1, 5000),
         shape.joins,
-        shape.created,
-        limit.clamp(1, 5000)
     );
-    let mut query = sqlx::query(&sql);
-    for value in conditions.values {
+    (sql, conditions.values)
+}
+
+fn bound(sql: &str, values: Vec<Value>) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    let mut query = sqlx::query(sql);
+    for value in values {
         query = match value {
             Value::Text(text) => query.bind(text),
             Value::Int(number) => query.bind(number),
         };
     }
-    let kinds: Vec<Kind> = shape.columns.iter().map(|(_, _, kind)| *kind).collect();
-    query.fetch_all(conn).await?.iter().map(|row| line_from_row(row, &kinds)).collect()
+    query
+}
+
+/// A page of `family` matching `filter`, newest first, starting after `after`; at most `limit` (1–5000).
+pub async fn lines(
+    conn: &mut AnyConnection,
+    family: Family,
+    filter: &ListFilter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> StoreResult<Vec<Line>> {
+    let (sql, values) = statement(family, filter, after, limit);
+    let kinds: Vec<Kind> = family.shape().columns.iter().map(|(_, _, kind)| *kind).collect();
+    bound(&sql, values).fetch_all(conn).await?.iter().map(|row| line_from_row(row, &kinds)).collect()
+}
+
+/// How the database would read the page [`lines`] reads with the same arguments, one step a line: SQLite's
+/// `EXPLAIN QUERY PLAN` (`SEARCH i USING INDEX …`), PostgreSQL's `EXPLAIN`. For tests that pin which lists are
+/// read by index, and for an operator asking why a list is slow.
+pub async fn plan(
+    conn: &mut AnyConnection,
+    backend: super::Backend,
+    family: Family,
+    filter: &ListFilter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    let (sql, values) = statement(family, filter, after, limit);
+    let explain = format!("EXPLAIN {}{sql}", if backend == super::Backend::Sqlite { "QUERY PLAN " } else { "" });
+    let rows = bound(&explain, values).fetch_all(conn).await?;
+    // SQLite's plan is (id, parent, notused, detail); PostgreSQL's one text column.
+    let column = if backend == super::Backend::Sqlite { 3 } else { 0 };
+    rows.iter().map(|row| Ok(row.try_get::<String, _>(column)?)).collect()
 }
 
 /// The merchant accounts a list can be narrowed to: (id, name), by name.
@@ -354,19 +389,31 @@ pub async fn account_choices(conn: &mut AnyConnection) -> StoreResult<Vec<(Strin
     rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("name")?))).collect()
 }
 
-/// Rows whose payer has `phone`, or whose payment or agreement was sent to Vipps with it.
+/// Rows whose payer has `phone`, or whose payment or agreement was sent to Vipps with it. Where the rows have an
+/// installment this is one set of installment ids, each part found by an indexed equality (the payer's phone,
+/// the agreement's, the Vipps payment's) and joined by index to its installments: an OR of three `IN`s read the
+/// whole list instead on both backends (1.0 s on SQLite at 1,000,000 installments).
 fn phone_clause(shape: &families::Shape, phone: &str) -> Option<(String, Vec<Value>)> {
+    let mut parts = Vec::new();
+    if let Some(installment) = shape.installment {
+        if shape.payer.is_some() {
+            parts.push("SELECT j.id FROM payers q JOIN installments j ON j.payer_id = q.id WHERE q.phone = ?");
+        }
+        if shape.mandate.is_some() {
+            parts.push(
+                "SELECT j.id FROM mandates m JOIN installments j ON j.mandate_id = m.id WHERE m.customer_phone = ?",
+            );
+        }
+        parts.push("SELECT v.installment_id FROM vipps_payments v WHERE v.customer_phone = ?");
+        let values = parts.iter().map(|_| Value::Text(phone.to_owned())).collect();
+        return Some((format!("{installment} IN ({})", parts.join(" UNION ALL ")), values));
+    }
     let mut parts = Vec::new();
     if let Some(payer) = shape.payer {
         parts.push(format!("{payer} IN (SELECT q.id FROM payers q WHERE q.phone = ?)"));
     }
     if let Some(mandate) = shape.mandate {
         parts.push(format!("{mandate} IN (SELECT m.id FROM mandates m WHERE m.customer_phone = ?)"));
-    }
-    if let Some(installment) = shape.installment {
-        parts.push(format!(
-            "{installment} IN (SELECT v.installment_id FROM vipps_payments v WHERE v.customer_phone = ?)"
-        ));
     }
     if parts.is_empty() {
         return None;
