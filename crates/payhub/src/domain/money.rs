@@ -88,7 +88,9 @@ impl Money {
 
     /// The amount as kroner with two decimals, as a JSON number would carry it (`36.5` → `"36.50"`).
     pub fn kroner_string(self) -> String {
-        format!("{}.{:02}", self.0 / 100, (self.0 % 100).abs())
+        // The sign is written apart: `-50 / 100` is 0, which has no sign to carry.
+        let sign = if self.0 < 0 { "-" } else { "" };
+        format!("{sign}{}.{:02}", (self.0 / 100).unsigned_abs(), (self.0 % 100).unsigned_abs())
     }
 
     /// The amount as a JSON number in kroner (exact: built from the decimal text).
@@ -214,5 +216,14 @@ mod tests {
         assert_eq!(Money::from_json(&v[6]), Ok(Money::from_ore(10_000)), "1e2 is the number 100");
         assert_eq!(Money::from_ore(3650).kroner_string(), "36.50");
         assert_eq!(Money::from_ore(3650).to_string(), "NOK 36.50");
+    }
+
+    #[test]
+    fn a_negative_amount_under_one_krone_keeps_its_sign() {
+        for (ore, text) in [(-50, "-0.50"), (-1, "-0.01"), (-100, "-1.00"), (-3650, "-36.50"), (0, "0.00"), (7, "0.07")]
+        {
+            assert_eq!(Money::from_ore(ore).kroner_string(), text, "{ore}");
+        }
+        assert_eq!(Money::from_ore(-50).to_json_kroner(), serde_json::json!(-0.5));
     }
 }
